@@ -1,0 +1,23 @@
+//! # ipckit — safe, leak-free Linux inter-process communication
+//!
+//! One module per mechanism, named as the man pages name it. Each module's documentation says what
+//! the mechanism is for, which trap of its C API the module removes, and links the man pages.
+//!
+//! | module | mechanism | the trap it removes |
+//! |---|---|---|
+//! | [`key`] | System V keys, `ftok` | silent key collisions are documented, not hidden |
+//! | [`sysv::shm`] | System V shared memory | `shmat` without `shmdt` leaks; segments outlive their creator |
+//! | [`sysv::sem`] | System V semaphore sets | a holder that dies without `SEM_UNDO` blocks everyone |
+//! | [`sysv::msg`] | System V message queues | oversize messages and type selection done by hand |
+//! | [`inspect`] | `/proc/sysvipc`, limits, attached PIDs | parsing ipcs output |
+//!
+//! Every fallible function returns [`Error`], which names the operation, the object and the cause.
+#![warn(missing_docs)]
+
+pub mod error;
+pub mod inspect;
+pub mod key;
+pub mod sysv;
+
+pub use error::{Error, Object, Result};
+pub use key::Key;
