@@ -105,3 +105,18 @@ pub fn remove_compiled(exe: &Path) {
         let _ = std::fs::remove_dir_all(dir);
     }
 }
+
+/// The path of an example binary built by `cargo test` (examples are built alongside the tests:
+/// `target/<profile>/examples/<name>`).
+pub fn example_bin(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("current_exe");
+    // target/<profile>/deps/<test-binary>
+    let profile_dir = exe.parent().and_then(Path::parent).expect("target/<profile>");
+    let bin = profile_dir.join("examples").join(name);
+    assert!(
+        bin.exists(),
+        "example {name} not built at {} (run the tests with cargo test)",
+        bin.display()
+    );
+    bin
+}
