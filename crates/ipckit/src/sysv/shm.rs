@@ -1,1 +1,733 @@
-//! (in progress)
+//! System V shared memory: a block of memory that the kernel keeps under a key, which unrelated
+//! processes attach into their address spaces to read and write the same bytes.
+//!
+//! The classic trap is `shmat` in a loop without `shmdt`: every call maps the segment again at a new
+//! address until the process runs out of mappings. Here an attachment is an RAII value
+//! ([`Attachment`], [`ReadOnlyAttachment`]) that detaches when dropped, so that leak cannot be
+//! written; segments themselves outlive their creator unless removed ([`Segment::remove`], or
+//! [`OwnedSegment`], which removes on drop).
+//!
+//! # References
+//! [shmget(2)](https://man7.org/linux/man-pages/man2/shmget.2.html),
+//! [shmop(2)](https://man7.org/linux/man-pages/man2/shmop.2.html) (`shmat`, `shmdt`),
+//! [shmctl(2)](https://man7.org/linux/man-pages/man2/shmctl.2.html),
+//! [sysvipc(7)](https://man7.org/linux/man-pages/man7/sysvipc.7.html)
+
+use std::fmt;
+use std::mem::{self, MaybeUninit};
+use std::ops::{Deref, DerefMut, Range};
+use std::ptr::NonNull;
+use std::sync::atomic::{fence, AtomicU32, AtomicU64, Ordering};
+use std::time::SystemTime;
+
+use bytemuck::{AnyBitPattern, Pod};
+
+use crate::error::{Error, Object, Result};
+use crate::key::Key;
+use crate::sysv::{check_mode, time_from_raw, Perm, DEFAULT_MODE};
+
+/// `SHM_DEST` in [`Perm::mode`]: the segment is marked for removal and is destroyed when the last
+/// attachment is detached.
+pub const SHM_DEST: u32 = 0o1000;
+
+/// `SHM_LOCKED` in [`Perm::mode`]: the segment is locked in memory (`SHM_LOCK`) and not swapped.
+pub const SHM_LOCKED: u32 = 0o2000;
+
+/// A System V shared-memory segment, by id.
+///
+/// A plain handle: copying or dropping it does nothing to the segment, which belongs to the kernel
+/// and lives until it is removed ([`Segment::remove`]) and detached by everyone. Use
+/// [`Segment::into_owned`] to remove it when a handle is dropped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Segment {
+    id: i32,
+}
+
+/// Options to create or open a segment (`shmget` flags), like `std::fs::OpenOptions`.
+///
+/// Defaults: size 0, mode [`DEFAULT_MODE`] (0600), neither create nor exclusive, so
+/// `Segment::options().open(key)` opens an existing segment.
+///
+/// ```no_run
+/// use ipckit::{sysv::shm::Segment, Key};
+/// let seg = Segment::options().size(4096).mode(0o640).create(true).open(Key::PRIVATE)?;
+/// # Ok::<(), ipckit::Error>(())
+/// ```
+#[derive(Debug, Clone)]
+pub struct ShmOptions {
+    size: usize,
+    mode: u32,
+    create: bool,
+    exclusive: bool,
+}
+
+impl Default for ShmOptions {
+    fn default() -> Self {
+        ShmOptions::new()
+    }
+}
+
+impl ShmOptions {
+    /// The default options (see the [type documentation](ShmOptions)).
+    pub fn new() -> ShmOptions {
+        ShmOptions {
+            size: 0,
+            mode: DEFAULT_MODE,
+            create: false,
+            exclusive: false,
+        }
+    }
+
+    /// The size in bytes of a segment this call creates (at least 1). When an existing segment is
+    /// opened, the kernel refuses it (`EINVAL`) if it is smaller than this.
+    pub fn size(&mut self, size: usize) -> &mut Self {
+        self.size = size;
+        self
+    }
+
+    /// The permission bits (at most 0o777) of a segment this call creates. With `create(true)` the
+    /// kernel also checks them against an existing segment's permissions.
+    pub fn mode(&mut self, mode: u32) -> &mut Self {
+        self.mode = mode;
+        self
+    }
+
+    /// `IPC_CREAT`: create the segment if no segment has the key.
+    pub fn create(&mut self, create: bool) -> &mut Self {
+        self.create = create;
+        self
+    }
+
+    /// `IPC_CREAT | IPC_EXCL`: create the segment, failing with `AlreadyExists` if the key is taken.
+    /// Implies `create(true)`.
+    pub fn exclusive(&mut self, exclusive: bool) -> &mut Self {
+        self.exclusive = exclusive;
+        self
+    }
+
+    /// `shmget(key, size, flags)` — creates or opens the segment with these options.
+    ///
+    /// [`Key::PRIVATE`] always creates a new segment, so it needs `create(true)`. Creating needs a
+    /// size of at least one byte. The mode must fit in 0o777. These are checked before any system
+    /// call; errors name the key.
+    pub fn open(&self, key: Key) -> Result<Segment> {
+        const OP: &str = "shmget";
+        let object = Object::ShmKey(key);
+        let mode = check_mode(OP, &object, self.mode)?;
+        let creating = self.create || self.exclusive;
+        let flags = if creating {
+            if self.size == 0 {
+                return Err(Error::invalid(
+                    OP,
+                    object,
+                    "a segment to create needs a size of at least 1 byte",
+                ));
+            }
+            let excl = if self.exclusive { libc::IPC_EXCL } else { 0 };
+            libc::IPC_CREAT | excl | mode
+        } else {
+            if key.is_private() {
+                return Err(Error::invalid(
+                    OP,
+                    object,
+                    "IPC_PRIVATE names no existing segment: create one, or open it by id",
+                ));
+            }
+            0
+        };
+        if self.size > isize::MAX as usize {
+            return Err(Error::TooLarge {
+                op: OP,
+                object,
+                what: "segment",
+                len: self.size,
+                limit: isize::MAX as usize,
+                limit_name: "the largest slice",
+            });
+        }
+        // SAFETY: shmget takes only integers and touches no memory of ours.
+        let id = unsafe { libc::shmget(key.value(), self.size, flags) };
+        if id < 0 {
+            return Err(Error::last_os(OP, object));
+        }
+        Ok(Segment { id })
+    }
+}
+
+impl Segment {
+    /// `shmget(key, size, IPC_CREAT | 0600)` — creates a segment of `size` bytes under `key`, or
+    /// opens the existing one (which must be at least `size` bytes).
+    pub fn create(key: Key, size: usize) -> Result<Segment> {
+        Segment::options().size(size).create(true).open(key)
+    }
+
+    /// `shmget(key, size, IPC_CREAT | IPC_EXCL | 0600)` — creates a new segment of `size` bytes;
+    /// fails with `AlreadyExists` if `key` is taken.
+    pub fn create_exclusive(key: Key, size: usize) -> Result<Segment> {
+        Segment::options().size(size).exclusive(true).open(key)
+    }
+
+    /// `shmget(key, 0, 0)` — opens the existing segment under `key`; `NotFound` if there is none.
+    pub fn open(key: Key) -> Result<Segment> {
+        Segment::options().open(key)
+    }
+
+    /// The segment with this id (as another process or `ipcs` reports it). No system call is made;
+    /// a wrong id shows up as an error of the first operation.
+    pub const fn from_id(id: i32) -> Segment {
+        Segment { id }
+    }
+
+    /// Options for creating or opening a segment: size, mode, create, exclusive.
+    pub fn options() -> ShmOptions {
+        ShmOptions::new()
+    }
+
+    /// The segment's id (`shmid`).
+    pub const fn id(&self) -> i32 {
+        self.id
+    }
+
+    fn object(&self) -> Object {
+        Object::ShmId(self.id)
+    }
+
+    /// `shmat(shmid, NULL, 0)` — attaches the segment for reading and writing; the returned
+    /// [`Attachment`] detaches (`shmdt`) when dropped.
+    pub fn attach(&self) -> Result<Attachment> {
+        Mapping::attach(*self, 0).map(|map| Attachment { map })
+    }
+
+    /// `shmat(shmid, NULL, SHM_RDONLY)` — attaches the segment read-only; the returned
+    /// [`ReadOnlyAttachment`] detaches (`shmdt`) when dropped. Needs only read permission.
+    pub fn attach_read_only(&self) -> Result<ReadOnlyAttachment> {
+        Mapping::attach(*self, libc::SHM_RDONLY).map(|map| ReadOnlyAttachment { map })
+    }
+
+    fn raw_stat(&self) -> Result<libc::shmid_ds> {
+        let mut ds = MaybeUninit::<libc::shmid_ds>::zeroed();
+        // SAFETY: `ds` is a writable shmid_ds, the buffer IPC_STAT fills in.
+        let rc = unsafe { libc::shmctl(self.id, libc::IPC_STAT, ds.as_mut_ptr()) };
+        if rc < 0 {
+            return Err(Error::last_os("shmctl(IPC_STAT)", self.object()));
+        }
+        // SAFETY: shmid_ds holds only integers, so the zeroed value is valid, and the kernel
+        // filled it in.
+        Ok(unsafe { ds.assume_init() })
+    }
+
+    /// `shmctl(shmid, IPC_STAT, &buf)` — the segment's ownership, permissions, size, attachment
+    /// count, creator and last user, and times.
+    pub fn stat(&self) -> Result<ShmStat> {
+        let ds = self.raw_stat()?;
+        Ok(ShmStat {
+            perm: Perm::from_raw(&ds.shm_perm),
+            size: ds.shm_segsz,
+            nattch: ds.shm_nattch,
+            cpid: ds.shm_cpid as u32,
+            lpid: ds.shm_lpid as u32,
+            atime: time_from_raw(ds.shm_atime),
+            dtime: time_from_raw(ds.shm_dtime),
+            ctime: time_from_raw(ds.shm_ctime),
+        })
+    }
+
+    fn set(&self, change: impl FnOnce(&mut libc::ipc_perm)) -> Result<()> {
+        let mut ds = self.raw_stat()?;
+        change(&mut ds.shm_perm);
+        // SAFETY: `ds` is a valid shmid_ds (read by IPC_STAT just now); IPC_SET only reads it.
+        let rc = unsafe { libc::shmctl(self.id, libc::IPC_SET, &mut ds) };
+        if rc < 0 {
+            return Err(Error::last_os("shmctl(IPC_SET)", self.object()));
+        }
+        Ok(())
+    }
+
+    /// `shmctl(shmid, IPC_SET, &buf)` with a new owner — reads the current settings (`IPC_STAT`),
+    /// changes `uid` and `gid`, and writes them back. The creator can still remove the segment.
+    pub fn set_owner(&self, uid: u32, gid: u32) -> Result<()> {
+        self.set(|p| {
+            p.uid = uid;
+            p.gid = gid;
+        })
+    }
+
+    /// `shmctl(shmid, IPC_SET, &buf)` with new permission bits — reads the current settings
+    /// (`IPC_STAT`), replaces the low 9 bits of the mode, and writes them back. `mode` must fit in
+    /// 0o777.
+    pub fn set_mode(&self, mode: u32) -> Result<()> {
+        let mode = check_mode("shmctl(IPC_SET)", &self.object(), mode)?;
+        self.set(|p| p.mode = (p.mode & !0o777) | mode as libc::c_ushort)
+    }
+
+    /// `shmctl(shmid, IPC_RMID, NULL)` — marks the segment for removal.
+    ///
+    /// The kernel destroys the segment only when its last attachment, in any process, is detached;
+    /// until then attached memory stays valid and readable, [`ShmStat::is_marked_for_removal`] is
+    /// true and `nattch` keeps counting. Its key becomes [`Key::PRIVATE`] (0) at once, so opening
+    /// by key no longer finds it and a new segment may take the key. Attaching it again by id stays
+    /// possible on Linux until it is destroyed (other systems refuse that).
+    pub fn remove(&self) -> Result<()> {
+        // SAFETY: IPC_RMID does not use the buffer; NULL is allowed.
+        let rc = unsafe { libc::shmctl(self.id, libc::IPC_RMID, std::ptr::null_mut()) };
+        if rc < 0 {
+            return Err(Error::last_os("shmctl(IPC_RMID)", self.object()));
+        }
+        Ok(())
+    }
+
+    /// A handle that removes the segment when dropped, for the process that owns it.
+    pub fn into_owned(self) -> OwnedSegment {
+        OwnedSegment { segment: self }
+    }
+}
+
+/// A [`Segment`] that is removed (`IPC_RMID`) when this handle is dropped, errors ignored.
+///
+/// Dereferences to [`Segment`]. Removal is deferred by the kernel until every attachment is
+/// detached (see [`Segment::remove`]), so dropping this while attachments live is safe.
+#[derive(Debug)]
+pub struct OwnedSegment {
+    segment: Segment,
+}
+
+impl OwnedSegment {
+    /// Gives up ownership: the segment is no longer removed on drop.
+    pub fn into_inner(self) -> Segment {
+        let segment = self.segment;
+        mem::forget(self);
+        segment
+    }
+
+    /// `shmctl(shmid, IPC_RMID, NULL)` now, reporting the error that drop would ignore.
+    pub fn remove(self) -> Result<()> {
+        self.into_inner().remove()
+    }
+}
+
+impl Deref for OwnedSegment {
+    type Target = Segment;
+
+    fn deref(&self) -> &Segment {
+        &self.segment
+    }
+}
+
+impl Drop for OwnedSegment {
+    fn drop(&mut self) {
+        let _ = self.segment.remove();
+    }
+}
+
+/// What `shmctl(IPC_STAT)` reports about a segment (`struct shmid_ds`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ShmStat {
+    /// Key, owner, creator and mode. The mode includes [`SHM_DEST`] and [`SHM_LOCKED`].
+    pub perm: Perm,
+    /// Size in bytes, as requested at creation (`shm_segsz`; mappings are whole pages).
+    pub size: usize,
+    /// Number of current attachments, in all processes (`shm_nattch`).
+    pub nattch: u64,
+    /// Process id of the creator (`shm_cpid`).
+    pub cpid: u32,
+    /// Process id of the last `shmat` or `shmdt` (`shm_lpid`); 0 if none yet.
+    pub lpid: u32,
+    /// Time of the last `shmat` (`shm_atime`); `None` if never attached.
+    pub atime: Option<SystemTime>,
+    /// Time of the last `shmdt` (`shm_dtime`); `None` if never detached.
+    pub dtime: Option<SystemTime>,
+    /// Time of creation or of the last `IPC_SET` (`shm_ctime`).
+    pub ctime: Option<SystemTime>,
+}
+
+impl ShmStat {
+    /// Whether the segment was removed and waits for its last detach (`SHM_DEST`).
+    pub fn is_marked_for_removal(&self) -> bool {
+        self.perm.mode & SHM_DEST != 0
+    }
+
+    /// Whether the segment is locked in memory (`SHM_LOCKED`).
+    pub fn is_locked(&self) -> bool {
+        self.perm.mode & SHM_LOCKED != 0
+    }
+}
+
+/// One live `shmat` mapping: detached on drop. Shared by both attachment kinds.
+struct Mapping {
+    /// The address `shmat` returned; page-aligned.
+    ptr: NonNull<u8>,
+    /// The segment's size from `IPC_STAT` (at most `isize::MAX`, at least 1 once attached).
+    len: usize,
+    segment: Segment,
+}
+
+// SAFETY: a mapping belongs to the process, not to a thread: any thread may use the memory and
+// `shmdt` it.
+unsafe impl Send for Mapping {}
+// SAFETY: through `&Mapping` (and so through `&Attachment` / `&ReadOnlyAttachment`) this process
+// only reads plain bytes or uses atomics; every non-atomic write needs `&mut Attachment`, which is
+// exclusive. Sharing one attachment between threads therefore adds no race that two attachments
+// of the same segment (one per thread) would not already allow, and it is what makes the atomics
+// useful between threads. Writes by other processes are outside Rust's model either way; see
+// `Attachment`.
+unsafe impl Sync for Mapping {}
+
+impl Mapping {
+    fn attach(segment: Segment, flags: libc::c_int) -> Result<Mapping> {
+        // SAFETY: with a NULL address the kernel chooses a free place for the mapping, so no
+        // memory of this process is replaced.
+        let addr = unsafe { libc::shmat(segment.id, std::ptr::null(), flags) };
+        if addr as isize == -1 {
+            return Err(Error::last_os("shmat", segment.object()));
+        }
+        let ptr = NonNull::new(addr.cast::<u8>()).ok_or_else(|| {
+            Error::os(
+                "shmat",
+                segment.object(),
+                std::io::Error::other("kernel returned a null address"),
+            )
+        })?;
+        // From here on, dropping `map` detaches, also when IPC_STAT fails.
+        let mut map = Mapping {
+            ptr,
+            len: 0,
+            segment,
+        };
+        let size = segment.raw_stat()?.shm_segsz;
+        if size > isize::MAX as usize {
+            return Err(Error::TooLarge {
+                op: "shmat",
+                object: segment.object(),
+                what: "segment",
+                len: size,
+                limit: isize::MAX as usize,
+                limit_name: "the largest slice",
+            });
+        }
+        map.len = size;
+        Ok(map)
+    }
+
+    fn bytes(&self) -> &[u8] {
+        // SAFETY: `ptr..ptr+len` is mapped for as long as `self` lives (shmdt only in drop), the
+        // kernel zero-fills new segments so every byte is initialized, and len <= isize::MAX.
+        unsafe { std::slice::from_raw_parts(self.ptr.as_ptr(), self.len) }
+    }
+
+    /// Only for writable mappings (`Attachment`).
+    fn bytes_mut(&mut self) -> &mut [u8] {
+        // SAFETY: as in `bytes`; the mapping is writable (no SHM_RDONLY) and `&mut self` makes
+        // this the only reference into it from this attachment.
+        unsafe { std::slice::from_raw_parts_mut(self.ptr.as_ptr(), self.len) }
+    }
+
+    /// The byte range of one `T` (`count` None) or of `count` values of `T` at `offset`, checked
+    /// for overflow, bounds and alignment, with errors that name the type, the offset and the
+    /// segment size. Slices of zero-sized types are refused.
+    fn range<T>(
+        &self,
+        op: &'static str,
+        offset: usize,
+        count: Option<usize>,
+    ) -> Result<Range<usize>> {
+        let ty = std::any::type_name::<T>();
+        let (size, align) = (mem::size_of::<T>(), mem::align_of::<T>());
+        let len = self.len;
+        let bad = |reason: String| Error::invalid(op, self.segment.object(), reason);
+        let what = match count {
+            None => ty.to_string(),
+            Some(_) if size == 0 => {
+                return Err(bad(format!(
+                    "a slice of zero-sized {ty} at offset {offset} is refused (segment size {len} bytes)"
+                )))
+            }
+            Some(n) => format!("{n} × {ty}"),
+        };
+        let end = count
+            .unwrap_or(1)
+            .checked_mul(size)
+            .and_then(|bytes| offset.checked_add(bytes))
+            .ok_or_else(|| {
+                bad(format!(
+                    "{what} at offset {offset} overflows the address range (segment size {len} bytes)"
+                ))
+            })?;
+        if end > len {
+            return Err(bad(format!(
+                "{what} ({} bytes) at offset {offset} does not fit in the segment's {len} bytes",
+                end - offset
+            )));
+        }
+        if (self.ptr.as_ptr() as usize).wrapping_add(offset) % align != 0 {
+            return Err(bad(format!(
+                "{ty} needs {align}-byte alignment but offset {offset} is not aligned (segment size {len} bytes)"
+            )));
+        }
+        Ok(offset..end)
+    }
+
+    fn cast_error(&self, op: &'static str, e: bytemuck::PodCastError) -> Error {
+        Error::invalid(op, self.segment.object(), format!("{e:?}"))
+    }
+
+    fn view<T: AnyBitPattern>(&self, offset: usize) -> Result<&T> {
+        let r = self.range::<T>("view", offset, None)?;
+        bytemuck::try_from_bytes(&self.bytes()[r]).map_err(|e| self.cast_error("view", e))
+    }
+
+    fn slice<T: AnyBitPattern>(&self, offset: usize, count: usize) -> Result<&[T]> {
+        let r = self.range::<T>("slice", offset, Some(count))?;
+        bytemuck::try_cast_slice(&self.bytes()[r]).map_err(|e| self.cast_error("slice", e))
+    }
+
+    fn view_mut<T: Pod>(&mut self, offset: usize) -> Result<&mut T> {
+        let r = self.range::<T>("view_mut", offset, None)?;
+        let object = self.segment.object();
+        bytemuck::try_from_bytes_mut(&mut self.bytes_mut()[r])
+            .map_err(|e| Error::invalid("view_mut", object, format!("{e:?}")))
+    }
+
+    fn slice_mut<T: Pod>(&mut self, offset: usize, count: usize) -> Result<&mut [T]> {
+        let r = self.range::<T>("slice_mut", offset, Some(count))?;
+        let object = self.segment.object();
+        bytemuck::try_cast_slice_mut(&mut self.bytes_mut()[r])
+            .map_err(|e| Error::invalid("slice_mut", object, format!("{e:?}")))
+    }
+
+    /// A reference to an atomic of type `A` (with the size and alignment of `T`) at `offset`.
+    fn atomic<T, A>(&self, op: &'static str, offset: usize) -> Result<&A> {
+        debug_assert_eq!(mem::size_of::<T>(), mem::size_of::<A>());
+        debug_assert_eq!(mem::align_of::<T>(), mem::align_of::<A>());
+        let r = self.range::<A>(op, offset, None)?;
+        // SAFETY: `range` checked that `A` fits in the mapping at `offset` and that the address is
+        // aligned for `A`; AtomicU32/AtomicU64 have the layout of u32/u64 and accept every bit
+        // pattern; the mapping lives as long as the returned borrow of `self`.
+        Ok(unsafe { &*self.ptr.as_ptr().add(r.start).cast::<A>() })
+    }
+}
+
+impl Drop for Mapping {
+    fn drop(&mut self) {
+        // SAFETY: `ptr` is the address shmat returned and it has not been detached yet; no
+        // reference into the mapping outlives `self`.
+        unsafe { libc::shmdt(self.ptr.as_ptr().cast()) };
+    }
+}
+
+impl Mapping {
+    /// Debug output without the contents: segment id, address and length.
+    fn debug(&self, name: &str, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct(name)
+            .field("segment", &self.segment.id)
+            .field("addr", &self.ptr)
+            .field("len", &self.len)
+            .finish()
+    }
+}
+
+impl fmt::Debug for Attachment {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.map.debug("Attachment", f)
+    }
+}
+
+impl fmt::Debug for ReadOnlyAttachment {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.map.debug("ReadOnlyAttachment", f)
+    }
+}
+
+impl Mapping {
+    fn detach(self) -> Result<()> {
+        let map = mem::ManuallyDrop::new(self);
+        // SAFETY: as in drop; `map` is never used or dropped again.
+        let rc = unsafe { libc::shmdt(map.ptr.as_ptr().cast()) };
+        if rc < 0 {
+            return Err(Error::last_os("shmdt", map.segment.object()));
+        }
+        Ok(())
+    }
+}
+
+/// A segment attached for reading and writing; detached (`shmdt`) when dropped.
+///
+/// Dereferences to the segment's bytes (`&[u8]` and `&mut [u8]`, as long as [`ShmStat::size`]),
+/// and offers typed views ([`view`](Self::view), [`view_mut`](Self::view_mut), [`slice`](Self::slice),
+/// [`slice_mut`](Self::slice_mut)) and atomics ([`atomic_u32`](Self::atomic_u32),
+/// [`atomic_u64`](Self::atomic_u64)).
+///
+/// # Other writers
+/// The bytes are shared: another process, or another attachment of the same segment in this
+/// process, may change them at any moment, also while you hold a slice or a view. A Rust reference
+/// promises that the bytes behind it do not change, and shared memory cannot keep that promise by
+/// itself. Coordinate access so that nobody writes while others read (a System V semaphore, a
+/// process-shared lock), or share values through the atomics, which are made for concurrent
+/// access. Treat what you read as untrusted input and validate it before use.
+pub struct Attachment {
+    map: Mapping,
+}
+
+/// A segment attached read-only (`SHM_RDONLY`); detached (`shmdt`) when dropped.
+///
+/// Dereferences to the segment's bytes as `&[u8]` only, and offers typed views
+/// ([`view`](Self::view), [`slice`](Self::slice)) and atomic loads ([`load_u32`](Self::load_u32),
+/// [`load_u64`](Self::load_u64)). The page protection is read-only: nothing can write through it.
+///
+/// # Other writers
+/// Other processes and writable attachments may change the bytes while you hold a slice or a
+/// view: coordinate with a lock or a semaphore, or read shared values with the atomic loads.
+/// Treat what you read as untrusted input. See [`Attachment`].
+pub struct ReadOnlyAttachment {
+    map: Mapping,
+}
+
+impl Attachment {
+    /// The attached segment.
+    pub fn segment(&self) -> Segment {
+        self.map.segment
+    }
+
+    /// The address of the first byte.
+    pub fn as_ptr(&self) -> *const u8 {
+        self.map.ptr.as_ptr()
+    }
+
+    /// The address of the first byte, for writing.
+    pub fn as_mut_ptr(&mut self) -> *mut u8 {
+        self.map.ptr.as_ptr()
+    }
+
+    /// The segment's size in bytes.
+    pub fn len(&self) -> usize {
+        self.map.len
+    }
+
+    /// Always false: the kernel has no empty segments.
+    pub fn is_empty(&self) -> bool {
+        self.map.len == 0
+    }
+
+    /// The `T` at byte `offset`. Fails with an invalid-argument error naming the type, the offset
+    /// and the segment size if it does not fit or is misaligned.
+    pub fn view<T: AnyBitPattern>(&self, offset: usize) -> Result<&T> {
+        self.map.view(offset)
+    }
+
+    /// `count` values of `T` starting at byte `offset`, checked like [`view`](Self::view).
+    /// Zero-sized types are refused.
+    pub fn slice<T: AnyBitPattern>(&self, offset: usize, count: usize) -> Result<&[T]> {
+        self.map.slice(offset, count)
+    }
+
+    /// The `T` at byte `offset`, for writing; checked like [`view`](Self::view).
+    pub fn view_mut<T: Pod>(&mut self, offset: usize) -> Result<&mut T> {
+        self.map.view_mut(offset)
+    }
+
+    /// `count` values of `T` starting at byte `offset`, for writing; checked like
+    /// [`view`](Self::view). Zero-sized types are refused.
+    pub fn slice_mut<T: Pod>(&mut self, offset: usize, count: usize) -> Result<&mut [T]> {
+        self.map.slice_mut(offset, count)
+    }
+
+    /// The `AtomicU32` at byte `offset` (4-byte aligned, in bounds), for lock-free sharing with
+    /// other threads and processes.
+    pub fn atomic_u32(&self, offset: usize) -> Result<&AtomicU32> {
+        self.map.atomic::<u32, AtomicU32>("atomic_u32", offset)
+    }
+
+    /// The `AtomicU64` at byte `offset` (8-byte aligned, in bounds), for lock-free sharing with
+    /// other threads and processes.
+    pub fn atomic_u64(&self, offset: usize) -> Result<&AtomicU64> {
+        self.map.atomic::<u64, AtomicU64>("atomic_u64", offset)
+    }
+
+    /// `shmdt(addr)` — detaches now, reporting the error that drop would ignore.
+    pub fn detach(self) -> Result<()> {
+        self.map.detach()
+    }
+}
+
+impl ReadOnlyAttachment {
+    /// The attached segment.
+    pub fn segment(&self) -> Segment {
+        self.map.segment
+    }
+
+    /// The address of the first byte. The memory is read-only: writing through it faults.
+    pub fn as_ptr(&self) -> *const u8 {
+        self.map.ptr.as_ptr()
+    }
+
+    /// The segment's size in bytes.
+    pub fn len(&self) -> usize {
+        self.map.len
+    }
+
+    /// Always false: the kernel has no empty segments.
+    pub fn is_empty(&self) -> bool {
+        self.map.len == 0
+    }
+
+    /// The `T` at byte `offset`. Fails with an invalid-argument error naming the type, the offset
+    /// and the segment size if it does not fit or is misaligned.
+    pub fn view<T: AnyBitPattern>(&self, offset: usize) -> Result<&T> {
+        self.map.view(offset)
+    }
+
+    /// `count` values of `T` starting at byte `offset`, checked like [`view`](Self::view).
+    /// Zero-sized types are refused.
+    pub fn slice<T: AnyBitPattern>(&self, offset: usize, count: usize) -> Result<&[T]> {
+        self.map.slice(offset, count)
+    }
+
+    /// Loads the `u32` at byte `offset` (4-byte aligned, in bounds) atomically, with acquire
+    /// ordering: it pairs with a release store (or stronger) of a writer. Implemented as a relaxed
+    /// load and an acquire fence, the form Rust allows on read-only memory.
+    pub fn load_u32(&self, offset: usize) -> Result<u32> {
+        let value = self
+            .map
+            .atomic::<u32, AtomicU32>("load_u32", offset)?
+            .load(Ordering::Relaxed);
+        fence(Ordering::Acquire);
+        Ok(value)
+    }
+
+    /// Loads the `u64` at byte `offset` (8-byte aligned, in bounds) atomically, with acquire
+    /// ordering; see [`load_u32`](Self::load_u32).
+    pub fn load_u64(&self, offset: usize) -> Result<u64> {
+        let value = self
+            .map
+            .atomic::<u64, AtomicU64>("load_u64", offset)?
+            .load(Ordering::Relaxed);
+        fence(Ordering::Acquire);
+        Ok(value)
+    }
+
+    /// `shmdt(addr)` — detaches now, reporting the error that drop would ignore.
+    pub fn detach(self) -> Result<()> {
+        self.map.detach()
+    }
+}
+
+impl Deref for Attachment {
+    type Target = [u8];
+
+    fn deref(&self) -> &[u8] {
+        self.map.bytes()
+    }
+}
+
+impl DerefMut for Attachment {
+    fn deref_mut(&mut self) -> &mut [u8] {
+        self.map.bytes_mut()
+    }
+}
+
+impl Deref for ReadOnlyAttachment {
+    type Target = [u8];
+
+    fn deref(&self) -> &[u8] {
+        self.map.bytes()
+    }
+}
