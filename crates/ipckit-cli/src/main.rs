@@ -8,7 +8,10 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod dump;
 mod key;
+mod mk;
+mod rm;
 
 /// Safe Linux inter-process communication: inspect and manage IPC objects.
 #[derive(Parser)]
@@ -22,12 +25,24 @@ struct Cli {
 enum Command {
     /// Print the System V key ftok(3) derives from a path and a project id.
     Key(key::Args),
+    /// Remove System V objects by id or key (ipcrm's flags).
+    Rm(rm::Args),
+    /// Create System V objects and print their ids (ipcmk's flags; default mode 0600).
+    Mk(mk::Args),
+    /// Show the bytes of a shared-memory segment as `hexdump -C` does, or raw.
+    Dump(dump::Args),
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(err) => return usage_error(err),
+    };
     let result = match cli.command {
         Command::Key(args) => key::run(args),
+        Command::Rm(args) => rm::run(args),
+        Command::Mk(args) => mk::run(args),
+        Command::Dump(args) => dump::run(args),
     };
     match result {
         Ok(code) => code,
@@ -36,6 +51,26 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Reports a command-line error as one line (clap's own text up to its first blank line), exit
+/// status 2; help and version requests are printed as clap prints them.
+fn usage_error(err: clap::Error) -> ExitCode {
+    use clap::error::ErrorKind;
+    if matches!(
+        err.kind(),
+        ErrorKind::DisplayHelp
+            | ErrorKind::DisplayVersion
+            | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+    ) {
+        err.exit();
+    }
+    let text = err.to_string();
+    let first_paragraph = text.split("\n\n").next().unwrap_or_default();
+    let line: Vec<&str> = first_paragraph.split_whitespace().collect();
+    let line = line.join(" ");
+    eprintln!("ipckit: {}", line.strip_prefix("error: ").unwrap_or(&line));
+    ExitCode::from(2)
 }
 
 /// Prints an error as one line: the context chain joined by ": ".
