@@ -123,7 +123,6 @@ pub enum Error {
 impl Error {
     /// A failed system call, with the errno of the calling thread (`errno` is read now, so call
     /// this right after the failing call).
-    #[allow(dead_code)]
     pub(crate) fn last_os(op: &'static str, object: Object) -> Self {
         Error::Os {
             op,
