@@ -170,6 +170,24 @@ impl SemOp {
     }
 }
 
+/// How many ops [`SemSet::op`] converts on the stack; longer lists are allocated.
+const INLINE_OPS: usize = 8;
+
+/// Caller ops in the kernel's layout (`struct sembuf`), without allocating for short lists.
+enum RawOps {
+    Inline([libc::sembuf; INLINE_OPS], usize),
+    Heap(Vec<libc::sembuf>),
+}
+
+impl RawOps {
+    fn as_mut_slice(&mut self) -> &mut [libc::sembuf] {
+        match self {
+            RawOps::Inline(ops, len) => &mut ops[..*len],
+            RawOps::Heap(ops) => ops,
+        }
+    }
+}
+
 /// Options to create or open a semaphore set, like memmap2's `MmapOptions`.
 ///
 /// ```no_run
@@ -345,7 +363,7 @@ impl SemSet {
     pub fn op(&self, ops: &[SemOp]) -> Result<()> {
         let mut raw = self.raw_ops("semop", ops, SemFlags::NONE)?;
         loop {
-            match self.semtimedop(&mut raw, None) {
+            match self.semtimedop(raw.as_mut_slice(), None) {
                 Ok(()) => return Ok(()),
                 Err(e) if e.raw_os_error() == Some(libc::EINTR) => continue,
                 Err(e) => return Err(Error::os("semop", self.object(), e)),
@@ -358,7 +376,7 @@ impl SemSet {
     pub fn try_op(&self, ops: &[SemOp]) -> Result<bool> {
         let mut raw = self.raw_ops("semop", ops, SemFlags::NOWAIT)?;
         loop {
-            match self.semtimedop(&mut raw, None) {
+            match self.semtimedop(raw.as_mut_slice(), None) {
                 Ok(()) => return Ok(true),
                 Err(e) if e.raw_os_error() == Some(libc::EAGAIN) => return Ok(false),
                 Err(e) if e.raw_os_error() == Some(libc::EINTR) => continue,
@@ -379,7 +397,7 @@ impl SemSet {
                 tv_sec: libc::time_t::try_from(remaining.as_secs()).unwrap_or(libc::time_t::MAX),
                 tv_nsec: remaining.subsec_nanos() as libc::c_long,
             };
-            match self.semtimedop(&mut raw, Some(&ts)) {
+            match self.semtimedop(raw.as_mut_slice(), Some(&ts)) {
                 Ok(()) => return Ok(true),
                 Err(e) if e.raw_os_error() == Some(libc::EAGAIN) => return Ok(false),
                 Err(e) if e.raw_os_error() == Some(libc::EINTR) => {
@@ -393,12 +411,7 @@ impl SemSet {
     }
 
     /// Checks and converts caller ops; `extra` flags are added to each.
-    fn raw_ops(
-        &self,
-        op: &'static str,
-        ops: &[SemOp],
-        extra: SemFlags,
-    ) -> Result<Vec<libc::sembuf>> {
+    fn raw_ops(&self, op: &'static str, ops: &[SemOp], extra: SemFlags) -> Result<RawOps> {
         if ops.is_empty() {
             return Err(Error::invalid(
                 op,
@@ -406,7 +419,15 @@ impl SemSet {
                 "no semaphore operation given",
             ));
         }
-        Ok(ops.iter().map(|o| o.raw(extra)).collect())
+        if ops.len() <= INLINE_OPS {
+            let mut inline = [SemOp::new(0, 0).raw(SemFlags::NONE); INLINE_OPS];
+            for (raw, op) in inline.iter_mut().zip(ops) {
+                *raw = op.raw(extra);
+            }
+            Ok(RawOps::Inline(inline, ops.len()))
+        } else {
+            Ok(RawOps::Heap(ops.iter().map(|o| o.raw(extra)).collect()))
+        }
     }
 
     /// One semop/semtimedop call; `timeout: None` blocks without limit.
