@@ -11,6 +11,7 @@ use std::time::SystemTime;
 use super::procfs::{read_text, scan_maps, MapsEntry, Table};
 use crate::error::Result;
 use crate::key::Key;
+use crate::sysv::shm::{SHM_DEST, SHM_LOCKED};
 use crate::sysv::Perm;
 
 /// The table of shared-memory segments.
@@ -19,11 +20,6 @@ pub const PROC_SYSVIPC_SHM: &str = "/proc/sysvipc/shm";
 pub const PROC_SYSVIPC_SEM: &str = "/proc/sysvipc/sem";
 /// The table of message queues.
 pub const PROC_SYSVIPC_MSG: &str = "/proc/sysvipc/msg";
-
-/// `SHM_DEST`: the segment is marked for removal and goes when the last process detaches.
-const SHM_DEST: u32 = 0o1000;
-/// `SHM_LOCKED`: the segment is locked in memory (`SHM_LOCK`).
-const SHM_LOCKED: u32 = 0o2000;
 
 /// A System V shared-memory segment: one line of `/proc/sysvipc/shm`.
 #[derive(Debug, Clone, PartialEq, Eq)]
