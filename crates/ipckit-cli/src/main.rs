@@ -10,7 +10,9 @@ use clap::{Parser, Subcommand};
 
 mod dump;
 mod key;
+mod ls;
 mod mk;
+mod output;
 mod rm;
 
 /// Safe Linux inter-process communication: inspect and manage IPC objects.
@@ -25,6 +27,11 @@ struct Cli {
 enum Command {
     /// Print the System V key ftok(3) derives from a path and a project id.
     Key(key::Args),
+    /// List IPC objects, their limits (-l) or their usage (-u), like ipcs.
+    ///
+    /// Without a kind flag, or with -a, every kind is listed. -t, -p and -c choose the columns of
+    /// the tables and can be combined; --json prints every field whatever they say.
+    Ls(ls::Args),
     /// Remove System V objects by id or key (ipcrm's flags).
     Rm(rm::Args),
     /// Create System V objects and print their ids (ipcmk's flags; default mode 0600).
@@ -40,6 +47,7 @@ fn main() -> ExitCode {
     };
     let result = match cli.command {
         Command::Key(args) => key::run(args),
+        Command::Ls(args) => ls::run(args),
         Command::Rm(args) => rm::run(args),
         Command::Mk(args) => mk::run(args),
         Command::Dump(args) => dump::run(args),

@@ -1,0 +1,644 @@
+//! `ipckit ls`: the IPC objects of the machine, their limits and their usage (what `ipcs` shows),
+//! as tables or as JSON.
+//!
+//! JSON is one array with an object per IPC object. Every object has `"kind"` (`"sysv-shm"`,
+//! `"sysv-sem"`, `"sysv-msg"`), the owner fields and `"perms"`; System V objects add `"key"` and
+//! `"id"`, and each kind its own fields. Other kinds of objects are further values of `"kind"`.
+
+use std::collections::BTreeMap;
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use ipckit::inspect::{self, Limits, MsgInfo, Names, SemInfo, ShmInfo, Usage};
+use serde::Serialize;
+
+use crate::output::{self, key_hex, local_time, perms_octal, perms_short, rfc3339, Align, Table};
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// System V shared-memory segments.
+    #[arg(short = 'm', long = "shmems")]
+    shm: bool,
+    /// System V message queues.
+    #[arg(short = 'q', long = "queues")]
+    msg: bool,
+    /// System V semaphore sets.
+    #[arg(short = 's', long = "semaphores")]
+    sem: bool,
+    /// Every kind (the default).
+    #[arg(short = 'a', long = "all")]
+    all: bool,
+    /// Show the times: attached/detached/changed, last operation, send/receive.
+    #[arg(short = 't', long = "time", conflicts_with_all = ["limits", "usage"])]
+    time: bool,
+    /// Show the PIDs: creator and last user, and for segments the processes attached now.
+    #[arg(short = 'p', long = "pid", conflicts_with_all = ["limits", "usage"])]
+    pid: bool,
+    /// Show creator and owner: user and group names.
+    #[arg(short = 'c', long = "creator", conflicts_with_all = ["limits", "usage"])]
+    creator: bool,
+    /// Show the system's limits instead of the objects.
+    #[arg(short = 'l', long = "limits", conflicts_with = "usage")]
+    limits: bool,
+    /// Show what the objects use instead of the objects.
+    #[arg(short = 'u', long = "summary")]
+    usage: bool,
+    /// Print JSON instead of tables.
+    #[arg(long)]
+    json: bool,
+}
+
+/// The kinds of objects `ls` knows, in the order it lists them.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    SysvShm,
+    SysvSem,
+    SysvMsg,
+}
+
+impl Kind {
+    const ALL: [Kind; 3] = [Kind::SysvShm, Kind::SysvSem, Kind::SysvMsg];
+}
+
+impl Args {
+    /// The kinds selected by flags; none (or -a) means every kind.
+    fn kinds(&self) -> Vec<Kind> {
+        let chosen: Vec<Kind> = Kind::ALL
+            .into_iter()
+            .filter(|k| match k {
+                Kind::SysvShm => self.shm,
+                Kind::SysvSem => self.sem,
+                Kind::SysvMsg => self.msg,
+            })
+            .collect();
+        if self.all || chosen.is_empty() {
+            Kind::ALL.to_vec()
+        } else {
+            chosen
+        }
+    }
+}
+
+pub fn run(args: Args) -> Result<ExitCode> {
+    let kinds = args.kinds();
+    if args.limits {
+        let limits = inspect::limits().context("cannot read the IPC limits")?;
+        show_limits(&limits, &kinds, args.json)?;
+    } else if args.usage {
+        let usage = inspect::usage().context("cannot read the IPC usage")?;
+        show_usage(&usage, &kinds, args.json)?;
+    } else {
+        let listing = Listing::read(&kinds, args.json || args.pid)?;
+        if args.json {
+            output::print_json(&listing.json())?;
+        } else {
+            output::emit(&listing.tables(&args))?;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Everything a listing shows, read once.
+struct Listing {
+    kinds: Vec<Kind>,
+    shm: Vec<ShmInfo>,
+    sem: Vec<SemInfo>,
+    msg: Vec<MsgInfo>,
+    /// shmid → attached PIDs (read only when shown).
+    attached: BTreeMap<i32, Vec<u32>>,
+    names: Names,
+}
+
+impl Listing {
+    fn read(kinds: &[Kind], with_pids: bool) -> Result<Listing> {
+        let has = |k| kinds.contains(&k);
+        let mut l = Listing {
+            kinds: kinds.to_vec(),
+            shm: Vec::new(),
+            sem: Vec::new(),
+            msg: Vec::new(),
+            attached: BTreeMap::new(),
+            names: Names::load(),
+        };
+        if has(Kind::SysvShm) {
+            l.shm = inspect::shm_segments()?;
+            if with_pids {
+                l.attached = inspect::shm_attached_pids()?;
+            }
+        }
+        if has(Kind::SysvSem) {
+            l.sem = inspect::sem_sets()?;
+        }
+        if has(Kind::SysvMsg) {
+            l.msg = inspect::msg_queues()?;
+        }
+        Ok(l)
+    }
+
+    fn attached_pids(&self, shmid: i32) -> Vec<u32> {
+        self.attached.get(&shmid).cloned().unwrap_or_default()
+    }
+
+    fn json(&self) -> Vec<Entry> {
+        let mut out = Vec::new();
+        for kind in &self.kinds {
+            match kind {
+                Kind::SysvShm => out.extend(self.shm.iter().map(|s| {
+                    Entry::SysvShm(ShmEntry {
+                        common: self.common(s.key, s.id, s.mode, [s.uid, s.gid, s.cuid, s.cgid]),
+                        size: s.size,
+                        nattch: s.nattch,
+                        attached_pids: self.attached_pids(s.id),
+                        dest: s.is_marked_for_removal(),
+                        locked: s.is_locked(),
+                        cpid: s.cpid,
+                        lpid: s.lpid,
+                        rss: s.rss,
+                        swap: s.swap,
+                        atime: rfc3339(s.atime),
+                        dtime: rfc3339(s.dtime),
+                        ctime: rfc3339(s.ctime),
+                    })
+                })),
+                Kind::SysvSem => out.extend(self.sem.iter().map(|s| {
+                    Entry::SysvSem(SemEntry {
+                        common: self.common(s.key, s.id, s.mode, [s.uid, s.gid, s.cuid, s.cgid]),
+                        nsems: s.nsems,
+                        otime: rfc3339(s.otime),
+                        ctime: rfc3339(s.ctime),
+                    })
+                })),
+                Kind::SysvMsg => out.extend(self.msg.iter().map(|q| {
+                    Entry::SysvMsg(MsgEntry {
+                        common: self.common(q.key, q.id, q.mode, [q.uid, q.gid, q.cuid, q.cgid]),
+                        messages: q.qnum,
+                        used_bytes: q.cbytes,
+                        lspid: q.lspid,
+                        lrpid: q.lrpid,
+                        stime: rfc3339(q.stime),
+                        rtime: rfc3339(q.rtime),
+                        ctime: rfc3339(q.ctime),
+                    })
+                })),
+            }
+        }
+        out
+    }
+
+    fn common(&self, key: ipckit::Key, id: i32, mode: u32, ids: [u32; 4]) -> SysvCommon {
+        let [uid, gid, cuid, cgid] = ids;
+        SysvCommon {
+            key: key_hex(key),
+            id,
+            owner: self.names.user(uid),
+            group: self.names.group(gid),
+            uid,
+            gid,
+            creator: self.names.user(cuid),
+            creator_group: self.names.group(cgid),
+            cuid,
+            cgid,
+            perms: perms_octal(mode),
+        }
+    }
+
+    /// One table per kind, under a heading, as the flags ask.
+    fn tables(&self, args: &Args) -> String {
+        let plain = !(args.time || args.pid || args.creator);
+        let mut sections = Vec::new();
+        for kind in &self.kinds {
+            let (title, table) = match kind {
+                Kind::SysvShm => (
+                    "System V shared memory segments",
+                    self.shm_table(args, plain),
+                ),
+                Kind::SysvSem => ("System V semaphore sets", self.sem_table(args, plain)),
+                Kind::SysvMsg => ("System V message queues", self.msg_table(args, plain)),
+            };
+            sections.push(format!("------ {title} ------\n{}", table.render()));
+        }
+        sections.join("\n")
+    }
+
+    /// Columns shared by every view: key, id, and who owns it (names with -c, else the owner).
+    fn ident_columns(id: &'static str, args: &Args) -> Vec<(&'static str, Align)> {
+        let mut cols = vec![("key", Align::Left), (id, Align::Right)];
+        if args.creator {
+            cols.extend([
+                ("perms", Align::Left),
+                ("cuid", Align::Left),
+                ("cgid", Align::Left),
+                ("uid", Align::Left),
+                ("gid", Align::Left),
+            ]);
+        } else {
+            cols.push(("owner", Align::Left));
+        }
+        cols
+    }
+
+    fn ident_cells(
+        &self,
+        key: ipckit::Key,
+        id: i32,
+        mode: u32,
+        ids: [u32; 4],
+        args: &Args,
+    ) -> Vec<String> {
+        let [uid, gid, cuid, cgid] = ids;
+        let mut cells = vec![key_hex(key), id.to_string()];
+        if args.creator {
+            cells.extend([
+                perms_short(mode),
+                self.names.user(cuid),
+                self.names.group(cgid),
+                self.names.user(uid),
+                self.names.group(gid),
+            ]);
+        } else {
+            cells.push(self.names.user(uid));
+        }
+        cells
+    }
+
+    fn shm_table(&self, args: &Args, plain: bool) -> Table {
+        let mut cols = Self::ident_columns("shmid", args);
+        if plain {
+            cols.extend([
+                ("perms", Align::Left),
+                ("bytes", Align::Right),
+                ("nattch", Align::Right),
+                ("status", Align::Left),
+            ]);
+        }
+        if args.time {
+            cols.extend([
+                ("attached", Align::Left),
+                ("detached", Align::Left),
+                ("changed", Align::Left),
+            ]);
+        }
+        if args.pid {
+            cols.extend([
+                ("cpid", Align::Right),
+                ("lpid", Align::Right),
+                ("attached pids", Align::Left),
+            ]);
+        }
+        let mut table = Table::new(&cols);
+        for s in &self.shm {
+            let mut cells =
+                self.ident_cells(s.key, s.id, s.mode, [s.uid, s.gid, s.cuid, s.cgid], args);
+            if plain {
+                let status: Vec<&str> = [
+                    (s.is_marked_for_removal(), "dest"),
+                    (s.is_locked(), "locked"),
+                ]
+                .into_iter()
+                .filter_map(|(on, word)| on.then_some(word))
+                .collect();
+                cells.extend([
+                    perms_short(s.mode),
+                    s.size.to_string(),
+                    s.nattch.to_string(),
+                    status.join(" "),
+                ]);
+            }
+            if args.time {
+                cells.extend([
+                    local_time(s.atime),
+                    local_time(s.dtime),
+                    local_time(s.ctime),
+                ]);
+            }
+            if args.pid {
+                let pids: Vec<String> = self
+                    .attached_pids(s.id)
+                    .iter()
+                    .map(u32::to_string)
+                    .collect();
+                cells.extend([s.cpid.to_string(), s.lpid.to_string(), pids.join(",")]);
+            }
+            table.row(cells);
+        }
+        table
+    }
+
+    fn sem_table(&self, args: &Args, plain: bool) -> Table {
+        let mut cols = Self::ident_columns("semid", args);
+        if plain {
+            cols.extend([("perms", Align::Left), ("nsems", Align::Right)]);
+        }
+        if args.time {
+            cols.extend([("last-op", Align::Left), ("last-changed", Align::Left)]);
+        }
+        let mut table = Table::new(&cols);
+        for s in &self.sem {
+            let mut cells =
+                self.ident_cells(s.key, s.id, s.mode, [s.uid, s.gid, s.cuid, s.cgid], args);
+            if plain {
+                cells.extend([perms_short(s.mode), s.nsems.to_string()]);
+            }
+            if args.time {
+                cells.extend([local_time(s.otime), local_time(s.ctime)]);
+            }
+            table.row(cells);
+        }
+        table
+    }
+
+    fn msg_table(&self, args: &Args, plain: bool) -> Table {
+        let mut cols = Self::ident_columns("msqid", args);
+        if plain {
+            cols.extend([
+                ("perms", Align::Left),
+                ("used-bytes", Align::Right),
+                ("messages", Align::Right),
+            ]);
+        }
+        if args.time {
+            cols.extend([
+                ("send", Align::Left),
+                ("recv", Align::Left),
+                ("change", Align::Left),
+            ]);
+        }
+        if args.pid {
+            cols.extend([("lspid", Align::Right), ("lrpid", Align::Right)]);
+        }
+        let mut table = Table::new(&cols);
+        for q in &self.msg {
+            let mut cells =
+                self.ident_cells(q.key, q.id, q.mode, [q.uid, q.gid, q.cuid, q.cgid], args);
+            if plain {
+                cells.extend([
+                    perms_short(q.mode),
+                    q.cbytes.to_string(),
+                    q.qnum.to_string(),
+                ]);
+            }
+            if args.time {
+                cells.extend([
+                    local_time(q.stime),
+                    local_time(q.rtime),
+                    local_time(q.ctime),
+                ]);
+            }
+            if args.pid {
+                cells.extend([q.lspid.to_string(), q.lrpid.to_string()]);
+            }
+            table.row(cells);
+        }
+        table
+    }
+}
+
+/// One IPC object in `ls --json`, tagged by `"kind"`.
+#[derive(Serialize)]
+#[serde(tag = "kind")]
+enum Entry {
+    #[serde(rename = "sysv-shm")]
+    SysvShm(ShmEntry),
+    #[serde(rename = "sysv-sem")]
+    SysvSem(SemEntry),
+    #[serde(rename = "sysv-msg")]
+    SysvMsg(MsgEntry),
+}
+
+/// The fields every System V object has.
+#[derive(Serialize)]
+struct SysvCommon {
+    /// `0x%08x`.
+    key: String,
+    id: i32,
+    /// Owner's user name (or uid as text).
+    owner: String,
+    /// Owner's group name (or gid as text).
+    group: String,
+    uid: u32,
+    gid: u32,
+    /// Creator's user name (or cuid as text).
+    creator: String,
+    /// Creator's group name (or cgid as text).
+    creator_group: String,
+    cuid: u32,
+    cgid: u32,
+    /// Permission bits, four octal digits (`"0640"`).
+    perms: String,
+}
+
+#[derive(Serialize)]
+struct ShmEntry {
+    #[serde(flatten)]
+    common: SysvCommon,
+    size: u64,
+    nattch: u64,
+    /// PIDs attached now, as far as /proc lets us see.
+    attached_pids: Vec<u32>,
+    /// Marked for removal (`SHM_DEST`): goes when the last process detaches.
+    dest: bool,
+    /// Locked in memory (`SHM_LOCKED`).
+    locked: bool,
+    cpid: u32,
+    lpid: u32,
+    /// Resident bytes.
+    rss: u64,
+    /// Swapped-out bytes.
+    swap: u64,
+    atime: Option<String>,
+    dtime: Option<String>,
+    ctime: Option<String>,
+}
+
+#[derive(Serialize)]
+struct SemEntry {
+    #[serde(flatten)]
+    common: SysvCommon,
+    nsems: u64,
+    otime: Option<String>,
+    ctime: Option<String>,
+}
+
+#[derive(Serialize)]
+struct MsgEntry {
+    #[serde(flatten)]
+    common: SysvCommon,
+    messages: u64,
+    used_bytes: u64,
+    lspid: u32,
+    lrpid: u32,
+    stime: Option<String>,
+    rtime: Option<String>,
+    ctime: Option<String>,
+}
+
+/// `ls -l --json`: the limits under their /proc/sys/kernel names.
+#[derive(Serialize)]
+struct LimitsJson {
+    shmmax: u64,
+    shmall: u64,
+    shmmni: u64,
+    semmsl: u64,
+    semmns: u64,
+    semopm: u64,
+    semmni: u64,
+    msgmax: u64,
+    msgmnb: u64,
+    msgmni: u64,
+}
+
+fn show_limits(l: &Limits, kinds: &[Kind], json: bool) -> Result<()> {
+    if json {
+        return output::print_json(&LimitsJson {
+            shmmax: l.shmmax,
+            shmall: l.shmall,
+            shmmni: l.shmmni,
+            semmsl: l.semmsl,
+            semmns: l.semmns,
+            semopm: l.semopm,
+            semmni: l.semmni,
+            msgmax: l.msgmax,
+            msgmnb: l.msgmnb,
+            msgmni: l.msgmni,
+        });
+    }
+    let rows: &[(Kind, &str, u64, &str)] = &[
+        (Kind::SysvShm, "shmmax", l.shmmax, "largest segment (bytes)"),
+        (
+            Kind::SysvShm,
+            "shmall",
+            l.shmall,
+            "all segments together (pages)",
+        ),
+        (Kind::SysvShm, "shmmni", l.shmmni, "most segments"),
+        (Kind::SysvSem, "semmsl", l.semmsl, "most semaphores per set"),
+        (
+            Kind::SysvSem,
+            "semmns",
+            l.semmns,
+            "most semaphores in all sets",
+        ),
+        (
+            Kind::SysvSem,
+            "semopm",
+            l.semopm,
+            "most operations per semop call",
+        ),
+        (Kind::SysvSem, "semmni", l.semmni, "most semaphore sets"),
+        (Kind::SysvMsg, "msgmax", l.msgmax, "largest message (bytes)"),
+        (
+            Kind::SysvMsg,
+            "msgmnb",
+            l.msgmnb,
+            "default queue capacity (bytes)",
+        ),
+        (Kind::SysvMsg, "msgmni", l.msgmni, "most message queues"),
+    ];
+    output::emit(&name_value_table(rows, kinds))
+}
+
+/// `ls -u --json`: what the objects use.
+#[derive(Serialize)]
+struct UsageJson {
+    shm_segments: u64,
+    shm_pages_allocated: u64,
+    shm_pages_resident: u64,
+    shm_pages_swapped: u64,
+    sem_arrays: u64,
+    sem_semaphores: u64,
+    msg_queues: u64,
+    msg_messages: u64,
+    msg_used_bytes: u64,
+}
+
+fn show_usage(u: &Usage, kinds: &[Kind], json: bool) -> Result<()> {
+    if json {
+        return output::print_json(&UsageJson {
+            shm_segments: u.shm_segments,
+            shm_pages_allocated: u.shm_pages_allocated,
+            shm_pages_resident: u.shm_pages_resident,
+            shm_pages_swapped: u.shm_pages_swapped,
+            sem_arrays: u.sem_arrays,
+            sem_semaphores: u.sem_semaphores,
+            msg_queues: u.msg_queues,
+            msg_messages: u.msg_messages,
+            msg_used_bytes: u.msg_used_bytes,
+        });
+    }
+    let rows: &[(Kind, &str, u64, &str)] = &[
+        (
+            Kind::SysvShm,
+            "shm_segments",
+            u.shm_segments,
+            "segments allocated",
+        ),
+        (
+            Kind::SysvShm,
+            "shm_pages_allocated",
+            u.shm_pages_allocated,
+            "pages allocated",
+        ),
+        (
+            Kind::SysvShm,
+            "shm_pages_resident",
+            u.shm_pages_resident,
+            "pages resident",
+        ),
+        (
+            Kind::SysvShm,
+            "shm_pages_swapped",
+            u.shm_pages_swapped,
+            "pages swapped",
+        ),
+        (
+            Kind::SysvSem,
+            "sem_arrays",
+            u.sem_arrays,
+            "semaphore sets used",
+        ),
+        (
+            Kind::SysvSem,
+            "sem_semaphores",
+            u.sem_semaphores,
+            "semaphores allocated",
+        ),
+        (
+            Kind::SysvMsg,
+            "msg_queues",
+            u.msg_queues,
+            "message queues used",
+        ),
+        (
+            Kind::SysvMsg,
+            "msg_messages",
+            u.msg_messages,
+            "messages queued",
+        ),
+        (
+            Kind::SysvMsg,
+            "msg_used_bytes",
+            u.msg_used_bytes,
+            "bytes queued",
+        ),
+    ];
+    output::emit(&name_value_table(rows, kinds))
+}
+
+/// A three-column table (name, value, meaning) of the rows of the selected kinds.
+fn name_value_table(rows: &[(Kind, &str, u64, &str)], kinds: &[Kind]) -> String {
+    let mut table = Table::new(&[
+        ("name", Align::Left),
+        ("value", Align::Right),
+        ("meaning", Align::Left),
+    ]);
+    for (kind, name, value, meaning) in rows {
+        if kinds.contains(kind) {
+            table.row(vec![
+                name.to_string(),
+                value.to_string(),
+                meaning.to_string(),
+            ]);
+        }
+    }
+    table.render()
+}
