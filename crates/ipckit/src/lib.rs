@@ -17,7 +17,12 @@
 pub mod error;
 pub mod inspect;
 pub mod key;
+pub mod mmap;
+pub mod pipe;
+pub mod posix;
+pub mod signal;
 pub mod sysv;
+pub mod unix;
 
 pub use error::{Error, Object, Result};
 pub use key::Key;
