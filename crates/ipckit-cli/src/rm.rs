@@ -120,7 +120,9 @@ Flags may be repeated and mixed; they are processed in the order given. Every id
 before anything is removed. Keys are 0x followed by up to 8 hex digits, or decimal; key 0
 (IPC_PRIVATE) names no object and is refused: remove private objects by id.
 A missing object or one that cannot be removed is reported on its own line and the others are still
-removed; the exit status is then 1.",
+removed; the exit status is then 1.
+-a removes every object of the kind that you may remove, other programs' objects included (all of
+them, for root); an object that vanishes meanwhile is not an error.",
         );
         for (id, short, long, _, by_key, help) in FLAGS {
             let arg = Arg::new(id)
