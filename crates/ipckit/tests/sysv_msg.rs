@@ -73,6 +73,8 @@ fn create_exclusive_fails_when_the_key_exists_and_open_finds_the_queue() {
     let err = MsgQueue::open(Key::new(unique_key())).unwrap_err();
     assert_eq!(err.kind(), std::io::ErrorKind::NotFound, "{err}");
     assert_eq!(q.stat().unwrap().perm.key, key);
+    let err = MsgQueue::open(Key::PRIVATE).unwrap_err();
+    assert!(matches!(err, Error::InvalidArgument { .. }), "{err}");
 }
 
 #[test]

@@ -159,10 +159,19 @@ impl MsgOptions {
     }
 
     /// `msgget(key, flags | mode)` — creates or opens the queue of `key` with these options.
-    /// [`Key::PRIVATE`] always creates a new queue.
+    ///
+    /// [`Key::PRIVATE`] always creates a new queue, so it needs `create(true)`; the mode must fit
+    /// in 0o777. These are checked before any system call.
     pub fn open(&self, key: Key) -> Result<MsgQueue> {
         let object = Object::MsgKey(key);
         let mode = check_mode("msgget", &object, self.mode)?;
+        if key.is_private() && !(self.create || self.exclusive) {
+            return Err(Error::invalid(
+                "msgget",
+                object,
+                "IPC_PRIVATE names no existing queue: create one, or open it by id",
+            ));
+        }
         let mut flags = 0;
         if self.create || self.exclusive {
             flags |= libc::IPC_CREAT | mode;

@@ -249,12 +249,21 @@ impl SemOptions {
     }
 
     /// `semget(key, nsems, flags | mode)` — creates or opens the set of `key` with these options.
-    /// [`Key::PRIVATE`] always creates a new set.
+    ///
+    /// [`Key::PRIVATE`] always creates a new set, so it needs `create(true)`; creating needs
+    /// `nsems` of at least 1; the mode must fit in 0o777. These are checked before any system call.
     pub fn open(&self, key: Key) -> Result<SemSet> {
         let object = Object::SemKey(key);
         let mode = check_mode("semget", &object, self.mode)?;
         let create = self.create || self.exclusive;
-        let nsems = match (self.nsems, create || key.is_private()) {
+        if key.is_private() && !create {
+            return Err(Error::invalid(
+                "semget",
+                object,
+                "IPC_PRIVATE names no existing set: create one, or open it by id",
+            ));
+        }
+        let nsems = match (self.nsems, create) {
             (None, true) => {
                 return Err(Error::invalid(
                     "semget",
