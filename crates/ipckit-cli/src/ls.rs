@@ -4,6 +4,7 @@
 //! JSON is one array with an object per IPC object. Every object has `"kind"` (`"sysv-shm"`,
 //! `"sysv-sem"`, `"sysv-msg"`), the owner fields and `"perms"`; System V objects add `"key"` and
 //! `"id"`, and each kind its own fields. Other kinds of objects are further values of `"kind"`.
+//! `-l --json` and `-u --json` print one object with every limit or count, whatever the kind flags.
 
 use std::collections::BTreeMap;
 use std::process::ExitCode;
@@ -48,8 +49,10 @@ pub struct Args {
     json: bool,
 }
 
-/// The kinds of objects `ls` knows, in the order it lists them.
+/// The kinds of objects `ls` knows, in the order it lists them. (POSIX kinds will join the
+/// System V ones, hence the common prefix.)
 #[derive(Clone, Copy, PartialEq, Eq)]
+#[allow(clippy::enum_variant_names)]
 enum Kind {
     SysvShm,
     SysvSem,
@@ -396,6 +399,7 @@ impl Listing {
 /// One IPC object in `ls --json`, tagged by `"kind"`.
 #[derive(Serialize)]
 #[serde(tag = "kind")]
+#[allow(clippy::enum_variant_names)]
 enum Entry {
     #[serde(rename = "sysv-shm")]
     SysvShm(ShmEntry),
