@@ -132,8 +132,8 @@ impl Default for MsgOptions {
 }
 
 impl MsgOptions {
-    /// Open an existing queue, with mode 0600 for a queue created later with
-    /// [`create`](Self::create).
+    /// The defaults: mode [`DEFAULT_MODE`] (0600), neither create nor exclusive, so
+    /// `MsgQueue::options().open(key)` opens an existing queue.
     pub fn new() -> MsgOptions {
         MsgOptions::default()
     }

@@ -215,7 +215,8 @@ impl Default for SemOptions {
 }
 
 impl SemOptions {
-    /// Open an existing set, with mode 0600 for a set created later with [`create`](Self::create).
+    /// The defaults: no `nsems`, mode [`DEFAULT_MODE`] (0600), neither create nor exclusive, so
+    /// `SemSet::options().open(key)` opens an existing set.
     pub fn new() -> SemOptions {
         SemOptions::default()
     }
@@ -456,38 +457,38 @@ impl SemSet {
         }
     }
 
-    /// Takes one from semaphore `num` (`semop` with `{num, -1, 0}`), waiting while it is zero.
-    /// Not undone at exit: see [`wait_undo`](Self::wait_undo) for locks.
+    /// `semop(semid, {num, -1, 0}, 1)` — takes one from semaphore `num`, waiting while it is
+    /// zero. Not undone at exit: see [`wait_undo`](Self::wait_undo) for locks.
     pub fn wait(&self, num: u16) -> Result<()> {
         self.op(&[SemOp::wait(num)])
     }
 
-    /// Gives one to semaphore `num` (`semop` with `{num, +1, 0}`).
+    /// `semop(semid, {num, +1, 0}, 1)` — gives one to semaphore `num`.
     pub fn post(&self, num: u16) -> Result<()> {
         self.op(&[SemOp::post(num)])
     }
 
-    /// Takes one from semaphore `num` (`semop` with `{num, -1, IPC_NOWAIT}`) if it is positive;
-    /// `Ok(false)` if it is zero.
+    /// `semop(semid, {num, -1, IPC_NOWAIT}, 1)` — takes one from semaphore `num` if it is
+    /// positive; `Ok(false)` if it is zero.
     pub fn try_wait(&self, num: u16) -> Result<bool> {
         self.try_op(&[SemOp::wait(num)])
     }
 
-    /// Takes one from semaphore `num` (`semtimedop` with `{num, -1, 0}`), waiting at most
-    /// `timeout`; `Ok(false)` on timeout.
+    /// `semtimedop(semid, {num, -1, 0}, 1, timeout)` — takes one from semaphore `num`, waiting
+    /// at most `timeout`; `Ok(false)` on timeout.
     pub fn wait_timeout(&self, num: u16, timeout: Duration) -> Result<bool> {
         self.op_timeout(&[SemOp::wait(num)], timeout)
     }
 
-    /// Takes one from semaphore `num` with `SEM_UNDO` (`semop` with `{num, -1, SEM_UNDO}`): if
-    /// this process exits before [`post_undo`](Self::post_undo), the kernel gives it back. The
-    /// lock operation of a critical section.
+    /// `semop(semid, {num, -1, SEM_UNDO}, 1)` — takes one from semaphore `num`, and if this
+    /// process exits before [`post_undo`](Self::post_undo), the kernel gives it back. The lock
+    /// operation of a critical section.
     pub fn wait_undo(&self, num: u16) -> Result<()> {
         self.op(&[SemOp::wait(num).undo()])
     }
 
-    /// Gives one to semaphore `num` with `SEM_UNDO` (`semop` with `{num, +1, SEM_UNDO}`), cancelling
-    /// the adjustment a [`wait_undo`](Self::wait_undo) recorded. The unlock operation.
+    /// `semop(semid, {num, +1, SEM_UNDO}, 1)` — gives one to semaphore `num`, cancelling the
+    /// adjustment a [`wait_undo`](Self::wait_undo) recorded. The unlock operation.
     pub fn post_undo(&self, num: u16) -> Result<()> {
         self.op(&[SemOp::post(num).undo()])
     }
@@ -594,7 +595,7 @@ impl SemSet {
         })
     }
 
-    /// The number of semaphores in the set (from `semctl(semid, 0, IPC_STAT, buf)`).
+    /// `semctl(semid, 0, IPC_STAT, buf)` — the number of semaphores in the set (`sem_nsems`).
     pub fn nsems(&self) -> Result<usize> {
         Ok(self.stat_raw("semctl(IPC_STAT)")?.sem_nsems as usize)
     }
