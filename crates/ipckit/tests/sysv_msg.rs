@@ -285,10 +285,7 @@ fn stat_counts_messages_bytes_and_last_sender_and_receiver() {
 fn remove_wakes_a_blocked_receiver_with_eidrm() {
     const TEST: &str = "remove_wakes_a_blocked_receiver_with_eidrm";
     if let Some(role) = child_role() {
-        let (id, ready) = role.split_once(':').unwrap();
-        let q = MsgQueue::from_id(id.parse().unwrap());
-        let ready = MsgQueue::from_id(ready.parse().unwrap());
-        ready.send(1, b"ready").unwrap();
+        let q = MsgQueue::from_id(role.parse().unwrap());
         let err = q
             .recv(0)
             .expect_err("recv must fail once the queue is removed");
@@ -296,10 +293,9 @@ fn remove_wakes_a_blocked_receiver_with_eidrm() {
         return;
     }
     let q = private_queue();
-    let ready = private_queue();
-    let receiver = start(spawn_self(TEST, &format!("{}:{}", q.id(), ready.id())));
-    assert_eq!(ready.recv(1).unwrap(), msg(1, b"ready"));
-    // The receiver is about to block or blocked: either way, removal makes its recv fail.
+    let receiver = start(spawn_self(TEST, &q.id().to_string()));
+    let pid = receiver.0.id();
+    wait_until("the child to block in msgrcv", || process_in_msgrcv(pid));
     let id = q.id();
     q.remove().unwrap();
     assert!(receiver.wait().success());
@@ -315,10 +311,23 @@ fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
     }
 }
 
-/// Whether thread `tid` of this process is blocked in msgrcv (per /proc/self/task/TID/syscall).
-fn blocked_in_msgrcv(tid: libc::pid_t) -> bool {
-    std::fs::read_to_string(format!("/proc/self/task/{tid}/syscall"))
+/// Whether the thread whose /proc directory is `task` (`/proc/PID/task/TID`) is blocked in msgrcv:
+/// its `syscall` file starts with the system call's number.
+fn thread_in_msgrcv(task: &std::path::Path) -> bool {
+    std::fs::read_to_string(task.join("syscall"))
         .map(|s| s.split(' ').next() == Some(libc::SYS_msgrcv.to_string().as_str()))
+        .unwrap_or(false)
+}
+
+/// Whether thread `tid` of this process is blocked in msgrcv.
+fn blocked_in_msgrcv(tid: libc::pid_t) -> bool {
+    thread_in_msgrcv(std::path::Path::new(&format!("/proc/self/task/{tid}")))
+}
+
+/// Whether some thread of process `pid` is blocked in msgrcv.
+fn process_in_msgrcv(pid: u32) -> bool {
+    std::fs::read_dir(format!("/proc/{pid}/task"))
+        .map(|tasks| tasks.flatten().any(|t| thread_in_msgrcv(&t.path())))
         .unwrap_or(false)
 }
 
