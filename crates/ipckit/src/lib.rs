@@ -23,6 +23,7 @@ pub mod posix;
 pub mod signal;
 pub mod sysv;
 pub mod unix;
+mod view;
 
 pub use error::{Error, Object, Result};
 pub use key::Key;

@@ -15,7 +15,7 @@
 
 use std::fmt;
 use std::mem::{self, MaybeUninit};
-use std::ops::{Deref, DerefMut, Range};
+use std::ops::{Deref, DerefMut};
 use std::ptr::NonNull;
 use std::sync::atomic::{fence, AtomicU32, AtomicU64, Ordering};
 use std::time::SystemTime;
@@ -25,6 +25,7 @@ use bytemuck::{AnyBitPattern, Pod};
 use crate::error::{Error, Object, Result};
 use crate::key::Key;
 use crate::sysv::{check_mode, time_from_raw, Perm, DEFAULT_MODE};
+use crate::view::Region;
 
 /// `SHM_DEST` in [`Perm::mode`]: the segment is marked for removal and is destroyed when the last
 /// attachment is detached.
@@ -421,84 +422,40 @@ impl Mapping {
         unsafe { std::slice::from_raw_parts_mut(self.ptr.as_ptr(), self.len) }
     }
 
-    /// The byte range of one `T` (`count` None) or of `count` values of `T` at `offset`, checked
-    /// for overflow, bounds and alignment, with errors that name the type, the offset and the
-    /// segment size. Slices of zero-sized types are refused.
-    fn range<T>(
-        &self,
-        op: &'static str,
-        offset: usize,
-        count: Option<usize>,
-    ) -> Result<Range<usize>> {
-        let ty = std::any::type_name::<T>();
-        let (size, align) = (mem::size_of::<T>(), mem::align_of::<T>());
-        let len = self.len;
-        let bad = |reason: String| Error::invalid(op, self.segment.object(), reason);
-        let what = match count {
-            None => ty.to_string(),
-            Some(_) if size == 0 => {
-                return Err(bad(format!(
-                    "a slice of zero-sized {ty} at offset {offset} is refused (segment size {len} bytes)"
-                )))
-            }
-            Some(n) => format!("{n} × {ty}"),
-        };
-        let end = count
-            .unwrap_or(1)
-            .checked_mul(size)
-            .and_then(|bytes| offset.checked_add(bytes))
-            .ok_or_else(|| {
-                bad(format!(
-                    "{what} at offset {offset} overflows the address range (segment size {len} bytes)"
-                ))
-            })?;
-        if end > len {
-            return Err(bad(format!(
-                "{what} ({} bytes) at offset {offset} does not fit in the segment's {len} bytes",
-                end - offset
-            )));
-        }
-        if (self.ptr.as_ptr() as usize).wrapping_add(offset) % align != 0 {
-            return Err(bad(format!(
-                "{ty} needs {align}-byte alignment but offset {offset} is not aligned (segment size {len} bytes)"
-            )));
-        }
-        Ok(offset..end)
-    }
-
-    fn cast_error(&self, op: &'static str, e: bytemuck::PodCastError) -> Error {
-        Error::invalid(op, self.segment.object(), format!("{e:?}"))
+    /// The segment's bytes as a [`Region`] for typed views, named by the segment's id.
+    fn region<'a>(&self, object: &'a Object) -> Region<'a> {
+        Region::of(object, "segment", self.bytes())
     }
 
     fn view<T: AnyBitPattern>(&self, offset: usize) -> Result<&T> {
-        let r = self.range::<T>("view", offset, None)?;
-        bytemuck::try_from_bytes(&self.bytes()[r]).map_err(|e| self.cast_error("view", e))
+        let object = self.segment.object();
+        self.region(&object).view("view", self.bytes(), offset)
     }
 
     fn slice<T: AnyBitPattern>(&self, offset: usize, count: usize) -> Result<&[T]> {
-        let r = self.range::<T>("slice", offset, Some(count))?;
-        bytemuck::try_cast_slice(&self.bytes()[r]).map_err(|e| self.cast_error("slice", e))
+        let object = self.segment.object();
+        self.region(&object)
+            .slice("slice", self.bytes(), offset, count)
     }
 
     fn view_mut<T: Pod>(&mut self, offset: usize) -> Result<&mut T> {
-        let r = self.range::<T>("view_mut", offset, None)?;
         let object = self.segment.object();
-        bytemuck::try_from_bytes_mut(&mut self.bytes_mut()[r])
-            .map_err(|e| Error::invalid("view_mut", object, format!("{e:?}")))
+        let region = self.region(&object);
+        region.view_mut("view_mut", self.bytes_mut(), offset)
     }
 
     fn slice_mut<T: Pod>(&mut self, offset: usize, count: usize) -> Result<&mut [T]> {
-        let r = self.range::<T>("slice_mut", offset, Some(count))?;
         let object = self.segment.object();
-        bytemuck::try_cast_slice_mut(&mut self.bytes_mut()[r])
-            .map_err(|e| Error::invalid("slice_mut", object, format!("{e:?}")))
+        let region = self.region(&object);
+        region.slice_mut("slice_mut", self.bytes_mut(), offset, count)
     }
 
     /// A reference to an atomic of type `A` (with the size and alignment of `T`) at `offset`.
     fn atomic<T, A>(&self, op: &'static str, offset: usize) -> Result<&A> {
         debug_assert_eq!(mem::size_of::<T>(), mem::size_of::<A>());
         debug_assert_eq!(mem::align_of::<T>(), mem::align_of::<A>());
-        let r = self.range::<A>(op, offset, None)?;
+        let object = self.segment.object();
+        let r = self.region(&object).range::<A>(op, offset, None)?;
         // SAFETY: `range` checked that `A` fits in the mapping at `offset` and that the address is
         // aligned for `A`; AtomicU32/AtomicU64 have the layout of u32/u64 and accept every bit
         // pattern; the mapping lives as long as the returned borrow of `self`.
