@@ -150,7 +150,6 @@ impl Error {
     }
 
     /// Shared memory that failed validation.
-    #[allow(dead_code)]
     pub(crate) fn corrupt(op: &'static str, object: Object, detail: impl Into<String>) -> Self {
         Error::Corrupt {
             op,
