@@ -51,14 +51,14 @@ impl Region<'_> {
         let ty = std::any::type_name::<T>();
         let (size, align) = (mem::size_of::<T>(), mem::align_of::<T>());
         let (len, noun) = (self.len, self.noun);
+        if count.is_some() && size == 0 {
+            let reason = format!(
+                "a slice of zero-sized {ty} at offset {offset} is refused ({len}-byte {noun})"
+            );
+            return Err(self.bad(op, reason));
+        }
         let what = match count {
             None => ty.to_string(),
-            Some(_) if size == 0 => return Err(self.bad(
-                op,
-                format!(
-                    "a slice of zero-sized {ty} at offset {offset} is refused ({len}-byte {noun})"
-                ),
-            )),
             Some(n) => format!("{n} × {ty}"),
         };
         let end = count
