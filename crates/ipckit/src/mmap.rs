@@ -1,1 +1,808 @@
-//! (in progress)
+//! Memory mapping: a file's bytes, or anonymous memory, placed in the address space so that
+//! processes mapping the same file (or inheriting the same anonymous mapping) read and write the
+//! same pages.
+//!
+//! The trap of `mmap` is the end of the file: the kernel lets you map more than the file holds, and
+//! touching a page wholly past the end raises `SIGBUS`, which kills the process. Here every accessor
+//! of an [`Mmap`] is bounded by the part of the mapping that the file backs *now* (re-checked with
+//! `fstat` at each call), so reading record 7 of a 5-record file is an [`Error`], never a signal.
+//! The checks `mmap` would fail on, or get wrong silently, are made first: a page-aligned offset, a
+//! length, and a protection the file's open mode allows.
+//!
+//! # References
+//! [mmap(2)](https://man7.org/linux/man-pages/man2/mmap.2.html),
+//! [munmap(2)](https://man7.org/linux/man-pages/man2/munmap.2.html),
+//! [msync(2)](https://man7.org/linux/man-pages/man2/msync.2.html)
+
+use std::fmt;
+use std::fs::File;
+use std::mem;
+use std::ops::Range;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::ptr::NonNull;
+use std::sync::atomic::{AtomicU32, AtomicU64};
+
+use bytemuck::{AnyBitPattern, Pod};
+use rustix::fs::{FileType, OFlags, SealFlags};
+use rustix::mm::{MapFlags, MsyncFlags, ProtFlags};
+
+use crate::error::{Error, Object, Result};
+use crate::view::Region;
+
+/// The size of a page, the unit of mappings and of file offsets into them.
+pub fn page_size() -> usize {
+    rustix::param::page_size()
+}
+
+/// Options for a mapping (`mmap` arguments), like memmap2's `MmapOptions`.
+///
+/// Defaults: offset 0, the length of the file from the offset, shared (`MAP_SHARED`), read-only
+/// (`PROT_READ`), no populate, no flush on drop.
+///
+/// ```no_run
+/// use ipckit::mmap::MmapOptions;
+/// let file = std::fs::OpenOptions::new().read(true).write(true).open("records.bin")?;
+/// let mut map = MmapOptions::new().read_write().len(80).map(&file)?;
+/// map.write_at(0, b"hello")?;
+/// map.flush()?;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Debug, Clone)]
+pub struct MmapOptions {
+    offset: u64,
+    len: Option<usize>,
+    shared: bool,
+    writable: bool,
+    populate: bool,
+    flush_on_drop: bool,
+}
+
+impl Default for MmapOptions {
+    fn default() -> Self {
+        MmapOptions::new()
+    }
+}
+
+impl MmapOptions {
+    /// The default options (see the [type documentation](MmapOptions)).
+    pub fn new() -> MmapOptions {
+        MmapOptions {
+            offset: 0,
+            len: None,
+            shared: true,
+            writable: false,
+            populate: false,
+            flush_on_drop: false,
+        }
+    }
+
+    /// Where in the file the mapping starts, in bytes; a multiple of [`page_size`].
+    pub fn offset(&mut self, offset: u64) -> &mut Self {
+        self.offset = offset;
+        self
+    }
+
+    /// The mapping's length in bytes (at least 1). It may reach past the end of the file: the
+    /// accessors then stop at the end of the file. Without it, the mapping covers the file from the
+    /// offset to its current end.
+    pub fn len(&mut self, len: usize) -> &mut Self {
+        self.len = Some(len);
+        self
+    }
+
+    /// `MAP_SHARED` (the default): writes reach the file and every other mapping of it.
+    pub fn shared(&mut self) -> &mut Self {
+        self.shared = true;
+        self
+    }
+
+    /// `MAP_PRIVATE`: writes go to this process's private copy of the page (copy-on-write) and never
+    /// reach the file. A private mapping may be writable even when the file was opened read-only.
+    pub fn private(&mut self) -> &mut Self {
+        self.shared = false;
+        self
+    }
+
+    /// `PROT_READ` (the default): nothing can write through the mapping.
+    pub fn read_only(&mut self) -> &mut Self {
+        self.writable = false;
+        self
+    }
+
+    /// `PROT_READ | PROT_WRITE`. A shared writable mapping needs a file opened for reading and
+    /// writing (and not for appending); this is checked before `mmap`.
+    pub fn read_write(&mut self) -> &mut Self {
+        self.writable = true;
+        self
+    }
+
+    /// `MAP_POPULATE`: read the file's pages in (or fault anonymous pages) now rather than at first
+    /// touch.
+    pub fn populate(&mut self) -> &mut Self {
+        self.populate = true;
+        self
+    }
+
+    /// Whether dropping the mapping first writes it back with `msync(MS_SYNC)` (errors ignored;
+    /// call [`Mmap::flush`] to see them). Only shared writable file mappings have anything to
+    /// write back.
+    pub fn flush_on_drop(&mut self, flush: bool) -> &mut Self {
+        self.flush_on_drop = flush;
+        self
+    }
+
+    /// `mmap(NULL, len, prot, flags, fd, offset)` — maps `file` with these options.
+    ///
+    /// Checked before the call, each failure an invalid-argument error naming the file: the offset
+    /// is a multiple of [`page_size`]; the length is at least 1, and without an explicit length
+    /// the file has bytes at the offset; offset + length does not overflow; the file is a regular
+    /// file opened for reading, and for a shared writable mapping opened for writing without
+    /// `O_APPEND` (`fcntl(F_GETFL)`).
+    pub fn map(&self, file: &File) -> Result<Mmap> {
+        self.map_fd(file)
+    }
+
+    /// `mmap(NULL, len, prot, flags, fd, offset)` — maps the file open as `fd`; see
+    /// [`map`](Self::map).
+    pub fn map_fd<F: AsFd>(&self, fd: F) -> Result<Mmap> {
+        let fd = fd.as_fd();
+        self.map_object(fd, fd_object(fd))
+    }
+
+    /// `mmap(NULL, len, prot, MAP_ANONYMOUS | flags, -1, 0)` — maps `len` bytes of zero-filled
+    /// memory that belongs to no file.
+    ///
+    /// A shared anonymous mapping is inherited by `fork`: parent and child then see each other's
+    /// writes. That inheritance is a property of `fork` alone: `exec` replaces the address space,
+    /// so a child started with `std::process::Command` (fork then exec) does not have it, and
+    /// after a raw `fork` in a multi-threaded program the child may only call async-signal-safe
+    /// functions until it execs or exits. To share memory with a spawned program, map a
+    /// [`Memfd`](crate::posix::shm::Memfd) or a file instead and hand it the descriptor or path.
+    /// The offset option must be 0.
+    pub fn map_anonymous(&self, len: usize) -> Result<Mmap> {
+        const OP: &str = "mmap";
+        let object = Object::Other(format!("anonymous mapping of {len} bytes"));
+        if self.offset != 0 {
+            return Err(Error::invalid(
+                OP,
+                object,
+                format!("an anonymous mapping has no offset (got {})", self.offset),
+            ));
+        }
+        check_len(OP, &object, len)?;
+        // SAFETY: a NULL address lets the kernel choose a free place, so no memory of this process
+        // is replaced; the result is only used after the error check.
+        let ptr = unsafe {
+            rustix::mm::mmap_anonymous(std::ptr::null_mut(), len, self.prot(), self.flags())
+        }
+        .map_err(|e| Error::os(OP, object.clone(), e))?;
+        Ok(Mmap {
+            ptr: nonnull(ptr, OP, &object)?,
+            len,
+            file: None,
+            offset: 0,
+            stable: Some(len),
+            object,
+            shared: self.shared,
+            writable: self.writable,
+            flush_on_drop: false,
+        })
+    }
+
+    fn prot(&self) -> ProtFlags {
+        if self.writable {
+            ProtFlags::READ | ProtFlags::WRITE
+        } else {
+            ProtFlags::READ
+        }
+    }
+
+    fn flags(&self) -> MapFlags {
+        let mut flags = if self.shared {
+            MapFlags::SHARED
+        } else {
+            MapFlags::PRIVATE
+        };
+        if self.populate {
+            flags |= MapFlags::POPULATE;
+        }
+        flags
+    }
+
+    /// Maps `fd`, naming `object` in every error of the mapping (used by `posix::shm` with the
+    /// object's name).
+    pub(crate) fn map_object(&self, fd: BorrowedFd<'_>, object: Object) -> Result<Mmap> {
+        const OP: &str = "mmap";
+        let bad = |reason: String| Error::invalid(OP, object.clone(), reason);
+        let page = page_size() as u64;
+        if self.offset % page != 0 {
+            return Err(bad(format!(
+                "offset {} is not a multiple of the page size ({page} bytes)",
+                self.offset
+            )));
+        }
+        let mode = rustix::fs::fcntl_getfl(fd)
+            .map_err(|e| Error::os("fcntl(F_GETFL)", object.clone(), e))?;
+        let access = mode & OFlags::RWMODE;
+        if access == OFlags::WRONLY {
+            return Err(bad(
+                "the file was opened write-only; a mapping needs read access".into(),
+            ));
+        }
+        if self.shared && self.writable {
+            if access != OFlags::RDWR {
+                return Err(bad(
+                    "a shared read-write mapping needs the file opened for reading and \
+                     writing, and it was opened read-only: open it with write access, or map it \
+                     read_only() or private()"
+                        .into(),
+                ));
+            }
+            if mode.contains(OFlags::APPEND) {
+                return Err(bad(
+                    "a shared read-write mapping of a file opened for appending (O_APPEND) is \
+                     refused by the kernel"
+                        .into(),
+                ));
+            }
+        }
+        let stat = rustix::fs::fstat(fd).map_err(|e| Error::os("fstat", object.clone(), e))?;
+        if FileType::from_raw_mode(stat.st_mode) != FileType::RegularFile {
+            return Err(bad(
+                "not a regular file: only files have an end that accessors can check".into(),
+            ));
+        }
+        let file_len = u64::try_from(stat.st_size).unwrap_or(0);
+        let len = match self.len {
+            Some(len) => len,
+            None if file_len <= self.offset => {
+                return Err(bad(format!(
+                    "the file has {file_len} bytes, none at offset {}: give a length \
+                     (MmapOptions::len) to map past its end, or grow it first",
+                    self.offset
+                )))
+            }
+            None => usize::try_from(file_len - self.offset).unwrap_or(usize::MAX),
+        };
+        check_len(OP, &object, len)?;
+        match self.offset.checked_add(len as u64) {
+            Some(end) if end <= i64::MAX as u64 => {}
+            _ => {
+                return Err(bad(format!(
+                    "offset {} + length {len} overflows the largest file offset",
+                    self.offset
+                )))
+            }
+        }
+        // A file sealed against shrinking keeps at least the bytes it has now, so the mapping
+        // need not ask again. Files that cannot be sealed answer EINVAL: no seals.
+        let stable = rustix::fs::fcntl_get_seals(fd)
+            .ok()
+            .filter(|seals| seals.contains(SealFlags::SHRINK))
+            .map(|_| backed(file_len, self.offset, len));
+        let file = fd
+            .try_clone_to_owned()
+            .map_err(|e| Error::os("fcntl(F_DUPFD_CLOEXEC)", object.clone(), e))?;
+        // SAFETY: a NULL address lets the kernel choose a free place, so no memory of this process
+        // is replaced; the result is only used after the error check.
+        let ptr = unsafe {
+            rustix::mm::mmap(
+                std::ptr::null_mut(),
+                len,
+                self.prot(),
+                self.flags(),
+                fd,
+                self.offset,
+            )
+        }
+        .map_err(|e| Error::os(OP, object.clone(), e))?;
+        Ok(Mmap {
+            ptr: nonnull(ptr, OP, &object)?,
+            len,
+            file: Some(file),
+            offset: self.offset,
+            stable,
+            object,
+            shared: self.shared,
+            writable: self.writable,
+            flush_on_drop: self.flush_on_drop && self.shared && self.writable,
+        })
+    }
+}
+
+fn check_len(op: &'static str, object: &Object, len: usize) -> Result<()> {
+    if len == 0 {
+        return Err(Error::invalid(
+            op,
+            object.clone(),
+            "a mapping needs a length of at least 1 byte",
+        ));
+    }
+    if len > isize::MAX as usize {
+        return Err(Error::TooLarge {
+            op,
+            object: object.clone(),
+            what: "mapping",
+            len,
+            limit: isize::MAX as usize,
+            limit_name: "the largest slice",
+        });
+    }
+    Ok(())
+}
+
+fn nonnull(ptr: *mut std::ffi::c_void, op: &'static str, object: &Object) -> Result<NonNull<u8>> {
+    NonNull::new(ptr.cast::<u8>()).ok_or_else(|| {
+        Error::os(
+            op,
+            object.clone(),
+            std::io::Error::other("kernel returned a null address"),
+        )
+    })
+}
+
+/// A file descriptor named by its path (`/proc/self/fd/N`), or by its number when that fails.
+fn fd_object(fd: BorrowedFd<'_>) -> Object {
+    let n = fd.as_raw_fd();
+    std::fs::read_link(format!("/proc/self/fd/{n}"))
+        .map(Object::Path)
+        .unwrap_or_else(|_| Object::Other(format!("file descriptor {n}")))
+}
+
+/// How many bytes from the start of a mapping of `len` bytes at `offset` a file of `file_len` bytes
+/// backs.
+fn backed(file_len: u64, offset: u64, len: usize) -> usize {
+    // The min is at most `len`, so it fits in usize.
+    file_len.saturating_sub(offset).min(len as u64) as usize
+}
+
+/// A live memory mapping of a file or of anonymous memory; unmapped (`munmap`) when dropped.
+///
+/// Made by [`MmapOptions`] (or [`Mmap::anonymous`]). Every accessor — [`bytes`](Self::bytes),
+/// [`read_at`](Self::read_at), [`view`](Self::view), [`record`](Self::record),
+/// [`records`](Self::records) and their `_mut` forms — covers only the bytes that the file backs at
+/// the time of the call: the mapping remembers the file and asks `fstat` for its size each time
+/// (one cheap system call), so a request past the end of the file is an invalid-argument error
+/// instead of a `SIGBUS`. Anonymous mappings, and files sealed against shrinking
+/// ([`Seals::SHRINK`](crate::posix::shm::Seals::SHRINK)), cannot lose bytes and skip that call.
+/// Writing needs a mapping made [`read_write`](MmapOptions::read_write).
+///
+/// # Other processes, and why the constructors are safe
+/// A shared mapping's bytes are shared: another process may write them while you hold a slice or a
+/// view, and another process may **truncate the file** while you hold one. A truncation between the
+/// accessor's size check and your use of the slice still raises `SIGBUS` when you touch a page that
+/// is gone — the kernel's behaviour, which no check before the access can rule out. memmap2 makes
+/// its constructors `unsafe` for these two reasons. ipckit keeps them safe, as it keeps
+/// [`sysv::shm`](crate::sysv::shm) attachments safe: every value a view can produce is a plain
+/// `Pod` value valid for any bytes, shared bytes are documented as untrusted input to validate and
+/// to coordinate (a semaphore, a lock, the atomics), and the truncation race ends the process with
+/// a signal rather than letting it read memory it does not own. When the other side is not
+/// trusted, copy out with [`read_at`](Self::read_at) instead of holding slices, or share a
+/// [`Memfd`](crate::posix::shm::Memfd) the receiver requires to be sealed against shrinking: then
+/// no truncation can happen at all.
+pub struct Mmap {
+    /// The address `mmap` returned; page-aligned.
+    ptr: NonNull<u8>,
+    /// The mapping's length as requested (at least 1, at most `isize::MAX`); the kernel maps whole
+    /// pages.
+    len: usize,
+    /// A duplicate of the mapped file's descriptor, for `fstat`; `None` for anonymous memory.
+    file: Option<OwnedFd>,
+    /// The file offset of the first byte.
+    offset: u64,
+    /// The number of bytes from the start that stay backed whatever other processes do: all of them
+    /// for anonymous memory, the bytes present at mapping time for files sealed against shrinking;
+    /// `None` when the file must be asked.
+    stable: Option<usize>,
+    /// What the mapping maps, for errors.
+    object: Object,
+    shared: bool,
+    writable: bool,
+    /// Only ever true for shared writable file mappings.
+    flush_on_drop: bool,
+}
+
+// SAFETY: a mapping belongs to the process, not to a thread: any thread may use the memory and
+// unmap it, and the duplicated descriptor is an ordinary OwnedFd.
+unsafe impl Send for Mmap {}
+// SAFETY: through `&Mmap` this process only reads plain bytes, uses atomics, or hands out raw
+// pointers; every non-atomic write needs `&mut Mmap`, which is exclusive. Writes by other processes
+// are outside Rust's model either way; see the type documentation.
+unsafe impl Sync for Mmap {}
+
+impl Mmap {
+    /// Options for a mapping: offset, length, shared or private, protection, populate, flush on
+    /// drop.
+    pub fn options() -> MmapOptions {
+        MmapOptions::new()
+    }
+
+    /// `mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0)` — zero-filled
+    /// shared memory, the place for process-shared objects (locks, semaphores, atomics) that a
+    /// `fork`ed child inherits; see [`MmapOptions::map_anonymous`] for what inheritance needs.
+    pub fn anonymous(len: usize) -> Result<Mmap> {
+        MmapOptions::new().read_write().map_anonymous(len)
+    }
+
+    /// The mapping's length in bytes, as requested (the kernel maps whole pages). Accessors may
+    /// see fewer: see [`backed_len`](Self::backed_len).
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Always false: a mapping has at least one byte.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The file offset of the first byte (0 for anonymous memory).
+    pub fn offset(&self) -> u64 {
+        self.offset
+    }
+
+    /// Whether writes are shared (`MAP_SHARED`) rather than private.
+    pub fn is_shared(&self) -> bool {
+        self.shared
+    }
+
+    /// Whether the mapping is writable (`PROT_WRITE`).
+    pub fn is_writable(&self) -> bool {
+        self.writable
+    }
+
+    /// Whether the mapping belongs to no file.
+    pub fn is_anonymous(&self) -> bool {
+        self.file.is_none()
+    }
+
+    /// What is mapped: the file's path, a POSIX shared memory name, or a description.
+    pub fn object(&self) -> &Object {
+        &self.object
+    }
+
+    /// The address of the first byte. Reading through it past [`backed_len`](Self::backed_len)
+    /// raises `SIGBUS` once a whole page lies past the end of the file.
+    pub fn as_ptr(&self) -> *const u8 {
+        self.ptr.as_ptr()
+    }
+
+    /// The address of the first byte, for placing process-shared objects or writing through raw
+    /// pointers (a read-only mapping faults on writes). Raw pointers carry no borrow: using them
+    /// is the caller's `unsafe` responsibility.
+    pub fn as_mut_ptr(&self) -> *mut u8 {
+        self.ptr.as_ptr()
+    }
+
+    /// `fstat(fd)` — how many bytes from the start of the mapping the file backs now: the
+    /// mapping's length, or less when the file ends inside it. Anonymous mappings and files
+    /// sealed against shrinking answer without a system call.
+    pub fn backed_len(&self) -> Result<usize> {
+        if let Some(stable) = self.stable {
+            return Ok(stable);
+        }
+        let Some(file) = &self.file else {
+            return Ok(self.len);
+        };
+        let stat =
+            rustix::fs::fstat(file).map_err(|e| Error::os("fstat", self.object.clone(), e))?;
+        let file_len = u64::try_from(stat.st_size).unwrap_or(0);
+        Ok(backed(file_len, self.offset, self.len))
+    }
+
+    fn check_writable(&self, op: &'static str) -> Result<()> {
+        if self.writable {
+            return Ok(());
+        }
+        Err(Error::invalid(
+            op,
+            self.object.clone(),
+            "the mapping is read-only: map it with MmapOptions::read_write to write",
+        ))
+    }
+
+    /// The mapping as a [`Region`] of its full length, for the overflow, bounds and alignment
+    /// checks.
+    fn region(&self) -> Region<'_> {
+        Region {
+            object: &self.object,
+            noun: "mapping",
+            addr: self.ptr.as_ptr() as usize,
+            len: self.len,
+        }
+    }
+
+    /// The checked byte range of `count` (or one) `T` at `offset`, within the mapping and within
+    /// the `backed` bytes the file backs.
+    fn range<T>(
+        &self,
+        op: &'static str,
+        offset: usize,
+        count: Option<usize>,
+        backed: usize,
+    ) -> Result<Range<usize>> {
+        let r = self.region().range::<T>(op, offset, count)?;
+        if r.end > backed {
+            let what = match count {
+                None => std::any::type_name::<T>().to_string(),
+                Some(n) => format!("{n} × {}", std::any::type_name::<T>()),
+            };
+            return Err(Error::invalid(
+                op,
+                self.object.clone(),
+                format!(
+                    "{what} at bytes {}..{} of the mapping lies past the end of the file, which \
+                     backs only its first {backed} of {} bytes (file offset {}): touching it \
+                     could raise SIGBUS",
+                    r.start, r.end, self.len, self.offset
+                ),
+            ));
+        }
+        Ok(r)
+    }
+
+    /// The first `backed` bytes.
+    fn backed_bytes(&self, backed: usize) -> &[u8] {
+        debug_assert!(backed <= self.len);
+        // SAFETY: `ptr..ptr+len` is mapped for as long as `self` lives (munmap only in drop), and
+        // the first `backed` bytes are backed by the file (or are anonymous memory), so reading
+        // them does not fault; mapped pages are always initialized (file contents or zeros);
+        // `backed <= len <= isize::MAX`.
+        unsafe { std::slice::from_raw_parts(self.ptr.as_ptr(), backed) }
+    }
+
+    /// The first `backed` bytes, for writing; only for writable mappings.
+    fn backed_bytes_mut(&mut self, backed: usize) -> &mut [u8] {
+        debug_assert!(backed <= self.len && self.writable);
+        // SAFETY: as in `backed_bytes`; the mapping is writable (checked by the callers) and
+        // `&mut self` makes this the only reference into it from this mapping.
+        unsafe { std::slice::from_raw_parts_mut(self.ptr.as_ptr(), backed) }
+    }
+
+    /// The bytes the file backs now (all of them for anonymous memory); see
+    /// [`backed_len`](Self::backed_len).
+    pub fn bytes(&self) -> Result<&[u8]> {
+        let backed = self.backed_len()?;
+        Ok(self.backed_bytes(backed))
+    }
+
+    /// The bytes the file backs now, for writing. Fails on a read-only mapping.
+    pub fn bytes_mut(&mut self) -> Result<&mut [u8]> {
+        self.check_writable("bytes_mut")?;
+        let backed = self.backed_len()?;
+        Ok(self.backed_bytes_mut(backed))
+    }
+
+    /// Copies `buf.len()` bytes from byte `offset` of the mapping into `buf`. Fails, copying
+    /// nothing, if they are not all inside the mapping and the file. Copying out keeps no borrow
+    /// of shared bytes: the way to read what an untrusted process writes.
+    pub fn read_at(&self, offset: usize, buf: &mut [u8]) -> Result<()> {
+        let backed = self.backed_len()?;
+        let r = self.range::<u8>("read_at", offset, Some(buf.len()), backed)?;
+        buf.copy_from_slice(&self.backed_bytes(backed)[r]);
+        Ok(())
+    }
+
+    /// Copies `data` to byte `offset` of the mapping. Fails, writing nothing, on a read-only
+    /// mapping or if the bytes are not all inside the mapping and the file.
+    pub fn write_at(&mut self, offset: usize, data: &[u8]) -> Result<()> {
+        self.check_writable("write_at")?;
+        let backed = self.backed_len()?;
+        let r = self.range::<u8>("write_at", offset, Some(data.len()), backed)?;
+        self.backed_bytes_mut(backed)[r].copy_from_slice(data);
+        Ok(())
+    }
+
+    /// The `T` at byte `offset`. Fails with an invalid-argument error naming the type and the
+    /// offset if it is misaligned, does not fit in the mapping, or lies past the end of the file.
+    pub fn view<T: AnyBitPattern>(&self, offset: usize) -> Result<&T> {
+        let backed = self.backed_len()?;
+        let r = self.range::<T>("view", offset, None, backed)?;
+        bytemuck::try_from_bytes(&self.backed_bytes(backed)[r]).map_err(|e| self.cast("view", e))
+    }
+
+    /// `count` values of `T` from byte `offset`, checked like [`view`](Self::view). Zero-sized
+    /// types are refused.
+    pub fn slice<T: AnyBitPattern>(&self, offset: usize, count: usize) -> Result<&[T]> {
+        let backed = self.backed_len()?;
+        let r = self.range::<T>("slice", offset, Some(count), backed)?;
+        bytemuck::try_cast_slice(&self.backed_bytes(backed)[r]).map_err(|e| self.cast("slice", e))
+    }
+
+    /// The `T` at byte `offset`, for writing; checked like [`view`](Self::view), and fails on a
+    /// read-only mapping.
+    pub fn view_mut<T: Pod>(&mut self, offset: usize) -> Result<&mut T> {
+        self.check_writable("view_mut")?;
+        let backed = self.backed_len()?;
+        let r = self.range::<T>("view_mut", offset, None, backed)?;
+        let object = self.object.clone();
+        bytemuck::try_from_bytes_mut(&mut self.backed_bytes_mut(backed)[r])
+            .map_err(|e| Error::invalid("view_mut", object, format!("{e:?}")))
+    }
+
+    /// `count` values of `T` from byte `offset`, for writing; checked like
+    /// [`view_mut`](Self::view_mut). Zero-sized types are refused.
+    pub fn slice_mut<T: Pod>(&mut self, offset: usize, count: usize) -> Result<&mut [T]> {
+        self.check_writable("slice_mut")?;
+        let backed = self.backed_len()?;
+        let r = self.range::<T>("slice_mut", offset, Some(count), backed)?;
+        let object = self.object.clone();
+        bytemuck::try_cast_slice_mut(&mut self.backed_bytes_mut(backed)[r])
+            .map_err(|e| Error::invalid("slice_mut", object, format!("{e:?}")))
+    }
+
+    fn cast(&self, op: &'static str, e: bytemuck::PodCastError) -> Error {
+        Error::invalid(op, self.object.clone(), format!("{e:?}"))
+    }
+
+    /// The byte offset of record `index` of type `T` (`index × size_of::<T>()`), checked for
+    /// overflow.
+    fn record_offset<T>(&self, op: &'static str, index: usize) -> Result<usize> {
+        index.checked_mul(mem::size_of::<T>()).ok_or_else(|| {
+            Error::invalid(
+                op,
+                self.object.clone(),
+                format!(
+                    "record {index} of {} overflows the address range",
+                    std::any::type_name::<T>()
+                ),
+            )
+        })
+    }
+
+    /// Record `index` of a mapping that holds an array of `T` from its first byte (a
+    /// `#[repr(C)]` `Pod` struct): the `T` at byte `index × size_of::<T>()`. A record past the end
+    /// of the file is an error, also when it lies inside the mapping.
+    pub fn record<T: AnyBitPattern>(&self, index: usize) -> Result<&T> {
+        self.view(self.record_offset::<T>("record", index)?)
+    }
+
+    /// Record `index`, for writing; see [`record`](Self::record).
+    pub fn record_mut<T: Pod>(&mut self, index: usize) -> Result<&mut T> {
+        let offset = self.record_offset::<T>("record_mut", index)?;
+        self.view_mut(offset)
+    }
+
+    /// Every whole record of type `T` that the file backs now, from the first byte; a partial
+    /// record at the end of the file is left out. Zero-sized types are refused.
+    pub fn records<T: AnyBitPattern>(&self) -> Result<&[T]> {
+        let backed = self.backed_len()?;
+        let count = backed.checked_div(mem::size_of::<T>()).unwrap_or(1);
+        let r = self.range::<T>("records", 0, Some(count), backed)?;
+        bytemuck::try_cast_slice(&self.backed_bytes(backed)[r]).map_err(|e| self.cast("records", e))
+    }
+
+    /// Every whole record of type `T` that the file backs now, for writing; see
+    /// [`records`](Self::records).
+    pub fn records_mut<T: Pod>(&mut self) -> Result<&mut [T]> {
+        self.check_writable("records_mut")?;
+        let backed = self.backed_len()?;
+        let count = backed.checked_div(mem::size_of::<T>()).unwrap_or(1);
+        let r = self.range::<T>("records_mut", 0, Some(count), backed)?;
+        let object = self.object.clone();
+        bytemuck::try_cast_slice_mut(&mut self.backed_bytes_mut(backed)[r])
+            .map_err(|e| Error::invalid("records_mut", object, format!("{e:?}")))
+    }
+
+    /// A pointer to a `T` at byte `offset`, checked to be aligned and inside the mapping and the
+    /// file: where to place a process-shared object (a lock, a semaphore) that is used through
+    /// raw pointers or atomics. Using it is the caller's `unsafe` responsibility.
+    pub fn ptr_at<T>(&self, offset: usize) -> Result<NonNull<T>> {
+        let backed = self.backed_len()?;
+        let r = self.range::<T>("ptr_at", offset, None, backed)?;
+        // SAFETY: `r.start <= len`, so the result stays inside (or one past the end of) the
+        // mapping, which is one allocation.
+        Ok(unsafe { self.ptr.add(r.start) }.cast::<T>())
+    }
+
+    /// A reference to an atomic of type `A` at `offset`, in a writable mapping.
+    fn atomic<A>(&self, op: &'static str, offset: usize) -> Result<&A> {
+        self.check_writable(op)?;
+        let backed = self.backed_len()?;
+        let r = self.range::<A>(op, offset, None, backed)?;
+        // SAFETY: `range` checked that `A` fits at `offset` inside the mapping and the file and
+        // that the address is aligned for `A`; AtomicU32/AtomicU64 have the layout of u32/u64 and
+        // accept every bit pattern; the mapping is writable and lives as long as the borrow of
+        // `self`.
+        Ok(unsafe { &*self.ptr.as_ptr().add(r.start).cast::<A>() })
+    }
+
+    /// The `AtomicU32` at byte `offset` (4-byte aligned, inside the mapping and the file) of a
+    /// writable mapping, for lock-free sharing with other threads and processes.
+    pub fn atomic_u32(&self, offset: usize) -> Result<&AtomicU32> {
+        self.atomic::<AtomicU32>("atomic_u32", offset)
+    }
+
+    /// The `AtomicU64` at byte `offset` (8-byte aligned, inside the mapping and the file) of a
+    /// writable mapping, for lock-free sharing with other threads and processes.
+    pub fn atomic_u64(&self, offset: usize) -> Result<&AtomicU64> {
+        self.atomic::<AtomicU64>("atomic_u64", offset)
+    }
+
+    fn msync(&self, op: &'static str, range: Range<usize>, flags: MsyncFlags) -> Result<()> {
+        // SAFETY: `range` lies inside the mapping (callers check) and starts on a page boundary;
+        // msync only writes pages back and changes no memory.
+        unsafe {
+            rustix::mm::msync(
+                self.ptr.as_ptr().add(range.start).cast(),
+                range.len(),
+                flags,
+            )
+        }
+        .map_err(|e| Error::os(op, self.object.clone(), e))
+    }
+
+    /// `msync(addr, len, MS_SYNC)` — writes the mapping's changed pages to the file and waits
+    /// until they are written. Other processes mapping or reading the file see shared writes at
+    /// once, without it; flushing is about the storage device.
+    pub fn flush(&self) -> Result<()> {
+        self.msync("msync(MS_SYNC)", 0..self.len, MsyncFlags::SYNC)
+    }
+
+    /// `msync(addr, len, MS_ASYNC)` — schedules the write-back of the changed pages and returns.
+    pub fn flush_async(&self) -> Result<()> {
+        self.msync("msync(MS_ASYNC)", 0..self.len, MsyncFlags::ASYNC)
+    }
+
+    /// `msync(addr, len, MS_SYNC)` for the `len` bytes from byte `offset` of the mapping (widened
+    /// to the page that holds `offset`). Fails before the call if the range leaves the mapping.
+    pub fn flush_range(&self, offset: usize, len: usize) -> Result<()> {
+        const OP: &str = "msync(MS_SYNC)";
+        let end = offset.checked_add(len).filter(|&end| end <= self.len);
+        let Some(end) = end else {
+            return Err(Error::invalid(
+                OP,
+                self.object.clone(),
+                format!(
+                    "{len} bytes at offset {offset} do not fit in the {}-byte mapping",
+                    self.len
+                ),
+            ));
+        };
+        let start = offset - offset % page_size();
+        self.msync(OP, start..end, MsyncFlags::SYNC)
+    }
+
+    /// `munmap(addr, len)` — unmaps now (after the flush of
+    /// [`flush_on_drop`](MmapOptions::flush_on_drop)), reporting the errors that drop would ignore.
+    pub fn unmap(self) -> Result<()> {
+        let mut map = mem::ManuallyDrop::new(self);
+        let flushed = if map.flush_on_drop {
+            map.flush()
+        } else {
+            Ok(())
+        };
+        // SAFETY: `ptr`/`len` describe the live mapping that mmap returned; `map` is never dropped
+        // and no reference into the mapping outlives it (they all borrow the consumed `self`).
+        let unmapped = unsafe { rustix::mm::munmap(map.ptr.as_ptr().cast(), map.len) }
+            .map_err(|e| Error::os("munmap", map.object.clone(), e));
+        // Release what drop would have released besides the mapping: the descriptor and the name.
+        drop(map.file.take());
+        drop(mem::replace(&mut map.object, Object::Other(String::new())));
+        flushed.and(unmapped)
+    }
+}
+
+impl Drop for Mmap {
+    fn drop(&mut self) {
+        if self.flush_on_drop {
+            let _ = self.flush();
+        }
+        // SAFETY: `ptr`/`len` describe the live mapping that mmap returned, unmapped only here; no
+        // reference into it outlives `self`.
+        let _ = unsafe { rustix::mm::munmap(self.ptr.as_ptr().cast(), self.len) };
+    }
+}
+
+impl fmt::Debug for Mmap {
+    /// Without the contents: what is mapped, where, and how.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Mmap")
+            .field("object", &self.object)
+            .field("addr", &self.ptr)
+            .field("len", &self.len)
+            .field("offset", &self.offset)
+            .field("shared", &self.shared)
+            .field("writable", &self.writable)
+            .finish()
+    }
+}
