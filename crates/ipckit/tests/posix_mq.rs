@@ -548,6 +548,25 @@ fn blocked_in(tid: libc::pid_t, nr: libc::c_long) -> bool {
 }
 
 #[test]
+fn recv_timeout_without_a_representable_deadline_waits_until_sent() {
+    let (name, _cleanup) = fresh("mq-forever");
+    let q = MessageQueue::create_exclusive(&name, Attr::new(2, 8)).unwrap();
+    let sender = MessageQueue::open(&name).unwrap();
+    // SAFETY: gettid has no preconditions.
+    let tid = unsafe { libc::gettid() };
+    let helper = std::thread::spawn(move || {
+        wait_until("the receiver to block", || {
+            blocked_in(tid, libc::SYS_mq_timedreceive)
+        });
+        sender.send(b"at last", 1).unwrap();
+    });
+    let mut buf = [0u8; 8];
+    let got = q.recv_timeout(&mut buf, Duration::MAX).unwrap();
+    assert_eq!(got, Some((7, 1)));
+    helper.join().unwrap();
+}
+
+#[test]
 fn receive_interrupted_by_a_signal_is_retried() {
     let _serial = SIGNAL_TESTS.lock().unwrap_or_else(|e| e.into_inner());
     let (name, _cleanup) = fresh("mq-eintr");

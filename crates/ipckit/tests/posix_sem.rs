@@ -13,7 +13,9 @@ use std::time::{Duration, Instant};
 use ipckit::posix::sem::{NamedSemaphore, RawSemaphore, Semaphore, SEM_NAME_MAX, SEM_VALUE_MAX};
 use ipckit::sysv::shm::Segment;
 use ipckit::{Error, Key};
-use ipckit_testkit::{child_role, compile_c, remove_compiled, spawn_self, unique_name, Defer};
+use ipckit_testkit::{
+    child_role, compile_c, example_bin, remove_compiled, spawn_self, unique_name, Defer,
+};
 
 /// The file glibc keeps a named semaphore in.
 fn sem_file(name: &str) -> PathBuf {
@@ -322,6 +324,21 @@ fn interrupted(wait: impl FnOnce(), release: impl FnOnce() + Send + 'static) {
 }
 
 #[test]
+fn wait_timeout_without_a_representable_deadline_waits_until_posted() {
+    let (name, _cleanup) = fresh("sem-forever");
+    let sem = NamedSemaphore::create_exclusive(&name, 0).unwrap();
+    let poster = NamedSemaphore::open(&name).unwrap();
+    // SAFETY: gettid has no preconditions.
+    let tid = unsafe { libc::gettid() };
+    let helper = std::thread::spawn(move || {
+        wait_until("the waiter to block", || blocked_in(tid, libc::SYS_futex));
+        poster.post().unwrap();
+    });
+    assert!(sem.wait_timeout(Duration::MAX).unwrap());
+    helper.join().unwrap();
+}
+
+#[test]
 fn wait_interrupted_by_a_signal_is_retried() {
     let (name, _cleanup) = fresh("sem-eintr");
     let sem = NamedSemaphore::create_exclusive(&name, 0).unwrap();
@@ -514,4 +531,24 @@ fn c_program_waits_on_a_semaphore_ipckit_created_and_posted() {
     let status = waiter.wait();
     assert!(status.success(), "C program's verdict: {status}");
     assert_eq!(sem.value().unwrap(), 2, "the C program posted twice");
+}
+// ---- the example ----
+
+#[test]
+fn mmap_alternate_example_reads_every_line_once_in_order() {
+    let out = Command::new(example_bin("mmap_alternate"))
+        .args(["--lines", "40"])
+        .output()
+        .expect("run example");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "mmap_alternate failed ({}):\n{stdout}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("40 lines read exactly once, in order"),
+        "{stdout}"
+    );
 }
