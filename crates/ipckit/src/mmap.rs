@@ -474,8 +474,9 @@ impl Mmap {
     }
 
     /// `fstat(fd)` — how many bytes from the start of the mapping the file backs now: the
-    /// mapping's length, or less when the file ends inside it. Anonymous mappings and files
-    /// sealed against shrinking answer without a system call.
+    /// mapping's length, or less when the file ends inside it. Anonymous mappings answer their
+    /// length, and files sealed against shrinking the bytes they backed when mapped (growth since
+    /// is not seen: map again), both without a system call.
     pub fn backed_len(&self) -> Result<usize> {
         if let Some(stable) = self.stable {
             return Ok(stable);
@@ -520,11 +521,25 @@ impl Mmap {
         count: Option<usize>,
         backed: usize,
     ) -> Result<Range<usize>> {
+        self.range_of::<T>(op, offset, count, None, backed)
+    }
+
+    /// [`range`](Self::range), naming record `index` in the error past the end of the file.
+    fn range_of<T>(
+        &self,
+        op: &'static str,
+        offset: usize,
+        count: Option<usize>,
+        index: Option<usize>,
+        backed: usize,
+    ) -> Result<Range<usize>> {
         let r = self.region().range::<T>(op, offset, count)?;
         if r.end > backed {
-            let what = match count {
-                None => std::any::type_name::<T>().to_string(),
-                Some(n) => format!("{n} × {}", std::any::type_name::<T>()),
+            let ty = std::any::type_name::<T>();
+            let what = match (count, index) {
+                (Some(n), _) => format!("{n} × {ty}"),
+                (None, Some(i)) => format!("record {i} ({ty})"),
+                (None, None) => ty.to_string(),
             };
             return Err(Error::invalid(
                 op,
@@ -595,9 +610,34 @@ impl Mmap {
     /// The `T` at byte `offset`. Fails with an invalid-argument error naming the type and the
     /// offset if it is misaligned, does not fit in the mapping, or lies past the end of the file.
     pub fn view<T: AnyBitPattern>(&self, offset: usize) -> Result<&T> {
+        self.one("view", offset, None)
+    }
+
+    /// One `T` at `offset`, for `view` and `record` (`index` names the record in errors).
+    fn one<T: AnyBitPattern>(
+        &self,
+        op: &'static str,
+        offset: usize,
+        index: Option<usize>,
+    ) -> Result<&T> {
         let backed = self.backed_len()?;
-        let r = self.range::<T>("view", offset, None, backed)?;
-        bytemuck::try_from_bytes(&self.backed_bytes(backed)[r]).map_err(|e| self.cast("view", e))
+        let r = self.range_of::<T>(op, offset, None, index, backed)?;
+        bytemuck::try_from_bytes(&self.backed_bytes(backed)[r]).map_err(|e| self.cast(op, e))
+    }
+
+    /// One `T` at `offset`, for writing, for `view_mut` and `record_mut`.
+    fn one_mut<T: Pod>(
+        &mut self,
+        op: &'static str,
+        offset: usize,
+        index: Option<usize>,
+    ) -> Result<&mut T> {
+        self.check_writable(op)?;
+        let backed = self.backed_len()?;
+        let r = self.range_of::<T>(op, offset, None, index, backed)?;
+        let object = self.object.clone();
+        bytemuck::try_from_bytes_mut(&mut self.backed_bytes_mut(backed)[r])
+            .map_err(|e| Error::invalid(op, object, format!("{e:?}")))
     }
 
     /// `count` values of `T` from byte `offset`, checked like [`view`](Self::view). Zero-sized
@@ -611,12 +651,7 @@ impl Mmap {
     /// The `T` at byte `offset`, for writing; checked like [`view`](Self::view), and fails on a
     /// read-only mapping.
     pub fn view_mut<T: Pod>(&mut self, offset: usize) -> Result<&mut T> {
-        self.check_writable("view_mut")?;
-        let backed = self.backed_len()?;
-        let r = self.range::<T>("view_mut", offset, None, backed)?;
-        let object = self.object.clone();
-        bytemuck::try_from_bytes_mut(&mut self.backed_bytes_mut(backed)[r])
-            .map_err(|e| Error::invalid("view_mut", object, format!("{e:?}")))
+        self.one_mut("view_mut", offset, None)
     }
 
     /// `count` values of `T` from byte `offset`, for writing; checked like
@@ -653,13 +688,14 @@ impl Mmap {
     /// `#[repr(C)]` `Pod` struct): the `T` at byte `index × size_of::<T>()`. A record past the end
     /// of the file is an error, also when it lies inside the mapping.
     pub fn record<T: AnyBitPattern>(&self, index: usize) -> Result<&T> {
-        self.view(self.record_offset::<T>("record", index)?)
+        let offset = self.record_offset::<T>("record", index)?;
+        self.one("record", offset, Some(index))
     }
 
     /// Record `index`, for writing; see [`record`](Self::record).
     pub fn record_mut<T: Pod>(&mut self, index: usize) -> Result<&mut T> {
         let offset = self.record_offset::<T>("record_mut", index)?;
-        self.view_mut(offset)
+        self.one_mut("record_mut", offset, Some(index))
     }
 
     /// Every whole record of type `T` that the file backs now, from the first byte; a partial
