@@ -9,6 +9,8 @@
 //! | [`sysv::shm`] | System V shared memory | `shmat` without `shmdt` leaks; segments outlive their creator |
 //! | [`sysv::sem`] | System V semaphore sets | a holder that dies without `SEM_UNDO` blocks everyone |
 //! | [`sysv::msg`] | System V message queues | oversize messages and type selection done by hand |
+//! | [`posix::shm`] | POSIX shared memory, memfd | names escaping `/dev/shm`; objects outliving their creator; unsealed sizes |
+//! | [`mmap`] | file and anonymous mappings | `SIGBUS` past the end of the file; protection the file's mode refuses |
 //! | [`inspect`] | `/proc/sysvipc`, limits, attached PIDs | parsing ipcs output |
 //!
 //! Every fallible function returns [`Error`], which names the operation, the object and the cause.
