@@ -118,6 +118,51 @@ pub enum Error {
         /// What failed validation.
         detail: String,
     },
+    /// A non-blocking operation could not proceed now (an empty channel, a full lane); try
+    /// again later. [`kind`](Error::kind) is `WouldBlock`.
+    #[error("{op} {object}: {reason}")]
+    WouldBlock {
+        /// The operation, such as `"try_send"`.
+        op: &'static str,
+        /// What it was applied to.
+        object: Object,
+        /// Why it would block (`"the channel is empty"` …).
+        reason: &'static str,
+    },
+    /// A timed operation gave up. [`kind`](Error::kind) is `TimedOut`.
+    #[error("{op} {object}: timed out after {timeout:?}")]
+    Timeout {
+        /// The operation, such as `"recv_timeout"`.
+        op: &'static str,
+        /// What it was applied to.
+        object: Object,
+        /// How long it waited.
+        timeout: std::time::Duration,
+    },
+    /// The other side closed normally, so the operation can never succeed (sending with no
+    /// consumer left). [`kind`](Error::kind) is `BrokenPipe`.
+    #[error("{op} {object}: {reason}")]
+    Closed {
+        /// The operation, such as `"send"`.
+        op: &'static str,
+        /// What it was applied to.
+        object: Object,
+        /// Who closed (`"the consumer closed the channel"` …).
+        reason: &'static str,
+    },
+    /// The process at the other end died (killed, crashed) without closing.
+    /// [`kind`](Error::kind) is `ConnectionAborted`.
+    #[error("{op} {object}: the {peer} (pid {pid}) died")]
+    PeerDied {
+        /// The operation, such as `"recv"`.
+        op: &'static str,
+        /// What it was applied to.
+        object: Object,
+        /// Which peer died (`"producer"`, `"consumer"`).
+        peer: &'static str,
+        /// Its process id, as it recorded it (for messages; it may be reused by now).
+        pid: u32,
+    },
 }
 
 impl Error {
@@ -164,7 +209,11 @@ impl Error {
             Error::Os { op, .. }
             | Error::InvalidArgument { op, .. }
             | Error::TooLarge { op, .. }
-            | Error::Corrupt { op, .. } => op,
+            | Error::Corrupt { op, .. }
+            | Error::WouldBlock { op, .. }
+            | Error::Timeout { op, .. }
+            | Error::Closed { op, .. }
+            | Error::PeerDied { op, .. } => op,
         }
     }
 
@@ -174,7 +223,11 @@ impl Error {
             Error::Os { object, .. }
             | Error::InvalidArgument { object, .. }
             | Error::TooLarge { object, .. }
-            | Error::Corrupt { object, .. } => object,
+            | Error::Corrupt { object, .. }
+            | Error::WouldBlock { object, .. }
+            | Error::Timeout { object, .. }
+            | Error::Closed { object, .. }
+            | Error::PeerDied { object, .. } => object,
         }
     }
 
@@ -193,6 +246,10 @@ impl Error {
             Error::Os { source, .. } => source.kind(),
             Error::InvalidArgument { .. } | Error::TooLarge { .. } => io::ErrorKind::InvalidInput,
             Error::Corrupt { .. } => io::ErrorKind::InvalidData,
+            Error::WouldBlock { .. } => io::ErrorKind::WouldBlock,
+            Error::Timeout { .. } => io::ErrorKind::TimedOut,
+            Error::Closed { .. } => io::ErrorKind::BrokenPipe,
+            Error::PeerDied { .. } => io::ErrorKind::ConnectionAborted,
         }
     }
 }
