@@ -11,7 +11,12 @@
 //! | [`sysv::msg`] | System V message queues | oversize messages and type selection done by hand |
 //! | [`posix::shm`] | POSIX shared memory, memfd | names escaping `/dev/shm`; objects outliving their creator; unsealed sizes |
 //! | [`mmap`] | file and anonymous mappings | `SIGBUS` past the end of the file; protection the file's mode refuses |
-//! | [`inspect`] | `/proc/sysvipc`, limits, attached PIDs | parsing ipcs output |
+//! | [`posix::sem`] | POSIX named and unnamed semaphores | `sem_t` placed unaligned or initialised twice |
+//! | [`posix::mq`] | POSIX message queues | limits (`msg_max`, `msgsize_max`) that fail without saying which |
+//! | [`pipe`] | pipes and FIFOs | `SIGPIPE` killing the writer; FIFO opens that block for ever |
+//! | [`signal`] | signals, `signalfd`, `sigqueue` | arbitrary code in async signal handlers |
+//! | [`unix`] | Unix domain sockets | lost message boundaries; leaked passed descriptors |
+//! | [`inspect`] | `/proc/sysvipc`, `/dev/shm`, `/dev/mqueue`, limits, attached PIDs | parsing ipcs output |
 //!
 //! Every fallible function returns [`Error`], which names the operation, the object and the cause.
 #![warn(missing_docs)]
