@@ -12,22 +12,37 @@
 //! - [`limits`] (`ipcs -l`) and [`usage`] (`ipcs -u`).
 //! - [`shm_attached_pids`]: shmid → PIDs, from one scan of `/proc/<pid>/maps` ([`scan_maps`]).
 //! - [`Names`]: user and group names for the ids.
+//! - POSIX objects, which have no such table, from their files: [`posix_shm_objects`],
+//!   [`posix_semaphores`], [`posix_mqueues`] (or [`PosixMqs::NotMounted`] when `/dev/mqueue` is
+//!   not mounted), and the processes that map them or hold them open ([`posix_users`]).
+//! - [`gc`]: objects left behind by processes that are gone, by rules over these listings.
 //!
-//! Only plain files are read; nothing here needs privilege, though without it the maps of other
+//! Only plain files are read (POSIX semaphores and queues are also opened, to read a value and
+//! attributes); nothing here needs privilege, though without it the maps and descriptors of other
 //! users' processes are not readable and their attachments not seen.
 //!
 //! # References
 //! [proc_sysvipc(5)](https://man7.org/linux/man-pages/man5/proc_sysvipc.5.html),
 //! [proc_pid_maps(5)](https://man7.org/linux/man-pages/man5/proc_pid_maps.5.html),
 //! [ipcs(1)](https://man7.org/linux/man-pages/man1/ipcs.1.html),
-//! [sysvipc(7)](https://man7.org/linux/man-pages/man7/sysvipc.7.html)
+//! [sysvipc(7)](https://man7.org/linux/man-pages/man7/sysvipc.7.html),
+//! [shm_overview(7)](https://man7.org/linux/man-pages/man7/shm_overview.7.html),
+//! [sem_overview(7)](https://man7.org/linux/man-pages/man7/sem_overview.7.html),
+//! [mq_overview(7)](https://man7.org/linux/man-pages/man7/mq_overview.7.html)
 
+pub mod gc;
 mod limits;
+mod posix;
 mod procfs;
 mod sysv;
 mod users;
 
 pub use limits::{limits, usage, Limits, Usage};
+pub use posix::{
+    mqueue_mount_point, posix_mqueues, posix_name, posix_semaphores, posix_shm_objects,
+    posix_users, FileId, PosixKind, PosixMqInfo, PosixMqs, PosixSemInfo, PosixShmInfo, Users,
+    DEV_MQUEUE, DEV_SHM, MOUNT_MQUEUE,
+};
 pub use procfs::{scan_maps, MapsEntry};
 pub use sysv::{
     msg_queues, parse_msg, parse_sem, parse_shm, sem_sets, shm_attached_pids, shm_segments,
