@@ -16,11 +16,13 @@
 //! | [`pipe`] | pipes and FIFOs | `SIGPIPE` killing the writer; FIFO opens that block for ever |
 //! | [`signal`] | signals, `signalfd`, `sigqueue` | arbitrary code in async signal handlers |
 //! | [`unix`] | Unix domain sockets | lost message boundaries; leaked passed descriptors |
+//! | [`channel`] | a multi-producer message channel in shared memory (lock-free lanes, futex wake-ups) | torn messages and endless waits when a peer dies; segments left in `/dev/shm` |
 //! | [`inspect`] | `/proc/sysvipc`, `/dev/shm`, `/dev/mqueue`, limits, attached PIDs | parsing ipcs output |
 //!
 //! Every fallible function returns [`Error`], which names the operation, the object and the cause.
 #![warn(missing_docs)]
 
+pub mod channel;
 pub mod error;
 pub mod inspect;
 pub mod key;

@@ -1,0 +1,424 @@
+//! The receiving side: the one consumer of a channel, which reads every lane.
+
+use std::fmt;
+use std::ops::Deref;
+use std::os::fd::BorrowedFd;
+use std::time::{Duration, Instant};
+
+use super::atomic::Ordering;
+use super::header::{lane_lock_byte, CONSUMER_CLOSED, LANE_ACTIVE, LANE_CLOSED, LANE_FREE};
+use super::ring::{ConsumerRing, Corrupt, Record, RingBuf};
+use super::segment::Segment;
+use super::wait::{wait_for, Wait, SLICE};
+use super::{Options, Patience};
+use crate::error::{Error, Result};
+
+/// The receiving end of a channel: there is at most one per channel. Open with
+/// [`Consumer::open`], [`Options::consumer`] or [`Consumer::from_fd`].
+///
+/// It serves the producers' lanes round-robin, so each producer's messages arrive in the order
+/// it sent them and no producer starves the others; messages of different producers have no
+/// order between them.
+///
+/// Every receiving method returns `Ok(Some(message))`, or `Ok(None)` at the **end of the
+/// stream**: at least one producer has attached, every producer has closed (or died and was
+/// reported), and every message was received. Like a FIFO, a producer that attaches afterwards
+/// starts a new stream. Errors: [`Error::WouldBlock`] (`try_*`: empty now), [`Error::Timeout`]
+/// (`*_timeout`), [`Error::PeerDied`] (once per producer that died; its committed messages were
+/// delivered first, and the channel stays usable), [`Error::Corrupt`] (the shared memory failed
+/// validation; nothing invalid was used).
+///
+/// `Send` but not `Sync`.
+pub struct Consumer {
+    seg: Segment,
+    st: State,
+    wait: Wait,
+    closed: bool,
+}
+
+// SAFETY: the ring bytes are reached only through `&mut Consumer`; the segment is Send.
+unsafe impl Send for Consumer {}
+
+impl fmt::Debug for Consumer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Consumer")
+            .field("segment", &self.seg)
+            .finish()
+    }
+}
+
+/// The consumer's private state (split from the segment so a poll closure can borrow both).
+struct State {
+    lanes: Vec<Lane>,
+    /// The lane the next scan starts at (round-robin), `< lanes.len()`.
+    next: usize,
+    /// When producer liveness was last checked (at most every [`SLICE`]).
+    last_check: Option<Instant>,
+}
+
+struct Lane {
+    ring: ConsumerRing,
+    buf: RingBuf,
+}
+
+/// What one poll found.
+enum Got {
+    Record(usize, Record),
+    End,
+}
+
+impl Consumer {
+    /// Opens the channel `name` (creating it with the default [`Options`] if it does not exist)
+    /// as its consumer. Fails if the channel already has a live consumer.
+    pub fn open(name: &str) -> Result<Consumer> {
+        Options::new().consumer(name)
+    }
+
+    /// Attaches to the anonymous channel behind `fd` (inherited from the process that made it
+    /// with [`Options::anonymous`]) as its consumer, through its own open file description.
+    pub fn from_fd(fd: BorrowedFd<'_>) -> Result<Consumer> {
+        Options::new().consumer_from_fd(fd)
+    }
+
+    pub(crate) fn attach(seg: Segment, wait: Wait) -> Result<Consumer> {
+        let geo = *seg.geometry();
+        let mut lanes = Vec::with_capacity(geo.lanes);
+        for i in 0..geo.lanes {
+            // Relaxed: our role's own index; a previous consumer's last store is ordered before
+            // our claim by the init lock.
+            let head = seg.lane(i).cons.head.load(Ordering::Relaxed);
+            match ConsumerRing::new(geo.lane_capacity, head) {
+                Ok(ring) => lanes.push(Lane {
+                    ring,
+                    buf: seg.ring(i),
+                }),
+                Err(c) => {
+                    let e = Error::corrupt(
+                        "open consumer",
+                        seg.object().clone(),
+                        format!("lane {i}: {}", c.0),
+                    );
+                    // Release: as in `leave`.
+                    seg.header()
+                        .members
+                        .consumer_state
+                        .store(CONSUMER_CLOSED, Ordering::Release);
+                    let _ = seg.leave();
+                    return Err(e);
+                }
+            }
+        }
+        Ok(Consumer {
+            seg,
+            st: State {
+                lanes,
+                next: 0,
+                last_check: None,
+            },
+            wait,
+            closed: false,
+        })
+    }
+
+    /// Receives the next message as a new `Vec`, waiting while the channel is empty.
+    /// `Ok(None)` at the end of the stream (see the [type documentation](Consumer)).
+    pub fn recv(&mut self) -> Result<Option<Vec<u8>>> {
+        self.recv_vec("recv", Patience::Forever)
+    }
+
+    /// Receives a message if one is there now; [`Error::WouldBlock`] if the channel is empty.
+    pub fn try_recv(&mut self) -> Result<Option<Vec<u8>>> {
+        self.recv_vec("try_recv", Patience::Never)
+    }
+
+    /// Receives a message, waiting at most `timeout`; [`Error::Timeout`] if none came.
+    pub fn recv_timeout(&mut self, timeout: Duration) -> Result<Option<Vec<u8>>> {
+        self.recv_vec("recv_timeout", Patience::For(timeout))
+    }
+
+    /// Receives the next message into `buf` (cleared first; no allocation once it is large
+    /// enough), waiting while the channel is empty. Returns its length, or `None` at the end of
+    /// the stream.
+    pub fn recv_into(&mut self, buf: &mut Vec<u8>) -> Result<Option<usize>> {
+        self.recv_into_with("recv_into", buf, Patience::Forever)
+    }
+
+    /// [`recv_into`](Self::recv_into) without waiting: [`Error::WouldBlock`] if empty.
+    pub fn try_recv_into(&mut self, buf: &mut Vec<u8>) -> Result<Option<usize>> {
+        self.recv_into_with("try_recv_into", buf, Patience::Never)
+    }
+
+    /// [`recv_into`](Self::recv_into), waiting at most `timeout`: [`Error::Timeout`] if none
+    /// came.
+    pub fn recv_into_timeout(
+        &mut self,
+        buf: &mut Vec<u8>,
+        timeout: Duration,
+    ) -> Result<Option<usize>> {
+        self.recv_into_with("recv_into_timeout", buf, Patience::For(timeout))
+    }
+
+    /// Lends the next message in place (zero copy), waiting while the channel is empty; it is
+    /// released, and its room given back to the producer, when the slot is dropped. `Ok(None)`
+    /// at the end of the stream.
+    ///
+    /// The slot's bytes are shared memory: a hostile producer could change them while you hold
+    /// them. For untrusted peers, use the copying [`recv`](Self::recv) and validate the copy.
+    pub fn recv_ref(&mut self) -> Result<Option<RecvSlot<'_>>> {
+        self.recv_slot("recv_ref", Patience::Forever)
+    }
+
+    /// [`recv_ref`](Self::recv_ref) without waiting: [`Error::WouldBlock`] if empty.
+    pub fn try_recv_ref(&mut self) -> Result<Option<RecvSlot<'_>>> {
+        self.recv_slot("try_recv_ref", Patience::Never)
+    }
+
+    /// [`recv_ref`](Self::recv_ref), waiting at most `timeout`: [`Error::Timeout`] if none
+    /// came.
+    pub fn recv_ref_timeout(&mut self, timeout: Duration) -> Result<Option<RecvSlot<'_>>> {
+        self.recv_slot("recv_ref_timeout", Patience::For(timeout))
+    }
+
+    fn recv_vec(&mut self, op: &'static str, patience: Patience) -> Result<Option<Vec<u8>>> {
+        let mut v = Vec::new();
+        Ok(self.recv_into_with(op, &mut v, patience)?.map(|_| v))
+    }
+
+    fn recv_into_with(
+        &mut self,
+        op: &'static str,
+        out: &mut Vec<u8>,
+        patience: Patience,
+    ) -> Result<Option<usize>> {
+        let Some((i, r)) = self.next_record(op, patience)? else {
+            return Ok(None);
+        };
+        out.clear();
+        self.st.lanes[i].buf.append_to(r.offset, r.len, out);
+        self.release(i, r);
+        Ok(Some(r.len))
+    }
+
+    fn recv_slot(&mut self, op: &'static str, patience: Patience) -> Result<Option<RecvSlot<'_>>> {
+        Ok(self
+            .next_record(op, patience)?
+            .map(|(lane, rec)| RecvSlot {
+                consumer: self,
+                lane,
+                rec,
+            }))
+    }
+
+    /// The next record (lane and position), after waiting as `patience` allows.
+    fn next_record(
+        &mut self,
+        op: &'static str,
+        patience: Patience,
+    ) -> Result<Option<(usize, Record)>> {
+        let seg = &self.seg;
+        let st = &mut self.st;
+        let mut poll = || st.poll(op, seg);
+        let got = match poll()? {
+            Some(got) => Some(got),
+            None => wait_for(
+                &seg.header().consumer_wait,
+                self.wait,
+                patience.deadline(),
+                poll,
+            )?,
+        };
+        match got {
+            Some(Got::Record(i, r)) => Ok(Some((i, r))),
+            Some(Got::End) => Ok(None),
+            None => Err(patience.error(op, seg.object(), "the channel is empty")),
+        }
+    }
+
+    fn release(&mut self, i: usize, r: Record) {
+        let ctl = self.seg.lane(i);
+        self.st.lanes[i].ring.release(ctl, &ctl.space, r);
+    }
+
+    /// Detaches: producers blocked on a full lane, and later sends, get [`Error::Closed`]
+    /// (until another consumer attaches). Unreceived messages stay in the lanes for a next
+    /// consumer, unless this was the last participant, which removes the channel's name.
+    /// Dropping the consumer does the same, ignoring errors.
+    pub fn close(mut self) -> Result<()> {
+        self.leave()
+    }
+
+    fn leave(&mut self) -> Result<()> {
+        if std::mem::replace(&mut self.closed, true) {
+            return Ok(());
+        }
+        // Release: pairs with the producers' loads; our releases of head come before it.
+        self.seg
+            .header()
+            .members
+            .consumer_state
+            .store(CONSUMER_CLOSED, Ordering::Release);
+        for i in 0..self.seg.geometry().lanes {
+            self.seg.lane(i).space.notify();
+        }
+        self.seg.leave()
+    }
+}
+
+impl Drop for Consumer {
+    fn drop(&mut self) {
+        let _ = self.leave();
+    }
+}
+
+impl State {
+    /// One pass over the active lanes: a record, the end of the stream, or nothing.
+    fn poll(&mut self, op: &'static str, seg: &Segment) -> Result<Option<Got>> {
+        let h = seg.header();
+        let geo = seg.geometry();
+        // Acquire (both), the count first: a producer sets its lane bit before it counts itself
+        // (Release), so a count we see comes with its bit, and "count > 0 and no bit" really
+        // means every producer we know of is gone.
+        let ever = h.members.producers_ever.load(Ordering::Acquire);
+        let mask = h.members.active_lanes.load(Ordering::Acquire) & geo.lane_mask();
+        // Round-robin: lanes from `next` up, then those below it.
+        let from = u64::MAX << self.next;
+        let mut due = None;
+        for mut bits in [mask & from, mask & !from] {
+            while bits != 0 {
+                let i = bits.trailing_zeros() as usize;
+                bits &= bits - 1;
+                if let Some(got) = self.poll_lane(op, seg, i, &mut due)? {
+                    return Ok(Some(got));
+                }
+            }
+        }
+        // Acquire: as above; lanes freed by this pass are gone from it.
+        let mask = h.members.active_lanes.load(Ordering::Acquire) & geo.lane_mask();
+        if ever > 0 && mask == 0 {
+            return Ok(Some(Got::End));
+        }
+        Ok(None)
+    }
+
+    /// Lane `i`: its next record, or, when it is empty and its producer is gone, frees it (and
+    /// reports a death).
+    fn poll_lane(
+        &mut self,
+        op: &'static str,
+        seg: &Segment,
+        i: usize,
+        due: &mut Option<bool>,
+    ) -> Result<Option<Got>> {
+        let ctl = seg.lane(i);
+        let lanes = self.lanes.len();
+        let corrupt = |c: Corrupt| {
+            Error::corrupt(op, seg.object().clone(), format!("lane {i}: {}", c.0))
+        };
+        let peek = |st: &mut State| -> Result<Option<Got>> {
+            let lane = &mut st.lanes[i];
+            let found = lane.ring.peek(ctl, &lane.buf, &ctl.space);
+            if !matches!(found, Ok(None)) {
+                // Served (or failed): the next scan starts after this lane.
+                st.next = (i + 1) % lanes;
+            }
+            Ok(found.map_err(corrupt)?.map(|r| Got::Record(i, r)))
+        };
+        if let Some(got) = peek(self)? {
+            return Ok(Some(got));
+        }
+        // Empty. Acquire: pairs with the producer's Release store of CLOSED (or ACTIVE), so
+        // the re-read of its tail below sees its last record.
+        let died = match ctl.prod.state.load(Ordering::Acquire) {
+            LANE_ACTIVE => {
+                let due = *due.get_or_insert_with(|| {
+                    let now = Instant::now();
+                    let due = self.last_check.map_or(true, |t| now - t >= SLICE);
+                    if due {
+                        self.last_check = Some(now);
+                    }
+                    due
+                });
+                if !due || seg.is_alive("fcntl(F_OFD_GETLK)", lane_lock_byte(i))? {
+                    return Ok(None);
+                }
+                // Relaxed: for the message only.
+                Some(ctl.prod.pid.load(Ordering::Relaxed))
+            }
+            LANE_CLOSED => None,
+            // A bit without a stream: left by a hostile writer; the producer protocol never
+            // shows it (the bit is set after ACTIVE and cleared before FREE). Nothing to read.
+            LANE_FREE => return Ok(None),
+            other => {
+                return Err(corrupt(Corrupt(format!("lane state {other}"))));
+            }
+        };
+        // The producer is gone: deliver what it published before going (re-reading its tail).
+        if let Some(got) = peek(self)? {
+            return Ok(Some(got));
+        }
+        let h = seg.header();
+        // Relaxed: published by the Release store of FREE, which a claiming producer loads with
+        // Acquire before setting the bit again.
+        h.members
+            .active_lanes
+            .fetch_and(!(1u64 << i), Ordering::Relaxed);
+        ctl.prod.state.store(LANE_FREE, Ordering::Release);
+        match died {
+            Some(pid) => {
+                self.next = (i + 1) % lanes;
+                Err(Error::PeerDied {
+                    op,
+                    object: seg.object().clone(),
+                    peer: "producer",
+                    pid,
+                })
+            }
+            None => Ok(None),
+        }
+    }
+}
+
+/// A received message lent in place ([`Consumer::recv_ref`]); released when dropped.
+///
+/// Dereferences to the message's bytes. They are shared memory: see [`Consumer::recv_ref`].
+pub struct RecvSlot<'a> {
+    consumer: &'a mut Consumer,
+    lane: usize,
+    rec: Record,
+}
+
+impl RecvSlot<'_> {
+    /// The lane (producer slot, 0-based) the message came from.
+    pub fn lane(&self) -> usize {
+        self.lane
+    }
+}
+
+impl Deref for RecvSlot<'_> {
+    type Target = [u8];
+
+    fn deref(&self) -> &[u8] {
+        let ptr = self.consumer.st.lanes[self.lane]
+            .buf
+            .ptr(self.rec.offset, self.rec.len);
+        // SAFETY: the record lies inside the lane's ring (validated by `peek`, checked by
+        // `ptr`); it is published and not yet released, so its producer does not write it (a
+        // hostile one might: documented); the borrow is tied to the slot.
+        unsafe { std::slice::from_raw_parts(ptr, self.rec.len) }
+    }
+}
+
+impl Drop for RecvSlot<'_> {
+    fn drop(&mut self) {
+        self.consumer.release(self.lane, self.rec);
+    }
+}
+
+impl fmt::Debug for RecvSlot<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RecvSlot")
+            .field("lane", &self.lane)
+            .field("len", &self.rec.len)
+            .finish()
+    }
+}

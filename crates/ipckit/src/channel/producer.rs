@@ -1,0 +1,319 @@
+//! The sending side: one producer owns one lane.
+
+use std::fmt;
+use std::ops::{Deref, DerefMut};
+use std::os::fd::BorrowedFd;
+use std::time::{Duration, Instant};
+
+use super::atomic::Ordering;
+use super::header::{CONSUMER_ATTACHED, CONSUMER_CLOSED, CONSUMER_LOCK_BYTE, LANE_CLOSED};
+use super::ring::{ProducerRing, RingBuf, Reservation};
+use super::segment::Segment;
+use super::wait::{wait_for, Wait, SLICE};
+use super::{Options, Patience};
+use crate::error::{Error, Result};
+
+/// The sending end of a channel: owns one lane (a single-producer ring) until it is closed or
+/// dropped. Open with [`Producer::open`], [`Options::producer`] or [`Producer::from_fd`].
+///
+/// `Send` (move it to another thread) but not `Sync`: one lane has one writer. Open one
+/// producer per sending thread.
+pub struct Producer {
+    seg: Segment,
+    lane: usize,
+    ring: ProducerRing,
+    buf: RingBuf,
+    wait: Wait,
+    /// When the consumer's liveness was last checked (at most every [`SLICE`] while waiting).
+    last_check: Option<Instant>,
+    closed: bool,
+}
+
+// SAFETY: the ring bytes are reached only through `&mut Producer`; the segment is Send.
+unsafe impl Send for Producer {}
+
+impl fmt::Debug for Producer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Producer")
+            .field("segment", &self.seg)
+            .field("lane", &self.lane)
+            .finish()
+    }
+}
+
+impl Producer {
+    /// Opens the channel `name` (creating it with the default [`Options`] if it does not exist)
+    /// and claims a lane.
+    pub fn open(name: &str) -> Result<Producer> {
+        Options::new().producer(name)
+    }
+
+    /// Attaches to the anonymous channel behind `fd` (inherited from the process that made it
+    /// with [`Options::anonymous`]) and claims a lane. The descriptor is re-opened through
+    /// `/proc/self/fd`, so this producer's liveness lock is its own.
+    pub fn from_fd(fd: BorrowedFd<'_>) -> Result<Producer> {
+        Options::new().producer_from_fd(fd)
+    }
+
+    pub(crate) fn attach(seg: Segment, lane: usize, wait: Wait) -> Result<Producer> {
+        let ctl = seg.lane(lane);
+        // Relaxed (tail): we are its only writer now; Acquire (head): pairs with the consumer's
+        // Release store.
+        let ring = ProducerRing::new(
+            seg.geometry().lane_capacity,
+            ctl.prod.tail.load(Ordering::Relaxed),
+            ctl.cons.head.load(Ordering::Acquire),
+        );
+        let ring = match ring {
+            Ok(ring) => ring,
+            Err(c) => {
+                // Give the lane back (CLOSED: the consumer frees it) and leave.
+                // Release: as in `leave`.
+                ctl.prod.state.store(LANE_CLOSED, Ordering::Release);
+                let _ = seg.leave();
+                return Err(Error::corrupt("open producer", seg.object().clone(), c.0));
+            }
+        };
+        let buf = seg.ring(lane);
+        Ok(Producer {
+            seg,
+            lane,
+            ring,
+            buf,
+            wait,
+            last_check: None,
+            closed: false,
+        })
+    }
+
+    /// The largest message this producer can send: the lane capacity less the 8-byte record
+    /// header.
+    pub fn max_message_size(&self) -> usize {
+        self.seg.geometry().max_message()
+    }
+
+    /// The lane this producer owns (0-based).
+    pub fn lane(&self) -> usize {
+        self.lane
+    }
+
+    /// Sends `msg`, waiting while the lane is full.
+    ///
+    /// Errors: [`Error::TooLarge`] if `msg` exceeds [`max_message_size`](Self::max_message_size)
+    /// (nothing is sent); [`Error::Closed`] if the consumer closed the channel;
+    /// [`Error::PeerDied`] if the consumer died while the lane was full; [`Error::Corrupt`] if
+    /// the consumer's index in the shared memory is invalid.
+    pub fn send(&mut self, msg: &[u8]) -> Result<()> {
+        self.send_with("send", msg, Patience::Forever)
+    }
+
+    /// Sends `msg` if the lane has room now; [`Error::WouldBlock`] if it is full. Otherwise as
+    /// [`send`](Self::send).
+    pub fn try_send(&mut self, msg: &[u8]) -> Result<()> {
+        self.send_with("try_send", msg, Patience::Never)
+    }
+
+    /// Sends `msg`, waiting at most `timeout` for room; [`Error::Timeout`] if there was none.
+    /// Otherwise as [`send`](Self::send).
+    pub fn send_timeout(&mut self, msg: &[u8], timeout: Duration) -> Result<()> {
+        self.send_with("send_timeout", msg, Patience::For(timeout))
+    }
+
+    /// Reserves room for a `len`-byte message in the lane, waiting while it is full, and lends
+    /// it for writing in place (zero copy). [`SendSlot::commit`] publishes it; dropping the slot
+    /// publishes nothing. Errors as [`send`](Self::send).
+    ///
+    /// The slot's bytes are the lane's memory: they hold whatever was there before.
+    pub fn reserve(&mut self, len: usize) -> Result<SendSlot<'_>> {
+        self.reserve_slot("reserve", len, Patience::Forever)
+    }
+
+    /// [`reserve`](Self::reserve) without waiting: [`Error::WouldBlock`] if the lane is full.
+    pub fn try_reserve(&mut self, len: usize) -> Result<SendSlot<'_>> {
+        self.reserve_slot("try_reserve", len, Patience::Never)
+    }
+
+    /// [`reserve`](Self::reserve), waiting at most `timeout`: [`Error::Timeout`] if the lane
+    /// stayed full.
+    pub fn reserve_timeout(&mut self, len: usize, timeout: Duration) -> Result<SendSlot<'_>> {
+        self.reserve_slot("reserve_timeout", len, Patience::For(timeout))
+    }
+
+    fn send_with(&mut self, op: &'static str, msg: &[u8], patience: Patience) -> Result<()> {
+        let r = self.reserve_in_ring(op, msg.len(), patience)?;
+        self.buf.write(r.payload_offset(self.buf_cap()), msg);
+        let ctl = self.seg.lane(self.lane);
+        self.ring
+            .commit(ctl, &self.buf, &self.seg.header().consumer_wait, r);
+        Ok(())
+    }
+
+    fn reserve_slot(
+        &mut self,
+        op: &'static str,
+        len: usize,
+        patience: Patience,
+    ) -> Result<SendSlot<'_>> {
+        let res = self.reserve_in_ring(op, len, patience)?;
+        Ok(SendSlot {
+            producer: self,
+            res: Some(res),
+        })
+    }
+
+    fn buf_cap(&self) -> usize {
+        self.seg.geometry().lane_capacity
+    }
+
+    fn reserve_in_ring(
+        &mut self,
+        op: &'static str,
+        len: usize,
+        patience: Patience,
+    ) -> Result<Reservation> {
+        let max = self.max_message_size();
+        if len > max {
+            return Err(Error::TooLarge {
+                op,
+                object: self.seg.object().clone(),
+                what: "message",
+                len,
+                limit: max,
+                limit_name: "the largest message (lane capacity - 8)",
+            });
+        }
+        let seg = &self.seg;
+        let ring = &mut self.ring;
+        let buf = &self.buf;
+        let last_check = &mut self.last_check;
+        let ctl = seg.lane(self.lane);
+        let header = seg.header();
+        let corrupt = |c: super::ring::Corrupt| Error::corrupt(op, seg.object().clone(), c.0);
+        let mut poll = || -> Result<Option<Reservation>> {
+            // Relaxed: a hint only; a consumer that closes wakes us through the wait cell, and
+            // nothing we read depends on it.
+            let consumer = header.members.consumer_state.load(Ordering::Relaxed);
+            if consumer == CONSUMER_CLOSED {
+                return Err(Error::Closed {
+                    op,
+                    object: seg.object().clone(),
+                    reason: "the consumer closed the channel",
+                });
+            }
+            if let Some(r) = ring
+                .try_reserve(ctl, buf, &header.consumer_wait, len)
+                .map_err(corrupt)?
+            {
+                return Ok(Some(r));
+            }
+            // Full: is the consumer still there? (at most every SLICE, by the clock)
+            let now = Instant::now();
+            if consumer == CONSUMER_ATTACHED && last_check.map_or(true, |t| now - t >= SLICE) {
+                *last_check = Some(now);
+                if !seg.is_alive("fcntl(F_OFD_GETLK)", CONSUMER_LOCK_BYTE)? {
+                    // Acquire: the state is re-read after the lock check; a consumer that
+                    // closed normally meanwhile is `Closed`, not dead.
+                    let state = header.members.consumer_state.load(Ordering::Acquire);
+                    if state == CONSUMER_ATTACHED {
+                        return Err(Error::PeerDied {
+                            op,
+                            object: seg.object().clone(),
+                            peer: "consumer",
+                            // Relaxed: for the message only.
+                            pid: header.members.consumer_pid.load(Ordering::Relaxed),
+                        });
+                    }
+                }
+            }
+            Ok(None)
+        };
+        // Fast path: room now, no waiting machinery.
+        if let Some(r) = poll()? {
+            return Ok(r);
+        }
+        let got = wait_for(&ctl.space, self.wait, patience.deadline(), poll)?;
+        got.ok_or_else(|| patience.error(op, seg.object(), "the lane is full"))
+    }
+
+    /// Closes the lane: the consumer receives what was sent, then (once every producer has
+    /// closed) the end of the stream. The last participant to leave removes the channel's name.
+    /// Dropping the producer does the same, ignoring errors.
+    pub fn close(mut self) -> Result<()> {
+        self.leave()
+    }
+
+    fn leave(&mut self) -> Result<()> {
+        if std::mem::replace(&mut self.closed, true) {
+            return Ok(());
+        }
+        let ctl = self.seg.lane(self.lane);
+        // Release: everything we published (our last tail store) happens before a consumer's
+        // Acquire load of CLOSED, so it drains the lane completely before freeing it.
+        ctl.prod.state.store(LANE_CLOSED, Ordering::Release);
+        self.seg.header().consumer_wait.notify();
+        self.seg.leave()
+    }
+}
+
+impl Drop for Producer {
+    fn drop(&mut self) {
+        let _ = self.leave();
+    }
+}
+
+/// Room for one message in the lane, lent for writing in place ([`Producer::reserve`]).
+///
+/// Dereferences to the message's bytes (`&mut [u8]` of the reserved length). [`commit`]
+/// publishes it; dropping the slot without committing publishes nothing, and the next message
+/// reuses the room.
+///
+/// [`commit`]: SendSlot::commit
+pub struct SendSlot<'a> {
+    producer: &'a mut Producer,
+    res: Option<Reservation>,
+}
+
+impl SendSlot<'_> {
+    /// Publishes the message: the consumer can receive it from now on.
+    pub fn commit(mut self) {
+        if let Some(r) = self.res.take() {
+            let p = &mut *self.producer;
+            let ctl = p.seg.lane(p.lane);
+            p.ring.commit(ctl, &p.buf, &p.seg.header().consumer_wait, r);
+        }
+    }
+
+    fn raw(&self) -> (*mut u8, usize) {
+        let r = self.res.as_ref().expect("a slot holds its reservation until commit");
+        let cap = self.producer.buf_cap();
+        (self.producer.buf.ptr(r.payload_offset(cap), r.len()), r.len())
+    }
+}
+
+impl Deref for SendSlot<'_> {
+    type Target = [u8];
+
+    fn deref(&self) -> &[u8] {
+        let (ptr, len) = self.raw();
+        // SAFETY: the reserved bytes lie in the lane's ring (checked by `RingBuf::ptr`), are not
+        // published, so no consumer reads them, and only this producer writes its lane; the
+        // borrow is tied to the slot, which borrows the producer mutably.
+        unsafe { std::slice::from_raw_parts(ptr, len) }
+    }
+}
+
+impl DerefMut for SendSlot<'_> {
+    fn deref_mut(&mut self) -> &mut [u8] {
+        let (ptr, len) = self.raw();
+        // SAFETY: as in `deref`; `&mut self` makes this the only reference to the bytes.
+        unsafe { std::slice::from_raw_parts_mut(ptr, len) }
+    }
+}
+
+impl fmt::Debug for SendSlot<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SendSlot")
+            .field("len", &self.res.as_ref().map(Reservation::len))
+            .finish()
+    }
+}

@@ -1,0 +1,240 @@
+//! Waiting for the other side: spin briefly, then sleep on a futex word that lives in the shared
+//! memory, so a waiter in one process is woken by a `futex(FUTEX_WAKE)` from another.
+//!
+//! The futexes are **shared** ones (`FutexFlags::empty()`, not `PRIVATE`): the kernel keys them by
+//! the physical page, which is what makes cross-process wake-ups work. A waker makes a system call
+//! only when the waiter announced that it is going to sleep, so a sender never enters the kernel
+//! while the receiver is busy.
+//!
+//! # The wake-up protocol (a Dekker pair of SeqCst fences)
+//! ```text
+//! waiter                                   waker
+//! sleeping = 1                             publish (Release store of tail / head / state)
+//! fence(SeqCst)                            fence(SeqCst)
+//! s = seq; poll again: ready? -> return    if sleeping != 0 { seq += 1; futex_wake(seq) }
+//! futex_wait(seq, s)   (returns at once if seq != s)
+//! sleeping = 0
+//! ```
+//! The two SeqCst fences are totally ordered: either the waker's fence comes first, and then the
+//! waiter's poll (after its own fence) sees what was published, or the waiter's comes first, and
+//! then the waker's load sees `sleeping == 1` and wakes it. If the increment of `seq` lands between
+//! the waiter's read of `seq` and its `futex_wait`, the kernel sees a different value and returns
+//! at once. No wake-up is lost; loom checks this (`channel::loom_tests`).
+//!
+//! # References
+//! [futex(2)](https://man7.org/linux/man-pages/man2/futex.2.html),
+//! [futex(7)](https://man7.org/linux/man-pages/man7/futex.7.html)
+
+use std::time::{Duration, Instant};
+
+use super::atomic::{fence, spin_loop, AtomicU32, Ordering};
+
+/// How a side waits when the channel is empty (consumer) or its lane is full (producer).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Wait {
+    /// Spin for a few tens of microseconds, then sleep on a shared futex (the default). A sleeping
+    /// side uses no CPU; waking it costs the other side one `futex` system call.
+    #[default]
+    Blocking,
+    /// Busy-poll and never sleep: the lowest latency, at the price of one CPU kept busy while
+    /// waiting. Deadlines and the liveness of the other side are still checked (every ~100 ms).
+    Spin,
+}
+
+/// When a wait gives up.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Deadline {
+    /// Do not wait at all (`try_*`).
+    Now,
+    /// Wait as long as it takes.
+    Never,
+    /// Wait until this instant (`*_timeout`).
+    At(Instant),
+}
+
+impl Deadline {
+    /// The deadline `timeout` from now; a timeout too large for `Instant` waits forever.
+    pub(crate) fn after(timeout: Duration) -> Deadline {
+        Instant::now()
+            .checked_add(timeout)
+            .map_or(Deadline::Never, Deadline::At)
+    }
+}
+
+/// The longest single sleep: a sleeper wakes at least this often to check that its peer is alive.
+pub(crate) const SLICE: Duration = Duration::from_millis(100);
+
+/// Rounds of `pause` (with exponential backoff, 2..64 `pause`s each) before a `Blocking` waiter
+/// yields and sleeps: about 20-50 µs on current x86 cores. Under loom the waiter goes straight to
+/// the sleep protocol, which is what the model checks.
+#[cfg(not(loom))]
+const SPIN_ROUNDS: u32 = 24;
+#[cfg(loom)]
+const SPIN_ROUNDS: u32 = 0;
+/// Rounds of `sched_yield` after spinning, before sleeping.
+#[cfg(not(loom))]
+const YIELD_ROUNDS: u32 = 4;
+#[cfg(loom)]
+const YIELD_ROUNDS: u32 = 0;
+
+/// One waiter's announcement flag and futex word, on a cache line of their own (128 bytes: two
+/// 64-byte lines, because x86 prefetches lines in adjacent pairs).
+///
+/// Exactly one process waits on a cell (the consumer on the header's cell, a lane's producer on its
+/// lane's cell); any number may wake it.
+#[repr(C, align(128))]
+pub(crate) struct WaitCell {
+    /// 1 from just before the waiter's last poll until it has returned from `futex_wait`; 0
+    /// otherwise. Written only by the waiter; read by wakers to skip the system call.
+    sleeping: AtomicU32,
+    /// The futex word: incremented (wrapping) by each waker that saw `sleeping == 1`, so a
+    /// `futex_wait` that raced with a wake-up returns at once.
+    seq: AtomicU32,
+    /// Loom has no futex: the model sleeps on a condition variable keyed by this cell.
+    #[cfg(loom)]
+    park: loom::sync::Mutex<()>,
+    #[cfg(loom)]
+    cond: loom::sync::Condvar,
+}
+
+impl WaitCell {
+    /// A cell for a loom model (in shared memory, cells start as zero bytes).
+    #[cfg(loom)]
+    pub(crate) fn new() -> WaitCell {
+        WaitCell {
+            sleeping: AtomicU32::new(0),
+            seq: AtomicU32::new(0),
+            park: loom::sync::Mutex::new(()),
+            cond: loom::sync::Condvar::new(),
+        }
+    }
+
+    /// Clears the cell when a dead waiter's state is recovered. Relaxed: done under the channel's
+    /// init lock with nobody else attached; the lock's release publishes it.
+    pub(crate) fn reset(&self) {
+        self.sleeping.store(0, Ordering::Relaxed);
+    }
+
+    /// The waker's half: call right after publishing (a Release store). Makes no system call
+    /// unless the waiter announced it is going to sleep.
+    #[inline]
+    pub(crate) fn notify(&self) {
+        // SeqCst fence: orders our preceding publish before the load of `sleeping` (the waker's
+        // side of the Dekker pair described in the module documentation).
+        fence(Ordering::SeqCst);
+        // Relaxed: the fence above does the ordering; a stale 1 costs one needless wake.
+        if self.sleeping.load(Ordering::Relaxed) != 0 {
+            self.wake();
+        }
+    }
+
+    #[cold]
+    fn wake(&self) {
+        // Release: a waiter that reads the new value (Acquire, in `prepare`) also sees what we
+        // published before it, so it does not sleep.
+        self.seq.fetch_add(1, Ordering::Release);
+        futex_wake(self);
+    }
+
+    /// The waiter's announcement; returns the futex value to sleep on. Poll once more after it.
+    fn prepare(&self) -> u32 {
+        // Relaxed store, then a SeqCst fence: the fence orders this store before the loads of
+        // the poll that follows (the waiter's side of the Dekker pair).
+        self.sleeping.store(1, Ordering::Relaxed);
+        fence(Ordering::SeqCst);
+        // Acquire: pairs with the waker's Release increment (see `wake`).
+        self.seq.load(Ordering::Acquire)
+    }
+
+    /// The waiter is awake again. Relaxed: a waker that still sees 1 only makes a useless wake.
+    fn cancel(&self) {
+        self.sleeping.store(0, Ordering::Relaxed);
+    }
+}
+
+/// `futex(&cell.seq, FUTEX_WAIT, seen, timeout)` on a shared futex. Every outcome (woken,
+/// `EAGAIN` because the value moved, `ETIMEDOUT`, `EINTR`) means "poll again", so errors are
+/// ignored.
+#[cfg(not(loom))]
+fn futex_sleep(cell: &WaitCell, seen: u32, timeout: Duration) {
+    use rustix::thread::futex;
+    let ts = futex::Timespec {
+        tv_sec: timeout.as_secs() as _,
+        tv_nsec: timeout.subsec_nanos() as _,
+    };
+    let _ = futex::wait(&cell.seq, futex::Flags::empty(), seen, Some(&ts));
+}
+
+/// `futex(&cell.seq, FUTEX_WAKE, 1)` on a shared futex: wakes the one waiter of the cell. An
+/// error (there is none for a valid address) would only cost the waiter one slice of sleep.
+#[cfg(not(loom))]
+fn futex_wake(cell: &WaitCell) {
+    use rustix::thread::futex;
+    let _ = futex::wake(&cell.seq, futex::Flags::empty(), 1);
+}
+
+/// The loom model of `futex_wait`: compare and sleep atomically with respect to `futex_wake`
+/// (which takes the same lock), like the kernel's hash-bucket lock. No timeout: a lost wake-up
+/// shows up as a deadlock, which loom reports.
+#[cfg(loom)]
+fn futex_sleep(cell: &WaitCell, seen: u32, _timeout: Duration) {
+    let guard = cell.park.lock().unwrap();
+    if cell.seq.load(Ordering::SeqCst) == seen {
+        drop(cell.cond.wait(guard).unwrap());
+    }
+}
+
+#[cfg(loom)]
+fn futex_wake(cell: &WaitCell) {
+    let _guard = cell.park.lock().unwrap();
+    cell.cond.notify_all();
+}
+
+/// Waits until `poll` returns `Ok(Some(_))` or an error, or `deadline` passes (`Ok(None)`).
+///
+/// `poll` is called first without waiting, then after each round of spinning or each sleep. A
+/// `Blocking` wait spins for a few tens of µs, yields a few times, then sleeps on `cell` in slices
+/// of at most [`SLICE`], so `poll` runs at least every 100 ms (it checks peer liveness).
+pub(crate) fn wait_for<T, E>(
+    cell: &WaitCell,
+    mode: Wait,
+    deadline: Deadline,
+    mut poll: impl FnMut() -> Result<Option<T>, E>,
+) -> Result<Option<T>, E> {
+    if let Some(v) = poll()? {
+        return Ok(Some(v));
+    }
+    let mut round: u32 = 0;
+    loop {
+        let remaining = match deadline {
+            Deadline::Now => return Ok(None),
+            Deadline::Never => None,
+            Deadline::At(at) => match at.checked_duration_since(Instant::now()) {
+                Some(r) if !r.is_zero() => Some(r),
+                _ => return Ok(None),
+            },
+        };
+        round = round.saturating_add(1);
+        if mode == Wait::Spin || round <= SPIN_ROUNDS {
+            for _ in 0..1u32 << round.min(6) {
+                spin_loop();
+            }
+        } else if round <= SPIN_ROUNDS + YIELD_ROUNDS {
+            std::thread::yield_now();
+        } else {
+            let seen = cell.prepare();
+            match poll() {
+                Ok(None) => {}
+                other => {
+                    cell.cancel();
+                    return other;
+                }
+            }
+            futex_sleep(cell, seen, remaining.map_or(SLICE, |r| r.min(SLICE)));
+            cell.cancel();
+        }
+        if let Some(v) = poll()? {
+            return Ok(Some(v));
+        }
+    }
+}
