@@ -203,7 +203,7 @@ fn read_line(segment: &ReadOnlyAttachment, seq: i32) -> Res<Option<String>> {
 // The writer
 // ----------------------------------------------------------------------------------------------
 
-fn writer(fifo_path: &Path, lines: Box<dyn Iterator<Item = String>>) -> Res<Ended> {
+fn writer(fifo_path: &Path, lines: impl Iterator<Item = String>) -> Res<Ended> {
     let inbox = inbox()?;
     let mut from_reader = Fifo::new(fifo_path).open_read_timeout(PATIENCE)?;
     let mut pid = [0u8; 4];
@@ -384,6 +384,7 @@ fn demonstrate(options: Options) -> Res<bool> {
         .strip_prefix("segment ")
         .and_then(|id| id.parse().ok())
         .ok_or_else(|| format!("the writer said {said:?}"))?;
+    println!("writer {writer_pid} created segment {segment_id}");
 
     let mut received = Vec::new();
     let mut ended = false;
@@ -472,12 +473,11 @@ fn demonstrate(options: Options) -> Res<bool> {
 fn run_role(args: &[String]) -> Res<Ended> {
     match args {
         [role, fifo] if role == "reader" => reader(Path::new(fifo)),
-        [role, fifo, flag] if role == "writer" && flag == "--endless" => writer(
-            Path::new(fifo),
-            Box::new((1..).map(|n| format!("message {n}"))),
-        ),
+        [role, fifo, flag] if role == "writer" && flag == "--endless" => {
+            writer(Path::new(fifo), (1..).map(|n| format!("message {n}")))
+        }
         [role, fifo, dashes, lines @ ..] if role == "writer" && dashes == "--" => {
-            writer(Path::new(fifo), Box::new(lines.to_vec().into_iter()))
+            writer(Path::new(fifo), lines.iter().cloned())
         }
         _ => Err(format!("bad role arguments {args:?}").into()),
     }
