@@ -121,6 +121,17 @@ impl Addr {
         made.map_err(|e| Error::os(op, self.object(), e))
     }
 
+    /// The address a kernel call reported; `None` for an unnamed socket.
+    pub(crate) fn from_rustix(addr: &SocketAddrUnix) -> Option<Addr> {
+        if let Some(bytes) = addr.path_bytes() {
+            Some(Addr::Path(PathBuf::from(std::ffi::OsStr::from_bytes(
+                bytes,
+            ))))
+        } else {
+            addr.abstract_name().map(Addr::abstract_name)
+        }
+    }
+
     /// The object errors name: the path, or the abstract name in words.
     pub(crate) fn object(&self) -> Object {
         match self {

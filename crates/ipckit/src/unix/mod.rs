@@ -8,6 +8,8 @@
 //! - Stream: std's [`UnixStream`] is the connection; [`StreamListener`] and [`connect_stream`]
 //!   add abstract addresses, file handling and ipckit errors.
 //! - Datagram: std's [`UnixDatagram`], bound with [`DatagramSocket`].
+//! - Seqpacket, which std lacks: [`SeqpacketListener`] and [`SeqpacketConn`], a connection that
+//!   keeps message boundaries.
 //!
 //! # References
 //! [unix(7)](https://man7.org/linux/man-pages/man7/unix.7.html),
@@ -17,9 +19,11 @@
 mod addr;
 mod datagram;
 mod file;
+mod seqpacket;
 mod stream;
 
 pub use addr::{Addr, MAX_ADDR_LEN};
 pub use datagram::DatagramSocket;
+pub use seqpacket::{SeqpacketConn, SeqpacketListener};
 pub use std::os::unix::net::{UnixDatagram, UnixStream};
 pub use stream::{connect_stream, StreamListener};
