@@ -2,15 +2,23 @@
 //! as tables or as JSON.
 //!
 //! JSON is one array with an object per IPC object. Every object has `"kind"` (`"sysv-shm"`,
-//! `"sysv-sem"`, `"sysv-msg"`), the owner fields and `"perms"`; System V objects add `"key"` and
-//! `"id"`, and each kind its own fields. Other kinds of objects are further values of `"kind"`.
-//! `-l --json` and `-u --json` print one object with every limit or count, whatever the kind flags.
+//! `"sysv-sem"`, `"sysv-msg"`, `"posix-shm"`, `"posix-sem"`, `"posix-mq"`), the owner fields and
+//! `"perms"`; System V objects add `"key"` and `"id"`, POSIX objects `"name"` and their file's
+//! `"mtime"` and `"ctime"`, and each kind its own fields. A value that cannot be read (the value of
+//! a semaphore this user may not open, the counts of such a queue) is `null`. When no `mqueue` file
+//! system is mounted, POSIX queues cannot be listed: stderr says so and how to mount it, and the
+//! JSON simply has none. `-l --json` and `-u --json` print one object with every System V limit or
+//! count, whatever the kind flags.
 
 use std::collections::BTreeMap;
 use std::process::ExitCode;
+use std::time::SystemTime;
 
 use anyhow::{Context, Result};
-use ipckit::inspect::{self, Limits, MsgInfo, Names, SemInfo, ShmInfo, Usage};
+use ipckit::inspect::{
+    self, FileId, Limits, MsgInfo, Names, PosixMqInfo, PosixMqs, PosixSemInfo, PosixShmInfo,
+    SemInfo, ShmInfo, Usage, Users,
+};
 use serde::Serialize;
 
 use crate::output::{self, key_hex, local_time, perms_octal, perms_short, rfc3339, Align, Table};
@@ -26,7 +34,16 @@ pub struct Args {
     /// System V semaphore sets.
     #[arg(short = 's', long = "semaphores")]
     sem: bool,
-    /// Every kind (the default).
+    /// POSIX shared memory (/dev/shm).
+    #[arg(short = 'M', long = "posix-shmems")]
+    posix_shm: bool,
+    /// POSIX message queues (/dev/mqueue).
+    #[arg(short = 'Q', long = "posix-mqueues")]
+    posix_mq: bool,
+    /// POSIX named semaphores (/dev/shm/sem.*).
+    #[arg(short = 'S', long = "posix-semaphores")]
+    posix_sem: bool,
+    /// Every kind, System V and POSIX (the default).
     #[arg(short = 'a', long = "all")]
     all: bool,
     /// Show the times: attached/detached/changed, last operation, send/receive.
@@ -49,18 +66,26 @@ pub struct Args {
     json: bool,
 }
 
-/// The kinds of objects `ls` knows, in the order it lists them. (POSIX kinds will join the
-/// System V ones, hence the common prefix.)
+/// The kinds of objects `ls` knows, in the order it lists them.
 #[derive(Clone, Copy, PartialEq, Eq)]
-#[allow(clippy::enum_variant_names)]
 enum Kind {
     SysvShm,
     SysvSem,
     SysvMsg,
+    PosixShm,
+    PosixSem,
+    PosixMq,
 }
 
 impl Kind {
-    const ALL: [Kind; 3] = [Kind::SysvShm, Kind::SysvSem, Kind::SysvMsg];
+    const ALL: [Kind; 6] = [
+        Kind::SysvShm,
+        Kind::SysvSem,
+        Kind::SysvMsg,
+        Kind::PosixShm,
+        Kind::PosixSem,
+        Kind::PosixMq,
+    ];
 }
 
 impl Args {
@@ -72,6 +97,9 @@ impl Args {
                 Kind::SysvShm => self.shm,
                 Kind::SysvSem => self.sem,
                 Kind::SysvMsg => self.msg,
+                Kind::PosixShm => self.posix_shm,
+                Kind::PosixSem => self.posix_sem,
+                Kind::PosixMq => self.posix_mq,
             })
             .collect();
         if self.all || chosen.is_empty() {
@@ -92,6 +120,13 @@ pub fn run(args: Args) -> Result<ExitCode> {
         show_usage(&usage, &kinds, args.json)?;
     } else {
         let listing = Listing::read(&kinds, args.json || args.pid)?;
+        if listing.mqueue_not_mounted {
+            eprintln!(
+                "ipckit: ls: POSIX message queues cannot be listed: no mqueue file system is \
+                 mounted; mount one with `{}`",
+                inspect::MOUNT_MQUEUE
+            );
+        }
         if args.json {
             output::print_json(&listing.json())?;
         } else {
@@ -109,6 +144,13 @@ struct Listing {
     msg: Vec<MsgInfo>,
     /// shmid → attached PIDs (read only when shown).
     attached: BTreeMap<i32, Vec<u32>>,
+    posix_shm: Vec<PosixShmInfo>,
+    posix_sem: Vec<PosixSemInfo>,
+    posix_mq: Vec<PosixMqInfo>,
+    /// POSIX queues were asked for, but no mqueue file system is mounted.
+    mqueue_not_mounted: bool,
+    /// The processes using each POSIX object (read only when shown).
+    users: BTreeMap<FileId, Users>,
     names: Names,
 }
 
@@ -121,6 +163,11 @@ impl Listing {
             sem: Vec::new(),
             msg: Vec::new(),
             attached: BTreeMap::new(),
+            posix_shm: Vec::new(),
+            posix_sem: Vec::new(),
+            posix_mq: Vec::new(),
+            mqueue_not_mounted: false,
+            users: BTreeMap::new(),
             names: Names::load(),
         };
         if has(Kind::SysvShm) {
@@ -135,7 +182,27 @@ impl Listing {
         if has(Kind::SysvMsg) {
             l.msg = inspect::msg_queues()?;
         }
+        if has(Kind::PosixShm) {
+            l.posix_shm = inspect::posix_shm_objects()?;
+        }
+        if has(Kind::PosixSem) {
+            l.posix_sem = inspect::posix_semaphores()?;
+        }
+        if has(Kind::PosixMq) {
+            match inspect::posix_mqueues()? {
+                PosixMqs::Listed(queues) => l.posix_mq = queues,
+                PosixMqs::NotMounted => l.mqueue_not_mounted = true,
+            }
+        }
+        // Shared memory shows its attached PIDs in every view.
+        if with_pids || has(Kind::PosixShm) {
+            l.users = inspect::posix_users(&l.posix_shm, &l.posix_sem, &l.posix_mq)?;
+        }
         Ok(l)
+    }
+
+    fn users(&self, file: FileId) -> Users {
+        self.users.get(&file).cloned().unwrap_or_default()
     }
 
     fn attached_pids(&self, shmid: i32) -> Vec<u32> {
@@ -183,9 +250,55 @@ impl Listing {
                         ctime: rfc3339(q.ctime),
                     })
                 })),
+                Kind::PosixShm => out.extend(self.posix_shm.iter().map(|s| {
+                    let users = self.users(s.file);
+                    Entry::PosixShm(PosixShmEntry {
+                        common: self.posix_common(&s.name, s.mode, s.uid, s.gid),
+                        size: s.size,
+                        attached_pids: users.mapped,
+                        open_pids: users.open,
+                        mtime: rfc3339(Some(s.mtime)),
+                        ctime: rfc3339(Some(s.ctime)),
+                    })
+                })),
+                Kind::PosixSem => out.extend(self.posix_sem.iter().map(|s| {
+                    let users = self.users(s.file);
+                    Entry::PosixSem(PosixSemEntry {
+                        common: self.posix_common(&s.name, s.mode, s.uid, s.gid),
+                        value: s.value,
+                        attached_pids: users.mapped,
+                        open_pids: users.open,
+                        mtime: rfc3339(Some(s.mtime)),
+                        ctime: rfc3339(Some(s.ctime)),
+                    })
+                })),
+                Kind::PosixMq => out.extend(self.posix_mq.iter().map(|q| {
+                    Entry::PosixMq(PosixMqEntry {
+                        common: self.posix_common(&q.name, q.mode, q.uid, q.gid),
+                        messages: q.messages,
+                        maxmsg: q.max_messages,
+                        msgsize: q.message_size,
+                        used_bytes: q.used_bytes,
+                        notify_pid: q.notify_pid,
+                        open_pids: self.users(q.file).open,
+                        mtime: rfc3339(Some(q.mtime)),
+                        ctime: rfc3339(Some(q.ctime)),
+                    })
+                })),
             }
         }
         out
+    }
+
+    fn posix_common(&self, name: &str, mode: u32, uid: u32, gid: u32) -> PosixCommon {
+        PosixCommon {
+            name: name.to_owned(),
+            owner: self.names.user(uid),
+            group: self.names.group(gid),
+            uid,
+            gid,
+            perms: perms_octal(mode),
+        }
     }
 
     fn common(&self, key: ipckit::Key, id: i32, mode: u32, ids: [u32; 4]) -> SysvCommon {
@@ -217,6 +330,9 @@ impl Listing {
                 ),
                 Kind::SysvSem => ("System V semaphore sets", self.sem_table(args, plain)),
                 Kind::SysvMsg => ("System V message queues", self.msg_table(args, plain)),
+                Kind::PosixShm => ("POSIX shared memory", self.posix_shm_table(args, plain)),
+                Kind::PosixSem => ("POSIX named semaphores", self.posix_sem_table(args, plain)),
+                Kind::PosixMq => ("POSIX message queues", self.posix_mq_table(args, plain)),
             };
             sections.push(format!("------ {title} ------\n{}", table.render()));
         }
@@ -315,12 +431,11 @@ impl Listing {
                 ]);
             }
             if args.pid {
-                let pids: Vec<String> = self
-                    .attached_pids(s.id)
-                    .iter()
-                    .map(u32::to_string)
-                    .collect();
-                cells.extend([s.cpid.to_string(), s.lpid.to_string(), pids.join(",")]);
+                cells.extend([
+                    s.cpid.to_string(),
+                    s.lpid.to_string(),
+                    pid_cell(&self.attached_pids(s.id)),
+                ]);
             }
             table.row(cells);
         }
@@ -396,10 +511,174 @@ impl Listing {
     }
 }
 
+/// The POSIX tables: a name instead of key and id, the file's times, the PIDs from /proc.
+impl Listing {
+    /// Columns shared by the POSIX views: name, and who owns it (with -c: perms, user, group).
+    fn posix_ident_columns(args: &Args) -> Vec<(&'static str, Align)> {
+        let mut cols = vec![("name", Align::Left)];
+        if args.creator {
+            cols.extend([
+                ("perms", Align::Left),
+                ("uid", Align::Left),
+                ("gid", Align::Left),
+            ]);
+        } else {
+            cols.push(("owner", Align::Left));
+        }
+        cols
+    }
+
+    fn posix_ident_cells(
+        &self,
+        name: &str,
+        mode: u32,
+        uid: u32,
+        gid: u32,
+        args: &Args,
+    ) -> Vec<String> {
+        let mut cells = vec![name.to_owned()];
+        if args.creator {
+            cells.extend([
+                perms_short(mode),
+                self.names.user(uid),
+                self.names.group(gid),
+            ]);
+        } else {
+            cells.push(self.names.user(uid));
+        }
+        cells
+    }
+
+    /// The -t columns of every POSIX view.
+    const TIME_COLUMNS: [(&'static str, Align); 2] =
+        [("modified", Align::Left), ("changed", Align::Left)];
+
+    fn time_cells(mtime: SystemTime, ctime: SystemTime) -> [String; 2] {
+        [local_time(Some(mtime)), local_time(Some(ctime))]
+    }
+
+    fn posix_shm_table(&self, args: &Args, plain: bool) -> Table {
+        let mut cols = Self::posix_ident_columns(args);
+        if plain {
+            cols.extend([
+                ("perms", Align::Left),
+                ("bytes", Align::Right),
+                ("modified", Align::Left),
+                ("attached pids", Align::Left),
+            ]);
+        }
+        if args.time {
+            cols.extend(Self::TIME_COLUMNS);
+        }
+        if args.pid {
+            cols.extend([("attached pids", Align::Left), ("open pids", Align::Left)]);
+        }
+        let mut table = Table::new(&cols);
+        for s in &self.posix_shm {
+            let users = self.users(s.file);
+            let mut cells = self.posix_ident_cells(&s.name, s.mode, s.uid, s.gid, args);
+            if plain {
+                cells.extend([
+                    perms_short(s.mode),
+                    s.size.to_string(),
+                    local_time(Some(s.mtime)),
+                    pid_cell(&users.mapped),
+                ]);
+            }
+            if args.time {
+                cells.extend(Self::time_cells(s.mtime, s.ctime));
+            }
+            if args.pid {
+                cells.extend([pid_cell(&users.mapped), pid_cell(&users.open)]);
+            }
+            table.row(cells);
+        }
+        table
+    }
+
+    fn posix_sem_table(&self, args: &Args, plain: bool) -> Table {
+        let mut cols = Self::posix_ident_columns(args);
+        if plain {
+            cols.extend([("perms", Align::Left), ("value", Align::Right)]);
+        }
+        if args.time {
+            cols.extend(Self::TIME_COLUMNS);
+        }
+        if args.pid {
+            cols.push(("attached pids", Align::Left));
+        }
+        let mut table = Table::new(&cols);
+        for s in &self.posix_sem {
+            let mut cells = self.posix_ident_cells(&s.name, s.mode, s.uid, s.gid, args);
+            if plain {
+                cells.extend([perms_short(s.mode), optional(s.value)]);
+            }
+            if args.time {
+                cells.extend(Self::time_cells(s.mtime, s.ctime));
+            }
+            if args.pid {
+                cells.push(pid_cell(&self.users(s.file).pids()));
+            }
+            table.row(cells);
+        }
+        table
+    }
+
+    fn posix_mq_table(&self, args: &Args, plain: bool) -> Table {
+        let mut cols = Self::posix_ident_columns(args);
+        if plain {
+            cols.extend([
+                ("perms", Align::Left),
+                ("messages", Align::Right),
+                ("max-messages", Align::Right),
+                ("message-size", Align::Right),
+                ("used-bytes", Align::Right),
+            ]);
+        }
+        if args.time {
+            cols.extend(Self::TIME_COLUMNS);
+        }
+        if args.pid {
+            cols.extend([("open pids", Align::Left), ("notify pid", Align::Right)]);
+        }
+        let mut table = Table::new(&cols);
+        for q in &self.posix_mq {
+            let mut cells = self.posix_ident_cells(&q.name, q.mode, q.uid, q.gid, args);
+            if plain {
+                cells.extend([
+                    perms_short(q.mode),
+                    optional(q.messages),
+                    optional(q.max_messages),
+                    optional(q.message_size),
+                    q.used_bytes.to_string(),
+                ]);
+            }
+            if args.time {
+                cells.extend(Self::time_cells(q.mtime, q.ctime));
+            }
+            if args.pid {
+                cells.extend([pid_cell(&self.users(q.file).open), optional(q.notify_pid)]);
+            }
+            table.row(cells);
+        }
+        table
+    }
+}
+
+/// PIDs as one cell: `12,13`.
+fn pid_cell(pids: &[u32]) -> String {
+    let pids: Vec<String> = pids.iter().map(u32::to_string).collect();
+    pids.join(",")
+}
+
+/// A value that may be unknown (`-`).
+fn optional<T: ToString>(value: Option<T>) -> String {
+    value.map_or_else(|| "-".to_owned(), |v| v.to_string())
+}
+
 /// One IPC object in `ls --json`, tagged by `"kind"`.
 #[derive(Serialize)]
 #[serde(tag = "kind")]
-#[allow(clippy::enum_variant_names)]
 enum Entry {
     #[serde(rename = "sysv-shm")]
     SysvShm(ShmEntry),
@@ -407,6 +686,12 @@ enum Entry {
     SysvSem(SemEntry),
     #[serde(rename = "sysv-msg")]
     SysvMsg(MsgEntry),
+    #[serde(rename = "posix-shm")]
+    PosixShm(PosixShmEntry),
+    #[serde(rename = "posix-sem")]
+    PosixSem(PosixSemEntry),
+    #[serde(rename = "posix-mq")]
+    PosixMq(PosixMqEntry),
 }
 
 /// The fields every System V object has.
@@ -473,6 +758,62 @@ struct MsgEntry {
     lrpid: u32,
     stime: Option<String>,
     rtime: Option<String>,
+    ctime: Option<String>,
+}
+
+/// The fields every POSIX object has.
+#[derive(Serialize)]
+struct PosixCommon {
+    /// `/NAME`.
+    name: String,
+    /// Owner's user name (or uid as text).
+    owner: String,
+    /// Owner's group name (or gid as text).
+    group: String,
+    uid: u32,
+    gid: u32,
+    /// Permission bits, four octal digits (`"0600"`).
+    perms: String,
+}
+
+#[derive(Serialize)]
+struct PosixShmEntry {
+    #[serde(flatten)]
+    common: PosixCommon,
+    size: u64,
+    /// PIDs that map it now, as far as /proc lets us see.
+    attached_pids: Vec<u32>,
+    /// PIDs that hold a descriptor of it.
+    open_pids: Vec<u32>,
+    mtime: Option<String>,
+    ctime: Option<String>,
+}
+
+#[derive(Serialize)]
+struct PosixSemEntry {
+    #[serde(flatten)]
+    common: PosixCommon,
+    /// null when this user may not open it.
+    value: Option<u32>,
+    attached_pids: Vec<u32>,
+    open_pids: Vec<u32>,
+    mtime: Option<String>,
+    ctime: Option<String>,
+}
+
+#[derive(Serialize)]
+struct PosixMqEntry {
+    #[serde(flatten)]
+    common: PosixCommon,
+    /// null (as maxmsg and msgsize) when this user may not open it for reading.
+    messages: Option<u64>,
+    maxmsg: Option<u64>,
+    msgsize: Option<u64>,
+    used_bytes: u64,
+    /// The process registered with mq_notify, if any.
+    notify_pid: Option<u32>,
+    open_pids: Vec<u32>,
+    mtime: Option<String>,
     ctime: Option<String>,
 }
 
