@@ -510,14 +510,29 @@ fn signal_object(sig: Signal) -> Object {
 
 /// `sigaction(sig, NULL, &old)` — the current disposition of `sig`, for the whole process.
 pub fn disposition(sig: Signal) -> Result<Disposition> {
-    let mut old = MaybeUninit::<libc::sigaction>::zeroed();
-    // SAFETY: a null `act` only queries; `old` is a writable sigaction.
-    let rc = unsafe { libc::sigaction(sig.0, std::ptr::null(), old.as_mut_ptr()) };
+    sigaction(sig, None)
+}
+
+/// `sigaction(sig, act, &old)`: installs `handler` (SIG_DFL or SIG_IGN) if given, and returns the
+/// disposition before, read in the same call.
+fn sigaction(sig: Signal, handler: Option<libc::sighandler_t>) -> Result<Disposition> {
+    // SAFETY: struct sigaction holds only integers, a signal set and an optional function pointer,
+    // for all of which zero is a valid value (no flags, empty mask, no restorer).
+    let mut act: libc::sigaction = unsafe { std::mem::zeroed() };
+    let mut old: libc::sigaction = act;
+    let act_ptr = match handler {
+        Some(handler) => {
+            act.sa_sigaction = handler;
+            &act as *const libc::sigaction
+        }
+        None => std::ptr::null(),
+    };
+    // SAFETY: `act_ptr` is null (query only) or points to `act`, which holds SIG_DFL or SIG_IGN —
+    // no code the kernel would jump to — and an empty mask; `old` is a writable sigaction.
+    let rc = unsafe { libc::sigaction(sig.0, act_ptr, &mut old) };
     if rc < 0 {
         return Err(Error::last_os("sigaction", signal_object(sig)));
     }
-    // SAFETY: sigaction filled `old` in (and zeroed is a valid sigaction anyway).
-    let old = unsafe { old.assume_init() };
     Ok(match old.sa_sigaction {
         libc::SIG_DFL => Disposition::Default,
         libc::SIG_IGN => Disposition::Ignore,
@@ -531,32 +546,20 @@ pub fn disposition(sig: Signal) -> Result<Disposition> {
 /// [`Disposition::Handler`] is refused (ipckit runs no code in signal handlers), and a handler that
 /// was replaced cannot be put back through this function. `SIGKILL` and `SIGSTOP` cannot be
 /// changed (`EINVAL`). Rust programs start with `SIGPIPE` ignored; a child process gets it back
-/// at its default when it is spawned.
+/// at its default when it is spawned, and a Rust child ignores it again as it starts.
 pub fn set_disposition(sig: Signal, to: Disposition) -> Result<Disposition> {
-    const OP: &str = "sigaction";
     let handler = match to {
         Disposition::Default => libc::SIG_DFL,
         Disposition::Ignore => libc::SIG_IGN,
         Disposition::Handler => {
             return Err(Error::invalid(
-                OP,
+                "sigaction",
                 signal_object(sig),
                 "ipckit installs no signal handlers; receive signals through a SignalFd",
             ))
         }
     };
-    let previous = disposition(sig)?;
-    // SAFETY: struct sigaction holds only integers, a signal set and optional function pointers,
-    // for all of which zero is a valid value (no flags, empty mask, no restorer).
-    let mut act: libc::sigaction = unsafe { std::mem::zeroed() };
-    act.sa_sigaction = handler;
-    // SAFETY: `act` holds SIG_DFL or SIG_IGN, which are not code the kernel jumps to, and an empty
-    // mask; a null `oldact` is allowed.
-    let rc = unsafe { libc::sigaction(sig.0, &act, std::ptr::null_mut()) };
-    if rc < 0 {
-        return Err(Error::last_os(OP, signal_object(sig)));
-    }
-    Ok(previous)
+    sigaction(sig, Some(handler))
 }
 
 fn check_pid(op: &'static str, what: &str, pid: u32, sig: Signal) -> Result<libc::pid_t> {
