@@ -57,6 +57,18 @@ fn wait_until_proc_in_syscall(proc_dir: &str, nrs: &[libc::c_long]) {
     }
 }
 
+/// A child process that is killed and reaped when the guard drops, also when an assertion fails.
+/// (`Child::kill` sends nothing once the child has been waited for, so its pid cannot hit a
+/// stranger.)
+struct Reaped(std::process::Child);
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// The system calls that open a file.
 const OPEN: &[libc::c_long] = &[libc::SYS_open, libc::SYS_openat];
 
@@ -416,11 +428,8 @@ fn descriptors_are_close_on_exec() {
         assert!(flags.contains(rustix::io::FdFlags::CLOEXEC));
     }
     // A child given nothing explicitly holds no end of the pipe.
-    let mut child = Command::new("sleep").arg("600").spawn().unwrap();
-    let pid = child.id();
-    let _kill = Defer(move || {
-        let _ = signal::kill(pid, Signal::KILL);
-    });
+    let child = Reaped(Command::new("sleep").arg("600").spawn().unwrap());
+    let pid = child.0.id();
     // Once it sleeps, the loader and libc are done opening and closing files.
     wait_until_proc_in_syscall(&format!("/proc/{pid}"), SLEEP);
     let inode = rustix::fs::fstat(&r).unwrap().st_ino;
@@ -438,8 +447,7 @@ fn descriptors_are_close_on_exec() {
     );
     drop((w, clone));
     assert_eq!((&r).read(&mut [0u8; 1]).unwrap(), 0);
-    child.kill().unwrap();
-    child.wait().unwrap();
+    drop(child); // killed and reaped
 }
 
 #[test]
