@@ -4,7 +4,7 @@
 
 use std::io::ErrorKind;
 use std::path::Path;
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Child, Command};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 use std::thread::sleep;
@@ -12,7 +12,9 @@ use std::time::{Duration, Instant};
 
 use ipckit::posix::mq::{limits, Attr, MessageQueue, MQ_PRIO_MAX};
 use ipckit::Error;
-use ipckit_testkit::{child_role, compile_c, remove_compiled, spawn_self, unique_name, Defer};
+use ipckit_testkit::{
+    child_role, compile_c, remove_compiled, spawn_self, start, unique_name, Defer,
+};
 
 /// A fresh queue name and a guard that unlinks it at the end of the test, also on panic.
 fn fresh(what: &str) -> (String, Defer<impl FnMut()>) {
@@ -33,30 +35,6 @@ fn exists(name: &str) -> bool {
         Err(e) if e.kind() == ErrorKind::NotFound => false,
         Err(e) => panic!("open {name}: {e}"),
     }
-}
-
-/// A child process that is killed and reaped if the test ends without waiting for it.
-struct Kid(Child);
-
-impl Kid {
-    fn wait(mut self) -> ExitStatus {
-        self.0.wait().expect("wait for child")
-    }
-}
-
-impl Drop for Kid {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn start(mut cmd: Command) -> Kid {
-    Kid(cmd
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("spawn child"))
 }
 
 /// Polls `cond` until it holds; fails the test after a generous bound instead of hanging.

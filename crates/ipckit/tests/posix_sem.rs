@@ -4,7 +4,7 @@
 
 use std::io::ErrorKind;
 use std::path::PathBuf;
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 use std::thread::sleep;
@@ -14,7 +14,7 @@ use ipckit::posix::sem::{NamedSemaphore, RawSemaphore, Semaphore, SEM_NAME_MAX, 
 use ipckit::sysv::shm::Segment;
 use ipckit::{Error, Key};
 use ipckit_testkit::{
-    child_role, compile_c, example_bin, remove_compiled, spawn_self, unique_name, Defer,
+    child_role, compile_c, example_bin, remove_compiled, spawn_self, start, unique_name, Defer,
 };
 
 /// The file glibc keeps a named semaphore in.
@@ -32,30 +32,6 @@ fn fresh(what: &str) -> (String, Defer<impl FnMut()>) {
             let _ = NamedSemaphore::unlink(&cleanup);
         }),
     )
-}
-
-/// A child process that is killed and reaped if the test ends without waiting for it.
-struct Kid(Child);
-
-impl Kid {
-    fn wait(mut self) -> ExitStatus {
-        self.0.wait().expect("wait for child")
-    }
-}
-
-impl Drop for Kid {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn start(mut cmd: Command) -> Kid {
-    Kid(cmd
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("spawn child"))
 }
 
 /// Polls `cond` until it holds; fails the test after a generous bound instead of hanging.

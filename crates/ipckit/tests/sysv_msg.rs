@@ -1,14 +1,16 @@
 //! System V message queues: FIFO order, type selection, receive options, size limits, status,
 //! other processes and interoperability with C.
 
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicI32, Ordering};
 use std::thread::sleep;
 use std::time::{Duration, Instant};
 
 use ipckit::sysv::msg::{Message, MsgQueue, OwnedMsgQueue, RecvOptions};
 use ipckit::{Error, Key};
-use ipckit_testkit::{child_role, compile_c, remove_compiled, spawn_self, unique_key, Defer};
+use ipckit_testkit::{
+    child_role, compile_c, remove_compiled, spawn_self, start, unique_key, Defer,
+};
 
 /// A new private queue, removed when the handle drops (also on panic).
 fn private_queue() -> OwnedMsgQueue {
@@ -36,30 +38,6 @@ fn msgmax() -> usize {
         .trim()
         .parse()
         .unwrap()
-}
-
-/// A child process that is killed and reaped if the test ends without waiting for it.
-struct Kid(Child);
-
-impl Kid {
-    fn wait(mut self) -> ExitStatus {
-        self.0.wait().expect("wait for child")
-    }
-}
-
-impl Drop for Kid {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn start(mut cmd: Command) -> Kid {
-    Kid(cmd
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("spawn child"))
 }
 
 #[test]

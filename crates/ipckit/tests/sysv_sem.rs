@@ -1,7 +1,7 @@
 //! System V semaphore sets: values, atomic op lists, blocking and timed waits across processes,
 //! SEM_UNDO, removal, interoperability with C, and the examples built on them.
 
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicI32, Ordering};
 use std::thread::sleep;
 use std::time::{Duration, Instant};
@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use ipckit::sysv::sem::{OwnedSemSet, SemOp, SemSet};
 use ipckit::{Error, Key};
 use ipckit_testkit::{
-    child_role, compile_c, example_bin, remove_compiled, spawn_self, unique_key, Defer,
+    child_role, compile_c, example_bin, remove_compiled, spawn_self, start, unique_key, Defer, Kid,
 };
 
 /// A new private set of `n` semaphores, removed when the handle drops (also on panic).
@@ -26,39 +26,6 @@ fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
         assert!(Instant::now() < deadline, "gave up waiting for {what}");
         sleep(Duration::from_millis(2));
     }
-}
-
-/// A child process that is killed and reaped if the test ends without waiting for it.
-struct Kid(Child);
-
-impl Kid {
-    fn pid(&self) -> i32 {
-        self.0.id() as i32
-    }
-
-    fn wait(mut self) -> ExitStatus {
-        self.0.wait().expect("wait for child")
-    }
-
-    fn kill(mut self) -> ExitStatus {
-        self.0.kill().expect("kill child");
-        self.0.wait().expect("wait for child")
-    }
-}
-
-impl Drop for Kid {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn start(mut cmd: Command) -> Kid {
-    Kid(cmd
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("spawn child"))
 }
 
 /// Re-runs the test `test` in a child that plays `action` on the set `set` (see [`play`]).

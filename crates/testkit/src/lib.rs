@@ -123,3 +123,41 @@ pub fn example_bin(name: &str) -> PathBuf {
     );
     bin
 }
+
+/// A child process that is killed and reaped when dropped, so a failing test never leaves one
+/// running (or a zombie). Start one with [`start`].
+pub struct Kid(pub std::process::Child);
+
+impl Kid {
+    /// The child's process id.
+    pub fn pid(&self) -> i32 {
+        self.0.id() as i32
+    }
+
+    /// Waits for the child to exit on its own.
+    pub fn wait(mut self) -> std::process::ExitStatus {
+        self.0.wait().expect("wait for child")
+    }
+
+    /// Kills the child (SIGKILL) and reaps it.
+    pub fn kill(mut self) -> std::process::ExitStatus {
+        self.0.kill().expect("kill child");
+        self.0.wait().expect("wait for child")
+    }
+}
+
+impl Drop for Kid {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Spawns `cmd` with stdout discarded and stderr shared with the test, as a [`Kid`].
+pub fn start(mut cmd: Command) -> Kid {
+    Kid(cmd
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::inherit())
+        .spawn()
+        .expect("spawn child"))
+}
