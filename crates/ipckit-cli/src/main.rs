@@ -32,9 +32,10 @@ enum Command {
     /// Without a kind flag, or with -a, every kind is listed. -t, -p and -c choose the columns of
     /// the tables and can be combined; --json prints every field whatever they say.
     Ls(ls::Args),
-    /// Remove System V objects by id or key (ipcrm's flags).
+    /// Remove System V objects by id or key, and POSIX objects by name (ipcrm's flags).
     Rm(rm::Args),
-    /// Create System V objects and print their ids (ipcmk's flags; default mode 0600).
+    /// Create System V objects (printing their ids) and POSIX objects (printing their names), with
+    /// ipcmk's flags; default mode 0600.
     Mk(mk::Args),
     /// Show the bytes of a shared-memory segment as `hexdump -C` does, or raw.
     Dump(dump::Args),

@@ -1,4 +1,5 @@
-//! `ipckit mk`: create System V objects with ipcmk(1)'s flags, and print their ids as ipcmk does.
+//! `ipckit mk`: create System V objects and POSIX objects with ipcmk(1)'s flags (util-linux 2.41
+//! for POSIX), and print their ids and names as ipcmk does.
 //!
 //! Every argument is checked before anything is created, and the objects of one invocation are
 //! created all or none: if a later one fails, the earlier ones are removed again.
@@ -7,17 +8,33 @@ use std::io::{self, Write};
 use std::process::ExitCode;
 
 use anyhow::{bail, Context, Result};
+use ipckit::inspect::{self, PosixKind};
+use ipckit::posix::{
+    mq::MessageQueue,
+    sem::{NamedSemaphore, SEM_VALUE_MAX},
+    shm::SharedMemory,
+};
 use ipckit::sysv::{msg::MsgQueue, sem::SemSet, shm::Segment};
 use ipckit::Key;
 
 #[derive(clap::Args)]
 #[command(
-    group(clap::ArgGroup::new("objects").args(["shmem", "semaphore", "queue"]).multiple(true).required(true)),
+    group(clap::ArgGroup::new("objects")
+        .args(["shmem", "semaphore", "queue", "posix_shmem", "posix_semaphore", "posix_mqueue"])
+        .multiple(true)
+        .required(true)),
+    group(clap::ArgGroup::new("posix")
+        .args(["posix_shmem", "posix_semaphore", "posix_mqueue"])
+        .multiple(true)),
     after_help = "\
 Unlike ipcmk, whose default mode is 0644 (readable by everyone), ipckit creates objects with mode 0600
-(owner only) unless -p says otherwise.
-Objects are created with key IPC_PRIVATE (0): refer to them by the printed id, e.g. `ipckit rm -m ID`.
-The ids are printed in ipcmk's order and words: shared memory, then message queue, then semaphores."
+(owner only) unless -p says otherwise. For POSIX objects the process umask applies, as for files.
+System V objects are created with key IPC_PRIVATE (0): refer to them by the printed id, e.g.
+`ipckit rm -m ID`. POSIX objects are created under -n NAME (/NAME; NAME alone means /NAME), which
+must be free: unlike ipcmk, an existing object of that name is an error, not reused. Remove them
+with `ipckit rm --posix-shmem NAME` (--posix-mqueue, --posix-semaphore).
+Ids and names are printed in ipcmk's order and words: shared memory, then message queue, then
+semaphores, each System V object before its POSIX counterpart."
 )]
 pub struct Args {
     /// Create a shared-memory segment of SIZE bytes; SIZE may end in K, M, G or T (or KiB, MiB,
@@ -30,6 +47,31 @@ pub struct Args {
     /// Create a message queue.
     #[arg(short = 'Q', long = "queue")]
     queue: bool,
+    /// Create a POSIX shared-memory object of SIZE bytes (suffixes as for -M); needs -n.
+    #[arg(short = 'm', long = "posix-shmem", value_name = "SIZE", value_parser = parse_size,
+          requires = "name")]
+    posix_shmem: Option<usize>,
+    /// Create a POSIX named semaphore; needs -n.
+    #[arg(short = 's', long = "posix-semaphore", requires = "name")]
+    posix_semaphore: bool,
+    /// Create a POSIX message queue; needs -n.
+    #[arg(short = 'q', long = "posix-mqueue", requires = "name")]
+    posix_mqueue: bool,
+    /// The name of the POSIX objects to create: /NAME (NAME alone means /NAME).
+    #[arg(short = 'n', long = "name", value_name = "NAME", requires = "posix")]
+    name: Option<String>,
+    /// The initial value of the POSIX semaphore [default: 0].
+    #[arg(long = "value", value_name = "V", value_parser = parse_value, requires = "posix_semaphore")]
+    value: Option<u32>,
+    /// The capacity in messages of the POSIX message queue [default: the system's, msg_default in
+    /// /proc/sys/fs/mqueue].
+    #[arg(long = "maxmsg", value_name = "N", value_parser = parse_positive, requires = "posix_mqueue")]
+    maxmsg: Option<usize>,
+    /// The largest message in bytes of the POSIX message queue [default: the system's,
+    /// msgsize_default].
+    #[arg(long = "msgsize", value_name = "BYTES", value_parser = parse_positive,
+          requires = "posix_mqueue")]
+    msgsize: Option<usize>,
     /// Permission bits of the new objects, in octal [default: 0600; ipcmk's is 0644].
     #[arg(short = 'p', long = "mode", value_name = "MODE", value_parser = parse_mode,
           default_value = "0600", hide_default_value = true)]
@@ -46,6 +88,23 @@ pub fn run(args: Args) -> Result<ExitCode> {
             );
         }
     }
+    // The POSIX name, checked for each kind asked for (their length limits differ).
+    let posix_name = |kind: PosixKind, wanted: bool| -> Result<Option<String>> {
+        match (&args.name, wanted) {
+            (Some(name), true) => match inspect::posix_name(kind, name) {
+                Ok(full) => Ok(Some(full)),
+                Err(ipckit::Error::InvalidArgument { reason, .. }) => {
+                    bail!("mk: {name:?} is not a POSIX name: {reason}")
+                }
+                Err(e) => Err(e).context("mk"),
+            },
+            _ => Ok(None),
+        }
+    };
+    let pshm_name = posix_name(PosixKind::Shm, args.posix_shmem.is_some())?;
+    let pmq_name = posix_name(PosixKind::Mq, args.posix_mqueue)?;
+    let psem_name = posix_name(PosixKind::Sem, args.posix_semaphore)?;
+
     // Owning handles: anything created so far is removed again if a later step fails.
     let shm = match args.shmem {
         Some(size) => Some(
@@ -60,6 +119,18 @@ pub fn run(args: Args) -> Result<ExitCode> {
         ),
         None => None,
     };
+    let pshm = match (args.posix_shmem, &pshm_name) {
+        (Some(size), Some(name)) => Some(
+            SharedMemory::options()
+                .size(size as u64)
+                .mode(args.mode)
+                .exclusive(true)
+                .open(name)
+                .context("mk")?
+                .into_owned(),
+        ),
+        _ => None,
+    };
     let msg = match args.queue {
         true => Some(
             MsgQueue::options()
@@ -71,6 +142,20 @@ pub fn run(args: Args) -> Result<ExitCode> {
                 .into_owned(),
         ),
         false => None,
+    };
+    let pmq = match &pmq_name {
+        Some(name) => {
+            let mut options = MessageQueue::options();
+            options.mode(args.mode).exclusive(true);
+            if let Some(n) = args.maxmsg {
+                options.max_messages(n);
+            }
+            if let Some(n) = args.msgsize {
+                options.message_size(n);
+            }
+            Some(options.open(name).context("mk")?.into_owned())
+        }
+        None => None,
     };
     let sem = match args.semaphore {
         Some(nsems) => Some(
@@ -85,16 +170,37 @@ pub fn run(args: Args) -> Result<ExitCode> {
         ),
         None => None,
     };
+    let psem = match &psem_name {
+        Some(name) => Some(
+            NamedSemaphore::options()
+                .value(args.value.unwrap_or(0))
+                .mode(args.mode)
+                .exclusive(true)
+                .open(name)
+                .context("mk")?
+                .into_owned(),
+        ),
+        None => None,
+    };
 
     let mut text = String::new();
     if let Some(shm) = &shm {
         text += &format!("Shared memory id: {}\n", shm.id());
     }
+    if let Some(pshm) = &pshm {
+        text += &format!("POSIX shared memory name: {}\n", pshm.name());
+    }
     if let Some(msg) = &msg {
         text += &format!("Message queue id: {}\n", msg.id());
     }
+    if let Some(pmq) = &pmq {
+        text += &format!("POSIX message queue name: {}\n", pmq.name());
+    }
     if let Some(sem) = &sem {
         text += &format!("Semaphore id: {}\n", sem.id());
+    }
+    if let Some(psem) = &psem {
+        text += &format!("POSIX semaphore name: {}\n", psem.name());
     }
     // Nobody learns the ids of objects whose report was lost; those are removed (on return).
     let mut out = io::stdout().lock();
@@ -112,6 +218,10 @@ pub fn run(args: Args) -> Result<ExitCode> {
     if let Some(sem) = sem {
         sem.into_inner();
     }
+    // The POSIX handles are closed; the objects stay.
+    drop(pshm.map(|o| o.into_inner()));
+    drop(pmq.map(|o| o.into_inner()));
+    drop(psem.map(|o| o.into_inner()));
     Ok(ExitCode::SUCCESS)
 }
 
@@ -144,6 +254,25 @@ fn parse_size(s: &str) -> Result<usize, String> {
         Ok(0) => Err("a shared-memory segment needs a size of at least 1 byte".into()),
         Ok(bytes) => Ok(bytes),
         Err(_) => Err(too_large()),
+    }
+}
+
+/// A semaphore value: from 0 to SEM_VALUE_MAX.
+fn parse_value(s: &str) -> Result<u32, String> {
+    match s.parse::<u32>() {
+        Ok(v) if v <= SEM_VALUE_MAX && !s.starts_with('+') => Ok(v),
+        Ok(_) => Err(format!("value {s} exceeds SEM_VALUE_MAX ({SEM_VALUE_MAX})")),
+        Err(_) => Err(format!(
+            "{s:?} is not a semaphore value (0 to {SEM_VALUE_MAX})"
+        )),
+    }
+}
+
+/// A queue capacity or message size: at least 1.
+fn parse_positive(s: &str) -> Result<usize, String> {
+    match s.parse::<usize>() {
+        Ok(n) if n > 0 && !s.starts_with('+') => Ok(n),
+        _ => Err(format!("{s:?} is not a number of at least 1")),
     }
 }
 
@@ -225,6 +354,55 @@ mod tests {
             "99999999999999",
         ] {
             assert!(parse_mode(bad).is_err(), "{bad:?} parsed");
+        }
+    }
+
+    #[test]
+    fn posix_values_and_queue_sizes_are_checked() {
+        assert_eq!(parse_value("0"), Ok(0));
+        assert_eq!(parse_value("2147483647"), Ok(SEM_VALUE_MAX));
+        for bad in ["", "-1", "+1", "2147483648", "x"] {
+            assert!(parse_value(bad).is_err(), "{bad:?} parsed");
+        }
+        assert_eq!(parse_positive("10"), Ok(10));
+        for bad in ["", "0", "-1", "+1", "x"] {
+            assert!(parse_positive(bad).is_err(), "{bad:?} parsed");
+        }
+    }
+
+    fn parse(argv: &[&str]) -> Result<Args, clap::Error> {
+        use clap::{Args as _, FromArgMatches};
+        let cmd = Args::augment_args(clap::Command::new("mk"));
+        let m = cmd.try_get_matches_from(std::iter::once("mk").chain(argv.iter().copied()))?;
+        Args::from_arg_matches(&m)
+    }
+
+    #[test]
+    fn posix_flags_are_ipcmks_and_need_a_name() {
+        let a = parse(&[
+            "-m", "4K", "-s", "-q", "-n", "x", "--value", "2", "--maxmsg", "3",
+        ])
+        .unwrap();
+        assert_eq!(a.posix_shmem, Some(4096));
+        assert!(a.posix_semaphore && a.posix_mqueue);
+        assert_eq!(
+            (a.name.as_deref(), a.value, a.maxmsg),
+            (Some("x"), Some(2), Some(3))
+        );
+        assert!(
+            parse(&["-M", "4K", "-S", "2", "-Q"]).is_ok(),
+            "System V needs no name"
+        );
+        for argv in [
+            &["-m", "4K"][..],
+            &["-s"],
+            &["-q"],
+            &["-M", "4K", "-n", "x"],
+            &["-s", "-n", "x", "--maxmsg", "3"],
+            &["-q", "-n", "x", "--value", "1"],
+            &["-n", "x"],
+        ] {
+            assert!(parse(argv).is_err(), "{argv:?} parsed");
         }
     }
 

@@ -1,4 +1,5 @@
-//! `ipckit rm`: remove System V objects by id or key, with ipcrm(1)'s flags.
+//! `ipckit rm`: remove System V objects by id or key, and POSIX objects by name, with ipcrm(1)'s
+//! flags (util-linux 2.41 for POSIX).
 //!
 //! The flags are processed in command-line order, as ipcrm processes them. Every argument is parsed
 //! before anything is removed, so a typo cannot leave a half-done removal. An object that is missing
@@ -10,7 +11,8 @@ use std::process::ExitCode;
 
 use anyhow::Result;
 use clap::{Arg, ArgAction, ArgGroup, ArgMatches, Command, FromArgMatches};
-use ipckit::inspect;
+use ipckit::inspect::{self, PosixKind, PosixMqs};
+use ipckit::posix::{mq::MessageQueue, sem::NamedSemaphore, shm::SharedMemory};
 use ipckit::sysv::{msg::MsgQueue, sem::SemSet, shm::Segment};
 use ipckit::{Key, Object};
 
@@ -23,8 +25,6 @@ enum Kind {
 }
 
 impl Kind {
-    const ALL: [Kind; 3] = [Kind::Shm, Kind::Msg, Kind::Sem];
-
     fn id_object(self, id: i32) -> Object {
         match self {
             Kind::Shm => Object::ShmId(id),
@@ -42,13 +42,34 @@ impl Kind {
     }
 }
 
+/// A System V or a POSIX kind, as `-a` names them (`shm`, `pshm` …).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Class {
+    Sysv(Kind),
+    Posix(PosixKind),
+}
+
+impl Class {
+    /// What `-a` alone removes, in this order: each System V kind, then its POSIX counterpart.
+    const ALL: [Class; 6] = [
+        Class::Sysv(Kind::Shm),
+        Class::Posix(PosixKind::Shm),
+        Class::Sysv(Kind::Msg),
+        Class::Posix(PosixKind::Mq),
+        Class::Sysv(Kind::Sem),
+        Class::Posix(PosixKind::Sem),
+    ];
+}
+
 /// One thing to remove, in the order it was given.
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Target {
     Id(Kind, i32),
     Key(Kind, Key),
+    /// A POSIX object by name (`/NAME`).
+    Name(PosixKind, String),
     /// `-a`: every object of one kind, or of all kinds.
-    All(Option<Kind>),
+    All(Option<Class>),
 }
 
 /// The arguments of `ipckit rm`: the targets in command-line order.
@@ -112,17 +133,39 @@ const FLAGS: [(&str, char, &str, Kind, bool, &str); 6] = [
     ),
 ];
 
+/// The by-name flags (long only, as in ipcrm 2.41): (clap id and long name, kind, help).
+const NAME_FLAGS: [(&str, PosixKind, &str); 3] = [
+    (
+        "posix-shmem",
+        PosixKind::Shm,
+        "Remove the POSIX shared-memory object with this name",
+    ),
+    (
+        "posix-mqueue",
+        PosixKind::Mq,
+        "Remove the POSIX message queue with this name",
+    ),
+    (
+        "posix-semaphore",
+        PosixKind::Sem,
+        "Remove the POSIX named semaphore with this name",
+    ),
+];
+
 impl clap::Args for Args {
     fn augment_args(cmd: Command) -> Command {
         let mut cmd = cmd.after_help(
             "\
-Flags may be repeated and mixed; they are processed in the order given. Every id and key is checked
-before anything is removed. Keys are 0x followed by up to 8 hex digits, or decimal; key 0
-(IPC_PRIVATE) names no object and is refused: remove private objects by id.
+Flags may be repeated and mixed; they are processed in the order given. Every id, key and name is
+checked before anything is removed. Keys are 0x followed by up to 8 hex digits, or decimal; key 0
+(IPC_PRIVATE) names no object and is refused: remove private objects by id. POSIX names are given
+as `ipckit ls` shows them, /NAME (NAME alone means /NAME).
 A missing object or one that cannot be removed is reported on its own line and the others are still
 removed; the exit status is then 1.
--a removes every object of the kind that you may remove, other programs' objects included (all of
-them, for root); an object that vanishes meanwhile is not an error.",
+-a removes every object of the kind (shm, pshm, msg, pmsg, sem or psem), or of every kind, that you
+may remove, other programs' objects included (all of them, for root); an object that vanishes
+meanwhile is not an error. POSIX queues can only be enumerated while an mqueue file system is
+mounted (mount -t mqueue none /dev/mqueue).",
         );
         for (id, short, long, _, by_key, help) in FLAGS {
             let arg = Arg::new(id)
@@ -137,21 +180,34 @@ them, for root); an object that vanishes meanwhile is not an error.",
                 arg.value_name("ID").value_parser(parse_id)
             });
         }
+        for (long, kind, help) in NAME_FLAGS {
+            cmd = cmd.arg(
+                Arg::new(long)
+                    .long(long)
+                    .help(help)
+                    .value_name("NAME")
+                    .action(ArgAction::Append)
+                    .value_parser(move |s: &str| parse_name(kind, s)),
+            );
+        }
         cmd.arg(
             Arg::new("all")
                 .short('a')
                 .long("all")
-                .help("Remove every object of one kind (shm, msg or sem), or of all kinds")
+                .help(
+                    "Remove every object of one kind (shm, pshm, msg, pmsg, sem or psem), or of all kinds",
+                )
                 .value_name("KIND")
                 .num_args(0..=1)
                 .default_missing_value("all")
-                .value_parser(["shm", "msg", "sem", "all"])
+                .value_parser(["shm", "pshm", "msg", "pmsg", "sem", "psem", "all"])
                 .hide_possible_values(true)
                 .action(ArgAction::Append),
         )
         .group(
             ArgGroup::new("targets")
                 .args(FLAGS.map(|f| f.0))
+                .args(NAME_FLAGS.map(|f| f.0))
                 .arg("all")
                 .multiple(true)
                 .required(true),
@@ -178,16 +234,30 @@ impl FromArgMatches for Args {
                 positioned.extend(indices.zip(ids).map(|(i, &n)| (i, Target::Id(kind, n))));
             }
         }
+        for (id, kind, _) in NAME_FLAGS {
+            let Some(indices) = m.indices_of(id) else {
+                continue;
+            };
+            let names = m.get_many::<String>(id).into_iter().flatten();
+            positioned.extend(
+                indices
+                    .zip(names)
+                    .map(|(i, n)| (i, Target::Name(kind, n.clone()))),
+            );
+        }
         if let Some(indices) = m.indices_of("all") {
             let kinds = m.get_many::<String>("all").into_iter().flatten();
             positioned.extend(indices.zip(kinds).map(|(i, k)| {
-                let kind = match k.as_str() {
-                    "shm" => Some(Kind::Shm),
-                    "msg" => Some(Kind::Msg),
-                    "sem" => Some(Kind::Sem),
+                let class = match k.as_str() {
+                    "shm" => Some(Class::Sysv(Kind::Shm)),
+                    "msg" => Some(Class::Sysv(Kind::Msg)),
+                    "sem" => Some(Class::Sysv(Kind::Sem)),
+                    "pshm" => Some(Class::Posix(PosixKind::Shm)),
+                    "pmsg" => Some(Class::Posix(PosixKind::Mq)),
+                    "psem" => Some(Class::Posix(PosixKind::Sem)),
                     _ => None,
                 };
-                (i, Target::All(kind))
+                (i, Target::All(class))
             }));
         }
         positioned.sort_by_key(|&(i, _)| i);
@@ -218,9 +288,18 @@ pub fn run(args: Args) -> Result<ExitCode> {
                     ok = false;
                 }
             }
-            Target::All(kinds) => {
-                for kind in kinds.map_or(Kind::ALL.to_vec(), |kind| vec![kind]) {
-                    ok &= remove_all(kind);
+            Target::Name(kind, name) => {
+                if let Err(e) = remove_by_name(kind, &name) {
+                    complain(&kind.object(&name), &e);
+                    ok = false;
+                }
+            }
+            Target::All(classes) => {
+                for class in classes.map_or(Class::ALL.to_vec(), |class| vec![class]) {
+                    ok &= match class {
+                        Class::Sysv(kind) => remove_all(kind),
+                        Class::Posix(kind) => remove_all_posix(kind),
+                    };
                 }
             }
         }
@@ -246,6 +325,57 @@ fn remove_by_key(kind: Kind, key: Key) -> ipckit::Result<()> {
         Kind::Msg => MsgQueue::open(key)?.remove(),
         Kind::Sem => SemSet::open(key)?.remove(),
     }
+}
+
+fn remove_by_name(kind: PosixKind, name: &str) -> ipckit::Result<()> {
+    match kind {
+        PosixKind::Shm => SharedMemory::unlink(name),
+        PosixKind::Sem => NamedSemaphore::unlink(name),
+        PosixKind::Mq => MessageQueue::unlink(name),
+    }
+}
+
+/// Removes every POSIX object of `kind` that is listed now, as [`remove_all`] does; queues cannot
+/// be listed without a mounted mqueue file system, which is reported as a failure.
+fn remove_all_posix(kind: PosixKind) -> bool {
+    let names: ipckit::Result<Vec<String>> = match kind {
+        PosixKind::Shm => {
+            inspect::posix_shm_objects().map(|v| v.into_iter().map(|s| s.name).collect())
+        }
+        PosixKind::Sem => {
+            inspect::posix_semaphores().map(|v| v.into_iter().map(|s| s.name).collect())
+        }
+        PosixKind::Mq => match inspect::posix_mqueues() {
+            Ok(PosixMqs::Listed(v)) => Ok(v.into_iter().map(|q| q.name).collect()),
+            Ok(PosixMqs::NotMounted) => {
+                say(&format!(
+                    "ipckit: rm: POSIX message queues cannot be listed: no mqueue file system is \
+                     mounted; mount one with `{}`",
+                    inspect::MOUNT_MQUEUE
+                ));
+                return false;
+            }
+            Err(e) => Err(e),
+        },
+    };
+    let names = match names {
+        Ok(names) => names,
+        Err(e) => {
+            say(&format!("ipckit: rm: {e}"));
+            return false;
+        }
+    };
+    let mut ok = true;
+    for name in names {
+        match remove_by_name(kind, &name) {
+            Err(e) if !is_missing(&e) => {
+                complain(&kind.object(&name), &e);
+                ok = false;
+            }
+            _ => {}
+        }
+    }
+    ok
 }
 
 /// Removes every object of `kind` that is listed now; reports failures and returns whether there
@@ -329,6 +459,16 @@ pub fn parse_id(s: &str) -> Result<i32, String> {
     }
 }
 
+/// A POSIX name for removal: `/NAME` as ls shows it, or `NAME`.
+fn parse_name(kind: PosixKind, s: &str) -> Result<String, String> {
+    inspect::posix_name(kind, s).map_err(|e| match e {
+        ipckit::Error::InvalidArgument { reason, .. } => {
+            format!("{s:?} is not a POSIX name: {reason}")
+        }
+        e => e.to_string(),
+    })
+}
+
 /// A key for removal: as ipcs prints it, and never `IPC_PRIVATE`.
 fn parse_key(s: &str) -> Result<Key, String> {
     let key: Key = s.parse().map_err(|_| {
@@ -402,6 +542,45 @@ mod tests {
     }
 
     #[test]
+    fn posix_names_mix_with_system_v_flags_in_order() {
+        assert_eq!(
+            parse(&[
+                "--posix-shmem",
+                "/a",
+                "-m",
+                "1",
+                "--posix-mqueue=b",
+                "--posix-semaphore",
+                "/c",
+                "--posix-shmem",
+                "d",
+            ])
+            .unwrap(),
+            [
+                Target::Name(PosixKind::Shm, "/a".into()),
+                Target::Id(Kind::Shm, 1),
+                Target::Name(PosixKind::Mq, "/b".into()),
+                Target::Name(PosixKind::Sem, "/c".into()),
+                Target::Name(PosixKind::Shm, "/d".into()),
+            ]
+        );
+        for argv in [
+            ["--posix-shmem", "/a/b"],
+            ["--posix-mqueue", "/"],
+            ["--posix-semaphore", ".."],
+            ["--posix-shmem", ""],
+        ] {
+            assert!(parse(&argv).is_err(), "{argv:?} parsed");
+        }
+        let long = "x".repeat(252);
+        assert!(
+            parse(&["--posix-semaphore", &long]).is_err(),
+            "past SEM_NAME_MAX"
+        );
+        assert!(parse(&["--posix-mqueue", &long]).is_ok());
+    }
+
+    #[test]
     fn all_takes_an_optional_kind() {
         assert_eq!(parse(&["-a"]).unwrap(), [Target::All(None)]);
         assert_eq!(
@@ -420,11 +599,19 @@ mod tests {
             .unwrap(),
             [
                 Target::Id(Kind::Shm, 4),
-                Target::All(Some(Kind::Shm)),
-                Target::All(Some(Kind::Msg)),
+                Target::All(Some(Class::Sysv(Kind::Shm))),
+                Target::All(Some(Class::Sysv(Kind::Msg))),
                 Target::All(None),
                 Target::Id(Kind::Sem, 5),
-                Target::All(Some(Kind::Sem)),
+                Target::All(Some(Class::Sysv(Kind::Sem))),
+            ]
+        );
+        assert_eq!(
+            parse(&["-a", "pshm", "--all=pmsg", "-a", "psem"]).unwrap(),
+            [
+                Target::All(Some(Class::Posix(PosixKind::Shm))),
+                Target::All(Some(Class::Posix(PosixKind::Mq))),
+                Target::All(Some(Class::Posix(PosixKind::Sem))),
             ]
         );
         assert!(parse(&["-a", "files"]).is_err());
@@ -452,6 +639,16 @@ mod tests {
         ] {
             assert!(parse(&argv).is_err(), "{argv:?} parsed");
         }
+    }
+
+    #[test]
+    fn missing_posix_objects_are_described_in_plain_words() {
+        let name = "/ipckit-rm-unit-never-created";
+        let e = remove_by_name(PosixKind::Mq, name).unwrap_err();
+        assert_eq!(
+            describe(&PosixKind::Mq.object(name), &e),
+            format!("POSIX message queue {name}: no such object")
+        );
     }
 
     #[test]
