@@ -16,10 +16,43 @@
 //! | [`pipe`] | pipes and FIFOs | `SIGPIPE` killing the writer; FIFO opens that block for ever |
 //! | [`signal`] | signals, `signalfd`, `sigqueue` | arbitrary code in async signal handlers |
 //! | [`unix`] | Unix domain sockets | lost message boundaries; leaked passed descriptors |
+//! | [`sync`] | locks, condition variables, semaphores, events, barriers inside shared memory | a lock holder that dies; memory misread as a lock |
 //! | [`channel`] | a multi-producer message channel in shared memory (lock-free lanes, futex wake-ups) | torn messages and endless waits when a peer dies; segments left in `/dev/shm` |
 //! | [`inspect`] | `/proc/sysvipc`, `/dev/shm`, `/dev/mqueue`, limits, attached PIDs | parsing ipcs output |
 //!
 //! Every fallible function returns [`Error`], which names the operation, the object and the cause.
+//!
+//! # A first taste
+//!
+//! A private System V segment holding a typed record, guarded by a semaphore taken with `SEM_UNDO`
+//! (so a holder that dies gives it back). The owning handles remove both objects when they go out
+//! of scope, and the attachment detaches itself:
+//!
+//! ```
+//! use ipckit::sysv::{sem::SemSet, shm::Segment};
+//! use ipckit::Key;
+//!
+//! #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+//! #[repr(C)]
+//! struct Reading {
+//!     sensor: u32,
+//!     celsius: f32,
+//! }
+//!
+//! let segment = Segment::create(Key::PRIVATE, 4096)?.into_owned();
+//! let lock = SemSet::create(Key::PRIVATE, 1)?.into_owned();
+//! lock.set(0, 1)?; // one holder at a time
+//!
+//! let mut memory = segment.attach()?;
+//! lock.wait_undo(0)?;
+//! *memory.view_mut::<Reading>(0)? = Reading { sensor: 7, celsius: 21.5 };
+//! lock.post_undo(0)?;
+//!
+//! let copy = segment.attach_read_only()?; // another process would attach by `segment.id()`
+//! assert_eq!(copy.view::<Reading>(0)?.celsius, 21.5);
+//! assert!(memory.view::<Reading>(4093).is_err()); // out of bounds: an error, never UB
+//! # Ok::<(), ipckit::Error>(())
+//! ```
 #![warn(missing_docs)]
 
 pub mod channel;
@@ -30,6 +63,7 @@ pub mod mmap;
 pub mod pipe;
 pub mod posix;
 pub mod signal;
+pub mod sync;
 pub mod sysv;
 pub mod unix;
 mod view;
