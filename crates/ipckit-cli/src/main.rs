@@ -9,6 +9,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod dump;
+mod gc;
 mod key;
 mod ls;
 mod mk;
@@ -39,6 +40,8 @@ enum Command {
     Mk(mk::Args),
     /// Show the bytes of a shared-memory segment as `hexdump -C` does, or raw.
     Dump(dump::Args),
+    /// Find IPC objects left behind by processes that are gone, and say why; --yes removes them.
+    Gc(gc::Args),
 }
 
 fn main() -> ExitCode {
@@ -52,6 +55,7 @@ fn main() -> ExitCode {
         Command::Rm(args) => rm::run(args),
         Command::Mk(args) => mk::run(args),
         Command::Dump(args) => dump::run(args),
+        Command::Gc(args) => gc::run(args),
     };
     match result {
         Ok(code) => code,

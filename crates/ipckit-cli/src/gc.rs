@@ -1,0 +1,276 @@
+//! `ipckit gc`: find the IPC objects that processes left behind, say why each is an orphan, and
+//! with `--yes` remove them.
+//!
+//! The rules and the removal are `ipckit::inspect::gc`'s; this file parses the flags and prints.
+//! Without `--yes` nothing is changed and the exit status is 0. With `--yes` each orphan is
+//! checked again right before it is removed; one that cannot be removed gets a line on stderr and
+//! the exit status is 1.
+//!
+//! JSON is one array with an object per orphan: `"kind"` (as in `ls --json`), `"id"` and `"key"`
+//! (System V) or `"name"` (POSIX), `"reason"`, and `"action"`: `"reported"` without `--yes`, else
+//! `"removed"`, `"gone"` (removed by someone else meanwhile), `"in-use"` (no longer an orphan,
+//! kept) or `"failed"` with `"error"`.
+
+use std::io::{self, Write};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use ipckit::inspect::gc::{self, format_duration, Kind, Orphan, Policy, ProcLiveness, Removal};
+use ipckit::inspect::{self, PosixKind, PosixMqs};
+use ipckit::Object;
+use serde::Serialize;
+
+use crate::output::{self, key_hex};
+
+#[derive(clap::Args)]
+#[command(after_help = "\
+An object is an orphan when:
+  System V shared memory: nothing is attached and its creator and last user (cpid, lpid) have exited;
+  System V semaphore sets: the processes that last operated on its semaphores have exited (the
+    kernel records no creator) and it was not operated on or changed within --older-than;
+  System V message queues: the last sender and receiver have exited and nothing was sent, received
+    or changed within --older-than;
+  POSIX shared memory, semaphores, queues: no live process maps it or holds it open (or waits for a
+    queue's notification) and its file was not modified or changed within --older-than.
+A process counts as alive while /proc/PID exists: a PID reused by another process keeps an object
+(the safe side). Without privilege, other users' processes cannot be inspected, so their use of an
+object is not seen; their objects cannot be removed by you either.
+With --yes, each orphan is checked again right before it is removed; an object that is in use
+again, or gone, is reported and left alone.")]
+pub struct Args {
+    /// Remove the orphans found (without it, only report them).
+    #[arg(long)]
+    yes: bool,
+    /// Print JSON instead of lines.
+    #[arg(long)]
+    json: bool,
+    /// How long an object must have been untouched: 30s, 10m, 2h, 1d, or combined (1h30m).
+    #[arg(long, value_name = "DURATION", default_value = "10m", value_parser = parse_duration)]
+    older_than: Duration,
+    /// Consider only this object (KIND:ID or KIND:NAME, e.g. sysv-shm:5 or posix-shm:/x); may be
+    /// repeated. Used by the tests to stay within their own objects.
+    #[arg(long = "only", value_name = "KIND:OBJECT", value_parser = parse_only, hide = true)]
+    only: Vec<(Kind, Object)>,
+}
+
+pub fn run(args: Args) -> Result<ExitCode> {
+    let snapshot = gc::Snapshot::read(&Kind::ALL).context("gc: cannot list the IPC objects")?;
+    if snapshot.posix_mq == Some(PosixMqs::NotMounted) {
+        say(&format!(
+            "ipckit: gc: POSIX message queues are not checked: no mqueue file system is mounted; \
+             mount one with `{}`",
+            inspect::MOUNT_MQUEUE
+        ));
+    }
+    let policy = Policy::new(args.older_than);
+    let orphans: Vec<Orphan> = gc::find_orphans(&snapshot, &policy, &ProcLiveness)
+        .into_iter()
+        .filter(|o| {
+            args.only.is_empty()
+                || args
+                    .only
+                    .iter()
+                    .any(|(kind, object)| o.kind == *kind && o.object == *object)
+        })
+        .collect();
+
+    let mut ok = true;
+    let mut rows = Vec::new();
+    for orphan in &orphans {
+        let (action, error) = if args.yes {
+            match gc::remove_orphan(orphan, args.older_than, &ProcLiveness) {
+                Ok(Removal::Removed) => ("removed", None),
+                Ok(Removal::Gone) => ("gone", None),
+                Ok(Removal::InUse) => ("in-use", None),
+                Ok(_) => ("in-use", None),
+                Err(e) => {
+                    ok = false;
+                    say(&format!(
+                        "ipckit: gc: {}",
+                        crate::rm::describe(&orphan.object, &e)
+                    ));
+                    ("failed", Some(e.to_string()))
+                }
+            }
+        } else {
+            ("reported", None)
+        };
+        rows.push(Row::new(orphan, action, error));
+    }
+
+    if args.json {
+        output::print_json(&rows)?;
+    } else {
+        output::emit(&text(&rows, &args))?;
+    }
+    Ok(if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+/// One orphan, as printed.
+#[derive(Serialize)]
+struct Row {
+    kind: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    id: Option<i32>,
+    /// `0x%08x`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    key: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    name: Option<String>,
+    reason: String,
+    action: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<String>,
+}
+
+impl Row {
+    fn new(o: &Orphan, action: &'static str, error: Option<String>) -> Row {
+        Row {
+            kind: o.kind.as_str(),
+            id: o.id(),
+            key: o.key.map(key_hex),
+            name: o.name().map(str::to_owned),
+            reason: o.reason.clone(),
+            action,
+            error,
+        }
+    }
+
+    /// `id 5 (key 0x00000000)` or `/name`.
+    fn object(&self) -> String {
+        match (&self.name, self.id, &self.key) {
+            (Some(name), _, _) => name.clone(),
+            (None, Some(id), Some(key)) => format!("id {id} (key {key})"),
+            (None, Some(id), None) => format!("id {id}"),
+            _ => String::new(),
+        }
+    }
+}
+
+/// One line per orphan, then a summary.
+fn text(rows: &[Row], args: &Args) -> String {
+    let mut out = String::new();
+    for r in rows {
+        let verb = match r.action {
+            "reported" => "",
+            "removed" => "removed ",
+            "gone" => "gone already: ",
+            "in-use" => "kept, no longer an orphan: ",
+            _ => "not removed: ",
+        };
+        out += &format!("{verb}{} {}: {}\n", r.kind, r.object(), r.reason);
+    }
+    let n = rows.len();
+    out += &match (n, args.yes) {
+        (0, _) => format!(
+            "no orphans found (untouched for at least {})\n",
+            format_duration(args.older_than)
+        ),
+        (_, false) => format!("{n} orphan(s) found; run with --yes to remove them\n"),
+        (_, true) => {
+            let removed = rows.iter().filter(|r| r.action == "removed").count();
+            format!("{removed} of {n} orphan(s) removed\n")
+        }
+    };
+    out
+}
+
+/// One line on stderr; a closed stderr is not worth a panic.
+fn say(line: &str) {
+    let _ = writeln!(io::stderr().lock(), "{line}");
+}
+
+/// A duration: one or more NUMBER UNIT pairs, units s, m, h, d (`30s`, `10m`, `1h30m`).
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    let bad = || format!("{s:?} is not a duration: give e.g. 30s, 10m, 2h or 1d");
+    let mut rest = s;
+    let mut total: u64 = 0;
+    if rest.is_empty() {
+        return Err(bad());
+    }
+    while !rest.is_empty() {
+        let digits = rest
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(rest.len());
+        if digits == 0 {
+            return Err(bad());
+        }
+        let number: u64 = rest[..digits].parse().map_err(|_| bad())?;
+        let unit = match rest[digits..].chars().next() {
+            Some('s') => 1,
+            Some('m') => 60,
+            Some('h') => 3600,
+            Some('d') => 86_400,
+            _ => return Err(bad()),
+        };
+        total = number
+            .checked_mul(unit)
+            .and_then(|n| total.checked_add(n))
+            .ok_or_else(|| format!("duration {s} is too long"))?;
+        rest = &rest[digits + 1..];
+    }
+    Ok(Duration::from_secs(total))
+}
+
+/// `KIND:ID` (System V) or `KIND:NAME` (POSIX), kinds as `ls --json` names them.
+fn parse_only(s: &str) -> Result<(Kind, Object), String> {
+    let (kind, what) = s
+        .split_once(':')
+        .ok_or_else(|| format!("{s:?} is not KIND:ID or KIND:NAME"))?;
+    let id = || crate::rm::parse_id(what);
+    let name = |k: PosixKind| inspect::posix_name(k, what).map_err(|e| e.to_string());
+    Ok(match kind {
+        "sysv-shm" => (Kind::SysvShm, Object::ShmId(id()?)),
+        "sysv-sem" => (Kind::SysvSem, Object::SemId(id()?)),
+        "sysv-msg" => (Kind::SysvMsg, Object::MsgId(id()?)),
+        "posix-shm" => (Kind::PosixShm, Object::PosixShm(name(PosixKind::Shm)?)),
+        "posix-sem" => (Kind::PosixSem, Object::PosixSem(name(PosixKind::Sem)?)),
+        "posix-mq" => (Kind::PosixMq, Object::PosixMq(name(PosixKind::Mq)?)),
+        _ => return Err(format!("unknown kind {kind:?} in {s:?}")),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_take_units_and_combine() {
+        let secs = |s| parse_duration(s).map(|d| d.as_secs());
+        assert_eq!(secs("0s"), Ok(0));
+        assert_eq!(secs("30s"), Ok(30));
+        assert_eq!(secs("10m"), Ok(600));
+        assert_eq!(secs("2h"), Ok(7200));
+        assert_eq!(secs("1d"), Ok(86_400));
+        assert_eq!(secs("1h30m"), Ok(5400));
+        for bad in ["", "10", "m", "10x", "-1s", "1.5h", "10m ", "s10"] {
+            assert!(parse_duration(bad).is_err(), "{bad:?} parsed");
+        }
+        assert!(parse_duration("99999999999999999999d")
+            .unwrap_err()
+            .contains("not a duration"));
+        assert!(parse_duration("999999999999999999d")
+            .unwrap_err()
+            .contains("too long"));
+    }
+
+    #[test]
+    fn only_names_a_kind_and_an_object() {
+        assert_eq!(
+            parse_only("sysv-shm:5"),
+            Ok((Kind::SysvShm, Object::ShmId(5)))
+        );
+        assert_eq!(
+            parse_only("posix-mq:jobs"),
+            Ok((Kind::PosixMq, Object::PosixMq("/jobs".into())))
+        );
+        for bad in ["sysv-shm", "sysv-shm:x", "posix-shm:/a/b", "files:1"] {
+            assert!(parse_only(bad).is_err(), "{bad:?} parsed");
+        }
+    }
+}
