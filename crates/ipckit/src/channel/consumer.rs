@@ -200,13 +200,11 @@ impl Consumer {
     }
 
     fn recv_slot(&mut self, op: &'static str, patience: Patience) -> Result<Option<RecvSlot<'_>>> {
-        Ok(self
-            .next_record(op, patience)?
-            .map(|(lane, rec)| RecvSlot {
-                consumer: self,
-                lane,
-                rec,
-            }))
+        Ok(self.next_record(op, patience)?.map(|(lane, rec)| RecvSlot {
+            consumer: self,
+            lane,
+            rec,
+        }))
     }
 
     /// The next record (lane and position), after waiting as `patience` allows.
@@ -311,9 +309,8 @@ impl State {
     ) -> Result<Option<Got>> {
         let ctl = seg.lane(i);
         let lanes = self.lanes.len();
-        let corrupt = |c: Corrupt| {
-            Error::corrupt(op, seg.object().clone(), format!("lane {i}: {}", c.0))
-        };
+        let corrupt =
+            |c: Corrupt| Error::corrupt(op, seg.object().clone(), format!("lane {i}: {}", c.0));
         let peek = |st: &mut State| -> Result<Option<Got>> {
             let lane = &mut st.lanes[i];
             let found = lane.ring.peek(ctl, &lane.buf, &ctl.space);

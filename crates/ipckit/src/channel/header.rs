@@ -176,9 +176,7 @@ impl Geometry {
     /// arithmetic is checked.
     pub(crate) fn new(lanes: u64, lane_capacity: u64) -> Result<Geometry, String> {
         if lanes == 0 || lanes > MAX_PRODUCERS as u64 {
-            return Err(format!(
-                "lane count {lanes} is outside 1..={MAX_PRODUCERS}"
-            ));
+            return Err(format!("lane count {lanes} is outside 1..={MAX_PRODUCERS}"));
         }
         if !lane_capacity.is_power_of_two()
             || lane_capacity < MIN_LANE_CAPACITY as u64
@@ -241,7 +239,9 @@ impl Header {
         self.id
             .lane_capacity
             .store(geo.lane_capacity as u64, Ordering::Relaxed);
-        self.id.total_size.store(geo.total as u64, Ordering::Relaxed);
+        self.id
+            .total_size
+            .store(geo.total as u64, Ordering::Relaxed);
         // Release: whoever sees the magic (Acquire) sees the fields above.
         self.id.magic.store(MAGIC, Ordering::Release);
     }
@@ -258,7 +258,9 @@ impl Header {
         // Relaxed: ordered after the magic's Acquire load; validated below whatever they hold.
         let version = self.id.version.load(Ordering::Relaxed);
         if version != VERSION {
-            return Err(format!("layout version {version}, this build reads {VERSION}"));
+            return Err(format!(
+                "layout version {version}, this build reads {VERSION}"
+            ));
         }
         let lanes = self.id.lanes.load(Ordering::Relaxed);
         let cap = self.id.lane_capacity.load(Ordering::Relaxed);

@@ -85,9 +85,13 @@
 //! L. Lamport, "Specifying concurrent program modules" (1983);
 //! J. Giacomoni et al., "FastForward for efficient pipeline parallelism" (PPoPP 2008).
 
+// Under loom only the algorithms are compiled (see `atomic`), so the layout's constants are unused.
 mod atomic;
+#[cfg_attr(loom, allow(dead_code))]
 mod header;
+#[cfg_attr(loom, allow(dead_code))]
 mod ring;
+#[cfg_attr(loom, allow(dead_code))]
 mod wait;
 
 #[cfg(not(loom))]
@@ -350,7 +354,12 @@ mod api {
         }
 
         /// The error for giving up: `WouldBlock` for `try_*`, `Timeout` otherwise.
-        pub(crate) fn error(self, op: &'static str, object: &Object, reason: &'static str) -> Error {
+        pub(crate) fn error(
+            self,
+            op: &'static str,
+            object: &Object,
+            reason: &'static str,
+        ) -> Error {
             match self {
                 Patience::Never => Error::WouldBlock {
                     op,

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use super::atomic::Ordering;
 use super::header::{CONSUMER_ATTACHED, CONSUMER_CLOSED, CONSUMER_LOCK_BYTE, LANE_CLOSED};
-use super::ring::{ProducerRing, RingBuf, Reservation};
+use super::ring::{ProducerRing, Reservation, RingBuf};
 use super::segment::Segment;
 use super::wait::{wait_for, Wait, SLICE};
 use super::{Options, Patience};
@@ -284,9 +284,15 @@ impl SendSlot<'_> {
     }
 
     fn raw(&self) -> (*mut u8, usize) {
-        let r = self.res.as_ref().expect("a slot holds its reservation until commit");
+        let r = self
+            .res
+            .as_ref()
+            .expect("a slot holds its reservation until commit");
         let cap = self.producer.buf_cap();
-        (self.producer.buf.ptr(r.payload_offset(cap), r.len()), r.len())
+        (
+            self.producer.buf.ptr(r.payload_offset(cap), r.len()),
+            r.len(),
+        )
     }
 }
 

@@ -171,7 +171,6 @@ impl ProducerRing {
         ctl.prod.tail.store(tail, Ordering::Release);
         consumer.notify();
     }
-
 }
 
 /// A published record, lent to the consumer until it calls `release`.
@@ -295,7 +294,6 @@ impl ConsumerRing {
         ctl.cons.head.store(head, Ordering::Release);
         producer.notify();
     }
-
 }
 
 pub(crate) use buf::RingBuf;
@@ -327,7 +325,10 @@ mod buf {
         }
 
         fn header(&self, off: usize) -> &AtomicU64 {
-            assert!(off % 8 == 0 && off + 8 <= self.cap, "ring header offset {off}");
+            assert!(
+                off % 8 == 0 && off + 8 <= self.cap,
+                "ring header offset {off}"
+            );
             // SAFETY: in bounds and 8-aligned (asserted; `base` is 8-aligned); the mapping is
             // live (contract of `new`); AtomicU64 accepts any bit pattern, and other processes
             // access these bytes only atomically or not at all while we do.

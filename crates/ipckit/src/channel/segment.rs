@@ -137,7 +137,15 @@ impl Segment {
             if st.st_mode & libc::S_IFMT != libc::S_IFREG {
                 return Err(Error::corrupt(op, object, "not a regular file"));
             }
-            return Segment::attach(op, fd, st.st_size as u64, Some(shape), role, object, Some(name));
+            return Segment::attach(
+                op,
+                fd,
+                st.st_size as u64,
+                Some(shape),
+                role,
+                object,
+                Some(name),
+            );
         }
         Err(Error::os(
             "shm_open",
@@ -162,7 +170,11 @@ impl Segment {
             .map_err(|e| Error::os("fcntl(F_OFD_SETLKW)", object.clone(), e))?;
         let st = rustix::fs::fstat(&own).map_err(|e| Error::os("fstat", object.clone(), e))?;
         if st.st_mode & libc::S_IFMT != libc::S_IFREG {
-            return Err(Error::invalid(op, object, "the descriptor is not a channel (not a regular file)"));
+            return Err(Error::invalid(
+                op,
+                object,
+                "the descriptor is not a channel (not a regular file)",
+            ));
         }
         Segment::attach(op, own, st.st_size as u64, None, role, object, None)
     }
@@ -179,7 +191,8 @@ impl Segment {
         .map_err(|e| Error::os("memfd_create", object.clone(), e))?;
         rustix::fs::ftruncate(&fd, shape.geo.total as u64)
             .map_err(|e| Error::os("ftruncate", object.clone(), e))?;
-        let map = Map::new(fd.as_fd(), shape.geo.total).map_err(|e| Error::os(op, object.clone(), e))?;
+        let map =
+            Map::new(fd.as_fd(), shape.geo.total).map_err(|e| Error::os(op, object.clone(), e))?;
         header_of(&map).initialize(&shape.geo);
         drop(map);
         rustix::fs::fcntl_add_seals(&fd, SealFlags::SHRINK | SealFlags::GROW | SealFlags::SEAL)
@@ -236,7 +249,11 @@ impl Segment {
         if size == 0 {
             return match create {
                 Some(shape) => fresh(shape),
-                None => Err(Error::invalid(op, object.clone(), "the descriptor is not a channel (empty)")),
+                None => Err(Error::invalid(
+                    op,
+                    object.clone(),
+                    "the descriptor is not a channel (empty)",
+                )),
             };
         }
         if size < PAGE as u64 || size % PAGE as u64 != 0 || size > usize::MAX as u64 {
@@ -324,7 +341,9 @@ impl Segment {
         let h = self.header();
         // Release (here and below): published to later openers, who load with Acquire under
         // the init lock.
-        h.members.consumer_state.store(CONSUMER_NONE, Ordering::Release);
+        h.members
+            .consumer_state
+            .store(CONSUMER_NONE, Ordering::Release);
         h.consumer_wait.reset();
         let mut mask = 0u64;
         for i in 0..self.geo.lanes {
