@@ -65,6 +65,7 @@ pub mod posix;
 pub mod signal;
 pub mod sync;
 pub mod sysv;
+pub mod transport;
 pub mod unix;
 mod view;
 

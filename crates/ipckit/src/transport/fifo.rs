@@ -1,0 +1,153 @@
+//! `fifo`: a named pipe in the runtime directory. The side that hosts (or, by NAME, the
+//! receiver) creates it and removes it when its end is dropped; the peer opens it by path.
+//!
+//! Opening a FIFO blocks until the other side opens it too, so the host opens in `establish`,
+//! after the peer was started, with a timeout. A reader cannot see a writer arrive, only data, so
+//! a sender writes a 4-byte preamble (`IPKF`) right after opening and the receiver checks it: a
+//! timed open for reading then ends as soon as the writer is there.
+
+use std::io::{Read, Write};
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use super::pipe::PipeSink;
+use super::stream::{StreamReceiver, StreamSender};
+use super::{AbortHandle, End, HostImpl, Options, Rendezvous, Role};
+use crate::error::{Error, Object, Result};
+use crate::pipe::{Fifo, OwnedFifo, PipeReader, PipeWriter};
+
+struct Host {
+    role: Role,
+    fifo: OwnedFifo,
+    max: usize,
+    capacity: Option<usize>,
+}
+
+pub(super) fn host(role: Role, at: &Rendezvous, options: &Options) -> Result<Box<dyn HostImpl>> {
+    let path = at.path(".fifo");
+    let fifo = Fifo::options().exclusive(true).create(&path)?.into_owned();
+    Ok(Box::new(Host {
+        role,
+        fifo,
+        max: options.get_max_message(),
+        capacity: options.get_capacity(),
+    }))
+}
+
+impl HostImpl for Host {
+    fn rendezvous(&self) -> String {
+        self.fifo.path().display().to_string()
+    }
+
+    fn establish(self: Box<Self>, timeout: Option<Duration>) -> Result<End> {
+        let Host {
+            role,
+            fifo,
+            max,
+            capacity,
+        } = *self;
+        let timeout = timeout.unwrap_or(Duration::from_secs(u32::MAX.into()));
+        let end = match role {
+            Role::Send => {
+                let w = fifo.open_write_timeout(timeout)?;
+                if let Some(n) = capacity {
+                    w.set_capacity(n)?;
+                }
+                sender(w, fifo.path().to_path_buf(), Some(fifo))?
+            }
+            Role::Recv => {
+                let r = fifo.open_read_timeout(timeout)?;
+                receiver(r, fifo.path().to_path_buf(), max, Some(fifo))?
+            }
+        };
+        Ok(end)
+    }
+}
+
+/// What a sender writes first.
+const PREAMBLE: &[u8; 4] = b"IPKF";
+
+fn sender(w: PipeWriter, path: PathBuf, owned: Option<OwnedFifo>) -> Result<End> {
+    let mut sink = PipeSink::new(w);
+    sink.write_all(PREAMBLE)
+        .map_err(|e| Error::os("write", Object::Path(path.clone()), e))?;
+    Ok(End::Send(Box::new(Owning {
+        inner: StreamSender::new(sink, Object::Path(path), AbortHandle::new(None)),
+        _fifo: owned,
+    })))
+}
+
+fn receiver(mut r: PipeReader, path: PathBuf, max: usize, owned: Option<OwnedFifo>) -> Result<End> {
+    let mut preamble = [0u8; 4];
+    r.read_exact(&mut preamble)
+        .map_err(|e| Error::os("read", Object::Path(path.clone()), e))?;
+    if &preamble != PREAMBLE {
+        return Err(Error::os(
+            "read",
+            Object::Path(path),
+            std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                "the writer is not an ipckit fifo sender (no IPKF preamble)",
+            ),
+        ));
+    }
+    Ok(End::Recv(Box::new(Owning {
+        inner: StreamReceiver::new(r, max, Object::Path(path), AbortHandle::new(None)),
+        _fifo: owned,
+    })))
+}
+
+pub(super) fn connect(role: Role, rendezvous: &str, options: &Options) -> Result<End> {
+    let fifo = Fifo::new(rendezvous);
+    if !fifo.path().exists() {
+        return Err(Error::os(
+            "open",
+            Object::Path(fifo.path().to_path_buf()),
+            std::io::Error::from(std::io::ErrorKind::NotFound),
+        ));
+    }
+    let deadline = Instant::now() + options.get_timeout();
+    let left = || deadline.saturating_duration_since(Instant::now());
+    Ok(match role {
+        Role::Send => sender(fifo.open_write_timeout(left())?, fifo.path().into(), None)?,
+        Role::Recv => receiver(
+            fifo.open_read_timeout(left())?,
+            fifo.path().into(),
+            options.get_max_message(),
+            None,
+        )?,
+    })
+}
+
+/// An end that keeps the FIFO it created, so the FIFO is removed when the end is dropped.
+struct Owning<T> {
+    inner: T,
+    _fifo: Option<OwnedFifo>,
+}
+
+impl<T: super::SendImpl> super::SendImpl for Owning<T> {
+    fn send(&mut self, msg: &[u8]) -> Result<()> {
+        self.inner.send(msg)
+    }
+    fn close(&mut self) -> Result<()> {
+        self.inner.close()
+    }
+    fn max_message(&self) -> usize {
+        self.inner.max_message()
+    }
+    fn abort_handle(&self) -> AbortHandle {
+        self.inner.abort_handle()
+    }
+    fn object(&self) -> Object {
+        self.inner.object()
+    }
+}
+
+impl<T: super::RecvImpl> super::RecvImpl for Owning<T> {
+    fn recv(&mut self, buf: &mut Vec<u8>) -> Result<Option<usize>> {
+        self.inner.recv(buf)
+    }
+    fn abort_handle(&self) -> AbortHandle {
+        self.inner.abort_handle()
+    }
+}

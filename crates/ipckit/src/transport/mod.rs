@@ -1,0 +1,1002 @@
+//! One way to move a message from one process to another, over any of ipckit's mechanisms: the
+//! common ground of `ipckit bench` and `ipckit send`/`recv`.
+//!
+//! Each mechanism moves bytes differently — a pipe is a byte stream, a message queue keeps message
+//! boundaries but caps their size, shared memory needs a handshake — and each ends differently,
+//! or not at all: a message queue has no end of file. A [`TransportKind`] hides that behind a
+//! [`Sender`] and a [`Receiver`] of whole messages: stream mechanisms frame each message with a
+//! length, every kind carries an explicit **end-of-stream** marker ([`Sender::close`]), so
+//! [`Receiver::recv`] returns `Ok(None)` only after a sender closed on purpose, and an error when
+//! it vanished mid-stream where the mechanism can tell. Each kind states the largest message it
+//! carries, and why ([`TransportKind::max_message`]).
+//!
+//! # Setting up across two processes
+//! One process *hosts* ([`TransportKind::host_sender`], [`TransportKind::host_receiver`]): it
+//! creates what the mechanism needs and gets a [`Pending`] end with a rendezvous string. The other
+//! process gets that string (through argv or the environment) and *connects*
+//! ([`TransportKind::connect_sender`], [`TransportKind::connect_receiver`]); a child started by
+//! the host must be prepared with [`Pending::prepare_child`] (an anonymous pipe reaches the child
+//! by inheritance). The host then calls [`Pending::establish`]. Objects the host created are
+//! removed when its end is dropped.
+//!
+//! Unrelated processes meet by a NAME instead ([`TransportKind::named_receiver`],
+//! [`TransportKind::named_sender`]): paths, keys and names are derived from it
+//! ([`check_name`]); the receiver creates and removes, the sender waits for it to appear.
+//!
+//! # References
+//! [pipe(7)](https://man7.org/linux/man-pages/man7/pipe.7.html),
+//! [unix(7)](https://man7.org/linux/man-pages/man7/unix.7.html),
+//! [tcp(7)](https://man7.org/linux/man-pages/man7/tcp.7.html),
+//! [sysvipc(7)](https://man7.org/linux/man-pages/man7/sysvipc.7.html),
+//! [mq_overview(7)](https://man7.org/linux/man-pages/man7/mq_overview.7.html),
+//! [futex(7)](https://man7.org/linux/man-pages/man7/futex.7.html),
+//! [sigqueue(3)](https://man7.org/linux/man-pages/man3/sigqueue.3.html)
+
+use std::fmt;
+use std::path::PathBuf;
+use std::process::Command;
+use std::str::FromStr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::error::{Error, Object, Result};
+
+mod channel;
+mod fifo;
+mod mmap_futex;
+mod packet;
+mod pipe;
+mod posix_mq;
+mod signal;
+mod stream;
+mod sysv_msg;
+mod sysv_shm_sem;
+mod tcp;
+mod unix_dgram;
+mod unix_seqpacket;
+mod unix_stream;
+
+pub use signal::prepare_signals;
+
+/// How long a blocked wait sleeps at most before it checks whether it was aborted
+/// ([`AbortHandle`]) or its peer died, where the mechanism cannot wake it for that.
+pub(crate) const SLICE: Duration = Duration::from_millis(100);
+
+/// The mechanisms a [`Sender`] and [`Receiver`] can run over. `Display` and `FromStr` use the
+/// names in the table (`"unix-stream"`, `"sysv-shm+sem"` …).
+///
+/// | name | mechanism | framing, end of stream |
+/// |---|---|---|
+/// | `pipe` | anonymous pipe, inherited by the child | 4-byte length; `u32::MAX` ends |
+/// | `fifo` | named pipe (`mkfifo`) | as `pipe` |
+/// | `unix-stream` | `AF_UNIX` `SOCK_STREAM` | as `pipe` |
+/// | `unix-seqpacket` | `AF_UNIX` `SOCK_SEQPACKET` | one packet per message + 1 tag byte |
+/// | `unix-dgram` | `AF_UNIX` `SOCK_DGRAM` | one datagram per message + 1 tag byte |
+/// | `tcp` | loopback TCP, `TCP_NODELAY` | as `pipe` |
+/// | `sysv-msg` | System V message queue | message type: 2 data, 3 end |
+/// | `posix-mq` | POSIX message queue | priority: 1 data, 0 end (so it comes last) |
+/// | `sysv-shm+sem` | System V segment, FULL/EMPTY semaphores | one slot; a tag word |
+/// | `mmap+futex` | a mapped file, a shared futex word | one slot; a tag word |
+/// | `channel` | ipckit's shared-memory channel, blocking | the channel's own |
+/// | `channel-spin` | the same channel, busy-polling | the channel's own |
+/// | `signal` | `sigqueue` of a real-time signal | exactly 4 bytes (one `int`); a second signal ends |
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[non_exhaustive]
+pub enum TransportKind {
+    /// An anonymous pipe; the child inherits its end.
+    Pipe,
+    /// A named pipe (FIFO) in the file system.
+    Fifo,
+    /// A Unix-domain stream socket.
+    UnixStream,
+    /// A Unix-domain sequenced-packet socket.
+    UnixSeqpacket,
+    /// A Unix-domain datagram socket.
+    UnixDgram,
+    /// A TCP connection over the loopback interface, with `TCP_NODELAY`.
+    Tcp,
+    /// A System V message queue.
+    SysvMsg,
+    /// A POSIX message queue.
+    PosixMq,
+    /// A System V shared-memory segment with a FULL/EMPTY semaphore handshake.
+    SysvShmSem,
+    /// A shared file mapping with a futex handshake.
+    MmapFutex,
+    /// ipckit's shared-memory channel; waiting sides sleep on a futex.
+    Channel,
+    /// ipckit's shared-memory channel; waiting sides busy-poll.
+    ChannelSpin,
+    /// A real-time signal queued with `sigqueue`, carrying one `int`.
+    Signal,
+}
+
+impl TransportKind {
+    /// Every kind, in the order of the table above.
+    pub const ALL: [TransportKind; 13] = [
+        TransportKind::Pipe,
+        TransportKind::Fifo,
+        TransportKind::UnixStream,
+        TransportKind::UnixSeqpacket,
+        TransportKind::UnixDgram,
+        TransportKind::Tcp,
+        TransportKind::SysvMsg,
+        TransportKind::PosixMq,
+        TransportKind::SysvShmSem,
+        TransportKind::MmapFutex,
+        TransportKind::Channel,
+        TransportKind::ChannelSpin,
+        TransportKind::Signal,
+    ];
+
+    /// The kind's name, as `--via` and `--transports` take it.
+    pub const fn name(self) -> &'static str {
+        match self {
+            TransportKind::Pipe => "pipe",
+            TransportKind::Fifo => "fifo",
+            TransportKind::UnixStream => "unix-stream",
+            TransportKind::UnixSeqpacket => "unix-seqpacket",
+            TransportKind::UnixDgram => "unix-dgram",
+            TransportKind::Tcp => "tcp",
+            TransportKind::SysvMsg => "sysv-msg",
+            TransportKind::PosixMq => "posix-mq",
+            TransportKind::SysvShmSem => "sysv-shm+sem",
+            TransportKind::MmapFutex => "mmap+futex",
+            TransportKind::Channel => "channel",
+            TransportKind::ChannelSpin => "channel-spin",
+            TransportKind::Signal => "signal",
+        }
+    }
+
+    /// One line on what carries the bytes.
+    pub const fn description(self) -> &'static str {
+        match self {
+            TransportKind::Pipe => "anonymous pipe inherited by the child, length-framed",
+            TransportKind::Fifo => "named pipe (mkfifo), length-framed",
+            TransportKind::UnixStream => "AF_UNIX SOCK_STREAM socket, length-framed",
+            TransportKind::UnixSeqpacket => "AF_UNIX SOCK_SEQPACKET socket, one packet a message",
+            TransportKind::UnixDgram => "AF_UNIX SOCK_DGRAM socket, one datagram a message",
+            TransportKind::Tcp => "loopback TCP with TCP_NODELAY, length-framed",
+            TransportKind::SysvMsg => "System V message queue (msgsnd/msgrcv)",
+            TransportKind::PosixMq => "POSIX message queue (mq_send/mq_receive)",
+            TransportKind::SysvShmSem => "System V shared memory, FULL/EMPTY System V semaphores",
+            TransportKind::MmapFutex => "shared file mapping, futex handshake",
+            TransportKind::Channel => "ipckit shared-memory channel, futex wake-ups",
+            TransportKind::ChannelSpin => "ipckit shared-memory channel, busy-polling",
+            TransportKind::Signal => "sigqueue of a real-time signal, read with signalfd",
+        }
+    }
+
+    /// Whether the kind can carry a stream of messages as fast as it can (a throughput
+    /// measurement); only `signal` cannot: its queue of pending signals is small and a full one
+    /// makes `sigqueue` fail rather than wait.
+    pub const fn supports_throughput(self) -> bool {
+        !matches!(self, TransportKind::Signal)
+    }
+
+    /// Whether unrelated processes can meet by NAME ([`named_sender`](Self::named_sender)); only
+    /// the anonymous pipe cannot: it has no name and reaches only a child.
+    pub const fn supports_names(self) -> bool {
+        !matches!(self, TransportKind::Pipe)
+    }
+
+    /// The largest message this kind carries on this machine, and why: read from the kernel's
+    /// limits where there is one (`msgmax`, `msgsize_max`, `net.core.wmem_max`).
+    pub fn max_message(self) -> MaxMessage {
+        match self {
+            TransportKind::Pipe
+            | TransportKind::Fifo
+            | TransportKind::UnixStream
+            | TransportKind::Tcp => MaxMessage {
+                bytes: stream::MAX_FRAME,
+                reason: "a byte stream framed with a 4-byte length".to_string(),
+            },
+            TransportKind::UnixSeqpacket | TransportKind::UnixDgram => unix_dgram::max_message(),
+            TransportKind::SysvMsg => sysv_msg::max_message(),
+            TransportKind::PosixMq => posix_mq::max_message(),
+            TransportKind::SysvShmSem => sysv_shm_sem::max_message(),
+            TransportKind::MmapFutex => MaxMessage {
+                bytes: mmap_futex::MAX_MESSAGE,
+                reason: "the mapped file is sized to the largest message".to_string(),
+            },
+            TransportKind::Channel | TransportKind::ChannelSpin => channel::max_message(),
+            TransportKind::Signal => MaxMessage {
+                bytes: signal::MESSAGE_LEN,
+                reason: "sigqueue carries one int".to_string(),
+            },
+        }
+    }
+
+    /// `Ok` if a message of `len` bytes can be carried, else the reason it cannot, in words
+    /// ("not supported: sigqueue carries one int").
+    pub fn check_size(self, len: usize) -> std::result::Result<(), String> {
+        if self == TransportKind::Signal && len != signal::MESSAGE_LEN {
+            return Err(format!(
+                "not supported: sigqueue carries one int ({} bytes exactly)",
+                signal::MESSAGE_LEN
+            ));
+        }
+        let max = self.max_message();
+        if len > max.bytes {
+            return Err(format!(
+                "not supported: at most {} bytes ({})",
+                max.bytes, max.reason
+            ));
+        }
+        Ok(())
+    }
+
+    /// Creates what the mechanism needs so that another process can connect and *receive* what
+    /// this one sends; finish with [`Pending::establish`] once the peer was started.
+    pub fn host_sender(self, options: &Options) -> Result<Pending<Sender>> {
+        let at = Rendezvous::fresh(self)?;
+        let inner = host(self, Role::Send, &at, options)?;
+        Ok(Pending::new(self, inner))
+    }
+
+    /// Creates what the mechanism needs so that another process can connect and *send* to this
+    /// one; finish with [`Pending::establish`] once the peer was started.
+    pub fn host_receiver(self, options: &Options) -> Result<Pending<Receiver>> {
+        let at = Rendezvous::fresh(self)?;
+        let inner = host(self, Role::Recv, &at, options)?;
+        Ok(Pending::new(self, inner))
+    }
+
+    /// Connects to a process that hosts a receiver, given the rendezvous string
+    /// ([`Pending::rendezvous`]) it handed over.
+    pub fn connect_sender(self, rendezvous: &str, options: &Options) -> Result<Sender> {
+        connect(self, Role::Send, rendezvous, options)?.into_sender()
+    }
+
+    /// Connects to a process that hosts a sender, given the rendezvous string it handed over.
+    pub fn connect_receiver(self, rendezvous: &str, options: &Options) -> Result<Receiver> {
+        connect(self, Role::Recv, rendezvous, options)?.into_receiver()
+    }
+
+    /// The receiving side of a meeting by `name` ([`check_name`]): creates the queue, socket,
+    /// segment … named after it, waits for a sender (streams) and removes what it created when
+    /// dropped. Unrelated processes use this and [`named_sender`](Self::named_sender).
+    ///
+    /// One sender per receiver, except for `channel`/`channel-spin`, where several senders may
+    /// feed one receiver and it ends when all of them closed.
+    pub fn named_receiver(self, name: &str, options: &Options) -> Result<Receiver> {
+        let at = Rendezvous::named(self, name)?;
+        if self.is_channel() {
+            return channel::named_receiver(self, name, options);
+        }
+        let pending = Pending::<Receiver>::new(self, host(self, Role::Recv, &at, options)?);
+        pending.establish(None)
+    }
+
+    /// The sending side of a meeting by `name`: waits up to `options.timeout` for the receiver to
+    /// have created its end (either may start first), then connects. For `channel`, the sender
+    /// may create the channel itself, and the receiver finds it.
+    pub fn named_sender(self, name: &str, options: &Options) -> Result<Sender> {
+        let at = Rendezvous::named(self, name)?;
+        if self.is_channel() {
+            return channel::named_sender(self, name, options);
+        }
+        let deadline = Instant::now() + options.timeout;
+        loop {
+            match connect(self, Role::Send, &at.text, options) {
+                Ok(end) => return end.into_sender(),
+                Err(e) if not_there_yet(&e) && Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    fn is_channel(self) -> bool {
+        matches!(self, TransportKind::Channel | TransportKind::ChannelSpin)
+    }
+}
+
+/// Whether a connection attempt failed because the other side has not created its end yet.
+fn not_there_yet(e: &Error) -> bool {
+    matches!(
+        e.kind(),
+        std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused
+    )
+}
+
+impl fmt::Display for TransportKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for TransportKind {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<TransportKind> {
+        TransportKind::ALL
+            .into_iter()
+            .find(|k| k.name() == s)
+            .ok_or_else(|| {
+                let names: Vec<&str> = TransportKind::ALL.iter().map(|k| k.name()).collect();
+                Error::invalid(
+                    "parse transport",
+                    Object::Other(format!("{s:?}")),
+                    format!("expected one of {}", names.join(", ")),
+                )
+            })
+    }
+}
+
+/// The largest message a [`TransportKind`] carries, and the limit behind it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MaxMessage {
+    /// The size in bytes.
+    pub bytes: usize,
+    /// What sets it ("bounded by msgmax (8192 bytes, /proc/sys/kernel/msgmax)").
+    pub reason: String,
+}
+
+/// How a transport is set up: sizes and the connection timeout.
+///
+/// Defaults: the largest message is 64 KiB, the capacity is the mechanism's default, and a
+/// connection waits up to 30 seconds.
+#[derive(Debug, Clone)]
+pub struct Options {
+    max_message: usize,
+    capacity: Option<usize>,
+    timeout: Duration,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options::new()
+    }
+}
+
+impl Options {
+    /// The default options (see the [type documentation](Options)).
+    pub fn new() -> Options {
+        Options {
+            max_message: 64 * 1024,
+            capacity: None,
+            timeout: Duration::from_secs(30),
+        }
+    }
+
+    /// The largest message that will be sent. One-slot shared memory (`sysv-shm+sem`,
+    /// `mmap+futex`) is sized to it, `posix-mq` queues take it as their message size, and a
+    /// receiver refuses longer frames from a stream as corrupt.
+    pub fn max_message(&mut self, bytes: usize) -> &mut Self {
+        self.max_message = bytes;
+        self
+    }
+
+    /// The buffer between the two sides, in bytes: the channel's lane capacity, a pipe's size,
+    /// a socket's send buffer. `None` keeps the mechanism's default.
+    pub fn capacity(&mut self, bytes: Option<usize>) -> &mut Self {
+        self.capacity = bytes;
+        self
+    }
+
+    /// How long a connecting side waits for its peer.
+    pub fn timeout(&mut self, timeout: Duration) -> &mut Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// The largest message that will be sent.
+    pub fn get_max_message(&self) -> usize {
+        self.max_message
+    }
+
+    /// The buffer size asked for, if any.
+    pub fn get_capacity(&self) -> Option<usize> {
+        self.capacity
+    }
+
+    /// The connection timeout.
+    pub fn get_timeout(&self) -> Duration {
+        self.timeout
+    }
+}
+
+/// Checks a NAME for [`TransportKind::named_sender`] / [`named_receiver`](TransportKind::named_receiver):
+/// 1 to 64 characters out of `A-Z a-z 0-9 . _ -`, not starting with `.` or `-`, so that every
+/// path, socket, queue and key derived from it is valid and stays in its directory.
+pub fn check_name(name: &str) -> Result<()> {
+    let bad = |reason: &str| {
+        Err(Error::invalid(
+            "check name",
+            Object::Other(format!("transport name {name:?}")),
+            reason,
+        ))
+    };
+    if name.is_empty() || name.len() > 64 {
+        return bad("a name has 1 to 64 characters");
+    }
+    if name.starts_with('.') || name.starts_with('-') {
+        return bad("a name does not start with '.' or '-'");
+    }
+    if !name
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+    {
+        return bad("a name uses only letters, digits, '.', '_' and '-'");
+    }
+    Ok(())
+}
+
+/// Where named files (FIFOs, sockets, mapped files, port files) go: `$XDG_RUNTIME_DIR` when it is
+/// a directory, else the temporary directory.
+pub(crate) fn runtime_dir() -> PathBuf {
+    match std::env::var_os("XDG_RUNTIME_DIR") {
+        Some(dir) if PathBuf::from(&dir).is_dir() => PathBuf::from(dir),
+        _ => std::env::temp_dir(),
+    }
+}
+
+/// Where a transport meets: a string a peer can be handed, and whether it is a NAME a user chose
+/// (`named`) or one made up for a host.
+#[derive(Debug, Clone)]
+pub(crate) struct Rendezvous {
+    /// For named meetings the NAME; for hosts a fresh unique name (`host-<pid>-<n>`).
+    pub(crate) name: String,
+    /// Whether a user chose the name (then System V keys are derived from it, and the receiver
+    /// creates exclusively); else the host uses private objects and passes their ids.
+    pub(crate) named: bool,
+    /// The text handed to the peer.
+    pub(crate) text: String,
+}
+
+impl Rendezvous {
+    fn fresh(kind: TransportKind) -> Result<Rendezvous> {
+        use std::sync::atomic::AtomicU32;
+        static NEXT: AtomicU32 = AtomicU32::new(0);
+        let name = format!(
+            "host-{}-{}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        );
+        let _ = kind;
+        Ok(Rendezvous {
+            text: name.clone(),
+            name,
+            named: false,
+        })
+    }
+
+    fn named(kind: TransportKind, name: &str) -> Result<Rendezvous> {
+        check_name(name)?;
+        if !kind.supports_names() {
+            return Err(Error::invalid(
+                "rendezvous",
+                Object::Other(format!("transport {kind}")),
+                "an anonymous pipe has no name and reaches only a child: use fifo",
+            ));
+        }
+        Ok(Rendezvous {
+            name: name.to_string(),
+            named: true,
+            text: name.to_string(),
+        })
+    }
+
+    /// The path of a named file of this meeting: `<runtime dir>/ipckit-<name><suffix>`.
+    pub(crate) fn path(&self, suffix: &str) -> PathBuf {
+        runtime_dir().join(format!("ipckit-{}{suffix}", self.name))
+    }
+}
+
+/// Which end a process plays.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Role {
+    Send,
+    Recv,
+}
+
+/// An end of either role, before it is typed.
+pub(crate) enum End {
+    Send(Box<dyn SendImpl>),
+    Recv(Box<dyn RecvImpl>),
+}
+
+impl End {
+    fn into_sender(self) -> Result<Sender> {
+        match self {
+            End::Send(inner) => Ok(Sender::new(inner)),
+            End::Recv(_) => unreachable!("connected a receiver where a sender was asked for"),
+        }
+    }
+
+    fn into_receiver(self) -> Result<Receiver> {
+        match self {
+            End::Recv(inner) => Ok(Receiver::new(inner)),
+            End::Send(_) => unreachable!("connected a sender where a receiver was asked for"),
+        }
+    }
+}
+
+/// The sending half of one transport's protocol.
+pub(crate) trait SendImpl: Send {
+    /// Sends one whole message (its length already checked against the kind's maximum).
+    fn send(&mut self, msg: &[u8]) -> Result<()>;
+    /// Sends the end-of-stream marker.
+    fn close(&mut self) -> Result<()>;
+    /// The largest message this end carries.
+    fn max_message(&self) -> usize;
+    /// What makes a blocked `send` give up.
+    fn abort_handle(&self) -> AbortHandle;
+    /// The transport's object, for errors.
+    fn object(&self) -> Object;
+}
+
+/// The receiving half of one transport's protocol.
+pub(crate) trait RecvImpl: Send {
+    /// Receives one message into `buf` (replacing its contents); `None` at the end-of-stream
+    /// marker.
+    fn recv(&mut self, buf: &mut Vec<u8>) -> Result<Option<usize>>;
+    /// What makes a blocked `recv` give up.
+    fn abort_handle(&self) -> AbortHandle;
+}
+
+/// A host's half-made end, for one transport.
+pub(crate) trait HostImpl: Send {
+    /// The string the peer connects with.
+    fn rendezvous(&self) -> String;
+    /// Lets a child started with `cmd` reach this end (inherit a descriptor); most kinds need
+    /// nothing.
+    fn prepare_child(&mut self, _cmd: &mut Command) -> Result<()> {
+        Ok(())
+    }
+    /// Waits for the peer where the mechanism needs it (accept, open) and returns the end.
+    fn establish(self: Box<Self>, timeout: Option<Duration>) -> Result<End>;
+}
+
+fn host(
+    kind: TransportKind,
+    role: Role,
+    at: &Rendezvous,
+    options: &Options,
+) -> Result<Box<dyn HostImpl>> {
+    match kind {
+        TransportKind::Pipe => pipe::host(role, options),
+        TransportKind::Fifo => fifo::host(role, at, options),
+        TransportKind::UnixStream => unix_stream::host(role, at, options),
+        TransportKind::UnixSeqpacket => unix_seqpacket::host(role, at, options),
+        TransportKind::UnixDgram => unix_dgram::host(role, at, options),
+        TransportKind::Tcp => tcp::host(role, at, options),
+        TransportKind::SysvMsg => sysv_msg::host(role, at, options),
+        TransportKind::PosixMq => posix_mq::host(role, at, options),
+        TransportKind::SysvShmSem => sysv_shm_sem::host(role, at, options),
+        TransportKind::MmapFutex => mmap_futex::host(role, at, options),
+        TransportKind::Channel | TransportKind::ChannelSpin => {
+            channel::host(kind, role, at, options)
+        }
+        TransportKind::Signal => signal::host(role, options),
+    }
+}
+
+fn connect(kind: TransportKind, role: Role, rendezvous: &str, options: &Options) -> Result<End> {
+    match kind {
+        TransportKind::Pipe => pipe::connect(role, rendezvous, options),
+        TransportKind::Fifo => fifo::connect(role, rendezvous, options),
+        TransportKind::UnixStream => unix_stream::connect(role, rendezvous, options),
+        TransportKind::UnixSeqpacket => unix_seqpacket::connect(role, rendezvous, options),
+        TransportKind::UnixDgram => unix_dgram::connect(role, rendezvous, options),
+        TransportKind::Tcp => tcp::connect(role, rendezvous, options),
+        TransportKind::SysvMsg => sysv_msg::connect(role, rendezvous, options),
+        TransportKind::PosixMq => posix_mq::connect(role, rendezvous, options),
+        TransportKind::SysvShmSem => sysv_shm_sem::connect(role, rendezvous, options),
+        TransportKind::MmapFutex => mmap_futex::connect(role, rendezvous, options),
+        TransportKind::Channel | TransportKind::ChannelSpin => {
+            channel::connect(kind, role, rendezvous, options)
+        }
+        TransportKind::Signal => signal::connect(role, rendezvous, options),
+    }
+}
+
+/// A hosted end waiting for its peer: hand [`rendezvous`](Self::rendezvous) to the peer
+/// process, [`prepare_child`](Self::prepare_child) the command that starts it, then
+/// [`establish`](Self::establish).
+pub struct Pending<T> {
+    kind: TransportKind,
+    inner: Box<dyn HostImpl>,
+    _end: std::marker::PhantomData<fn() -> T>,
+}
+
+impl<T> fmt::Debug for Pending<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Pending")
+            .field("kind", &self.kind)
+            .field("rendezvous", &self.inner.rendezvous())
+            .finish()
+    }
+}
+
+impl<T> Pending<T> {
+    fn new(kind: TransportKind, inner: Box<dyn HostImpl>) -> Pending<T> {
+        Pending {
+            kind,
+            inner,
+            _end: std::marker::PhantomData,
+        }
+    }
+
+    /// The transport.
+    pub fn kind(&self) -> TransportKind {
+        self.kind
+    }
+
+    /// The string the peer passes to `connect_sender` / `connect_receiver`; no spaces, safe in
+    /// argv and the environment.
+    pub fn rendezvous(&self) -> String {
+        self.inner.rendezvous()
+    }
+
+    /// Lets a child started by `cmd` reach this end. Needed for `pipe` (the child inherits the
+    /// descriptor); for the other kinds it does nothing. Call before `cmd.spawn()`.
+    pub fn prepare_child(&mut self, cmd: &mut Command) -> Result<()> {
+        self.inner.prepare_child(cmd)
+    }
+}
+
+impl Pending<Sender> {
+    /// Finishes the setup once the peer was started: accepts its connection or opens the FIFO
+    /// where the mechanism needs the peer, waiting at most `timeout` (`None`: no limit), and
+    /// returns this process's end.
+    pub fn establish(self, timeout: Option<Duration>) -> Result<Sender> {
+        self.inner.establish(timeout)?.into_sender()
+    }
+}
+
+impl Pending<Receiver> {
+    /// Finishes the setup once the peer was started, as for a sender
+    /// ([`Pending::<Sender>::establish`]).
+    pub fn establish(self, timeout: Option<Duration>) -> Result<Receiver> {
+        self.inner.establish(timeout)?.into_receiver()
+    }
+}
+
+/// Sends messages to one [`Receiver`] in another process.
+///
+/// Dropping a sender without [`close`](Self::close) sends **no** end-of-stream marker: to the
+/// receiver it looks like a sender that died mid-stream.
+pub struct Sender {
+    inner: Box<dyn SendImpl>,
+}
+
+impl fmt::Debug for Sender {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Sender")
+            .field("object", &self.inner.object())
+            .finish()
+    }
+}
+
+impl Sender {
+    fn new(inner: Box<dyn SendImpl>) -> Sender {
+        Sender { inner }
+    }
+
+    /// Sends `msg` as one message, waiting while the mechanism's buffer is full. A message
+    /// longer than [`max_message`](Self::max_message) is refused with [`Error::TooLarge`]
+    /// before anything is sent.
+    pub fn send(&mut self, msg: &[u8]) -> Result<()> {
+        let max = self.inner.max_message();
+        if msg.len() > max {
+            return Err(Error::TooLarge {
+                op: "send",
+                object: self.inner.object(),
+                what: "message",
+                len: msg.len(),
+                limit: max,
+                limit_name: "the transport's largest message",
+            });
+        }
+        self.inner.send(msg)
+    }
+
+    /// The largest message this sender carries.
+    pub fn max_message(&self) -> usize {
+        self.inner.max_message()
+    }
+
+    /// Sends the end-of-stream marker and releases this end: the receiver's
+    /// [`recv`](Receiver::recv) returns `Ok(None)` after the messages sent before.
+    pub fn close(mut self) -> Result<()> {
+        self.inner.close()
+    }
+
+    /// A handle that makes a `send` blocked in another thread fail (within about 100 ms), for a
+    /// watchdog that saw the peer die.
+    pub fn abort_handle(&self) -> AbortHandle {
+        self.inner.abort_handle()
+    }
+}
+
+/// Receives the messages a [`Sender`] in another process sent, in order.
+pub struct Receiver {
+    inner: Box<dyn RecvImpl>,
+    ended: bool,
+}
+
+impl fmt::Debug for Receiver {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Receiver")
+            .field("ended", &self.ended)
+            .finish()
+    }
+}
+
+impl Receiver {
+    fn new(inner: Box<dyn RecvImpl>) -> Receiver {
+        Receiver {
+            inner,
+            ended: false,
+        }
+    }
+
+    /// Waits for the next message and puts it in `buf` (replacing what was there): `Some(len)`;
+    /// `None` once the sender closed with [`Sender::close`] and every message before was
+    /// received, and again on every later call. A sender that went away without closing is an
+    /// error where the mechanism reports it (streams and sockets: end of file without the
+    /// marker; shared memory: the sender's pid is gone); a message queue cannot tell.
+    pub fn recv(&mut self, buf: &mut Vec<u8>) -> Result<Option<usize>> {
+        if self.ended {
+            buf.clear();
+            return Ok(None);
+        }
+        let got = self.inner.recv(buf)?;
+        if got.is_none() {
+            self.ended = true;
+            buf.clear();
+        }
+        Ok(got)
+    }
+
+    /// A handle that makes a `recv` blocked in another thread fail (within about 100 ms), for a
+    /// watchdog that saw the peer die.
+    pub fn abort_handle(&self) -> AbortHandle {
+        self.inner.abort_handle()
+    }
+}
+
+/// Makes a blocked [`Sender::send`] or [`Receiver::recv`] of one end fail with an error of kind
+/// `ConnectionAborted`, from another thread; later calls fail too. Cheap to clone.
+#[derive(Clone)]
+pub struct AbortHandle {
+    flag: Arc<AtomicBool>,
+    wake: Option<Arc<dyn Fn() + Send + Sync>>,
+}
+
+impl fmt::Debug for AbortHandle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AbortHandle")
+            .field("aborted", &self.is_aborted())
+            .finish()
+    }
+}
+
+impl AbortHandle {
+    /// A handle with its own flag; `wake` (if any) is called after the flag is set, to wake a
+    /// waiter that does not poll the flag.
+    pub(crate) fn new(wake: Option<Arc<dyn Fn() + Send + Sync>>) -> AbortHandle {
+        AbortHandle {
+            flag: Arc::new(AtomicBool::new(false)),
+            wake,
+        }
+    }
+
+    /// Aborts the end: sets the flag and wakes it.
+    pub fn abort(&self) {
+        self.flag.store(true, Ordering::SeqCst);
+        if let Some(wake) = &self.wake {
+            wake();
+        }
+    }
+
+    /// Whether [`abort`](Self::abort) was called.
+    pub fn is_aborted(&self) -> bool {
+        self.flag.load(Ordering::SeqCst)
+    }
+
+    /// `Err` (kind `ConnectionAborted`) once aborted.
+    pub(crate) fn check(&self, op: &'static str, object: impl FnOnce() -> Object) -> Result<()> {
+        if self.is_aborted() {
+            return Err(aborted(op, object()));
+        }
+        Ok(())
+    }
+}
+
+/// The error of an aborted operation.
+pub(crate) fn aborted(op: &'static str, object: Object) -> Error {
+    Error::os(
+        op,
+        object,
+        std::io::Error::new(std::io::ErrorKind::ConnectionAborted, "aborted by a watchdog"),
+    )
+}
+
+/// The error of a stream or socket that ended without the end-of-stream marker.
+pub(crate) fn ended_without_marker(op: &'static str, object: Object) -> Error {
+    Error::os(
+        op,
+        object,
+        std::io::Error::new(
+            std::io::ErrorKind::UnexpectedEof,
+            "the sender went away without closing (no end-of-stream marker): it died or was killed",
+        ),
+    )
+}
+
+/// Whether process `pid` still runs: it exists and is not a zombie (`/proc/<pid>/stat`).
+pub(crate) fn process_alive(pid: u32) -> bool {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return false;
+    };
+    // The state follows the command name in parentheses, which may itself hold ')'.
+    match stat.rfind(')').and_then(|i| stat[i + 1..].trim_start().chars().next()) {
+        Some('Z') | Some('X') | None => false,
+        Some(_) => true,
+    }
+}
+
+/// `poll(fd, POLLIN, timeout)` — waits until `fd` is readable (a listener has a connection
+/// waiting); `false` on timeout. `None` waits without limit.
+pub(crate) fn wait_readable(
+    fd: std::os::fd::BorrowedFd<'_>,
+    timeout: Option<Duration>,
+    object: impl Fn() -> Object,
+) -> Result<bool> {
+    use rustix::event::{poll, PollFd, PollFlags, Timespec};
+    let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
+    loop {
+        let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
+        let ts = left.map(|l| Timespec {
+            tv_sec: l.as_secs().try_into().unwrap_or(i64::MAX),
+            tv_nsec: l.subsec_nanos().into(),
+        });
+        let mut fds = [PollFd::new(&fd, PollFlags::IN)];
+        match poll(&mut fds, ts.as_ref()) {
+            Ok(0) => return Ok(false),
+            Ok(_) => return Ok(true),
+            Err(rustix::io::Errno::INTR) => continue,
+            Err(e) => return Err(Error::os("poll", object(), e)),
+        }
+    }
+}
+
+/// A connected stream socket written with `send(MSG_NOSIGNAL)`, so a peer that went away is
+/// `EPIPE` and never `SIGPIPE`, whatever the process's disposition.
+pub(crate) struct SocketSink(pub(crate) std::os::fd::OwnedFd);
+
+impl std::io::Write for SocketSink {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        rustix::io::retry_on_intr(|| {
+            rustix::net::send(&self.0, buf, rustix::net::SendFlags::NOSIGNAL)
+        })
+        .map_err(std::io::Error::from)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// A connected stream socket, read with `read(2)`.
+pub(crate) struct SocketSource(pub(crate) std::os::fd::OwnedFd);
+
+impl std::io::Read for SocketSource {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        rustix::io::retry_on_intr(|| rustix::io::read(&self.0, &mut *buf)).map_err(std::io::Error::from)
+    }
+}
+
+/// The ends of a connected stream socket (Unix or TCP): framed, with an abort that shuts the
+/// socket down, which wakes a blocked `read` or `write` at once.
+pub(crate) fn stream_socket_end(
+    role: Role,
+    fd: std::os::fd::OwnedFd,
+    max: usize,
+    object: Object,
+) -> Result<End> {
+    let waker = fd
+        .try_clone()
+        .map_err(|e| Error::os("F_DUPFD_CLOEXEC", object.clone(), e))?;
+    let abort = AbortHandle::new(Some(Arc::new(move || {
+        let _ = rustix::net::shutdown(&waker, rustix::net::Shutdown::Both);
+    })));
+    Ok(match role {
+        Role::Send => End::Send(Box::new(stream::StreamSender::new(
+            SocketSink(fd),
+            object,
+            abort,
+        ))),
+        Role::Recv => End::Recv(Box::new(stream::StreamReceiver::new(
+            SocketSource(fd),
+            max,
+            object,
+            abort,
+        ))),
+    })
+}
+
+/// The rendezvous of a named meeting, when `text` is a bare NAME rather than what a host made.
+pub(crate) fn as_named(kind: TransportKind, text: &str) -> Option<Rendezvous> {
+    if check_name(text).is_ok() {
+        Rendezvous::named(kind, text).ok()
+    } else {
+        None
+    }
+}
+
+/// Turns a "key=value,key=value" rendezvous into a lookup, for kinds that pass several values.
+pub(crate) fn field<'a>(rendezvous: &'a str, key: &str) -> Option<&'a str> {
+    rendezvous.split(',').find_map(|kv| {
+        let (k, v) = kv.split_once('=')?;
+        (k == key).then_some(v)
+    })
+}
+
+/// A rendezvous string that does not parse, as an error.
+pub(crate) fn bad_rendezvous(kind: TransportKind, text: &str, expected: &str) -> Error {
+    Error::invalid(
+        "connect",
+        Object::Other(format!("{kind} rendezvous {text:?}")),
+        format!("expected {expected}"),
+    )
+}
+
+/// A 24-bit hash of a NAME for System V keys: FNV-1a over `salt` and the name, with 0x69 ("i")
+/// in the top byte so that the key is never `IPC_PRIVATE`. Different names may collide; the
+/// receiver creates exclusively, so a collision fails loudly instead of sharing an object.
+pub(crate) fn name_key(name: &str, salt: u8) -> crate::Key {
+    let mut h: u32 = 0x811c_9dc5;
+    for b in std::iter::once(salt).chain(name.bytes()) {
+        h ^= u32::from(b);
+        h = h.wrapping_mul(0x0100_0193);
+    }
+    crate::Key::new((0x6900_0000 | (h & 0x00ff_ffff)) as i32)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_round_trip() {
+        for kind in TransportKind::ALL {
+            assert_eq!(kind.name().parse::<TransportKind>().unwrap(), kind);
+        }
+        assert!("carrier-pigeon".parse::<TransportKind>().is_err());
+    }
+
+    #[test]
+    fn names_are_checked() {
+        for good in ["a", "jobs", "A.b_c-9"] {
+            assert!(check_name(good).is_ok(), "{good}");
+        }
+        for bad in ["", ".x", "-x", "a/b", "a b", &"x".repeat(65)] {
+            assert!(check_name(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn signal_refuses_other_sizes_with_the_reason() {
+        let err = TransportKind::Signal.check_size(64).unwrap_err();
+        assert!(err.contains("sigqueue carries one int"), "{err}");
+        assert!(TransportKind::Signal.check_size(4).is_ok());
+    }
+
+    #[test]
+    fn name_keys_are_never_private() {
+        assert_ne!(name_key("", 0).value(), 0);
+        assert_ne!(name_key("a", 1), name_key("a", 2));
+    }
+
+    #[test]
+    fn rendezvous_fields_are_found() {
+        assert_eq!(field("shm=3,sem=4", "sem"), Some("4"));
+        assert_eq!(field("shm=3", "sem"), None);
+    }
+}

@@ -1,0 +1,305 @@
+//! `sysv-shm+sem`: one message slot in a System V shared-memory segment, handed back and forth
+//! with two System V semaphores, EMPTY and FULL — the producer/consumer handshake of the classic
+//! tutorials. The sender waits for EMPTY, writes the message into the segment and posts FULL; the
+//! receiver waits for FULL, copies the message out and posts EMPTY. Two `semop` calls and two
+//! copies per message, and one message in flight at a time.
+//!
+//! ```text
+//! offset 0  magic "IPKS" | version 1 | capacity: u64 | len: u64 | tag: u32 (0 data, 1 end)
+//!        28 sender pid: u32 | receiver pid: u32 | aborted: u32
+//! offset 64 the message (capacity bytes)
+//! ```
+//! Everything read from the segment is validated (magic, capacity against the segment's size,
+//! length against capacity, tag) before use. The host creates a private segment and set and
+//! passes their ids (`shm=ID,sem=ID`); by NAME the receiver creates them under keys derived from
+//! the name, exclusively. The creator removes both when its end is dropped. Waits are cut into
+//! 100 ms slices to notice an abort, or the other side's pid gone.
+
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+use super::{aborted, as_named, bad_rendezvous, name_key, process_alive, AbortHandle, End};
+use super::{HostImpl, MaxMessage, Options, Rendezvous, Role, TransportKind, SLICE};
+use crate::error::{Error, Object, Result};
+use crate::sysv::sem::{OwnedSemSet, SemSet};
+use crate::sysv::shm::{Attachment, OwnedSegment, Segment};
+
+const MAGIC: u32 = u32::from_le_bytes(*b"IPKS");
+const VERSION: u32 = 1;
+const HEADER: usize = 64;
+const OFF_MAGIC: usize = 0;
+const OFF_VERSION: usize = 4;
+const OFF_CAPACITY: usize = 8;
+const OFF_LEN: usize = 16;
+const OFF_TAG: usize = 24;
+const OFF_SENDER: usize = 28;
+const OFF_RECEIVER: usize = 32;
+const OFF_ABORTED: usize = 36;
+const TAG_DATA: u32 = 0;
+const TAG_END: u32 = 1;
+/// Semaphore numbers.
+const EMPTY: u16 = 0;
+const FULL: u16 = 1;
+const SALT_SHM: u8 = b'm';
+const SALT_SEM: u8 = b's';
+
+/// The largest message: what `shmmax` leaves after the header.
+pub(super) fn max_message() -> MaxMessage {
+    let shmmax = crate::inspect::limits().map(|l| l.shmmax).unwrap_or(u64::MAX);
+    let bytes = usize::try_from(shmmax)
+        .unwrap_or(usize::MAX)
+        .min(isize::MAX as usize)
+        .saturating_sub(HEADER);
+    MaxMessage {
+        bytes,
+        reason: "the segment is sized to the largest message (bounded by shmmax)".to_string(),
+    }
+}
+
+struct Host {
+    role: Role,
+    segment: OwnedSegment,
+    sems: OwnedSemSet,
+    attachment: Attachment,
+}
+
+pub(super) fn host(role: Role, at: &Rendezvous, options: &Options) -> Result<Box<dyn HostImpl>> {
+    let capacity = options.get_max_message().max(1);
+    let (shm_key, sem_key) = if at.named {
+        (name_key(&at.name, SALT_SHM), name_key(&at.name, SALT_SEM))
+    } else {
+        (crate::Key::PRIVATE, crate::Key::PRIVATE)
+    };
+    // The semaphores first, both 0: a sender that finds them waits until the header is ready.
+    let sems = SemSet::options()
+        .nsems(2)
+        .exclusive(at.named)
+        .create(true)
+        .open(sem_key)?
+        .into_owned();
+    let segment = Segment::options()
+        .size(HEADER + capacity)
+        .exclusive(at.named)
+        .create(true)
+        .open(shm_key)?
+        .into_owned();
+    let mut attachment = segment.attach()?;
+    put_u32(&mut attachment, OFF_MAGIC, MAGIC);
+    put_u32(&mut attachment, OFF_VERSION, VERSION);
+    attachment[OFF_CAPACITY..OFF_CAPACITY + 8].copy_from_slice(&(capacity as u64).to_le_bytes());
+    let me = std::process::id();
+    let pid_at = if role == Role::Send { OFF_SENDER } else { OFF_RECEIVER };
+    attachment.atomic_u32(pid_at)?.store(me, Ordering::Relaxed);
+    sems.set(EMPTY, 1)?;
+    Ok(Box::new(Host {
+        role,
+        segment,
+        sems,
+        attachment,
+    }))
+}
+
+fn put_u32(bytes: &mut [u8], offset: usize, value: u32) {
+    bytes[offset..offset + 4].copy_from_slice(&value.to_le_bytes());
+}
+
+fn get_u32(bytes: &[u8], offset: usize) -> u32 {
+    u32::from_le_bytes(bytes[offset..offset + 4].try_into().unwrap_or_default())
+}
+
+fn get_u64(bytes: &[u8], offset: usize) -> u64 {
+    u64::from_le_bytes(bytes[offset..offset + 8].try_into().unwrap_or_default())
+}
+
+impl HostImpl for Host {
+    fn rendezvous(&self) -> String {
+        format!("shm={},sem={}", self.segment.id(), self.sems.id())
+    }
+
+    fn establish(self: Box<Self>, _timeout: Option<Duration>) -> Result<End> {
+        let Host {
+            role,
+            segment,
+            sems,
+            attachment,
+        } = *self;
+        let set = *sems;
+        Endpoint::new(role, attachment, set, Some((segment, sems)))
+    }
+}
+
+pub(super) fn connect(role: Role, rendezvous: &str, _options: &Options) -> Result<End> {
+    let (segment, sems) = match as_named(TransportKind::SysvShmSem, rendezvous) {
+        Some(at) => (
+            Segment::open(name_key(&at.name, SALT_SHM))?,
+            SemSet::open(name_key(&at.name, SALT_SEM))?,
+        ),
+        None => {
+            let id = |key| {
+                super::field(rendezvous, key)
+                    .and_then(|v| v.parse().ok())
+                    .ok_or_else(|| {
+                        bad_rendezvous(TransportKind::SysvShmSem, rendezvous, "shm=ID,sem=ID")
+                    })
+            };
+            (Segment::from_id(id("shm")?), SemSet::from_id(id("sem")?))
+        }
+    };
+    let attachment = segment.attach()?;
+    let pid_at = if role == Role::Send { OFF_SENDER } else { OFF_RECEIVER };
+    attachment
+        .atomic_u32(pid_at)?
+        .store(std::process::id(), Ordering::Relaxed);
+    Endpoint::new(role, attachment, sems, None)
+}
+
+struct Endpoint {
+    attachment: Attachment,
+    sems: SemSet,
+    /// The segment and set, removed on drop, when this end created them.
+    _owned: Option<(OwnedSegment, OwnedSemSet)>,
+    abort: AbortHandle,
+}
+
+impl Endpoint {
+    fn new(
+        role: Role,
+        attachment: Attachment,
+        sems: SemSet,
+        owned: Option<(OwnedSegment, OwnedSemSet)>,
+    ) -> Result<End> {
+        let ep = Endpoint {
+            attachment,
+            sems,
+            _owned: owned,
+            abort: AbortHandle::new(None),
+        };
+        Ok(match role {
+            Role::Send => End::Send(Box::new(ep)),
+            Role::Recv => End::Recv(Box::new(ep)),
+        })
+    }
+
+    fn object(&self) -> Object {
+        Object::ShmId(self.attachment.segment().id())
+    }
+
+    fn word(&self, offset: usize) -> Result<&AtomicU32> {
+        self.attachment.atomic_u32(offset)
+    }
+
+    /// The slot's capacity, validated against the segment's size.
+    fn capacity(&self, op: &'static str) -> Result<usize> {
+        let magic = get_u32(&self.attachment, OFF_MAGIC);
+        let version = get_u32(&self.attachment, OFF_VERSION);
+        if magic != MAGIC || version != VERSION {
+            return Err(Error::corrupt(
+                op,
+                self.object(),
+                format!("header magic {magic:#x} version {version} (expected {MAGIC:#x} version {VERSION})"),
+            ));
+        }
+        let capacity = get_u64(&self.attachment, OFF_CAPACITY);
+        let room = (self.attachment.len() - HEADER) as u64;
+        if capacity > room {
+            return Err(Error::corrupt(
+                op,
+                self.object(),
+                format!("capacity {capacity} exceeds the segment's {room} bytes after the header"),
+            ));
+        }
+        Ok(capacity as usize)
+    }
+
+    /// Takes one from semaphore `num`, in 100 ms slices; between them, checks for an abort and
+    /// whether the process at `peer_at` (a pid in the header) still runs.
+    fn wait(&self, op: &'static str, num: u16, peer_at: usize, peer: &'static str) -> Result<()> {
+        loop {
+            let got = self.sems.wait_timeout(num, SLICE);
+            if self.abort.is_aborted() || self.word(OFF_ABORTED)?.load(Ordering::Relaxed) != 0 {
+                return Err(aborted(op, self.object()));
+            }
+            if got? {
+                return Ok(());
+            }
+            let pid = self.word(peer_at)?.load(Ordering::Relaxed);
+            if pid != 0 && pid != std::process::id() && !process_alive(pid) {
+                return Err(Error::PeerDied {
+                    op,
+                    object: self.object(),
+                    peer,
+                    pid,
+                });
+            }
+        }
+    }
+
+    fn put(&mut self, msg: &[u8], tag: u32) -> Result<()> {
+        self.wait("send", EMPTY, OFF_RECEIVER, "receiver")?;
+        let capacity = self.capacity("send")?;
+        if msg.len() > capacity {
+            // Give the slot back: nothing was written.
+            self.sems.post(EMPTY)?;
+            return Err(Error::TooLarge {
+                op: "send",
+                object: self.object(),
+                what: "message",
+                len: msg.len(),
+                limit: capacity,
+                limit_name: "the segment's message slot",
+            });
+        }
+        let a = &mut self.attachment;
+        a[HEADER..HEADER + msg.len()].copy_from_slice(msg);
+        a[OFF_LEN..OFF_LEN + 8].copy_from_slice(&(msg.len() as u64).to_le_bytes());
+        put_u32(a, OFF_TAG, tag);
+        self.sems.post(FULL)
+    }
+}
+
+impl super::SendImpl for Endpoint {
+    fn send(&mut self, msg: &[u8]) -> Result<()> {
+        self.put(msg, TAG_DATA)
+    }
+
+    fn close(&mut self) -> Result<()> {
+        self.put(&[], TAG_END)
+    }
+
+    fn max_message(&self) -> usize {
+        self.capacity("send").unwrap_or(0)
+    }
+
+    fn abort_handle(&self) -> AbortHandle {
+        self.abort.clone()
+    }
+
+    fn object(&self) -> Object {
+        Endpoint::object(self)
+    }
+}
+
+impl super::RecvImpl for Endpoint {
+    fn recv(&mut self, buf: &mut Vec<u8>) -> Result<Option<usize>> {
+        self.wait("recv", FULL, OFF_SENDER, "sender")?;
+        let capacity = self.capacity("recv")?;
+        let len = get_u64(&self.attachment, OFF_LEN);
+        let tag = get_u32(&self.attachment, OFF_TAG);
+        if len > capacity as u64 || tag > TAG_END || (tag == TAG_END && len != 0) {
+            return Err(Error::corrupt(
+                "recv",
+                self.object(),
+                format!("message of {len} bytes with tag {tag} in a slot of {capacity}"),
+            ));
+        }
+        let len = len as usize;
+        buf.clear();
+        buf.extend_from_slice(&self.attachment[HEADER..HEADER + len]);
+        self.sems.post(EMPTY)?;
+        Ok((tag == TAG_DATA).then_some(len))
+    }
+
+    fn abort_handle(&self) -> AbortHandle {
+        self.abort.clone()
+    }
+}
