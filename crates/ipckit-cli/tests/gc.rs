@@ -1,0 +1,278 @@
+//! `ipckit gc` on real objects: a System V segment whose creator exited is reported with a reason
+//! and removed by `--yes`, while one a live process holds and one this live test process created
+//! stay; POSIX shared memory that nobody holds is an orphan once older than `--older-than`, and one
+//! a live child holds open is not. (The rules themselves are unit-tested with made-up listings in
+//! ipckit's `inspect::gc`.)
+//!
+//! The machine may hold other people's objects, so every run here is restricted to the test's own
+//! objects with the hidden `--only KIND:OBJECT` filter, and every object is removed by a guard
+//! even when an assertion fails.
+
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Child, ChildStdout, Command, Output, Stdio};
+
+use ipckit::posix::shm::SharedMemory;
+use ipckit::sysv::msg::MsgQueue;
+use ipckit::sysv::sem::SemSet;
+use ipckit::sysv::shm::Segment;
+use ipckit::Key;
+use ipckit_testkit::{child_role, spawn_self, unique_name, Defer};
+use serde_json::Value;
+
+fn ipckit(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_ipckit"))
+        .args(args)
+        .output()
+        .expect("run ipckit")
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// `ipckit gc ARGS --json`, expecting success: the orphans reported.
+fn gc_json(args: &[&str]) -> Vec<Value> {
+    let out = ipckit(&[&["gc"], args, &["--json"]].concat());
+    assert!(out.status.success(), "gc {args:?}: {}", text(&out.stderr));
+    match serde_json::from_slice(&out.stdout).expect("valid JSON") {
+        Value::Array(v) => v,
+        other => panic!("not an array: {other}"),
+    }
+}
+
+/// `--only` flags for these System V segment ids.
+fn only_shm(ids: &[i32]) -> Vec<String> {
+    ids.iter()
+        .flat_map(|id| ["--only".to_owned(), format!("sysv-shm:{id}")])
+        .collect()
+}
+
+/// The role of a child that creates a System V object of kind `role`, prints `id=N` and exits:
+/// its creator is then dead.
+fn create_and_exit(role: &str) {
+    let id = match role {
+        "shm" => Segment::create(Key::PRIVATE, 4096).unwrap().id(),
+        "sem" => SemSet::create(Key::PRIVATE, 2).unwrap().id(),
+        "msg" => MsgQueue::create(Key::PRIVATE).unwrap().id(),
+        other => panic!("unknown role {other}"),
+    };
+    println!("id={id}");
+}
+
+/// Runs this test as a child in `role` and returns the id it printed.
+fn id_from_child(test: &str, role: &str) -> i32 {
+    let out = spawn_self(test, role).output().unwrap();
+    assert!(out.status.success(), "child failed: {}", text(&out.stderr));
+    text(&out.stdout)
+        .lines()
+        .find_map(|l| l.strip_prefix("id=").and_then(|n| n.trim().parse().ok()))
+        .expect("child printed its id")
+}
+
+#[test]
+fn segment_whose_creator_exited_is_reported_and_only_it_is_removed() {
+    const TEST: &str = "segment_whose_creator_exited_is_reported_and_only_it_is_removed";
+    if let Some(role) = child_role() {
+        return create_and_exit(&role);
+    }
+    // The orphan: made by a child that has exited, never attached.
+    let orphan = id_from_child(TEST, "shm");
+    let _orphan = Defer(|| {
+        let _ = Segment::from_id(orphan).remove();
+    });
+    // Made by a child that has exited too, but attached by this live process.
+    let held = id_from_child(TEST, "shm");
+    let _held = Segment::from_id(held).into_owned();
+    let _attachment = Segment::from_id(held).attach().unwrap();
+    // Made by this live process.
+    let mine = Segment::create(Key::PRIVATE, 4096).unwrap().into_owned();
+    let only = only_shm(&[orphan, held, mine.id()]);
+    let only: Vec<&str> = only.iter().map(String::as_str).collect();
+
+    let found = gc_json(&only);
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert_eq!(found[0]["kind"], "sysv-shm");
+    assert_eq!(found[0]["id"], orphan);
+    assert_eq!(found[0]["key"], "0x00000000");
+    assert_eq!(found[0]["action"], "reported");
+    let reason = found[0]["reason"].as_str().unwrap();
+    assert!(
+        reason.starts_with("never attached; its creator (pid "),
+        "{reason}"
+    );
+    assert!(
+        Segment::from_id(orphan).stat().is_ok(),
+        "reporting removes nothing"
+    );
+
+    let out = ipckit(&[&["gc", "--yes"], &only[..]].concat());
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    assert!(
+        stdout.starts_with(&format!("removed sysv-shm id {orphan} (key 0x00000000): ")),
+        "{stdout}"
+    );
+    assert!(stdout.ends_with("1 of 1 orphan(s) removed\n"), "{stdout}");
+    assert!(
+        Segment::from_id(orphan).stat().is_err(),
+        "the orphan is gone"
+    );
+    assert!(Segment::from_id(held).stat().is_ok(), "the held one stays");
+    assert!(mine.stat().is_ok(), "ours stays");
+
+    assert!(gc_json(&only).is_empty(), "nothing left to report");
+}
+
+#[test]
+fn sets_and_queues_of_exited_processes_are_orphans_only_once_old_enough() {
+    const TEST: &str = "sets_and_queues_of_exited_processes_are_orphans_only_once_old_enough";
+    if let Some(role) = child_role() {
+        return create_and_exit(&role);
+    }
+    let sem = id_from_child(TEST, "sem");
+    let _sem = SemSet::from_id(sem).into_owned();
+    let msg = id_from_child(TEST, "msg");
+    let _msg = MsgQueue::from_id(msg).into_owned();
+    let used = id_from_child(TEST, "msg");
+    let used_queue = MsgQueue::from_id(used).into_owned();
+    used_queue.send(1, b"from a live process").unwrap();
+    let only = [
+        "--only".to_owned(),
+        format!("sysv-sem:{sem}"),
+        "--only".to_owned(),
+        format!("sysv-msg:{msg}"),
+        "--only".to_owned(),
+        format!("sysv-msg:{used}"),
+    ];
+    let only: Vec<&str> = only.iter().map(String::as_str).collect();
+
+    assert!(
+        gc_json(&only).is_empty(),
+        "just created: younger than the default 10m"
+    );
+    let found = gc_json(&[&["--older-than", "0s"], &only[..]].concat());
+    let kinds: Vec<(&str, i64)> = found
+        .iter()
+        .map(|o| (o["kind"].as_str().unwrap(), o["id"].as_i64().unwrap()))
+        .collect();
+    assert_eq!(
+        kinds,
+        [("sysv-sem", i64::from(sem)), ("sysv-msg", i64::from(msg))],
+        "the queue this live process sent to is not an orphan"
+    );
+    assert!(found[0]["reason"]
+        .as_str()
+        .unwrap()
+        .starts_with("no process has operated on it"));
+    assert!(found[1]["reason"]
+        .as_str()
+        .unwrap()
+        .starts_with("nothing was ever sent or received"));
+}
+
+/// Reads the child's output until `marker`, skipping what libtest prints around the test.
+fn wait_for(out: &mut BufReader<ChildStdout>, marker: &str) {
+    let mut line = String::new();
+    loop {
+        line.clear();
+        let n = out.read_line(&mut line).unwrap();
+        assert!(n > 0, "child ended before printing {marker:?}");
+        if line.trim() == marker {
+            return;
+        }
+    }
+}
+
+/// Kills and reaps the child if the test panics.
+struct Reap(Child);
+
+impl Drop for Reap {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn posix_shm_nobody_holds_is_an_orphan_and_one_a_live_child_holds_is_not() {
+    if let Some(name) = child_role() {
+        // The child: hold the object open until the parent closes our stdin.
+        let _held = SharedMemory::open(&name).unwrap();
+        println!("holding");
+        let mut line = String::new();
+        let _ = std::io::stdin().read_line(&mut line);
+        return;
+    }
+    let free = unique_name("gc-free");
+    let held = unique_name("gc-held");
+    let _cleanup = Defer(|| {
+        let _ = SharedMemory::unlink(&free);
+        let _ = SharedMemory::unlink(&held);
+    });
+    // Created and closed again: this process does not hold them.
+    drop(SharedMemory::create_exclusive(&free, 100).unwrap());
+    drop(SharedMemory::create_exclusive(&held, 100).unwrap());
+    let mut child = Reap(
+        spawn_self(
+            "posix_shm_nobody_holds_is_an_orphan_and_one_a_live_child_holds_is_not",
+            &held,
+        )
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap(),
+    );
+    let mut out = BufReader::new(child.0.stdout.take().unwrap());
+    let mut stdin = child.0.stdin.take().unwrap();
+    wait_for(&mut out, "holding");
+
+    let only = [
+        "--only".to_owned(),
+        format!("posix-shm:{free}"),
+        "--only".to_owned(),
+        format!("posix-shm:{held}"),
+    ];
+    let only: Vec<&str> = only.iter().map(String::as_str).collect();
+    assert!(
+        gc_json(&only).is_empty(),
+        "younger than the default 10m: not yet"
+    );
+    let found = gc_json(&[&["--older-than", "0s"], &only[..]].concat());
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert_eq!(found[0]["kind"], "posix-shm");
+    assert_eq!(found[0]["name"], free.as_str());
+    assert!(found[0]["reason"]
+        .as_str()
+        .unwrap()
+        .starts_with("no process maps it or holds it open; unchanged for "));
+
+    let out_yes = ipckit(&[&["gc", "--yes", "--older-than", "0s"], &only[..]].concat());
+    assert!(out_yes.status.success(), "{}", text(&out_yes.stderr));
+    assert!(
+        SharedMemory::open(&free).is_err(),
+        "the free one is removed"
+    );
+    assert!(SharedMemory::open(&held).is_ok(), "the held one stays");
+
+    // Once the child lets go, the other one is an orphan too.
+    stdin.write_all(b"done\n").unwrap();
+    drop(stdin);
+    assert!(child.0.wait().unwrap().success());
+    let found = gc_json(&[&["--older-than", "0s"], &only[..]].concat());
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert_eq!(found[0]["name"], held.as_str());
+}
+
+#[test]
+fn bad_durations_and_filters_are_usage_errors() {
+    for args in [
+        &["gc", "--older-than", "10"][..],
+        &["gc", "--older-than", "1.5h"],
+        &["gc", "--only", "sysv-shm:x"],
+        &["gc", "--only", "files:/x"],
+    ] {
+        let out = ipckit(args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        assert_eq!(text(&out.stderr).lines().count(), 1, "{args:?}");
+    }
+}
