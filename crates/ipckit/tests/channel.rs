@@ -1,0 +1,285 @@
+//! The shared-memory channel within one process: order, content, limits, waiting, end of stream,
+//! cleanup, zero copy. Across processes: `channel_processes.rs`; hostile memory: `channel_hostile.rs`.
+
+use std::time::Duration;
+
+use ipckit::channel::{Consumer, Options, Producer};
+use ipckit::Error;
+
+mod channel_support;
+use channel_support::{channel_name, check, message, shm_path, Rng};
+
+#[test]
+fn messages_arrive_in_order_with_their_content_across_wrap_around() {
+    let (name, _guard) = channel_name("order");
+    let mut rx = Options::new().lane_capacity(4096).consumer(&name).unwrap();
+    let mut tx = Producer::open(&name).unwrap();
+    let mut rng = Rng(1);
+    // 4 KiB ring, ~20 KiB pushed through in batches: wraps around with pads many times.
+    let mut sent = 0u64;
+    let mut got = 0u64;
+    while got < 2000 {
+        while sent < 2000 {
+            let m = message(0, sent, 16 + rng.below(600) as usize);
+            match tx.try_send(&m) {
+                Ok(()) => sent += 1,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                Err(e) => panic!("{e}"),
+            }
+        }
+        while let Ok(Some(m)) = rx.try_recv() {
+            assert_eq!(check(&m), (0, got));
+            got += 1;
+        }
+    }
+    assert!(matches!(rx.try_recv(), Err(Error::WouldBlock { .. })));
+}
+
+fn would_block(r: ipckit::Result<impl std::fmt::Debug>) -> bool {
+    matches!(r, Err(Error::WouldBlock { .. }))
+}
+
+#[test]
+fn try_send_on_a_full_lane_and_try_recv_on_an_empty_channel_would_block() {
+    let (name, _guard) = channel_name("full");
+    let mut rx = Options::new().lane_capacity(4096).consumer(&name).unwrap();
+    assert!(would_block(rx.try_recv()), "empty before any producer");
+    let mut tx = Producer::open(&name).unwrap();
+    let msg = [7u8; 1000]; // 1008-byte records: four fit in 4096 bytes
+    for _ in 0..4 {
+        tx.try_send(&msg).unwrap();
+    }
+    let e = tx.try_send(&msg).unwrap_err();
+    assert!(matches!(e, Error::WouldBlock { .. }), "{e}");
+    assert_eq!(e.kind(), std::io::ErrorKind::WouldBlock);
+    assert_eq!(rx.try_recv().unwrap().unwrap(), msg);
+    tx.try_send(&msg).unwrap();
+    for _ in 0..4 {
+        assert_eq!(rx.try_recv().unwrap().unwrap(), msg);
+    }
+    assert!(would_block(rx.try_recv()));
+}
+
+#[test]
+fn timeouts_expire_on_an_empty_channel_and_on_a_full_lane() {
+    let (name, _guard) = channel_name("timeout");
+    let mut rx = Options::new().lane_capacity(4096).consumer(&name).unwrap();
+    let e = rx.recv_timeout(Duration::from_millis(50)).unwrap_err();
+    assert!(
+        matches!(e, Error::Timeout { timeout, .. } if timeout == Duration::from_millis(50)),
+        "{e}"
+    );
+    assert_eq!(e.kind(), std::io::ErrorKind::TimedOut);
+    let mut tx = Producer::open(&name).unwrap();
+    while tx.try_send(&[1u8; 500]).is_ok() {}
+    let e = tx
+        .send_timeout(&[1u8; 500], Duration::from_millis(50))
+        .unwrap_err();
+    assert!(matches!(e, Error::Timeout { .. }), "{e}");
+    // A message that arrives in time is received.
+    let got = rx.recv_timeout(Duration::from_secs(5)).unwrap().unwrap();
+    assert_eq!(got, [1u8; 500]);
+}
+
+#[test]
+fn message_larger_than_the_lane_is_too_large_and_nothing_queued_is_lost() {
+    let (name, _guard) = channel_name("toolarge");
+    let mut rx = Options::new().lane_capacity(8192).consumer(&name).unwrap();
+    let mut tx = Producer::open(&name).unwrap();
+    assert_eq!(tx.max_message_size(), 8192 - 8);
+    tx.send(b"first").unwrap();
+    tx.send(b"second").unwrap();
+    let e = tx.send(&vec![0u8; 8192 - 7]).unwrap_err();
+    match &e {
+        Error::TooLarge {
+            len,
+            limit,
+            limit_name,
+            ..
+        } => {
+            assert_eq!((*len, *limit), (8192 - 7, 8192 - 8));
+            assert!(limit_name.contains("lane capacity"), "{limit_name}");
+        }
+        other => panic!("expected TooLarge, got {other}"),
+    }
+    assert!(e.to_string().contains("8184 bytes"), "{e}");
+    assert!(matches!(tx.reserve(1 << 20), Err(Error::TooLarge { .. })));
+    assert_eq!(rx.recv().unwrap().unwrap(), b"first");
+    assert_eq!(rx.recv().unwrap().unwrap(), b"second");
+    // The largest message fits even though the lane's offset is no longer 0 (a pad goes first).
+    let big: Vec<u8> = (0..8184u32).map(|i| i as u8).collect();
+    let sender = std::thread::spawn(move || {
+        tx.send(&big).unwrap();
+        tx.send(&big).unwrap();
+        big
+    });
+    let a = rx.recv().unwrap().unwrap();
+    let b = rx.recv().unwrap().unwrap();
+    let big = sender.join().unwrap();
+    assert_eq!((a == big, b == big), (true, true));
+}
+
+#[test]
+fn recv_returns_end_of_stream_once_every_producer_has_closed() {
+    let (name, _guard) = channel_name("eos");
+    let mut rx = Consumer::open(&name).unwrap();
+    let mut a = Producer::open(&name).unwrap();
+    let mut b = Producer::open(&name).unwrap();
+    a.send(b"a1").unwrap();
+    b.send(b"b1").unwrap();
+    a.close().unwrap();
+    b.send(b"b2").unwrap();
+    drop(b);
+    let mut got = Vec::new();
+    while let Some(m) = rx.recv().unwrap() {
+        got.push(m);
+    }
+    got.sort();
+    assert_eq!(got, [b"a1".to_vec(), b"b1".to_vec(), b"b2".to_vec()]);
+    assert_eq!(rx.try_recv().unwrap(), None, "end of stream stays");
+    assert_eq!(rx.recv_timeout(Duration::from_millis(10)).unwrap(), None);
+    // A producer attaching later starts a new stream.
+    let mut c = Producer::open(&name).unwrap();
+    c.send(b"c1").unwrap();
+    assert_eq!(rx.recv().unwrap().unwrap(), b"c1");
+}
+
+#[test]
+fn segment_is_removed_from_dev_shm_when_both_sides_close() {
+    let (name, _guard) = channel_name("cleanup");
+    let rx = Consumer::open(&name).unwrap();
+    assert!(shm_path(&name).exists());
+    let mut tx = Producer::open(&name).unwrap();
+    tx.send(b"x").unwrap();
+    rx.close().unwrap();
+    assert!(shm_path(&name).exists(), "the producer is still attached");
+    tx.close().unwrap();
+    assert!(!shm_path(&name).exists(), "the last one out unlinks");
+    // Dropping (instead of close) does the same.
+    let tx = Producer::open(&name).unwrap();
+    let rx = Consumer::open(&name).unwrap();
+    drop(tx);
+    drop(rx);
+    assert!(!shm_path(&name).exists());
+}
+
+#[test]
+fn second_consumer_is_refused_and_names_the_first() {
+    let (name, _guard) = channel_name("twoconsumers");
+    let rx = Consumer::open(&name).unwrap();
+    let e = Consumer::open(&name).unwrap_err();
+    assert_eq!(e.kind(), std::io::ErrorKind::AlreadyExists, "{e}");
+    assert!(
+        e.to_string()
+            .contains(&format!("already has a consumer (pid {})", std::process::id())),
+        "{e}"
+    );
+    drop(rx);
+    // Once it is gone, another may attach.
+    let _tx = Producer::open(&name).unwrap();
+    Consumer::open(&name).unwrap();
+}
+
+#[test]
+fn sending_after_the_consumer_closed_is_an_error() {
+    let (name, _guard) = channel_name("closedconsumer");
+    let rx = Consumer::open(&name).unwrap();
+    let mut tx = Producer::open(&name).unwrap();
+    tx.send(b"before").unwrap();
+    rx.close().unwrap();
+    let e = tx.send(b"after").unwrap_err();
+    assert!(matches!(e, Error::Closed { .. }), "{e}");
+    assert_eq!(e.kind(), std::io::ErrorKind::BrokenPipe);
+    // A new consumer gets what was sent before, and the producer may send again.
+    let mut rx = Consumer::open(&name).unwrap();
+    assert_eq!(rx.recv().unwrap().unwrap(), b"before");
+    tx.send(b"again").unwrap();
+    assert_eq!(rx.recv().unwrap().unwrap(), b"again");
+}
+
+#[test]
+fn zero_copy_reserve_commit_and_recv_ref_round_trip() {
+    let (name, _guard) = channel_name("zerocopy");
+    let mut rx = Consumer::open(&name).unwrap();
+    let mut tx = Producer::open(&name).unwrap();
+    for n in 0..100u32 {
+        let mut slot = tx.reserve(64 + n as usize).unwrap();
+        assert_eq!(slot.len(), 64 + n as usize);
+        for (i, b) in slot.iter_mut().enumerate() {
+            *b = (i as u32 ^ n) as u8;
+        }
+        slot.commit();
+        let got = rx.recv_ref().unwrap().unwrap();
+        assert_eq!(got.lane(), tx.lane());
+        assert_eq!(got.len(), 64 + n as usize);
+        assert!(got.iter().enumerate().all(|(i, &b)| b == (i as u32 ^ n) as u8));
+    }
+    // recv_into reuses its buffer.
+    tx.send(&[9u8; 300]).unwrap();
+    let mut buf = Vec::with_capacity(4096);
+    let ptr = buf.as_ptr();
+    assert_eq!(rx.recv_into(&mut buf).unwrap(), Some(300));
+    assert_eq!((buf.as_ptr(), &buf[..]), (ptr, &[9u8; 300][..]));
+}
+
+#[test]
+fn abandoned_send_slot_publishes_nothing() {
+    let (name, _guard) = channel_name("abandon");
+    let mut rx = Consumer::open(&name).unwrap();
+    let mut tx = Producer::open(&name).unwrap();
+    let mut slot = tx.reserve(100).unwrap();
+    slot.fill(0xAB);
+    drop(slot);
+    assert!(would_block(rx.try_recv()));
+    tx.send(b"committed").unwrap();
+    assert_eq!(rx.try_recv().unwrap().unwrap(), b"committed");
+    assert!(would_block(rx.try_recv()));
+}
+
+#[test]
+fn lanes_are_limited_by_max_producers_and_reused_after_close() {
+    let (name, _guard) = channel_name("lanes");
+    let mut rx = Options::new().max_producers(2).consumer(&name).unwrap();
+    let a = Producer::open(&name).unwrap();
+    let _b = Producer::open(&name).unwrap();
+    let e = Producer::open(&name).unwrap_err();
+    assert!(e.to_string().contains("all 2 producer lanes are in use"), "{e}");
+    a.close().unwrap();
+    // The consumer frees the closed lane when it finds it drained.
+    assert!(would_block(rx.try_recv()));
+    Producer::open(&name).unwrap();
+}
+
+#[test]
+fn invalid_names_and_options_are_refused_before_any_system_call() {
+    for bad in ["no-slash", "/a/b", "/", "/.."] {
+        let e = Producer::open(bad).unwrap_err();
+        assert!(matches!(e, Error::InvalidArgument { .. }), "{bad}: {e}");
+    }
+    let (name, _guard) = channel_name("badopts");
+    for opts in [
+        Options::new().lane_capacity(5000).clone(),
+        Options::new().lane_capacity(2048).clone(),
+        Options::new().max_producers(0).clone(),
+        Options::new().max_producers(65).clone(),
+        Options::new().mode(0o1777).clone(),
+    ] {
+        let e = opts.consumer(&name).unwrap_err();
+        assert!(matches!(e, Error::InvalidArgument { .. }), "{opts:?}: {e}");
+    }
+    assert!(!shm_path(&name).exists());
+}
+
+#[test]
+fn anonymous_channel_round_trip_and_end_of_stream() {
+    let chan = Options::new().lane_capacity(4096).anonymous().unwrap();
+    let mut rx = chan.consumer().unwrap();
+    let mut tx = chan.producer().unwrap();
+    for i in 0..1000u64 {
+        tx.send(&message(0, i, 100)).unwrap();
+        assert_eq!(check(&rx.recv().unwrap().unwrap()), (0, i));
+    }
+    tx.close().unwrap();
+    assert_eq!(rx.recv().unwrap(), None);
+    assert!(chan.consumer().is_err(), "one consumer at a time");
+}
