@@ -319,3 +319,125 @@ fn rm_posix_removes_exactly_the_named_objects_and_reports_each_missing_one() {
     assert_eq!(out.status.code(), Some(2));
     assert!(SharedMemory::open(&kept).is_ok());
 }
+
+/// Runs `script` with `sh -e` in new IPC and mount namespaces (fresh System V objects and
+/// queues, and a fresh tmpfs on /dev/shm and mqueue on /dev/mqueue), so that `rm -a` and
+/// `gc --yes` can run unrestricted without touching anyone's objects. `None` when this machine
+/// does not let us (no unshare, no privilege): the caller then says so and stops.
+fn in_private_namespaces(script: &str) -> Option<String> {
+    let full = format!(
+        "mount -t tmpfs tmpfs /dev/shm\n\
+         if [ -d /dev/mqueue ]; then mount -t mqueue none /dev/mqueue; fi\n\
+         {script}"
+    );
+    let probe = Command::new("unshare")
+        .args(["--ipc", "--mount", "--propagation", "private", "true"])
+        .output();
+    if !probe.is_ok_and(|o| o.status.success()) {
+        eprintln!("note: cannot create IPC and mount namespaces here; skipped");
+        return None;
+    }
+    let out = Command::new("unshare")
+        .args([
+            "--ipc",
+            "--mount",
+            "--propagation",
+            "private",
+            "sh",
+            "-e",
+            "-c",
+        ])
+        .arg(&full)
+        .env("IPCKIT", env!("CARGO_BIN_EXE_ipckit"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "script failed: {}\n{}",
+        text(&out.stderr),
+        text(&out.stdout)
+    );
+    Some(text(&out.stdout))
+}
+
+/// The kinds in each `ls --json` document of `stdout`, split at lines `---`.
+fn kinds_per_listing(stdout: &str) -> Vec<Vec<String>> {
+    stdout
+        .split("---\n")
+        .filter(|doc| !doc.trim().is_empty())
+        .map(|doc| {
+            let v: Vec<Value> = serde_json::from_str(doc).expect("ls --json");
+            let mut kinds: Vec<String> = v
+                .iter()
+                .map(|e| e["kind"].as_str().unwrap().to_owned())
+                .collect();
+            kinds.sort();
+            kinds
+        })
+        .collect()
+}
+
+const ALL_KINDS: [&str; 6] = [
+    "posix-mq",
+    "posix-sem",
+    "posix-shm",
+    "sysv-msg",
+    "sysv-sem",
+    "sysv-shm",
+];
+
+#[test]
+fn rm_all_removes_every_kind_and_rm_all_pshm_only_posix_shared_memory() {
+    let Some(stdout) = in_private_namespaces(
+        r#"
+"$IPCKIT" mk -M 4K -S 1 -Q -m 4K -s -q -n one >/dev/null
+"$IPCKIT" ls --json; echo ---
+"$IPCKIT" rm -a pshm
+"$IPCKIT" ls --json; echo ---
+"$IPCKIT" rm -a
+"$IPCKIT" ls --json; echo ---
+"#,
+    ) else {
+        return;
+    };
+    let listings = kinds_per_listing(&stdout);
+    let mounted = Path::new("/dev/mqueue").is_dir();
+    let expected: Vec<String> = ALL_KINDS
+        .iter()
+        .filter(|k| mounted || **k != "posix-mq")
+        .map(|k| k.to_string())
+        .collect();
+    assert_eq!(listings[0], expected);
+    let without_pshm: Vec<String> = expected
+        .iter()
+        .filter(|k| *k != "posix-shm")
+        .cloned()
+        .collect();
+    assert_eq!(listings[1], without_pshm);
+    assert_eq!(listings[2], Vec::<String>::new());
+}
+
+#[test]
+fn gc_yes_unrestricted_removes_what_exited_processes_left_of_every_kind() {
+    let Some(stdout) = in_private_namespaces(
+        r#"
+"$IPCKIT" mk -M 4K -S 1 -Q -m 4K -s -q -n left >/dev/null
+"$IPCKIT" gc --older-than 0s >/dev/null
+"$IPCKIT" ls --json; echo ---
+"$IPCKIT" gc --yes --older-than 0s >/dev/null
+"$IPCKIT" ls --json; echo ---
+"#,
+    ) else {
+        return;
+    };
+    let listings = kinds_per_listing(&stdout);
+    assert_eq!(
+        listings[0].len(),
+        if Path::new("/dev/mqueue").is_dir() {
+            6
+        } else {
+            5
+        }
+    );
+    assert_eq!(listings[1], Vec::<String>::new(), "every orphan removed");
+}
