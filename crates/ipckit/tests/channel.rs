@@ -170,8 +170,10 @@ fn second_consumer_is_refused_and_names_the_first() {
     let e = Consumer::open(&name).unwrap_err();
     assert_eq!(e.kind(), std::io::ErrorKind::AlreadyExists, "{e}");
     assert!(
-        e.to_string()
-            .contains(&format!("already has a consumer (pid {})", std::process::id())),
+        e.to_string().contains(&format!(
+            "already has a consumer (pid {})",
+            std::process::id()
+        )),
         "{e}"
     );
     drop(rx);
@@ -212,7 +214,10 @@ fn zero_copy_reserve_commit_and_recv_ref_round_trip() {
         let got = rx.recv_ref().unwrap().unwrap();
         assert_eq!(got.lane(), tx.lane());
         assert_eq!(got.len(), 64 + n as usize);
-        assert!(got.iter().enumerate().all(|(i, &b)| b == (i as u32 ^ n) as u8));
+        assert!(got
+            .iter()
+            .enumerate()
+            .all(|(i, &b)| b == (i as u32 ^ n) as u8));
     }
     // recv_into reuses its buffer.
     tx.send(&[9u8; 300]).unwrap();
@@ -243,7 +248,10 @@ fn lanes_are_limited_by_max_producers_and_reused_after_close() {
     let a = Producer::open(&name).unwrap();
     let _b = Producer::open(&name).unwrap();
     let e = Producer::open(&name).unwrap_err();
-    assert!(e.to_string().contains("all 2 producer lanes are in use"), "{e}");
+    assert!(
+        e.to_string().contains("all 2 producer lanes are in use"),
+        "{e}"
+    );
     a.close().unwrap();
     // The consumer frees the closed lane when it finds it drained.
     assert!(would_block(rx.try_recv()));

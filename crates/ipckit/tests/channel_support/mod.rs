@@ -68,4 +68,3 @@ pub fn check(m: &[u8]) -> (u32, u64) {
         u64::from_le_bytes(m[4..12].try_into().unwrap()),
     )
 }
-

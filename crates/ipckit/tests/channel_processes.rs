@@ -1,0 +1,452 @@
+//! The shared-memory channel between real processes (children re-executing this test binary):
+//! order and content, many producers, start order, CPU use while blocked, SIGKILLed peers,
+//! recovery after a crash, anonymous channels.
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader};
+use std::os::fd::{AsRawFd, BorrowedFd};
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+use ipckit::channel::{Consumer, Options, Producer};
+use ipckit::Error;
+use ipckit_testkit::{child_role, spawn_self};
+
+mod channel_support;
+use channel_support::{channel_name, check, message, shm_path, Rng};
+
+const NAME_VAR: &str = "IPCKIT_TEST_CHANNEL";
+/// What a child prints when it is attached and waiting to be killed.
+const READY: &str = "ipckit-child-ready";
+
+fn env(var: &str) -> String {
+    std::env::var(var).unwrap_or_else(|_| panic!("{var} is not set"))
+}
+
+fn env_u64(var: &str) -> u64 {
+    env(var).parse().unwrap()
+}
+
+/// A child process that is SIGKILLed and reaped when dropped (also when the test panics).
+struct ChildGuard(Child);
+
+impl ChildGuard {
+    fn pid(&self) -> u32 {
+        self.0.id()
+    }
+
+    /// Waits for the child and asserts that it succeeded.
+    fn success(mut self) {
+        let status = self.0.wait().unwrap();
+        assert!(status.success(), "child {} failed: {status}", self.0.id());
+    }
+
+    /// Waits until the child prints [`READY`] on its stdout (which must be piped; the test
+    /// harness prints its own lines there too).
+    fn wait_ready(&mut self) {
+        let out = BufReader::new(self.0.stdout.as_mut().expect("stdout piped"));
+        for line in out.lines() {
+            if line.unwrap() == READY {
+                return;
+            }
+        }
+        panic!("child {} ended without getting ready", self.0.id());
+    }
+
+    fn kill(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        if let Ok(None) = self.0.try_wait() {
+            self.kill();
+        }
+    }
+}
+
+fn spawn(test: &str, role: &str, vars: &[(&str, String)], piped: bool) -> ChildGuard {
+    let mut cmd = spawn_self(test, role);
+    for (k, v) in vars {
+        cmd.env(k, v);
+    }
+    if piped {
+        cmd.stdout(Stdio::piped());
+    }
+    ChildGuard(cmd.spawn().unwrap())
+}
+
+/// Child role: open `NAME_VAR` as a producer with id `ID` and send `COUNT` checksummed messages
+/// of random sizes (`MAX_LEN`), then close. COUNT 0 means "until killed".
+fn producer_child() {
+    let name = env(NAME_VAR);
+    let id = env_u64("ID") as u32;
+    let count = env_u64("COUNT");
+    let max_len = env_u64("MAX_LEN");
+    let mut tx = Producer::open(&name).unwrap();
+    let mut rng = Rng(0x5eed ^ u64::from(id) ^ u64::from(std::process::id()));
+    let mut seq = 0;
+    while count == 0 || seq < count {
+        tx.send(&message(id, seq, 16 + rng.below(max_len - 15) as usize))
+            .unwrap();
+        seq += 1;
+    }
+    tx.close().unwrap();
+}
+
+/// Receives until the end of the stream, checking every message's checksum and each producer's
+/// sequence; returns the number received per producer.
+fn drain_checked(rx: &mut Consumer) -> HashMap<u32, u64> {
+    let mut next: HashMap<u32, u64> = HashMap::new();
+    let mut buf = Vec::new();
+    while rx.recv_into(&mut buf).unwrap().is_some() {
+        let (p, seq) = check(&buf);
+        let expected = next.entry(p).or_insert(0);
+        assert_eq!(
+            seq, *expected,
+            "producer {p}: lost, duplicated or reordered"
+        );
+        *expected += 1;
+    }
+    next
+}
+
+#[test]
+fn messages_of_random_sizes_cross_processes_in_order_and_intact() {
+    if child_role().is_some() {
+        return producer_child();
+    }
+    let (name, _guard) = channel_name("spsc");
+    // 8 KiB lane, messages up to 3000 bytes: the ring wraps (with pads) thousands of times and
+    // the producer blocks on a full lane.
+    let mut rx = Options::new().lane_capacity(8192).consumer(&name).unwrap();
+    let child = spawn(
+        "messages_of_random_sizes_cross_processes_in_order_and_intact",
+        "producer",
+        &[
+            (NAME_VAR, name.clone()),
+            ("ID", "1".into()),
+            ("COUNT", "20000".into()),
+            ("MAX_LEN", "3000".into()),
+        ],
+        false,
+    );
+    let counts = drain_checked(&mut rx);
+    assert_eq!(counts, HashMap::from([(1, 20000)]));
+    child.success();
+    drop(rx);
+    assert!(!shm_path(&name).exists());
+}
+
+/// 4 producer processes and one consumer: no loss, no duplicate, per-producer order, content.
+fn many_producers(test: &str, per_producer: u64) {
+    if child_role().is_some() {
+        return producer_child();
+    }
+    let (name, _guard) = channel_name("mpsc");
+    let mut rx = Options::new()
+        .lane_capacity(64 * 1024)
+        .consumer(&name)
+        .unwrap();
+    let children: Vec<_> = (0..4)
+        .map(|id| {
+            spawn(
+                test,
+                "producer",
+                &[
+                    (NAME_VAR, name.clone()),
+                    ("ID", id.to_string()),
+                    ("COUNT", per_producer.to_string()),
+                    ("MAX_LEN", "200".into()),
+                ],
+                false,
+            )
+        })
+        .collect();
+    let counts = drain_checked(&mut rx);
+    assert_eq!(
+        counts,
+        (0..4)
+            .map(|id| (id, per_producer))
+            .collect::<HashMap<_, _>>()
+    );
+    for c in children {
+        c.success();
+    }
+}
+
+#[test]
+fn four_producer_processes_lose_duplicate_and_reorder_nothing() {
+    // 200k messages in all.
+    many_producers(
+        "four_producer_processes_lose_duplicate_and_reorder_nothing",
+        50_000,
+    );
+}
+
+/// The 10-million-message version. CI-sized runs:
+/// `cargo test -p ipckit --release --test channel_processes -- --ignored`.
+#[test]
+#[ignore = "10 million messages: run in release mode with --ignored"]
+fn four_producer_processes_ten_million_messages() {
+    many_producers("four_producer_processes_ten_million_messages", 2_500_000);
+}
+
+#[test]
+fn either_side_may_start_first() {
+    match child_role().as_deref() {
+        Some("producer") => return producer_child(),
+        Some("consumer") => {
+            let mut rx = Consumer::open(&env(NAME_VAR)).unwrap();
+            let counts = drain_checked(&mut rx);
+            assert_eq!(counts, HashMap::from([(0, 5000)]));
+            return;
+        }
+        _ => {}
+    }
+    let test = "either_side_may_start_first";
+    // Consumer first (this process), producer later (a child).
+    let (name, _guard) = channel_name("order-c");
+    let mut rx = Consumer::open(&name).unwrap();
+    let vars = [
+        (NAME_VAR, name.clone()),
+        ("ID", "0".into()),
+        ("COUNT", "5000".into()),
+        ("MAX_LEN", "100".into()),
+    ];
+    let child = spawn(test, "producer", &vars, false);
+    assert_eq!(drain_checked(&mut rx), HashMap::from([(0, 5000)]));
+    child.success();
+    drop(rx);
+    // Producer first (this process, which fills its lane and blocks), consumer later (a child).
+    let (name, _guard) = channel_name("order-p");
+    let mut tx = Options::new().lane_capacity(4096).producer(&name).unwrap();
+    let child = spawn(test, "consumer", &[(NAME_VAR, name.clone())], false);
+    for seq in 0..5000 {
+        tx.send(&message(0, seq, 100)).unwrap();
+    }
+    tx.close().unwrap();
+    child.success();
+    assert!(!shm_path(&name).exists());
+}
+
+/// utime + stime of this process in clock ticks (/proc/self/stat fields 14 and 15).
+fn cpu_ticks() -> u64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap();
+    // The command name (field 2) may contain spaces: split after its closing parenthesis.
+    let rest = &stat[stat.rfind(')').unwrap() + 2..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // `rest` starts at field 3, so fields 14 and 15 are at 11 and 12.
+    fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
+}
+
+#[test]
+fn blocked_consumer_uses_no_cpu() {
+    if child_role().is_some() {
+        let mut rx = Consumer::open(&env(NAME_VAR)).unwrap();
+        let _tx = Producer::open(&env(NAME_VAR)).unwrap(); // attached, silent: no end of stream
+        let before = cpu_ticks();
+        let e = rx.recv_timeout(Duration::from_millis(500)).unwrap_err();
+        assert!(matches!(e, Error::Timeout { .. }), "{e}");
+        let used = cpu_ticks() - before;
+        // SAFETY: sysconf only reads a configuration value.
+        let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as u64;
+        let ms = used * 1000 / hz;
+        assert!(ms < 50, "a consumer blocked for 500 ms used {ms} ms of CPU");
+        return;
+    }
+    let (name, _guard) = channel_name("idle");
+    spawn(
+        "blocked_consumer_uses_no_cpu",
+        "consumer",
+        &[(NAME_VAR, name)],
+        false,
+    )
+    .success();
+}
+
+#[test]
+fn killed_producer_is_reported_and_never_leaves_a_torn_message() {
+    if child_role().is_some() {
+        return producer_child();
+    }
+    let test = "killed_producer_is_reported_and_never_leaves_a_torn_message";
+    let mut rng = Rng(42);
+    for round in 0..3 {
+        let (name, _guard) = channel_name("killp");
+        let mut rx = Options::new().lane_capacity(16384).consumer(&name).unwrap();
+        let vars = |id: u32, count: u64| {
+            [
+                (NAME_VAR, name.clone()),
+                ("ID", id.to_string()),
+                ("COUNT", count.to_string()),
+                ("MAX_LEN", "4000".into()),
+            ]
+        };
+        // Producer 1 sends until killed; producer 2 sends a fixed stream that must complete.
+        let mut victim = spawn(test, "producer", &vars(1, 0), false);
+        let survivor = spawn(test, "producer", &vars(2, 3000), false);
+        let kill_after = 500 + rng.below(3000);
+        let mut next: HashMap<u32, u64> = HashMap::new();
+        let mut buf = Vec::new();
+        let mut killed_at = None;
+        let mut reported = false;
+        loop {
+            let got = match killed_at {
+                None => rx.recv_into(&mut buf),
+                Some(t) => {
+                    // Death must be reported within 2 s of the kill.
+                    let left = Duration::from_secs(2).saturating_sub(Instant::elapsed(&t));
+                    if reported {
+                        rx.recv_into(&mut buf)
+                    } else {
+                        rx.recv_into_timeout(&mut buf, left)
+                    }
+                }
+            };
+            match got {
+                Ok(Some(_)) => {
+                    let (p, seq) = check(&buf);
+                    let expected = next.entry(p).or_insert(0);
+                    assert_eq!(seq, *expected, "round {round}: producer {p} out of order");
+                    *expected += 1;
+                    if p == 1 && seq == kill_after {
+                        victim.kill();
+                        killed_at = Some(Instant::now());
+                    }
+                }
+                Ok(None) => break,
+                Err(Error::PeerDied { peer, pid, .. }) => {
+                    assert!(
+                        killed_at.is_some() && !reported,
+                        "round {round}: unexpected death"
+                    );
+                    assert_eq!((peer, pid), ("producer", victim.pid()));
+                    reported = true;
+                }
+                Err(e) => panic!("round {round}: {e}"),
+            }
+        }
+        assert!(
+            reported,
+            "round {round}: the killed producer was never reported"
+        );
+        assert_eq!(
+            next[&2], 3000,
+            "round {round}: the surviving stream is complete"
+        );
+        assert!(next[&1] > kill_after, "round {round}");
+        survivor.success();
+    }
+}
+
+#[test]
+fn killed_consumer_fails_a_producer_blocked_on_a_full_lane() {
+    if child_role().is_some() {
+        let _rx = Consumer::open(&env(NAME_VAR)).unwrap();
+        println!("{READY}");
+        std::thread::sleep(Duration::from_secs(60));
+        return;
+    }
+    let (name, _guard) = channel_name("killc");
+    let mut tx = Options::new().lane_capacity(4096).producer(&name).unwrap();
+    let mut child = spawn(
+        "killed_consumer_fails_a_producer_blocked_on_a_full_lane",
+        "consumer",
+        &[(NAME_VAR, name.clone())],
+        true,
+    );
+    child.wait_ready();
+    let pid = child.pid();
+    while tx.try_send(&[0u8; 500]).is_ok() {}
+    let killer = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(200));
+        child.kill();
+    });
+    let started = Instant::now();
+    let e = tx
+        .send_timeout(&[0u8; 500], Duration::from_secs(10))
+        .unwrap_err();
+    killer.join().unwrap();
+    assert!(
+        matches!(e, Error::PeerDied { peer: "consumer", pid: p, .. } if p == pid),
+        "{e}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "it did not time out"
+    );
+}
+
+#[test]
+fn next_open_recovers_after_every_participant_was_killed() {
+    if child_role().is_some() {
+        let name = env(NAME_VAR);
+        let _rx = Consumer::open(&name).unwrap();
+        let mut tx = Producer::open(&name).unwrap();
+        for seq in 0..3 {
+            tx.send(&message(7, seq, 64)).unwrap();
+        }
+        println!("{READY}");
+        std::thread::sleep(Duration::from_secs(60));
+        return;
+    }
+    let (name, _guard) = channel_name("recover");
+    let mut child = spawn(
+        "next_open_recovers_after_every_participant_was_killed",
+        "crasher",
+        &[(NAME_VAR, name.clone())],
+        true,
+    );
+    child.wait_ready();
+    let pid = child.pid();
+    child.kill();
+    assert!(shm_path(&name).exists(), "a crash leaves the segment");
+    // The dead consumer is replaced; the dead producer's committed messages are delivered, then
+    // its death, then the end of that stream.
+    let mut rx = Consumer::open(&name).unwrap();
+    for seq in 0..3 {
+        assert_eq!(check(&rx.recv().unwrap().unwrap()), (7, seq));
+    }
+    let e = rx.recv().unwrap_err();
+    assert!(
+        matches!(e, Error::PeerDied { peer: "producer", pid: p, .. } if p == pid),
+        "{e}"
+    );
+    assert_eq!(rx.recv().unwrap(), None);
+    // And the channel works again.
+    let mut tx = Producer::open(&name).unwrap();
+    tx.send(b"again").unwrap();
+    assert_eq!(rx.recv().unwrap().unwrap(), b"again");
+    drop(tx);
+    drop(rx);
+    assert!(!shm_path(&name).exists());
+}
+
+#[test]
+fn anonymous_channel_is_shared_with_a_child_through_its_descriptor() {
+    if child_role().is_some() {
+        let fd: i32 = env("CHANNEL_FD").parse().unwrap();
+        // SAFETY: the parent made this descriptor inheritable and keeps it open while we run.
+        let fd = unsafe { BorrowedFd::borrow_raw(fd) };
+        let mut tx = Producer::from_fd(fd).unwrap();
+        for seq in 0..10_000 {
+            tx.send(&message(3, seq, 120)).unwrap();
+        }
+        return;
+    }
+    let chan = Options::new().lane_capacity(4096).anonymous().unwrap();
+    let mut rx = chan.consumer().unwrap();
+    chan.set_inheritable(true).unwrap();
+    let child = spawn(
+        "anonymous_channel_is_shared_with_a_child_through_its_descriptor",
+        "producer",
+        &[("CHANNEL_FD", chan.as_raw_fd().to_string())],
+        false,
+    );
+    chan.set_inheritable(false).unwrap();
+    assert_eq!(drain_checked(&mut rx), HashMap::from([(3, 10_000)]));
+    child.success();
+}
