@@ -1,0 +1,138 @@
+//! The channel against hostile shared memory: random bytes written anywhere in a live segment
+//! (header, lane table, rings), while a producer and a consumer keep working, produce `Ok` or
+//! errors — never a panic, an out-of-bounds access or a hang.
+
+use std::fs::OpenOptions;
+use std::os::unix::fs::FileExt;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{mpsc, Arc};
+use std::time::Duration;
+
+use ipckit::channel::{Consumer, Options, Producer};
+use ipckit::Error;
+
+mod channel_support;
+use channel_support::{channel_name, message, shm_path, Rng};
+
+/// Offsets in a 2-lane, 4 KiB-per-lane channel: header page, lane table (2 × 384 bytes), then the
+/// rings from 8 KiB. Most writes aim at these structures; the rest land anywhere.
+fn target(rng: &mut Rng, size: u64) -> u64 {
+    match rng.below(5) {
+        0 => rng.below(512),                // identity and membership lines
+        1 => 256 + rng.below(128),          // the consumer's wait cell
+        2 => 4096 + rng.below(768),         // lane control blocks
+        3 => 8192 + rng.below(size - 8192), // ring bytes and record headers
+        _ => rng.below(size),
+    }
+}
+
+fn garbage(rng: &mut Rng) -> Vec<u8> {
+    let len = 1 + rng.below(8) as usize;
+    match rng.below(4) {
+        0 => vec![0xff; len],
+        1 => vec![0; len],
+        _ => (0..len).map(|_| rng.next() as u8).collect(),
+    }
+}
+
+/// One round; returns how many operations reported corruption.
+fn round(seed: u64) -> usize {
+    let mut rng = Rng(seed);
+    let (name, _guard) = channel_name("hostile");
+    let opts = Options::new().lane_capacity(4096).max_producers(2).clone();
+    let mut rx = opts.consumer(&name).unwrap();
+    let mut tx = Producer::open(&name).unwrap();
+    let mut tx2 = Producer::open(&name).unwrap();
+    // Some traffic first, so indices sit mid-ring.
+    for seq in 0..rng.below(40) {
+        let _ = tx.try_send(&message(0, seq, 16 + rng.below(400) as usize));
+        if rng.below(2) == 0 {
+            let _ = rx.try_recv();
+        }
+    }
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(shm_path(&name))
+        .unwrap();
+    let size = file.metadata().unwrap().len();
+    assert_eq!(size, 16384, "layout assumed by `target`");
+    for _ in 0..1 + rng.below(6) {
+        file.write_at(&garbage(&mut rng), target(&mut rng, size))
+            .unwrap();
+    }
+    // Keep corrupting while both sides work.
+    let stop = Arc::new(AtomicBool::new(false));
+    let corrupter = {
+        let stop = stop.clone();
+        let mut rng = Rng(seed ^ 0xc0ffee);
+        std::thread::spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                file.write_at(&garbage(&mut rng), target(&mut rng, size))
+                    .unwrap();
+                std::thread::sleep(Duration::from_micros(200));
+            }
+        })
+    };
+    let short = Duration::from_millis(3);
+    let mut corrupt = 0;
+    let mut seen = |r: Result<(), Error>| {
+        if let Err(Error::Corrupt { .. }) = r {
+            corrupt += 1;
+        }
+    };
+    for seq in 0..30 {
+        let m = message(0, seq, 16 + rng.below(1000) as usize);
+        match rng.below(7) {
+            0 => seen(tx.try_send(&m)),
+            1 => seen(tx.send_timeout(&m, short)),
+            2 => seen(rx.try_recv().map(drop)),
+            3 => seen(rx.recv_timeout(short).map(drop)),
+            4 => seen(rx.try_recv_ref().map(|slot| {
+                if let Some(slot) = slot {
+                    std::hint::black_box(slot.iter().map(|&b| u64::from(b)).sum::<u64>());
+                }
+            })),
+            5 => seen(tx2.try_reserve(rng.below(4000) as usize).map(|mut slot| {
+                slot.fill(1);
+                slot.commit();
+            })),
+            _ => {
+                let mut buf = Vec::new();
+                seen(rx.recv_into_timeout(&mut buf, short).map(drop));
+            }
+        }
+    }
+    stop.store(true, Ordering::Relaxed);
+    corrupter.join().unwrap();
+    // Newcomers validate the corrupted segment: they attach or get an error.
+    seen(Producer::open(&name).map(drop));
+    seen(Consumer::open(&name).map(drop));
+    corrupt
+}
+
+#[test]
+fn corrupted_live_segment_gives_ok_or_errors_never_a_panic_or_a_hang() {
+    let (done_tx, done_rx) = mpsc::channel();
+    let worker = std::thread::spawn(move || {
+        let corrupt: usize = (1..=500u64)
+            .map(|seed| round(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15)))
+            .sum();
+        done_tx.send(corrupt).unwrap();
+    });
+    match done_rx.recv_timeout(Duration::from_secs(120)) {
+        Ok(corrupt) => {
+            worker.join().unwrap();
+            // The writes did reach validation (not only payload bytes nobody checks).
+            assert!(corrupt > 0, "no operation reported corruption");
+            eprintln!("{corrupt} operations reported corruption");
+        }
+        // The worker panicked: re-raise its panic here.
+        Err(mpsc::RecvTimeoutError::Disconnected) => {
+            if let Err(p) = worker.join() {
+                std::panic::resume_unwind(p)
+            }
+        }
+        Err(mpsc::RecvTimeoutError::Timeout) => panic!("the channel hung on corrupted memory"),
+    }
+}
