@@ -55,6 +55,8 @@
 //! ```
 #![warn(missing_docs)]
 
+#[cfg(feature = "bench")]
+pub mod bench;
 pub mod channel;
 pub mod error;
 pub mod inspect;

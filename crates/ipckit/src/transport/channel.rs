@@ -2,7 +2,8 @@
 //! futex or by busy-polling. The channel is named `/ipckit-<name>` in POSIX shared memory; either
 //! side may create it, and the last participant to leave unlinks it, so nothing stays in
 //! `/dev/shm`. It has its own end of stream (every producer closed) and reports a dead peer
-//! itself. Several senders may feed one receiver.
+//! itself. Several senders may feed one receiver; by NAME, a sender waits for the receiver to
+//! have created the channel (see `named_sender`).
 
 use std::time::Duration;
 
@@ -106,8 +107,26 @@ pub(super) fn named_receiver(kind: TransportKind, name: &str, options: &Options)
     attach(kind, Role::Recv, &channel_name(name), options)?.into_receiver()
 }
 
+/// A named sender waits (up to the options' timeout) for the receiver to have created the
+/// channel before it attaches: a channel whose last participant leaves is unlinked with what it
+/// holds, so a sender that created it, sent a short input and closed before any receiver came
+/// would lose it all.
 pub(super) fn named_sender(kind: TransportKind, name: &str, options: &Options) -> Result<Sender> {
-    attach(kind, Role::Send, &channel_name(name), options)?.into_sender()
+    let channel = channel_name(name);
+    // POSIX shared memory objects are files in /dev/shm (shm_overview(7)).
+    let file = std::path::Path::new("/dev/shm").join(&channel[1..]);
+    let deadline = std::time::Instant::now() + options.get_timeout();
+    while !file.exists() {
+        if std::time::Instant::now() >= deadline {
+            return Err(crate::Error::Timeout {
+                op: "wait for the receiver",
+                object: Object::PosixShm(channel),
+                timeout: options.get_timeout(),
+            });
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    attach(kind, Role::Send, &channel, options)?.into_sender()
 }
 
 struct ProducerEnd {

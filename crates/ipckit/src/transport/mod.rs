@@ -63,6 +63,10 @@ pub use signal::prepare_signals;
 /// ([`AbortHandle`]) or its peer died, where the mechanism cannot wake it for that.
 pub(crate) const SLICE: Duration = Duration::from_millis(100);
 
+/// How long [`Sender::close`] of a host that removes its object on drop waits for the receiver to
+/// take what is still queued (System V queues and semaphores vanish at once when removed).
+pub(crate) const LINGER: Duration = Duration::from_secs(10);
+
 /// The mechanisms a [`Sender`] and [`Receiver`] can run over. `Display` and `FromStr` use the
 /// names in the table (`"unix-stream"`, `"sysv-shm+sem"` …).
 ///
@@ -702,6 +706,10 @@ impl Sender {
 
     /// Sends the end-of-stream marker and releases this end: the receiver's
     /// [`recv`](Receiver::recv) returns `Ok(None)` after the messages sent before.
+    ///
+    /// A host whose object vanishes when removed (`sysv-msg`, `sysv-shm+sem`) first waits, up to
+    /// 10 seconds, for the receiver to take what is still queued, so that removing the object
+    /// on drop loses nothing.
     pub fn close(mut self) -> Result<()> {
         self.inner.close()
     }

@@ -130,10 +130,23 @@ impl super::SendImpl for Endpoint {
             .map_err(|e| self.after_abort("send", e))
     }
 
+    /// Queues the end marker. When this end created the queue (and so removes it on drop), it
+    /// then waits until the queue is empty — the receiver took everything — for up to the
+    /// linger time, so that dropping it does not destroy messages still in flight.
     fn close(&mut self) -> Result<()> {
         self.queue
             .send(END, &[])
-            .map_err(|e| self.after_abort("send", e))
+            .map_err(|e| self.after_abort("send", e))?;
+        if self._owned.is_some() {
+            let deadline = std::time::Instant::now() + super::LINGER;
+            while std::time::Instant::now() < deadline && !self.abort.is_aborted() {
+                match self.queue.stat() {
+                    Ok(st) if st.messages > 0 => std::thread::sleep(Duration::from_millis(1)),
+                    _ => break,
+                }
+            }
+        }
+        Ok(())
     }
 
     fn max_message(&self) -> usize {

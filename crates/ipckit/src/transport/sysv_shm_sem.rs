@@ -262,8 +262,21 @@ impl super::SendImpl for Endpoint {
         self.put(msg, TAG_DATA)
     }
 
+    /// Puts the end marker in the slot. When this end created the segment and the semaphores
+    /// (and so removes them on drop), it then waits until the receiver took the marker (EMPTY
+    /// comes back), for up to the linger time, so that dropping it does not pull the semaphores
+    /// from under a receiver that has not seen the end yet.
     fn close(&mut self) -> Result<()> {
-        self.put(&[], TAG_END)
+        self.put(&[], TAG_END)?;
+        if self._owned.is_some() {
+            let deadline = std::time::Instant::now() + super::LINGER;
+            while std::time::Instant::now() < deadline && !self.abort.is_aborted() {
+                if self.sems.wait_timeout(EMPTY, SLICE)? {
+                    break;
+                }
+            }
+        }
+        Ok(())
     }
 
     fn max_message(&self) -> usize {

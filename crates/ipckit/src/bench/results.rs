@@ -1,0 +1,501 @@
+//! The results of a run: what the JSON file holds, the cells that could not be measured, and the
+//! transports × sizes table the command prints.
+//!
+//! ```json
+//! {"machine": {"cpus": 2, "cpu_model": "…", "kernel": "6.8.0"},
+//!  "results": [
+//!   {"transport": "pipe", "pattern": "latency", "size": 64, "iterations": 10000,
+//!    "mean_ns": 4211.5, "p50_ns": 4100, "p90_ns": 4500, "p99_ns": 7000, "p999_ns": 12000,
+//!    "max_ns": 40000},
+//!   {"transport": "channel", "pattern": "throughput", "size": 65536, "messages": 81234,
+//!    "seconds": 2.0, "msgs_per_sec": 40617.0, "bytes_per_sec": 2661875712.0}]}
+//! ```
+//! Latencies are one-way: half a round trip.
+
+use std::collections::BTreeSet;
+use std::fmt;
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Object, Result};
+
+/// What a measurement measures.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Pattern {
+    /// Ping-pong between two processes; one-way latency = round trip / 2.
+    Latency,
+    /// A one-way stream as fast as it goes; the receiver acknowledges the end.
+    Throughput,
+}
+
+impl Pattern {
+    /// `"latency"` or `"throughput"`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Pattern::Latency => "latency",
+            Pattern::Throughput => "throughput",
+        }
+    }
+}
+
+impl fmt::Display for Pattern {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl std::str::FromStr for Pattern {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Pattern> {
+        match s {
+            "latency" => Ok(Pattern::Latency),
+            "throughput" => Ok(Pattern::Throughput),
+            _ => Err(Error::invalid(
+                "parse pattern",
+                Object::Other(format!("{s:?}")),
+                "expected latency or throughput",
+            )),
+        }
+    }
+}
+
+/// The machine a run was made on.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Machine {
+    /// CPUs this process may run on.
+    pub cpus: u64,
+    /// The CPU's model name from `/proc/cpuinfo` ("unknown" if it has none).
+    pub cpu_model: String,
+    /// The kernel release (`/proc/sys/kernel/osrelease`).
+    pub kernel: String,
+}
+
+impl Machine {
+    /// The machine this process runs on.
+    pub fn current() -> Machine {
+        let cpus = std::thread::available_parallelism().map_or(1, |n| n.get() as u64);
+        let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+        let cpu_model = cpuinfo
+            .lines()
+            .find_map(|l| {
+                let (k, v) = l.split_once(':')?;
+                matches!(k.trim(), "model name" | "Model" | "cpu model" | "Hardware")
+                    .then(|| v.trim().to_string())
+            })
+            .unwrap_or_else(|| "unknown".to_string());
+        let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease")
+            .map(|s| s.trim().to_string())
+            .unwrap_or_else(|_| "unknown".to_string());
+        Machine {
+            cpus,
+            cpu_model,
+            kernel,
+        }
+    }
+}
+
+/// One latency cell: one-way latency in nanoseconds, from an HDR histogram.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Latency {
+    /// The transport's name.
+    pub transport: String,
+    /// Always [`Pattern::Latency`].
+    pub pattern: Pattern,
+    /// Message size in bytes.
+    pub size: u64,
+    /// Round trips measured (after warm-up).
+    pub iterations: u64,
+    /// Mean one-way latency.
+    pub mean_ns: f64,
+    /// Median.
+    pub p50_ns: u64,
+    /// 90th percentile.
+    pub p90_ns: u64,
+    /// 99th percentile.
+    pub p99_ns: u64,
+    /// 99.9th percentile.
+    pub p999_ns: u64,
+    /// Largest.
+    pub max_ns: u64,
+}
+
+/// One throughput cell.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Throughput {
+    /// The transport's name.
+    pub transport: String,
+    /// Always [`Pattern::Throughput`].
+    pub pattern: Pattern,
+    /// Message size in bytes.
+    pub size: u64,
+    /// Messages counted (after warm-up), all received and checked.
+    pub messages: u64,
+    /// From the first counted message sent to the receiver's acknowledgement received.
+    pub seconds: f64,
+    /// `messages / seconds`.
+    pub msgs_per_sec: f64,
+    /// `messages × size / seconds`.
+    pub bytes_per_sec: f64,
+}
+
+/// A measured cell.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Measurement {
+    /// A latency cell.
+    Latency(Latency),
+    /// A throughput cell.
+    Throughput(Throughput),
+}
+
+impl Measurement {
+    /// The transport's name.
+    pub fn transport(&self) -> &str {
+        match self {
+            Measurement::Latency(l) => &l.transport,
+            Measurement::Throughput(t) => &t.transport,
+        }
+    }
+
+    /// The pattern.
+    pub fn pattern(&self) -> Pattern {
+        match self {
+            Measurement::Latency(_) => Pattern::Latency,
+            Measurement::Throughput(_) => Pattern::Throughput,
+        }
+    }
+
+    /// The message size in bytes.
+    pub fn size(&self) -> u64 {
+        match self {
+            Measurement::Latency(l) => l.size,
+            Measurement::Throughput(t) => t.size,
+        }
+    }
+}
+
+/// A cell that has no measurement, and why: the transport cannot carry the size ("n/a …"), or
+/// the run failed. Kept in memory for the table; the JSON file holds measurements only.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Skipped {
+    /// The transport's name.
+    pub transport: String,
+    /// The pattern.
+    pub pattern: Pattern,
+    /// Message size in bytes.
+    pub size: u64,
+    /// Why, in words.
+    pub reason: String,
+    /// Whether it failed (an error), rather than not applying.
+    pub failed: bool,
+}
+
+/// The results of a run, or of several merged.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Report {
+    /// Where it ran.
+    pub machine: Machine,
+    /// The measured cells, in the order they were measured.
+    pub results: Vec<Measurement>,
+    /// Cells without a measurement (not in the JSON file).
+    #[serde(skip)]
+    pub skipped: Vec<Skipped>,
+}
+
+impl Report {
+    /// An empty report for this machine.
+    pub fn new(machine: Machine) -> Report {
+        Report {
+            machine,
+            results: Vec::new(),
+            skipped: Vec::new(),
+        }
+    }
+
+    /// The JSON text (pretty-printed).
+    pub fn to_json(&self) -> String {
+        serde_json::to_string_pretty(self).unwrap_or_default()
+    }
+
+    /// Parses a results file's text, checking that each cell's `pattern` matches its fields.
+    pub fn from_json(text: &str, source: &str) -> Result<Report> {
+        let object = || Object::Other(format!("results {source}"));
+        let report: Report = serde_json::from_str(text)
+            .map_err(|e| Error::invalid("parse", object(), e.to_string()))?;
+        for m in &report.results {
+            let stated = match m {
+                Measurement::Latency(l) => l.pattern,
+                Measurement::Throughput(t) => t.pattern,
+            };
+            if stated != m.pattern() {
+                return Err(Error::invalid(
+                    "parse",
+                    object(),
+                    format!("a {stated} result of {} has the fields of a {}", m.transport(), m.pattern()),
+                ));
+            }
+        }
+        Ok(report)
+    }
+
+    /// Writes the JSON file.
+    pub fn write_json(&self, path: &Path) -> Result<()> {
+        std::fs::write(path, self.to_json() + "\n")
+            .map_err(|e| Error::os("write", Object::Path(path.to_path_buf()), e))
+    }
+
+    /// Reads a JSON file.
+    pub fn read_json(path: &Path) -> Result<Report> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| Error::os("read", Object::Path(path.to_path_buf()), e))?;
+        Report::from_json(&text, &path.display().to_string())
+    }
+
+    /// Merges reports into one: their results in order, a later cell replacing an earlier one of
+    /// the same transport, pattern and size. The machine is the first report's.
+    pub fn merge(reports: impl IntoIterator<Item = Report>) -> Option<Report> {
+        let mut reports = reports.into_iter();
+        let mut merged = reports.next()?;
+        for r in reports {
+            for m in r.results {
+                merged.results.retain(|old| {
+                    (old.transport(), old.pattern(), old.size())
+                        != (m.transport(), m.pattern(), m.size())
+                });
+                merged.results.push(m);
+            }
+            merged.skipped.extend(r.skipped);
+        }
+        Some(merged)
+    }
+
+    /// The transports, in order of first appearance (measured or skipped).
+    pub fn transports(&self) -> Vec<String> {
+        let mut seen = Vec::new();
+        let names = self
+            .results
+            .iter()
+            .map(|m| m.transport())
+            .chain(self.skipped.iter().map(|s| s.transport.as_str()));
+        for t in names {
+            if !seen.iter().any(|s: &String| s == t) {
+                seen.push(t.to_string());
+            }
+        }
+        seen
+    }
+
+    /// The table of one pattern: a row per transport, a column per size, each cell with its ratio
+    /// to the best of its column. `None` if the report has nothing for this pattern.
+    pub fn table(&self, pattern: Pattern) -> Option<Table> {
+        let sizes: BTreeSet<u64> = self
+            .results
+            .iter()
+            .filter(|m| m.pattern() == pattern)
+            .map(Measurement::size)
+            .chain(self.skipped.iter().filter(|s| s.pattern == pattern).map(|s| s.size))
+            .collect();
+        if sizes.is_empty() {
+            return None;
+        }
+        let sizes: Vec<u64> = sizes.into_iter().collect();
+        let value = |m: &Measurement| match m {
+            Measurement::Latency(l) => l.p50_ns as f64,
+            Measurement::Throughput(t) => t.bytes_per_sec,
+        };
+        let best: Vec<Option<f64>> = sizes
+            .iter()
+            .map(|&size| {
+                let vals = self
+                    .results
+                    .iter()
+                    .filter(|m| m.pattern() == pattern && m.size() == size)
+                    .map(value);
+                match pattern {
+                    Pattern::Latency => vals.fold(None, |b: Option<f64>, v| Some(b.map_or(v, |b| b.min(v)))),
+                    Pattern::Throughput => vals.fold(None, |b: Option<f64>, v| Some(b.map_or(v, |b| b.max(v)))),
+                }
+            })
+            .collect();
+        let mut rows = Vec::new();
+        for transport in self.transports() {
+            let cells: Vec<Cell> = sizes
+                .iter()
+                .zip(&best)
+                .map(|(&size, best)| {
+                    let found = self.results.iter().find(|m| {
+                        m.transport() == transport && m.pattern() == pattern && m.size() == size
+                    });
+                    if let Some(m) = found {
+                        let v = value(m);
+                        let ratio = match (pattern, best) {
+                            (Pattern::Latency, Some(b)) if *b > 0.0 => v / b,
+                            (Pattern::Throughput, Some(b)) if v > 0.0 => b / v,
+                            _ => 1.0,
+                        };
+                        return Cell::Measured {
+                            measurement: m.clone(),
+                            ratio,
+                        };
+                    }
+                    let skipped = self.skipped.iter().find(|s| {
+                        s.transport == transport && s.pattern == pattern && s.size == size
+                    });
+                    match skipped {
+                        Some(s) if s.failed => Cell::Failed(s.reason.clone()),
+                        Some(s) => Cell::NotApplicable(s.reason.clone()),
+                        None => Cell::Missing,
+                    }
+                })
+                .collect();
+            if cells.iter().any(|c| !matches!(c, Cell::Missing)) {
+                rows.push((transport, cells));
+            }
+        }
+        Some(Table {
+            pattern,
+            sizes,
+            rows,
+        })
+    }
+}
+
+/// A transports × sizes table of one pattern.
+#[derive(Debug, Clone)]
+pub struct Table {
+    /// The pattern.
+    pub pattern: Pattern,
+    /// The columns: message sizes in bytes, ascending.
+    pub sizes: Vec<u64>,
+    /// The rows: a transport and its cells, one per size.
+    pub rows: Vec<(String, Vec<Cell>)>,
+}
+
+/// One cell of a [`Table`].
+#[derive(Debug, Clone)]
+pub enum Cell {
+    /// Measured. `ratio` is how many times worse than the best of the column (1.0 for the
+    /// best): p50 latency over the lowest, or the highest bytes/s over this one.
+    Measured {
+        /// The measurement.
+        measurement: Measurement,
+        /// Times worse than the column's best.
+        ratio: f64,
+    },
+    /// The transport cannot carry this size; the reason.
+    NotApplicable(String),
+    /// The measurement failed; the error.
+    Failed(String),
+    /// Not measured in this run.
+    Missing,
+}
+
+/// `1.5 µs`, `820 ns`, `12.0 ms`.
+pub fn format_ns(ns: f64) -> String {
+    if ns < 1_000.0 {
+        format!("{ns:.0} ns")
+    } else if ns < 1_000_000.0 {
+        format!("{:.2} µs", ns / 1e3)
+    } else if ns < 1_000_000_000.0 {
+        format!("{:.2} ms", ns / 1e6)
+    } else {
+        format!("{:.2} s", ns / 1e9)
+    }
+}
+
+/// `1.25 GB/s`, `830 MB/s` (decimal units).
+pub fn format_rate(bytes_per_sec: f64) -> String {
+    let units = [("GB/s", 1e9), ("MB/s", 1e6), ("kB/s", 1e3)];
+    for (unit, scale) in units {
+        if bytes_per_sec >= scale {
+            return format!("{:.2} {unit}", bytes_per_sec / scale);
+        }
+    }
+    format!("{bytes_per_sec:.0} B/s")
+}
+
+/// `64 B`, `1 KiB`, `1 MiB`, `1500 B`.
+pub fn format_size(bytes: u64) -> String {
+    if bytes >= 1 << 20 && bytes % (1 << 20) == 0 {
+        format!("{} MiB", bytes >> 20)
+    } else if bytes >= 1 << 10 && bytes % (1 << 10) == 0 {
+        format!("{} KiB", bytes >> 10)
+    } else {
+        format!("{bytes} B")
+    }
+}
+
+/// Parses `64`, `1K`, `1KiB`, `8k`, `1M`, `1MiB`, `2G` (binary multiples).
+pub fn parse_size(text: &str) -> Result<u64> {
+    let t = text.trim();
+    let bad = || {
+        Error::invalid(
+            "parse size",
+            Object::Other(format!("{text:?}")),
+            "expected a number of bytes, optionally with K, M or G (KiB, MiB, GiB)",
+        )
+    };
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: u64 = num.parse().map_err(|_| bad())?;
+    let shift = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 0,
+        "k" | "kb" | "kib" => 10,
+        "m" | "mb" | "mib" => 20,
+        "g" | "gb" | "gib" => 30,
+        _ => return Err(bad()),
+    };
+    n.checked_mul(1 << shift).ok_or_else(bad)
+}
+
+/// Parses `2s`, `100ms`, `1.5s`, `500us`, `1m`.
+pub fn parse_duration(text: &str) -> Result<std::time::Duration> {
+    let t = text.trim();
+    let bad = || {
+        Error::invalid(
+            "parse duration",
+            Object::Other(format!("{text:?}")),
+            "expected a number with a unit: us, ms, s or m (e.g. 2s, 100ms)",
+        )
+    };
+    let split = t
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .ok_or_else(bad)?;
+    let (num, unit) = t.split_at(split);
+    let n: f64 = num.parse().map_err(|_| bad())?;
+    let secs = match unit {
+        "us" | "µs" => n / 1e6,
+        "ms" => n / 1e3,
+        "s" => n,
+        "m" | "min" => n * 60.0,
+        _ => return Err(bad()),
+    };
+    std::time::Duration::try_from_secs_f64(secs).map_err(|_| bad())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_and_durations_parse() {
+        assert_eq!(parse_size("64").unwrap(), 64);
+        assert_eq!(parse_size("1K").unwrap(), 1024);
+        assert_eq!(parse_size("8KiB").unwrap(), 8192);
+        assert_eq!(parse_size("1M").unwrap(), 1 << 20);
+        assert!(parse_size("1X").is_err());
+        assert!(parse_size("").is_err());
+        assert_eq!(parse_duration("2s").unwrap().as_millis(), 2000);
+        assert_eq!(parse_duration("100ms").unwrap().as_millis(), 100);
+        assert!(parse_duration("100").is_err());
+    }
+
+    #[test]
+    fn sizes_format_in_binary_units() {
+        assert_eq!(format_size(64), "64 B");
+        assert_eq!(format_size(1024), "1 KiB");
+        assert_eq!(format_size(1 << 20), "1 MiB");
+    }
+}

@@ -1,0 +1,161 @@
+//! The chart of a report: one-way p50 latency and throughput against message size, one line per
+//! transport, both axes logarithmic, as an SVG document (plotters' SVG backend).
+
+use plotters::prelude::*;
+
+use super::results::{format_ns, format_rate, format_size, Measurement, Pattern, Report};
+use crate::error::{Error, Object, Result};
+
+const WIDTH: u32 = 1400;
+const HEIGHT: u32 = 620;
+
+fn chart_error(e: impl std::fmt::Display) -> Error {
+    Error::invalid("render chart", Object::Other("SVG chart".into()), e.to_string())
+}
+
+/// One line: a transport's points, x = log2(size), y = the value.
+struct Line {
+    transport: String,
+    points: Vec<(f64, f64)>,
+}
+
+fn lines(report: &Report, pattern: Pattern) -> Vec<Line> {
+    let mut out: Vec<Line> = Vec::new();
+    for transport in report.transports() {
+        let mut points: Vec<(f64, f64)> = report
+            .results
+            .iter()
+            .filter(|m| m.transport() == transport && m.pattern() == pattern)
+            .map(|m| {
+                let x = (m.size().max(1) as f64).log2();
+                let y = match m {
+                    Measurement::Latency(l) => l.p50_ns.max(1) as f64,
+                    Measurement::Throughput(t) => t.bytes_per_sec.max(1.0),
+                };
+                (x, y)
+            })
+            .collect();
+        points.sort_by(|a, b| a.0.total_cmp(&b.0));
+        if !points.is_empty() {
+            out.push(Line { transport, points });
+        }
+    }
+    out
+}
+
+/// Renders the report as an SVG document: latency (p50, log scale) on the left, throughput
+/// (bytes/s, log scale) on the right, message size (log scale) across; every transport a
+/// coloured line with markers, named in the legend of each panel.
+pub fn render_svg(report: &Report) -> Result<String> {
+    let mut svg = String::new();
+    {
+        let root = SVGBackend::with_string(&mut svg, (WIDTH, HEIGHT)).into_drawing_area();
+        root.fill(&WHITE).map_err(chart_error)?;
+        let title = format!(
+            "ipckit bench — {} ({} CPUs), Linux {}",
+            report.machine.cpu_model, report.machine.cpus, report.machine.kernel
+        );
+        let root = root
+            .titled(&title, ("sans-serif", 20))
+            .map_err(chart_error)?;
+        let (left, right) = root.split_horizontally(WIDTH / 2);
+        // Colours by transport, the same in both panels.
+        let names = report.transports();
+        let colour = |t: &str| {
+            let i = names.iter().position(|n| n == t).unwrap_or(0);
+            Palette99::pick(i).to_rgba()
+        };
+        panel(
+            &left,
+            &lines(report, Pattern::Latency),
+            "One-way latency, p50 (lower is better)",
+            "p50 latency",
+            &|y| format_ns(y),
+            &colour,
+        )?;
+        panel(
+            &right,
+            &lines(report, Pattern::Throughput),
+            "Throughput (higher is better)",
+            "bytes per second",
+            &|y| format_rate(y),
+            &colour,
+        )?;
+        root.present().map_err(chart_error)?;
+    }
+    Ok(svg)
+}
+
+fn panel<DB: DrawingBackend>(
+    area: &DrawingArea<DB, plotters::coord::Shift>,
+    lines: &[Line],
+    caption: &str,
+    y_desc: &str,
+    y_format: &dyn Fn(f64) -> String,
+    colour: &dyn Fn(&str) -> RGBAColor,
+) -> Result<()> {
+    if lines.is_empty() {
+        area.draw(&Text::new(
+            format!("{caption}: nothing measured"),
+            (40, 80),
+            ("sans-serif", 16),
+        ))
+        .map_err(chart_error)?;
+        return Ok(());
+    }
+    let all = lines.iter().flat_map(|l| l.points.iter());
+    let (mut x0, mut x1, mut y0, mut y1) = (f64::MAX, f64::MIN, f64::MAX, f64::MIN);
+    for &(x, y) in all {
+        x0 = x0.min(x);
+        x1 = x1.max(x);
+        y0 = y0.min(y);
+        y1 = y1.max(y);
+    }
+    // Room around the points: half a power of two across, a factor of 2 up and down.
+    let (x0, x1) = (x0 - 0.5, x1 + 0.5);
+    let (y0, y1) = (y0 / 2.0, y1 * 2.0);
+    let mut chart = ChartBuilder::on(area)
+        .caption(caption, ("sans-serif", 17))
+        .margin(12)
+        .x_label_area_size(42)
+        .y_label_area_size(86)
+        .build_cartesian_2d(x0..x1, (y0..y1).log_scale())
+        .map_err(chart_error)?;
+    chart
+        .configure_mesh()
+        .x_desc("message size")
+        .y_desc(y_desc)
+        .x_labels(12)
+        .x_label_formatter(&|x| {
+            let rounded = x.round();
+            if (x - rounded).abs() < 1e-6 && rounded >= 0.0 && rounded < 63.0 {
+                format_size(1u64 << rounded as u32)
+            } else {
+                String::new()
+            }
+        })
+        .y_label_formatter(&|y| y_format(*y))
+        .draw()
+        .map_err(chart_error)?;
+    for line in lines {
+        let c = colour(&line.transport);
+        let style = ShapeStyle::from(c).stroke_width(2);
+        chart
+            .draw_series(LineSeries::new(line.points.iter().copied(), style))
+            .map_err(chart_error)?
+            .label(line.transport.as_str())
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], style));
+        chart
+            .draw_series(line.points.iter().map(|&p| Circle::new(p, 3, c.filled())))
+            .map_err(chart_error)?;
+    }
+    chart
+        .configure_series_labels()
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK.mix(0.4))
+        .label_font(("sans-serif", 13))
+        .position(SeriesLabelPosition::UpperLeft)
+        .draw()
+        .map_err(chart_error)?;
+    Ok(())
+}
