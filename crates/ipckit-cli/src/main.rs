@@ -8,13 +8,16 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod bench;
 mod dump;
 mod gc;
 mod key;
 mod ls;
 mod mk;
 mod output;
+mod recv;
 mod rm;
+mod send;
 
 /// Safe Linux inter-process communication: inspect and manage IPC objects.
 #[derive(Parser)]
@@ -42,6 +45,22 @@ enum Command {
     Dump(dump::Args),
     /// Find IPC objects left behind by processes that are gone, and say why; --yes removes them.
     Gc(gc::Args),
+    /// Measure latency and throughput of every transport between two processes.
+    ///
+    /// Latency is a ping-pong (one-way = round trip / 2, from an HDR histogram); throughput a
+    /// one-way stream the receiver acknowledges. Every message carries its full size of real
+    /// bytes and is checked (sequence number, checksum). `bench merge` joins result files.
+    Bench(bench::Args),
+    /// Send standard input to `ipckit recv NAME`, a line (or chunk) per message.
+    Send(send::Args),
+    /// Receive what `ipckit send NAME` sends and write it to standard output.
+    Recv(recv::Args),
+    /// The peer process of `ipckit bench` (started by it).
+    #[command(name = "bench-peer", hide = true)]
+    BenchPeer {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -56,6 +75,10 @@ fn main() -> ExitCode {
         Command::Mk(args) => mk::run(args),
         Command::Dump(args) => dump::run(args),
         Command::Gc(args) => gc::run(args),
+        Command::Bench(args) => bench::run(args),
+        Command::Send(args) => send::run(args),
+        Command::Recv(args) => recv::run(args),
+        Command::BenchPeer { args } => bench::peer(args),
     };
     match result {
         Ok(code) => code,

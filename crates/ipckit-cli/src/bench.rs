@@ -1,0 +1,259 @@
+//! `ipckit bench`: latency and throughput of every transport between two processes, as a table
+//! (and `--json`, `--svg`); `ipckit bench merge` joins result files. The measuring is
+//! `ipckit::bench`; this file parses flags, shows progress and prints.
+
+use std::collections::BTreeMap;
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{bail, Context, Result};
+use clap::Subcommand;
+use comfy_table::{presets, CellAlignment, Table as Grid};
+use ipckit::bench::{self, Cell, Pattern, PeerCommand, Plan, Report};
+use ipckit::transport::TransportKind;
+
+/// The hidden subcommand the bench re-executes this binary with, to run the peer process.
+pub const PEER_SUBCOMMAND: &str = "bench-peer";
+
+#[derive(clap::Args)]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct Args {
+    #[command(subcommand)]
+    command: Option<BenchCommand>,
+    #[command(flatten)]
+    run: RunArgs,
+}
+
+#[derive(Subcommand)]
+enum BenchCommand {
+    /// Merge result files (from `--json`, or another tool writing the same schema, such as the
+    /// iceoryx2 peer in benches/peers) into one table, and optionally one JSON file and chart.
+    Merge(MergeArgs),
+}
+
+#[derive(clap::Args)]
+struct RunArgs {
+    /// A short run (500 round trips, 100 ms per cell): under 30 seconds in release mode.
+    #[arg(long)]
+    quick: bool,
+    /// Only these transports (comma-separated): pipe, fifo, unix-stream, unix-seqpacket,
+    /// unix-dgram, tcp, sysv-msg, posix-mq, sysv-shm+sem, mmap+futex, channel, channel-spin,
+    /// signal.
+    #[arg(long, value_delimiter = ',', value_name = "LIST")]
+    transports: Vec<String>,
+    /// Message sizes (comma-separated; K, M: binary multiples). Default 64,1K,8K,64K,1M; signal
+    /// is measured at 4 bytes besides.
+    #[arg(long, value_delimiter = ',', value_name = "LIST")]
+    sizes: Vec<String>,
+    /// Only one pattern: latency (ping-pong) or throughput (one-way stream).
+    #[arg(long, value_name = "latency|throughput")]
+    pattern: Option<String>,
+    /// Latency: round trips per cell (at most; --duration caps the time). Default 10000.
+    #[arg(long, value_name = "N")]
+    iterations: Option<u64>,
+    /// Throughput: how long each cell streams; latency: the most a cell takes (e.g. 2s, 100ms).
+    #[arg(long, value_name = "TIME")]
+    duration: Option<String>,
+    /// Run the two processes on two different CPUs (sched_setaffinity).
+    #[arg(long)]
+    pin: bool,
+    /// Also write the results as JSON to FILE.
+    #[arg(long, value_name = "FILE")]
+    json: Option<PathBuf>,
+    /// Also draw latency and throughput by message size as an SVG chart in FILE.
+    #[arg(long, value_name = "FILE")]
+    svg: Option<PathBuf>,
+}
+
+#[derive(clap::Args)]
+struct MergeArgs {
+    /// Result files to merge; a later file's cell replaces an earlier one's.
+    #[arg(required = true, value_name = "FILE")]
+    files: Vec<PathBuf>,
+    /// Write the merged results as JSON to FILE.
+    #[arg(long, value_name = "FILE")]
+    json: Option<PathBuf>,
+    /// Draw the merged results as an SVG chart in FILE.
+    #[arg(long, value_name = "FILE")]
+    svg: Option<PathBuf>,
+}
+
+pub fn run(args: Args) -> Result<ExitCode> {
+    match args.command {
+        Some(BenchCommand::Merge(m)) => merge(m),
+        None => measure(args.run),
+    }
+}
+
+/// The hidden peer subcommand: the other process of each measurement.
+pub fn peer(args: Vec<String>) -> Result<ExitCode> {
+    bench::peer_main(&args).context("bench peer")?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn plan(args: &RunArgs) -> Result<Plan> {
+    let mut plan = if args.quick { Plan::quick() } else { Plan::new() };
+    if !args.transports.is_empty() {
+        plan.transports = args
+            .transports
+            .iter()
+            .map(|t| t.trim().parse::<TransportKind>())
+            .collect::<Result<_, _>>()?;
+    }
+    if !args.sizes.is_empty() {
+        plan.sizes = args
+            .sizes
+            .iter()
+            .map(|s| bench::parse_size(s))
+            .collect::<Result<_, _>>()?;
+        if plan.sizes.contains(&0) {
+            bail!("a message size of 0 bytes cannot carry a sequence number");
+        }
+    }
+    if let Some(p) = &args.pattern {
+        plan.patterns = vec![p.parse::<Pattern>()?];
+    }
+    if let Some(n) = args.iterations {
+        if n == 0 {
+            bail!("--iterations must be at least 1");
+        }
+        plan.iterations = n;
+    }
+    if let Some(d) = &args.duration {
+        plan.duration = bench::parse_duration(d)?;
+        if plan.duration.is_zero() {
+            bail!("--duration must be longer than 0");
+        }
+    }
+    plan.pin = args.pin;
+    Ok(plan)
+}
+
+fn measure(args: RunArgs) -> Result<ExitCode> {
+    let plan = plan(&args)?;
+    let peer = PeerCommand {
+        program: std::env::current_exe().context("the path of this program")?,
+        args: vec![PEER_SUBCOMMAND.into()],
+    };
+    let bar = if std::io::stderr().is_terminal() {
+        indicatif::ProgressBar::new(plan.cell_count() as u64)
+    } else {
+        indicatif::ProgressBar::hidden()
+    };
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{bar:30} {pos}/{len} cells  {msg}")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    let report = bench::run(&plan, &peer, &mut |p| {
+        bar.set_position(p.done as u64);
+        match p.cell {
+            Some((pattern, size)) => bar.set_message(format!(
+                "{} {pattern} {}",
+                p.transport,
+                bench::format_size(size)
+            )),
+            None => bar.set_message(format!("{} done", p.transport)),
+        }
+    })?;
+    bar.finish_and_clear();
+    finish(&report, args.json.as_deref(), args.svg.as_deref())?;
+    let failed = report.skipped.iter().filter(|s| s.failed).count();
+    if failed > 0 {
+        bail!("{failed} cell(s) failed: see the notes under the tables");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn merge(args: MergeArgs) -> Result<ExitCode> {
+    let reports = args
+        .files
+        .iter()
+        .map(|f| Report::read_json(f))
+        .collect::<Result<Vec<_>, _>>()?;
+    let merged = Report::merge(reports).context("no result files")?;
+    finish(&merged, args.json.as_deref(), args.svg.as_deref())?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Prints the tables and writes the files asked for.
+fn finish(report: &Report, json: Option<&Path>, svg: Option<&Path>) -> Result<()> {
+    let mut text = format!(
+        "{} · {} CPUs · Linux {}\n",
+        report.machine.cpu_model, report.machine.cpus, report.machine.kernel
+    );
+    let mut notes = Notes::default();
+    for pattern in [Pattern::Latency, Pattern::Throughput] {
+        if let Some(table) = report.table(pattern) {
+            text.push('\n');
+            text.push_str(&render(&table, &mut notes));
+            text.push('\n');
+        }
+    }
+    text.push_str(&notes.render());
+    crate::output::emit(&text)?;
+    if let Some(path) = json {
+        report.write_json(path)?;
+    }
+    if let Some(path) = svg {
+        std::fs::write(path, bench::render_svg(report)?)
+            .with_context(|| format!("write {}", path.display()))?;
+    }
+    Ok(())
+}
+
+/// Footnotes for n/a and failed cells: each distinct reason once, numbered.
+#[derive(Default)]
+struct Notes {
+    reasons: BTreeMap<String, usize>,
+}
+
+impl Notes {
+    fn mark(&mut self, transport: &str, reason: &str) -> usize {
+        let key = format!("{transport}: {reason}");
+        let next = self.reasons.len() + 1;
+        *self.reasons.entry(key).or_insert(next)
+    }
+
+    fn render(&self) -> String {
+        let mut lines: Vec<(usize, &String)> = self.reasons.iter().map(|(r, &n)| (n, r)).collect();
+        lines.sort();
+        lines
+            .into_iter()
+            .map(|(n, r)| format!("[{n}] {r}\n"))
+            .collect()
+    }
+}
+
+fn render(table: &bench::Table, notes: &mut Notes) -> String {
+    let mut grid = Grid::new();
+    grid.load_preset(presets::UTF8_FULL_CONDENSED);
+    let title = match table.pattern {
+        Pattern::Latency => "latency: one-way p50 (×: times the column's lowest)",
+        Pattern::Throughput => "throughput (×: times below the column's highest)",
+    };
+    let mut header = vec![title.to_string()];
+    header.extend(table.sizes.iter().map(|&s| bench::format_size(s)));
+    grid.set_header(header);
+    for (transport, cells) in &table.rows {
+        let mut row = vec![comfy_table::Cell::new(transport)];
+        for cell in cells {
+            let text = match cell {
+                Cell::Measured { measurement, ratio } => {
+                    let value = match measurement {
+                        bench::Measurement::Latency(l) => bench::format_ns(l.p50_ns as f64),
+                        bench::Measurement::Throughput(t) => bench::format_rate(t.bytes_per_sec),
+                    };
+                    format!("{value} ×{ratio:.2}")
+                }
+                Cell::NotApplicable(reason) => format!("n/a [{}]", notes.mark(transport, reason)),
+                Cell::Failed(reason) => format!("failed [{}]", notes.mark(transport, reason)),
+                Cell::Missing => "–".to_string(),
+            };
+            row.push(comfy_table::Cell::new(text).set_alignment(CellAlignment::Right));
+        }
+        grid.add_row(row);
+    }
+    grid.to_string()
+}
+

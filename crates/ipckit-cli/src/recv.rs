@@ -1,0 +1,46 @@
+//! `ipckit recv NAME`: receives what `ipckit send NAME` sends and writes it to standard output,
+//! until every sender closed.
+
+use std::io::Write;
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use ipckit::transport::TransportKind;
+
+use crate::send::Framing;
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// The name the senders use.
+    name: String,
+    /// The transport (as for send; default channel).
+    #[arg(long, default_value = "channel", value_name = "TRANSPORT")]
+    via: String,
+    /// The buffer between the sides when this side creates it (as for send).
+    #[arg(long, value_name = "SIZE")]
+    capacity: Option<String>,
+    /// lines: each message is written with a newline after it; bytes: as it is.
+    #[arg(long, value_enum, default_value = "lines")]
+    framing: Framing,
+}
+
+pub fn run(args: Args) -> Result<ExitCode> {
+    let kind: TransportKind = args.via.parse()?;
+    let options = crate::send::options(args.capacity.as_deref())?;
+    let mut rx = kind
+        .named_receiver(&args.name, &options)
+        .with_context(|| format!("receive {:?} over {kind}", args.name))?;
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    let mut buf = Vec::new();
+    // Each message is written whole and flushed before the next is awaited, so whatever ends the
+    // stream (a sender that died, a corrupt channel), what was printed is whole messages.
+    while rx.recv(&mut buf).context("receive")?.is_some() {
+        out.write_all(&buf).context("write standard output")?;
+        if args.framing == Framing::Lines {
+            out.write_all(b"\n").context("write standard output")?;
+        }
+        out.flush().context("write standard output")?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
