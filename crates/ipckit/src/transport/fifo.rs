@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use super::pipe::PipeSink;
 use super::stream::{StreamReceiver, StreamSender};
-use super::{AbortHandle, End, HostImpl, Options, Rendezvous, Role};
+use super::{as_named, AbortHandle, End, HostImpl, Options, Rendezvous, Role, TransportKind};
 use crate::error::{Error, Object, Result};
 use crate::pipe::{Fifo, OwnedFifo, PipeReader, PipeWriter};
 
@@ -25,7 +25,8 @@ struct Host {
 
 pub(super) fn host(role: Role, at: &Rendezvous, options: &Options) -> Result<Box<dyn HostImpl>> {
     let path = at.path(".fifo");
-    let fifo = Fifo::options().exclusive(true).create(&path)?.into_owned();
+    // By NAME, a FIFO left by a receiver that was killed is taken over (it holds no data).
+    let fifo = Fifo::options().exclusive(!at.named).create(&path)?.into_owned();
     Ok(Box::new(Host {
         role,
         fifo,
@@ -98,7 +99,10 @@ fn receiver(mut r: PipeReader, path: PathBuf, max: usize, owned: Option<OwnedFif
 }
 
 pub(super) fn connect(role: Role, rendezvous: &str, options: &Options) -> Result<End> {
-    let fifo = Fifo::new(rendezvous);
+    let fifo = match as_named(TransportKind::Fifo, rendezvous) {
+        Some(at) => Fifo::new(at.path(".fifo")),
+        None => Fifo::new(rendezvous),
+    };
     if !fifo.path().exists() {
         return Err(Error::os(
             "open",
