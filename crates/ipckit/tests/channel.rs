@@ -232,9 +232,11 @@ fn abandoned_send_slot_publishes_nothing() {
     let (name, _guard) = channel_name("abandon");
     let mut rx = Consumer::open(&name).unwrap();
     let mut tx = Producer::open(&name).unwrap();
-    let mut slot = tx.reserve(100).unwrap();
-    slot.fill(0xAB);
-    drop(slot);
+    {
+        let mut slot = tx.reserve(100).unwrap();
+        slot.fill(0xAB);
+        // Dropped here without commit.
+    }
     assert!(would_block(rx.try_recv()));
     tx.send(b"committed").unwrap();
     assert_eq!(rx.try_recv().unwrap().unwrap(), b"committed");

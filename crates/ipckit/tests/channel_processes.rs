@@ -69,6 +69,8 @@ impl Drop for ChildGuard {
 
 fn spawn(test: &str, role: &str, vars: &[(&str, String)], piped: bool) -> ChildGuard {
     let mut cmd = spawn_self(test, role);
+    // The child runs the same test, which may be an #[ignore]d one.
+    cmd.arg("--include-ignored");
     for (k, v) in vars {
         cmd.env(k, v);
     }

@@ -68,14 +68,15 @@ enum Got {
 }
 
 impl Consumer {
-    /// Opens the channel `name` (creating it with the default [`Options`] if it does not exist)
-    /// as its consumer. Fails if the channel already has a live consumer.
+    /// `shm_open(name, O_RDWR | O_CREAT | O_NOFOLLOW, 0600)` — opens the channel `name`
+    /// (creating it with the default [`Options`] if it does not exist) as its consumer. Fails if the channel already has a live consumer.
     pub fn open(name: &str) -> Result<Consumer> {
         Options::new().consumer(name)
     }
 
-    /// Attaches to the anonymous channel behind `fd` (inherited from the process that made it
-    /// with [`Options::anonymous`]) as its consumer, through its own open file description.
+    /// `open("/proc/self/fd/N", O_RDWR)` — attaches to the anonymous channel behind `fd`
+    /// (inherited from the process that made it with [`Options::anonymous`]) as its consumer,
+    /// through its own open file description.
     pub fn from_fd(fd: BorrowedFd<'_>) -> Result<Consumer> {
         Options::new().consumer_from_fd(fd)
     }

@@ -42,14 +42,14 @@ impl fmt::Debug for Producer {
 }
 
 impl Producer {
-    /// Opens the channel `name` (creating it with the default [`Options`] if it does not exist)
-    /// and claims a lane.
+    /// `shm_open(name, O_RDWR | O_CREAT | O_NOFOLLOW, 0600)` — opens the channel `name`
+    /// (creating it with the default [`Options`] if it does not exist) and claims a lane.
     pub fn open(name: &str) -> Result<Producer> {
         Options::new().producer(name)
     }
 
-    /// Attaches to the anonymous channel behind `fd` (inherited from the process that made it
-    /// with [`Options::anonymous`]) and claims a lane. The descriptor is re-opened through
+    /// `open("/proc/self/fd/N", O_RDWR)` — attaches to the anonymous channel behind `fd`
+    /// (inherited from the process that made it with [`Options::anonymous`]) and claims a lane. The descriptor is re-opened through
     /// `/proc/self/fd`, so this producer's liveness lock is its own.
     pub fn from_fd(fd: BorrowedFd<'_>) -> Result<Producer> {
         Options::new().producer_from_fd(fd)

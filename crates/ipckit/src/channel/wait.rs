@@ -179,6 +179,9 @@ fn futex_wake(cell: &WaitCell) {
 #[cfg(loom)]
 fn futex_sleep(cell: &WaitCell, seen: u32, _timeout: Duration) {
     let guard = cell.park.lock().unwrap();
+    // SeqCst: the kernel compares the current value under its bucket lock; the model's mutex
+    // already orders this load after a waker's increment-then-lock, so this is the strongest
+    // reading of "current", not a requirement of the protocol.
     if cell.seq.load(Ordering::SeqCst) == seen {
         drop(cell.cond.wait(guard).unwrap());
     }
