@@ -1,0 +1,179 @@
+//! An event flag that lives inside shared memory, built on a shared futex: processes
+//! [`wait`](Event::wait) until another one [`set`](Event::set)s it.
+//!
+//! A *manual-reset* event stays set, releasing every waiter present and future, until
+//! [`reset`](Event::reset); an *auto-reset* event releases exactly one waiter per set and clears
+//! itself as that waiter passes. The trap it removes is the lost wake-up of a hand-rolled
+//! flag-plus-sleep: a set that lands between a waiter's check and its sleep still wakes it.
+//!
+//! # References
+//! [futex(2)](https://man7.org/linux/man-pages/man2/futex.2.html)
+
+use std::fmt;
+use std::time::Duration;
+
+use super::atomic::{fence, AtomicU32, Ordering};
+use super::futex;
+use super::place::{Header, Shared};
+#[cfg(not(loom))]
+use crate::error::Result;
+
+/// Whether an [`Event`] clears itself when it releases a waiter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventMode {
+    /// Stays set until [`Event::reset`]; releases every waiter.
+    Manual,
+    /// Releases one waiter per [`Event::set`] and clears itself.
+    Auto,
+}
+
+/// A manual- or auto-reset event in shared memory.
+#[repr(C)]
+pub struct Event {
+    header: Header,
+    /// 0 for [`EventMode::Manual`], 1 for [`EventMode::Auto`].
+    mode: AtomicU32,
+    /// 1 when set, 0 when clear; the futex word sleepers wait on while it is 0.
+    state: AtomicU32,
+    /// How many are (about to be) asleep; `set` skips the wake system call at 0.
+    waiters: AtomicU32,
+}
+
+// SAFETY: repr(C), header first, the rest atomics: every bit pattern is valid.
+unsafe impl Shared for Event {
+    const MAGIC: [u8; 4] = *b"IKEV";
+    const VERSION: u32 = 1;
+    const NAME: &'static str = "Event";
+
+    fn header(&self) -> &Header {
+        &self.header
+    }
+
+    fn check(&self) -> std::result::Result<(), String> {
+        match (
+            self.mode.load(Ordering::Relaxed),
+            self.state.load(Ordering::Relaxed),
+        ) {
+            (0 | 1, 0 | 1) => Ok(()),
+            (mode, state) => Err(format!("mode {mode} / state {state} are not 0 or 1")),
+        }
+    }
+}
+
+impl Event {
+    /// An event in ordinary memory, for threads.
+    pub fn new(mode: EventMode, set: bool) -> Event {
+        Event {
+            header: Header::ready(Self::MAGIC, Self::VERSION, std::mem::size_of::<Self>()),
+            mode: AtomicU32::new((mode == EventMode::Auto).into()),
+            state: AtomicU32::new(set.into()),
+            waiters: AtomicU32::new(0),
+        }
+    }
+
+    /// Initialises an event at the start of `region`, once, even when processes race (the
+    /// losers' arguments are ignored): `mode`, and whether it starts set.
+    #[cfg(not(loom))]
+    pub fn init_in(region: &mut [u8], mode: EventMode, set: bool) -> Result<&Event> {
+        super::place::init_in::<Event>(region, |e| {
+            e.mode
+                .store((mode == EventMode::Auto).into(), Ordering::Relaxed);
+            e.state.store(set.into(), Ordering::Relaxed);
+            e.waiters.store(0, Ordering::Relaxed);
+            Ok(())
+        })
+    }
+
+    /// Validates and returns the event another process initialised at the start of `region`.
+    #[cfg(not(loom))]
+    pub fn open_in(region: &mut [u8]) -> Result<&Event> {
+        super::place::open_in::<Event>(region)
+    }
+
+    /// The event's reset mode.
+    pub fn mode(&self) -> EventMode {
+        if self.mode.load(Ordering::Relaxed) == 1 {
+            EventMode::Auto
+        } else {
+            EventMode::Manual
+        }
+    }
+
+    /// Sets the event and `futex(&state, FUTEX_WAKE, n)`: every waiter (manual) or one (auto).
+    pub fn set(&self) {
+        // Release: what we did before `set` happens before what a released waiter does after.
+        self.state.store(1, Ordering::Release);
+        // Orders our store to `state` before our load of `waiters`; pairs with the fence in
+        // `sleep` (its store to `waiters`, the kernel's load of `state`).
+        fence(Ordering::SeqCst);
+        if self.waiters.load(Ordering::Relaxed) > 0 {
+            let n = match self.mode() {
+                EventMode::Manual => i32::MAX as u32,
+                EventMode::Auto => 1,
+            };
+            futex::wake(&self.state, n);
+        }
+    }
+
+    /// Clears the event; later waiters wait for the next [`set`](Self::set).
+    pub fn reset(&self) {
+        self.state.store(0, Ordering::Relaxed);
+    }
+
+    /// Whether the event is set now (without clearing an auto-reset event).
+    pub fn is_set(&self) -> bool {
+        self.state.load(Ordering::Acquire) == 1
+    }
+
+    /// Passes if the event is set (clearing it in auto mode), without waiting.
+    pub fn try_wait(&self) -> bool {
+        match self.mode() {
+            EventMode::Manual => self.is_set(),
+            EventMode::Auto => self
+                .state
+                .compare_exchange(1, 0, Ordering::Acquire, Ordering::Relaxed)
+                .is_ok(),
+        }
+    }
+
+    /// `futex(&state, FUTEX_WAIT, 0)` until the event is set; an auto-reset event is cleared by
+    /// the waiter it releases.
+    pub fn wait(&self) {
+        while !self.try_wait() {
+            self.sleep(None);
+        }
+    }
+
+    /// Like [`wait`](Self::wait), but gives up after `timeout`: `true` if the event released us.
+    pub fn wait_timeout(&self, timeout: Duration) -> bool {
+        let deadline = futex::deadline(timeout);
+        loop {
+            if self.try_wait() {
+                return true;
+            }
+            let left = futex::remaining(deadline);
+            if left == Some(Duration::ZERO) {
+                return false;
+            }
+            self.sleep(left);
+        }
+    }
+
+    fn sleep(&self, timeout: Option<Duration>) {
+        self.waiters.fetch_add(1, Ordering::Relaxed);
+        // Orders our store to `waiters` before the kernel's load of `state` in FUTEX_WAIT; pairs
+        // with the fence in `set`.
+        fence(Ordering::SeqCst);
+        futex::wait(&self.state, 0, timeout);
+        self.waiters.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+impl fmt::Debug for Event {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Event")
+            .field("mode", &self.mode())
+            .field("set", &self.is_set())
+            .finish_non_exhaustive()
+    }
+}

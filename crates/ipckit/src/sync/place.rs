@@ -1,0 +1,329 @@
+//! The header every `sync` primitive starts with, the create-once protocol that initialises a
+//! primitive in place while other processes may race to do the same, and the checks that turn a
+//! byte region into a reference to a primitive.
+//!
+//! # The protocol
+//! The `state` word of a zero-filled region is `UNINIT`. [`Header::claim`] moves it to
+//! `INITIALISING` with a compare-and-swap: exactly one caller wins and initialises the body; it
+//! then writes magic, version and size and publishes with a release store of `READY`
+//! ([`Header::publish`]). Everybody else waits (bounded) until an acquire load sees `READY`, and then
+//! validates the header before using the body, exactly as an opener does.
+
+use std::time::Duration;
+
+use super::atomic::{AtomicU32, Ordering};
+use crate::error::{Error, Object, Result};
+
+/// `state`: nobody has claimed the region (a fresh, zero-filled one).
+pub(crate) const UNINIT: u32 = 0;
+/// `state`: one process has claimed the region and is initialising it ("INIT").
+pub(crate) const INITIALISING: u32 = u32::from_be_bytes(*b"INIT");
+/// `state`: the primitive is initialised and usable ("REDY").
+pub(crate) const READY: u32 = u32::from_be_bytes(*b"REDY");
+
+/// How long `init_in` and `open_in` wait for a primitive that another process is initialising.
+/// Initialising takes microseconds; a region still `INITIALISING` after this long belongs to an
+/// initialiser that died.
+#[cfg(not(loom))]
+pub(crate) const INIT_WAIT: Duration = Duration::from_secs(5);
+
+/// The first 16 bytes of every primitive. All words are atomics because other processes may write
+/// them at any time; only `state` is used for synchronisation.
+#[repr(C)]
+#[derive(Debug)]
+pub(crate) struct Header {
+    /// The primitive's type: four ASCII letters ("IKMX" for `Mutex` …), written before `READY`.
+    magic: AtomicU32,
+    /// The layout version of that type, written before `READY`.
+    version: AtomicU32,
+    /// `UNINIT`, `INITIALISING` or `READY`; anything else is corruption.
+    state: AtomicU32,
+    /// `size_of` the whole primitive as the initialiser laid it out.
+    size: AtomicU32,
+}
+
+/// The outcome of [`Header::claim`].
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Claim {
+    /// This caller moved `UNINIT → INITIALISING` and must initialise, then publish (or abandon).
+    Won,
+    /// Somebody else did, or the region already held something.
+    Lost,
+}
+
+impl Header {
+    /// A header in `UNINIT`, for a primitive built in ordinary memory (and under loom).
+    pub(crate) fn new() -> Header {
+        Header {
+            magic: AtomicU32::new(0),
+            version: AtomicU32::new(0),
+            state: AtomicU32::new(UNINIT),
+            size: AtomicU32::new(0),
+        }
+    }
+
+    /// A header that is already `READY`, for a primitive built in ordinary memory.
+    pub(crate) fn ready(magic: [u8; 4], version: u32, size: usize) -> Header {
+        let h = Header::new();
+        h.claim();
+        h.publish(magic, version, size);
+        h
+    }
+
+    /// `UNINIT → INITIALISING` by compare-and-swap: exactly one caller of all processes wins.
+    pub(crate) fn claim(&self) -> Claim {
+        // Relaxed is enough: the winner reads nothing that others wrote, and losers synchronise
+        // through the READY store below.
+        match self.state.compare_exchange(
+            UNINIT,
+            INITIALISING,
+            Ordering::Relaxed,
+            Ordering::Relaxed,
+        ) {
+            Ok(_) => Claim::Won,
+            Err(_) => Claim::Lost,
+        }
+    }
+
+    /// Writes magic, version and size, then `INITIALISING → READY` with release ordering: whoever
+    /// acquires `READY` sees the whole initialised body.
+    pub(crate) fn publish(&self, magic: [u8; 4], version: u32, size: usize) {
+        self.magic
+            .store(u32::from_be_bytes(magic), Ordering::Relaxed);
+        self.version.store(version, Ordering::Relaxed);
+        self.size
+            .store(u32::try_from(size).unwrap_or(u32::MAX), Ordering::Relaxed);
+        self.state.store(READY, Ordering::Release);
+    }
+
+    /// Gives the region back (`INITIALISING → UNINIT`) after a failed initialisation, so that
+    /// another process can try.
+    #[cfg(not(loom))]
+    pub(crate) fn abandon(&self) {
+        self.state.store(UNINIT, Ordering::Release);
+    }
+
+    /// The state word, with acquire ordering (pairs with [`publish`](Self::publish)).
+    pub(crate) fn state(&self) -> u32 {
+        self.state.load(Ordering::Acquire)
+    }
+
+    /// Waits until the state leaves `INITIALISING` (at most [`INIT_WAIT`]; unbounded under loom)
+    /// and returns it; `None` if it did not.
+    pub(crate) fn settled_state(&self) -> Option<u32> {
+        #[cfg(not(loom))]
+        let deadline = super::futex::deadline(INIT_WAIT);
+        let mut backoff = super::atomic::Backoff::default();
+        loop {
+            let state = self.state();
+            if state != INITIALISING {
+                return Some(state);
+            }
+            #[cfg(not(loom))]
+            if super::futex::remaining(deadline) == Some(Duration::ZERO) {
+                return None;
+            }
+            backoff.snooze();
+        }
+    }
+
+    /// Checks a `READY` header against the type that wants to use it: magic, version and size.
+    pub(crate) fn validate(
+        &self,
+        magic: [u8; 4],
+        version: u32,
+        size: usize,
+    ) -> std::result::Result<(), String> {
+        let found = self.magic.load(Ordering::Relaxed).to_be_bytes();
+        if found != magic {
+            return Err(format!(
+                "magic {} is not {} (another kind of object, or not an ipckit primitive)",
+                show_magic(found),
+                show_magic(magic)
+            ));
+        }
+        let found = self.version.load(Ordering::Relaxed);
+        if found != version {
+            return Err(format!(
+                "layout version {found}, this build understands version {version}"
+            ));
+        }
+        let found = self.size.load(Ordering::Relaxed);
+        if usize::try_from(found).ok() != Some(size) {
+            return Err(format!(
+                "size {found} bytes, expected {size} (another element type or another ABI?)"
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl Default for Header {
+    fn default() -> Header {
+        Header::new()
+    }
+}
+
+fn show_magic(m: [u8; 4]) -> String {
+    if m.iter().all(|b| b.is_ascii_graphic()) {
+        format!("{:?}", String::from_utf8_lossy(&m))
+    } else {
+        format!("{:#010x}", u32::from_be_bytes(m))
+    }
+}
+
+/// A primitive that lives in shared memory and starts with a [`Header`].
+///
+/// # Safety
+/// The implementing type must be `#[repr(C)]` with the header as its first field, and every bit
+/// pattern must be a valid value of it (atomics, `UnsafeCell`s of C structs and `Pod` data), so that
+/// a reference to it may be made over any bytes another process wrote.
+#[cfg_attr(loom, allow(dead_code))]
+pub(crate) unsafe trait Shared: Sized {
+    /// The type's four-letter magic.
+    const MAGIC: [u8; 4];
+    /// The type's layout version; change it with the layout.
+    const VERSION: u32;
+    /// The type's name in error messages.
+    const NAME: &'static str;
+
+    /// The header (the first field).
+    fn header(&self) -> &Header;
+
+    /// Checks the body of a `READY` primitive; the reason it is unusable, if it is.
+    fn check(&self) -> std::result::Result<(), String> {
+        Ok(())
+    }
+}
+
+/// The error object naming a primitive at an address.
+#[cfg_attr(loom, allow(dead_code))]
+pub(crate) fn object_at<T: Shared>(addr: *const u8) -> Object {
+    Object::Other(format!("ipckit::sync::{} at {addr:p}", T::NAME))
+}
+
+/// The `T` at the start of `region`, after checking size and alignment.
+#[cfg(not(loom))]
+pub(crate) fn place<'a, T: Shared>(op: &'static str, region: &'a mut [u8]) -> Result<&'a T> {
+    let addr = region.as_mut_ptr();
+    let (size, align) = (std::mem::size_of::<T>(), std::mem::align_of::<T>());
+    if region.len() < size {
+        return Err(Error::invalid(
+            op,
+            object_at::<T>(addr),
+            format!(
+                "needs {size} bytes but the region has {} bytes",
+                region.len()
+            ),
+        ));
+    }
+    if (addr as usize) % align != 0 {
+        return Err(Error::invalid(
+            op,
+            object_at::<T>(addr),
+            format!("needs {align}-byte alignment"),
+        ));
+    }
+    // SAFETY: the region is large enough and aligned for T (checked above), every bit pattern is
+    // a valid T (the `Shared` contract), and the exclusive borrow of the region is held for 'a, so
+    // nothing in this process accesses those bytes other than through the returned reference;
+    // T's fields are atomics and `UnsafeCell`s, which permit the shared mutation other processes
+    // do.
+    Ok(unsafe { &*addr.cast::<T>() })
+}
+
+/// `init_in`: claims the region and initialises it with `init`, or waits for the process that
+/// claimed it and validates its work.
+#[cfg(not(loom))]
+pub(crate) fn init_in<T: Shared>(
+    region: &mut [u8],
+    init: impl FnOnce(&T) -> Result<()>,
+) -> Result<&T> {
+    const OP: &str = "init_in";
+    let t = place::<T>(OP, region)?;
+    if t.header().claim() == Claim::Won {
+        if let Err(e) = init(t) {
+            t.header().abandon();
+            return Err(e);
+        }
+        t.header()
+            .publish(T::MAGIC, T::VERSION, std::mem::size_of::<T>());
+        return Ok(t);
+    }
+    validate(OP, t)
+}
+
+/// `open_in`: the primitive another process initialised in `region`, validated.
+#[cfg(not(loom))]
+pub(crate) fn open_in<T: Shared>(region: &mut [u8]) -> Result<&T> {
+    const OP: &str = "open_in";
+    let t = place::<T>(OP, region)?;
+    if t.header().state() == UNINIT {
+        return Err(Error::invalid(
+            OP,
+            object_at::<T>(t as *const T as *const u8),
+            "the region holds no initialised primitive (call init_in first)",
+        ));
+    }
+    validate(OP, t)
+}
+
+/// Waits for `READY` and checks header and body.
+#[cfg(not(loom))]
+fn validate<'a, T: Shared>(op: &'static str, t: &'a T) -> Result<&'a T> {
+    let object = || object_at::<T>(t as *const T as *const u8);
+    match t.header().settled_state() {
+        None => Err(Error::os(
+            op,
+            object(),
+            std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                format!(
+                    "another process began initialising it and had not finished after {} s (did it die?)",
+                    INIT_WAIT.as_secs()
+                ),
+            ),
+        )),
+        Some(READY) => {
+            t.header()
+                .validate(T::MAGIC, T::VERSION, std::mem::size_of::<T>())
+                .and_then(|()| t.check())
+                .map_err(|detail| Error::corrupt(op, object(), detail))?;
+            Ok(t)
+        }
+        Some(UNINIT) => Err(Error::invalid(
+            op,
+            object(),
+            "the process initialising it gave up (its initialisation failed)",
+        )),
+        Some(state) => Err(Error::corrupt(
+            op,
+            object(),
+            format!("state word {state:#010x} is none of UNINIT, INITIALISING, READY"),
+        )),
+    }
+}
+
+/// The bytes of one `T` at `offset` in `region`, checked for bounds and alignment.
+pub(crate) fn region_at<T>(region: &mut [u8], offset: usize) -> Result<&mut [u8]> {
+    let ty = std::any::type_name::<T>();
+    let (size, align) = (std::mem::size_of::<T>(), std::mem::align_of::<T>());
+    let len = region.len();
+    let object = || Object::Other(format!("region of {len} bytes at {:p}", region.as_ptr()));
+    let end = offset.checked_add(size).filter(|&end| end <= len);
+    let Some(end) = end else {
+        return Err(Error::invalid(
+            "region_at",
+            object(),
+            format!("{ty} ({size} bytes) at offset {offset} does not fit"),
+        ));
+    };
+    if (region.as_ptr() as usize).wrapping_add(offset) % align != 0 {
+        return Err(Error::invalid(
+            "region_at",
+            object(),
+            format!("{ty} needs {align}-byte alignment but offset {offset} is not aligned"),
+        ));
+    }
+    Ok(&mut region[offset..end])
+}

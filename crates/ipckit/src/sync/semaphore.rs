@@ -1,0 +1,186 @@
+//! A counting semaphore that lives inside shared memory, built on a shared futex: `wait` takes one
+//! (sleeping in the kernel while the count is zero), `post` gives one back and wakes a sleeper.
+//!
+//! Unlike a System V semaphore it costs no system call when it does not have to sleep or wake, and
+//! unlike a POSIX `sem_t` its layout is ipckit's own and validated on open. The trap it does *not*
+//! remove: like any semaphore it has no owner, so a process that dies between `wait` and `post`
+//! never gives its unit back — use [`Mutex`](super::Mutex) for critical sections, or a System V
+//! semaphore with `SEM_UNDO`.
+//!
+//! # References
+//! [futex(2)](https://man7.org/linux/man-pages/man2/futex.2.html),
+//! [sem_overview(7)](https://man7.org/linux/man-pages/man7/sem_overview.7.html) (the same idea)
+
+use std::fmt;
+use std::time::Duration;
+
+use super::atomic::{fence, AtomicU32, Ordering};
+use super::futex;
+use super::place::{Header, Shared};
+use crate::error::{Error, Result};
+
+/// The largest value a [`Semaphore`] holds (`SEM_VALUE_MAX` on Linux).
+pub const SEMAPHORE_MAX: u32 = i32::MAX as u32;
+
+/// A counting semaphore in shared memory.
+#[repr(C)]
+pub struct Semaphore {
+    header: Header,
+    /// The count; the futex word sleepers wait on while it is 0.
+    value: AtomicU32,
+    /// How many are (about to be) asleep on `value`; `post` skips the wake system call at 0. A
+    /// sleeper that dies leaves it too high, which only costs `post` a needless wake.
+    waiters: AtomicU32,
+}
+
+// SAFETY: repr(C), header first, the rest atomics: every bit pattern is valid.
+unsafe impl Shared for Semaphore {
+    const MAGIC: [u8; 4] = *b"IKSM";
+    const VERSION: u32 = 1;
+    const NAME: &'static str = "Semaphore";
+
+    fn header(&self) -> &Header {
+        &self.header
+    }
+
+    fn check(&self) -> std::result::Result<(), String> {
+        let v = self.value.load(Ordering::Relaxed);
+        if v > SEMAPHORE_MAX {
+            return Err(format!("value {v} exceeds {SEMAPHORE_MAX}"));
+        }
+        Ok(())
+    }
+}
+
+impl Semaphore {
+    /// A semaphore holding `value` in ordinary memory, for threads (values above
+    /// [`SEMAPHORE_MAX`] are clamped).
+    pub fn new(value: u32) -> Semaphore {
+        Semaphore {
+            header: Header::ready(Self::MAGIC, Self::VERSION, std::mem::size_of::<Self>()),
+            value: AtomicU32::new(value.min(SEMAPHORE_MAX)),
+            waiters: AtomicU32::new(0),
+        }
+    }
+
+    /// Initialises a semaphore holding `value` at the start of `region`, once, even when
+    /// processes race (the losers' `value` is ignored). `value` must be at most
+    /// [`SEMAPHORE_MAX`].
+    #[cfg(not(loom))]
+    pub fn init_in(region: &mut [u8], value: u32) -> Result<&Semaphore> {
+        if value > SEMAPHORE_MAX {
+            return Err(Error::TooLarge {
+                op: "init_in",
+                object: super::place::object_at::<Self>(region.as_ptr()),
+                what: "initial value",
+                len: value as usize,
+                limit: SEMAPHORE_MAX as usize,
+                limit_name: "SEMAPHORE_MAX",
+            });
+        }
+        super::place::init_in::<Semaphore>(region, |s| {
+            s.value.store(value, Ordering::Relaxed);
+            s.waiters.store(0, Ordering::Relaxed);
+            Ok(())
+        })
+    }
+
+    /// Validates and returns the semaphore another process initialised at the start of
+    /// `region`.
+    #[cfg(not(loom))]
+    pub fn open_in(region: &mut [u8]) -> Result<&Semaphore> {
+        super::place::open_in::<Semaphore>(region)
+    }
+
+    /// Takes one if the count is above zero, without waiting.
+    pub fn try_wait(&self) -> bool {
+        let mut v = self.value.load(Ordering::Relaxed);
+        while v > 0 {
+            // Acquire: what the poster did before `post` happens before what we do after.
+            match self
+                .value
+                .compare_exchange_weak(v, v - 1, Ordering::Acquire, Ordering::Relaxed)
+            {
+                Ok(_) => return true,
+                Err(now) => v = now,
+            }
+        }
+        false
+    }
+
+    /// `futex(&value, FUTEX_WAIT, 0)` while the count is zero, then takes one.
+    pub fn wait(&self) {
+        while !self.try_wait() {
+            self.sleep(None);
+        }
+    }
+
+    /// Like [`wait`](Self::wait), but gives up after `timeout`: `true` if one was taken.
+    pub fn wait_timeout(&self, timeout: Duration) -> bool {
+        let deadline = futex::deadline(timeout);
+        loop {
+            if self.try_wait() {
+                return true;
+            }
+            let left = futex::remaining(deadline);
+            if left == Some(Duration::ZERO) {
+                return false;
+            }
+            self.sleep(left);
+        }
+    }
+
+    /// One futex sleep while the count is 0.
+    fn sleep(&self, timeout: Option<Duration>) {
+        self.waiters.fetch_add(1, Ordering::Relaxed);
+        // Orders our store to `waiters` before the load of `value` that FUTEX_WAIT makes; pairs
+        // with the fence in `post` (its store to `value`, its load of `waiters`). Either the
+        // kernel sees the posted value and does not sleep, or `post` sees us and wakes us.
+        fence(Ordering::SeqCst);
+        futex::wait(&self.value, 0, timeout);
+        self.waiters.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    /// `futex(&value, FUTEX_WAKE, 1)` after adding one — gives one back and wakes a sleeper if
+    /// there is one. Fails (`EOVERFLOW`, nothing changed) at [`SEMAPHORE_MAX`].
+    pub fn post(&self) -> Result<()> {
+        let mut v = self.value.load(Ordering::Relaxed);
+        loop {
+            if v >= SEMAPHORE_MAX {
+                return Err(Error::os(
+                    "post",
+                    super::place::object_at::<Self>(self as *const Self as *const u8),
+                    std::io::Error::from_raw_os_error(libc::EOVERFLOW),
+                ));
+            }
+            // Release: pairs with the acquire of the taker.
+            match self
+                .value
+                .compare_exchange_weak(v, v + 1, Ordering::Release, Ordering::Relaxed)
+            {
+                Ok(_) => break,
+                Err(now) => v = now,
+            }
+        }
+        // Orders our store to `value` before our load of `waiters`; pairs with the fence in
+        // `sleep` (see there).
+        fence(Ordering::SeqCst);
+        if self.waiters.load(Ordering::Relaxed) > 0 {
+            futex::wake(&self.value, 1);
+        }
+        Ok(())
+    }
+
+    /// The count now (it may change at once).
+    pub fn value(&self) -> u32 {
+        self.value.load(Ordering::Relaxed)
+    }
+}
+
+impl fmt::Debug for Semaphore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Semaphore")
+            .field("value", &self.value())
+            .finish_non_exhaustive()
+    }
+}
