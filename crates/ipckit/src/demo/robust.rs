@@ -1,0 +1,202 @@
+//! `ipckit demo robust`: a process is killed inside a robust mutex's critical section; the next
+//! process is told, repairs the data and marks the mutex consistent; after that it works as before.
+
+use std::time::Duration;
+
+use bytemuck::{Pod, Zeroable};
+
+use super::{Launcher, Workers};
+use crate::error::{Error, Object, Result};
+use crate::sync::{Event, EventMode, LockError, Mutex, Regions};
+use crate::sysv::shm::{OwnedSegment, Segment};
+use crate::Key;
+
+/// One step of [`run_robust`], as it happened.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Step {
+    /// A short name: `create`, `lock`, `kill`, `owner-died`, `repair`, `relock`.
+    pub name: &'static str,
+    /// What happened, in a sentence.
+    pub detail: String,
+}
+
+/// What [`run_robust`] saw.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RobustReport {
+    /// The steps, in order.
+    pub steps: Vec<Step>,
+    /// Whether the lock after the kill reported the dead owner (`EOWNERDEAD`).
+    pub owner_died: bool,
+    /// Whether, after the repair, another process locked the mutex normally and found the data
+    /// consistent.
+    pub recovered: bool,
+}
+
+/// Two accounts whose sum must stay [`TOTAL`]; a transfer changes both inside the lock.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Pod, Zeroable)]
+struct Accounts {
+    a: i64,
+    b: i64,
+}
+
+const TOTAL: i64 = 100;
+const AMOUNT: i64 = 30;
+
+fn cut(map: &mut [u8], init: bool) -> Result<(&Mutex<Accounts>, &Event)> {
+    let mut r = Regions::new(map);
+    let (m, e) = (r.take::<Mutex<Accounts>>()?, r.take::<Event>()?);
+    if init {
+        Ok((
+            Mutex::init_in(m, Accounts { a: TOTAL, b: 0 })?,
+            Event::init_in(e, EventMode::Manual, false)?,
+        ))
+    } else {
+        Ok((Mutex::open_in(m)?, Event::open_in(e)?))
+    }
+}
+
+fn failed(detail: String) -> Error {
+    Error::os(
+        "demo robust",
+        Object::Other("robust mutex demo".into()),
+        std::io::Error::other(detail),
+    )
+}
+
+/// Runs the demo with workers started through `launcher`, calling `on_step` as each step
+/// happens. The segment is removed before returning, also on error.
+pub fn run_robust(launcher: &Launcher, mut on_step: impl FnMut(&Step)) -> Result<RobustReport> {
+    let seg: OwnedSegment = Segment::options()
+        .size(4096)
+        .exclusive(true)
+        .open(Key::PRIVATE)?
+        .into_owned();
+    let mut map = seg.attach()?;
+    let (m, inside) = cut(&mut map, true)?;
+    let mut steps = Vec::new();
+    let mut step = |name: &'static str, detail: String| {
+        let s = Step { name, detail };
+        on_step(&s);
+        steps.push(s);
+    };
+    step(
+        "create",
+        format!(
+            "robust mutex in System V segment {} guards accounts a={TOTAL}, b=0 (a+b must stay {TOTAL})",
+            seg.id()
+        ),
+    );
+
+    let mut workers = Workers::new();
+    workers
+        .children
+        .push(launcher.spawn(&format!("robust:hold:{}", seg.id()))?);
+    let holder = workers.children[0].id();
+    workers.wait_until(Duration::from_secs(30), "the holder locking", || {
+        inside.is_set()
+    })?;
+    step(
+        "lock",
+        format!("process {holder} locked the mutex and moved {AMOUNT} out of a, not yet into b"),
+    );
+
+    let mut child = workers.children.remove(0);
+    let killed = child.kill();
+    let reaped = child.wait();
+    killed.map_err(|e| Error::os("kill", Object::Other(format!("process {holder}")), e))?;
+    let status =
+        reaped.map_err(|e| Error::os("waitpid", Object::Other(format!("process {holder}")), e))?;
+    step(
+        "kill",
+        format!(
+            "sent SIGKILL to process {holder} inside the critical section; it ended ({status})"
+        ),
+    );
+
+    let me = std::process::id();
+    let (owner_died, mut guard) = match m.lock() {
+        Err(LockError::OwnerDied(g)) => (true, g),
+        Ok(g) => (false, g),
+        Err(e) => return Err(e.into()),
+    };
+    let found = *guard;
+    step(
+        "owner-died",
+        if owner_died {
+            format!(
+                "process {me} locked it and was told the owner died (EOWNERDEAD); it found a={}, b={} (sum {})",
+                found.a,
+                found.b,
+                found.a + found.b
+            )
+        } else {
+            format!("process {me} locked it without being told the owner died")
+        },
+    );
+    if !owner_died {
+        return Ok(RobustReport {
+            steps,
+            owner_died,
+            recovered: false,
+        });
+    }
+    guard.b = TOTAL - guard.a;
+    guard.mark_consistent()?;
+    let repaired = *guard;
+    drop(guard);
+    step(
+        "repair",
+        format!(
+            "process {me} completed the transfer (a={}, b={}), marked the mutex consistent and unlocked",
+            repaired.a, repaired.b
+        ),
+    );
+
+    workers
+        .children
+        .push(launcher.spawn(&format!("robust:check:{}", seg.id()))?);
+    let checker = workers.children[0].id();
+    let recovered = workers.wait_all().is_ok();
+    step(
+        "relock",
+        if recovered {
+            format!("process {checker} locked the mutex normally and found a+b={TOTAL}")
+        } else {
+            format!("process {checker} could not lock the mutex normally or found a+b≠{TOTAL}")
+        },
+    );
+    Ok(RobustReport {
+        steps,
+        owner_died,
+        recovered,
+    })
+}
+
+/// One worker: `hold:SHMID` (lock, break the invariant, announce, wait to be killed) or
+/// `check:SHMID` (lock normally and check the invariant). `None` for a malformed spec.
+pub(super) fn worker(spec: &str) -> Option<Result<()>> {
+    let (role, id) = spec.split_once(':')?;
+    let id: i32 = id.parse().ok()?;
+    let run = |hold: bool| -> Result<()> {
+        let mut map = Segment::from_id(id).attach()?;
+        let (m, inside) = cut(&mut map, false)?;
+        let mut g = m.lock()?;
+        if hold {
+            g.a -= AMOUNT;
+            inside.set();
+            loop {
+                std::thread::sleep(Duration::from_secs(1));
+            }
+        }
+        if g.a + g.b != TOTAL {
+            return Err(failed(format!("found a={}, b={}", g.a, g.b)));
+        }
+        Ok(())
+    };
+    match role {
+        "hold" => Some(run(true)),
+        "check" => Some(run(false)),
+        _ => None,
+    }
+}
