@@ -48,6 +48,9 @@
 //!   discarded with the segment (as with a pipe whose ends are all closed). Keep the consumer (or a
 //!   producer) attached while messages must survive.
 //! - A second live consumer is refused. Producers beyond `max_producers` are refused.
+//! - Liveness belongs to the open file description: a child forked without `exec` shares its
+//!   parent's descriptions, so the parent's handles count as alive while such a child lives
+//!   (the descriptors are close-on-exec, so `fork` + `exec` is fine).
 //! - A producer whose consumer closed gets [`Error::Closed`](crate::Error::Closed); one whose
 //!   consumer died gets `PeerDied` while it waits for room (a full lane).
 //!
