@@ -8,7 +8,7 @@ use std::os::fd::{AsRawFd, BorrowedFd};
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
-use ipckit::channel::{Consumer, Options, Producer};
+use ipckit::channel::{self, Consumer, Options, Producer};
 use ipckit::Error;
 use ipckit_testkit::{child_role, spawn_self};
 
@@ -425,6 +425,39 @@ fn next_open_recovers_after_every_participant_was_killed() {
     drop(tx);
     drop(rx);
     assert!(!shm_path(&name).exists());
+}
+
+#[test]
+fn orphan_is_removed_only_once_every_participant_is_dead() {
+    if child_role().is_some() {
+        let name = env(NAME_VAR);
+        let _rx = Consumer::open(&name).unwrap();
+        let _tx = Producer::open(&name).unwrap();
+        println!("{READY}");
+        std::thread::sleep(Duration::from_secs(60));
+        return;
+    }
+    let (name, _guard) = channel_name("orphan");
+    let mut child = spawn(
+        "orphan_is_removed_only_once_every_participant_is_dead",
+        "crasher",
+        &[(NAME_VAR, name.clone())],
+        true,
+    );
+    child.wait_ready();
+    assert!(
+        !channel::remove_if_orphaned(&name).unwrap(),
+        "its participants are alive"
+    );
+    assert!(shm_path(&name).exists());
+    child.kill();
+    assert!(channel::remove_if_orphaned(&name).unwrap());
+    assert!(!shm_path(&name).exists());
+    let e = channel::remove_if_orphaned(&name).unwrap_err();
+    assert_eq!(e.kind(), std::io::ErrorKind::NotFound, "{e}");
+    // A live channel in this process is no orphan either.
+    let _rx = Consumer::open(&name).unwrap();
+    assert!(!channel::remove_if_orphaned(&name).unwrap());
 }
 
 #[test]

@@ -336,6 +336,17 @@ mod api {
         segment::unlink(name)
     }
 
+    /// Removes the channel `name` if it is an orphan: a channel segment with nobody attached
+    /// (every participant died) and nobody opening or leaving it. Returns whether it removed it;
+    /// `false` for a live channel and for a file that is not a channel. For garbage collection
+    /// (`ipckit gc`): the check and the `shm_unlink(name)` happen under the channel's init lock,
+    /// so a process opening it at that moment creates a new channel rather than losing its own.
+    ///
+    /// Errors: an invalid name; `NotFound` if there is no such name.
+    pub fn remove_if_orphaned(name: &str) -> Result<bool> {
+        segment::remove_if_orphaned(name)
+    }
+
     /// How long an operation may wait.
     #[derive(Debug, Clone, Copy)]
     pub(crate) enum Patience {

@@ -21,7 +21,8 @@ use rustix::mm::{MapFlags, ProtFlags};
 use super::atomic::Ordering;
 use super::header::{
     lane_lock_byte, Geometry, Header, LaneCtl, CONSUMER_ATTACHED, CONSUMER_LOCK_BYTE,
-    CONSUMER_NONE, INIT_LOCK_BYTE, LANE_ACTIVE, LANE_CLOSED, LANE_FREE, LOCK_BASE, PAGE,
+    CONSUMER_NONE, INIT_LOCK_BYTE, LANE_ACTIVE, LANE_CLOSED, LANE_FREE, LOCK_BASE, MAGIC,
+    MAX_PRODUCERS, PAGE,
 };
 use super::lock;
 use super::ring::RingBuf;
@@ -500,4 +501,41 @@ pub(crate) fn unlink(name: &str) -> Result<()> {
     let object = Object::Other(format!("channel {name}"));
     crate::posix::check_name("shm_unlink", object.clone(), name)?;
     rustix::shm::unlink(name).map_err(|e| Error::os("shm_unlink", object, e))
+}
+
+/// Unlinks `name` if it is a channel nobody is attached to (see `channel::remove_if_orphaned`).
+pub(crate) fn remove_if_orphaned(name: &str) -> Result<bool> {
+    const OP: &str = "remove_if_orphaned";
+    let object = Object::Other(format!("channel {name}"));
+    crate::posix::check_name(OP, object.clone(), name)?;
+    let flags =
+        rustix::shm::OFlags::RDWR | rustix::shm::OFlags::from_bits_retain(OFlags::NOFOLLOW.bits());
+    let fd = rustix::shm::open(name, flags, Mode::empty())
+        .map_err(|e| Error::os("shm_open", object.clone(), e))?;
+    let os = |op: &'static str| {
+        let object = object.clone();
+        move |e: io::Error| Error::os(op, object, e)
+    };
+    // Someone is opening or leaving right now: not an orphan. Holding the init lock keeps
+    // openers out until we are done; one that already has the name open sees it unlinked
+    // (nlink 0) when it gets the lock, and creates a new channel.
+    if !lock::try_lock(fd.as_fd(), INIT_LOCK_BYTE).map_err(os("fcntl(F_OFD_SETLK)"))? {
+        return Ok(false);
+    }
+    let st = rustix::fs::fstat(&fd).map_err(|e| os("fstat")(e.into()))?;
+    if st.st_nlink == 0 || (st.st_size as u64) < PAGE as u64 {
+        return Ok(false);
+    }
+    let mut magic = [0u8; 8];
+    let n = rustix::io::pread(&fd, &mut magic, 0).map_err(|e| os("pread")(e.into()))?;
+    if n != 8 || u64::from_le_bytes(magic) != MAGIC {
+        return Ok(false);
+    }
+    if lock::held_by_other(fd.as_fd(), LOCK_BASE, 1 + MAX_PRODUCERS as u64)
+        .map_err(os("fcntl(F_OFD_GETLK)"))?
+    {
+        return Ok(false);
+    }
+    rustix::shm::unlink(name).map_err(|e| Error::os("shm_unlink", object, e))?;
+    Ok(true)
 }
