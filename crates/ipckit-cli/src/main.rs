@@ -9,6 +9,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod bench;
+mod demo;
 mod dump;
 mod gc;
 mod key;
@@ -55,6 +56,9 @@ enum Command {
     Send(send::Args),
     /// Receive what `ipckit send NAME` sends and write it to standard output.
     Recv(recv::Args),
+    /// Run a demonstration: processes contending for a lock in shared memory (`demo mutex`), or a
+    /// robust mutex whose holder is killed (`demo robust`).
+    Demo(demo::Args),
     /// The peer process of `ipckit bench` (started by it).
     #[command(name = "bench-peer", hide = true)]
     BenchPeer {
@@ -78,6 +82,7 @@ fn main() -> ExitCode {
         Command::Bench(args) => bench::run(args),
         Command::Send(args) => send::run(args),
         Command::Recv(args) => recv::run(args),
+        Command::Demo(args) => demo::run(args),
         Command::BenchPeer { args } => bench::peer(args),
     };
     match result {

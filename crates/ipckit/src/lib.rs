@@ -58,6 +58,7 @@
 #[cfg(feature = "bench")]
 pub mod bench;
 pub mod channel;
+#[cfg(not(loom))]
 pub mod demo;
 pub mod error;
 pub mod inspect;

@@ -192,32 +192,36 @@ fn cut(map: &mut [u8], init: bool) -> Result<Shm<'_>> {
     }
 }
 
-fn invalid(reason: String) -> Error {
-    Error::invalid("demo mutex", Object::Other("demo mutex".into()), reason)
+fn invalid(demo: &MutexDemo, reason: String) -> Error {
+    let flags = format!(
+        "--algo {} --procs {} --iters {}",
+        demo.algo, demo.procs, demo.iters
+    );
+    Error::invalid("demo mutex", Object::Other(flags), reason)
 }
 
 /// Checks the demo's parameters before anything is created.
 fn check(demo: &MutexDemo) -> Result<()> {
     if let Some(n) = demo.algo.fixed_procs() {
         if demo.procs != n {
-            return Err(invalid(format!(
-                "{} is a {n}-process algorithm: use --procs {n} (got {})",
-                demo.algo, demo.procs
-            )));
+            return Err(invalid(
+                demo,
+                format!("{} is a {n}-process algorithm: use --procs {n}", demo.algo),
+            ));
         }
     }
     if demo.procs == 0 || demo.procs > MAX_PARTICIPANTS {
-        return Err(invalid(format!(
-            "--procs must be between 1 and {MAX_PARTICIPANTS} (got {})",
-            demo.procs
-        )));
+        return Err(invalid(
+            demo,
+            format!("--procs must be between 1 and {MAX_PARTICIPANTS}"),
+        ));
     }
     if demo.iters == 0 {
-        return Err(invalid("--iters must be at least 1".into()));
+        return Err(invalid(demo, "--iters must be at least 1".into()));
     }
     demo.iters
         .checked_mul(demo.procs as u64)
-        .ok_or_else(|| invalid("--procs × --iters overflows a 64-bit counter".into()))?;
+        .ok_or_else(|| invalid(demo, "--procs × --iters overflows a 64-bit counter".into()))?;
     Ok(())
 }
 
