@@ -136,3 +136,37 @@ fn corrupted_live_segment_gives_ok_or_errors_never_a_panic_or_a_hang() {
         Err(mpsc::RecvTimeoutError::Timeout) => panic!("the channel hung on corrupted memory"),
     }
 }
+
+/// Offsets in the layout of a 2-lane, 4 KiB channel (see `channel/header.rs`): lane 0's tail is
+/// the first field of the lane table, its ring starts at 8 KiB.
+const LANE0_TAIL: u64 = 4096;
+const RING0: u64 = 8192;
+
+#[test]
+fn impossible_record_length_and_runaway_tail_are_reported_as_corrupt() {
+    let (name, _guard) = channel_name("corrupt");
+    let opts = Options::new().lane_capacity(4096).max_producers(2).clone();
+    let mut rx = opts.consumer(&name).unwrap();
+    let mut tx = Producer::open(&name).unwrap();
+    assert_eq!(tx.lane(), 0);
+    let file = OpenOptions::new()
+        .write(true)
+        .open(shm_path(&name))
+        .unwrap();
+    // A published record whose header claims more than a lane holds.
+    tx.send(b"hello").unwrap();
+    file.write_at(&0xffff_0000u32.to_le_bytes(), RING0).unwrap();
+    let e = rx.try_recv().unwrap_err();
+    assert!(matches!(e, Error::Corrupt { .. }), "{e}");
+    assert!(e.to_string().contains("lane 0"), "{e}");
+    assert_eq!(e.kind(), std::io::ErrorKind::InvalidData);
+    // Repaired, the record is delivered (nothing was consumed on the error).
+    file.write_at(&5u32.to_le_bytes(), RING0).unwrap();
+    assert_eq!(rx.try_recv().unwrap().unwrap(), b"hello");
+    // A tail more than one lap ahead of the consumer.
+    file.write_at(&(1u64 << 40).to_le_bytes(), LANE0_TAIL)
+        .unwrap();
+    let e = rx.recv_timeout(Duration::from_millis(10)).unwrap_err();
+    assert!(matches!(e, Error::Corrupt { .. }), "{e}");
+    assert!(e.to_string().contains("tail"), "{e}");
+}

@@ -378,14 +378,6 @@ mod buf {
             unsafe { out.set_len(out.len() + len) };
         }
 
-        /// Copies `dst.len()` bytes at `off` out of the ring.
-        #[allow(dead_code)] // used by the unit tests; the consumer appends to a Vec
-        pub(crate) fn read(&self, off: usize, dst: &mut [u8]) {
-            let src = self.ptr(off, dst.len());
-            // SAFETY: `src..src + len` is inside the ring (checked by `ptr`); `dst` is our own
-            // exclusive buffer, not part of the mapping.
-            unsafe { std::ptr::copy_nonoverlapping(src, dst.as_mut_ptr(), dst.len()) };
-        }
     }
 }
 
