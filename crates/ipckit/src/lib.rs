@@ -55,7 +55,7 @@
 //! ```
 #![warn(missing_docs)]
 
-#[cfg(feature = "bench")]
+#[cfg(all(feature = "bench", not(loom)))]
 pub mod bench;
 pub mod channel;
 #[cfg(not(loom))]
@@ -69,6 +69,7 @@ pub mod posix;
 pub mod signal;
 pub mod sync;
 pub mod sysv;
+#[cfg(not(loom))]
 pub mod transport;
 pub mod unix;
 mod view;
