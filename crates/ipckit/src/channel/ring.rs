@@ -377,7 +377,6 @@ mod buf {
             // SAFETY: the `len` bytes after the old length were initialised just above.
             unsafe { out.set_len(out.len() + len) };
         }
-
     }
 }
 
