@@ -293,3 +293,35 @@ fn anonymous_channel_round_trip_and_end_of_stream() {
     assert_eq!(rx.recv().unwrap(), None);
     assert!(chan.consumer().is_err(), "one consumer at a time");
 }
+
+#[test]
+fn handles_are_send_and_spin_mode_waits_without_sleeping() {
+    fn assert_send<T: Send>() {}
+    assert_send::<Producer>();
+    assert_send::<Consumer>();
+    let (name, _guard) = channel_name("spin");
+    let spin = Options::new()
+        .lane_capacity(4096)
+        .wait(ipckit::channel::Wait::Spin)
+        .clone();
+    let mut rx = spin.consumer(&name).unwrap();
+    let mut tx = spin.producer(&name).unwrap();
+    // The producer moves to another thread; 5000 messages through a 4 KiB lane make both sides
+    // wait (busy-polling) many times.
+    let sender = std::thread::spawn(move || {
+        for seq in 0..5000 {
+            tx.send(&message(0, seq, 200)).unwrap();
+        }
+    });
+    for seq in 0..5000 {
+        assert_eq!(check(&rx.recv().unwrap().unwrap()), (0, seq));
+    }
+    sender.join().unwrap();
+    assert_eq!(
+        rx.recv().unwrap(),
+        None,
+        "the producer was dropped: end of stream"
+    );
+    let e = rx.recv_timeout(Duration::from_millis(1));
+    assert_eq!(e.unwrap(), None);
+}
