@@ -9,6 +9,7 @@
 //! ([`Header::publish`]). Everybody else waits (bounded) until an acquire load sees `READY`, and then
 //! validates the header before using the body, exactly as an opener does.
 
+#[cfg(not(loom))]
 use std::time::Duration;
 
 use super::atomic::{AtomicU32, Ordering};
