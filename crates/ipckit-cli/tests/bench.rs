@@ -1,0 +1,224 @@
+//! `ipckit bench`: a tiny run writes JSON of the documented schema and a well-formed SVG that
+//! names every transport it plots; n/a cells say why; merge joins files; bad flags are one line.
+//! No test looks at how fast anything was.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use serde_json::Value;
+
+fn ipckit(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_ipckit"))
+        .args(args)
+        .output()
+        .expect("run ipckit")
+}
+
+/// A fresh directory for one test's files, removed at the end (also on panic).
+struct Dir(PathBuf);
+
+impl Dir {
+    fn new(what: &str) -> Dir {
+        let d = ipckit_testkit::unique_path(what);
+        std::fs::create_dir_all(&d).unwrap();
+        Dir(d)
+    }
+    fn file(&self, name: &str) -> String {
+        self.0.join(name).display().to_string()
+    }
+}
+
+impl Drop for Dir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn text(out: &Output) -> (String, String) {
+    (
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+const TINY: [&str; 6] = ["--iterations", "50", "--duration", "100ms", "--sizes", "64"];
+
+/// Checks one results file against the schema: keys and JSON types, per pattern.
+fn check_schema(doc: &Value) -> Vec<(String, String, u64)> {
+    let machine = &doc["machine"];
+    assert!(machine["cpus"].is_u64(), "{machine}");
+    assert!(machine["cpu_model"].is_string(), "{machine}");
+    assert!(machine["kernel"].is_string(), "{machine}");
+    assert_eq!(doc.as_object().unwrap().len(), 2, "only machine and results: {doc}");
+    let results = doc["results"].as_array().expect("results array");
+    let mut cells = Vec::new();
+    for r in results {
+        let obj = r.as_object().unwrap();
+        let transport = r["transport"].as_str().expect("transport").to_string();
+        let pattern = r["pattern"].as_str().expect("pattern").to_string();
+        let size = r["size"].as_u64().expect("size");
+        let mut keys: Vec<&str> = obj.keys().map(String::as_str).collect();
+        keys.sort_unstable();
+        match pattern.as_str() {
+            "latency" => {
+                let mut want = vec![
+                    "transport", "pattern", "size", "iterations", "mean_ns", "p50_ns", "p90_ns",
+                    "p99_ns", "p999_ns", "max_ns",
+                ];
+                want.sort_unstable();
+                assert_eq!(keys, want, "{r}");
+                assert!(r["iterations"].as_u64().unwrap() >= 1, "{r}");
+                assert!(r["mean_ns"].is_number(), "{r}");
+                for k in ["p50_ns", "p90_ns", "p99_ns", "p999_ns", "max_ns"] {
+                    assert!(r[k].is_u64(), "{k} in {r}");
+                }
+                let p = |k: &str| r[k].as_u64().unwrap();
+                assert!(p("p50_ns") <= p("p90_ns") && p("p90_ns") <= p("p99_ns"), "{r}");
+                assert!(p("p99_ns") <= p("p999_ns") && p("p999_ns") <= p("max_ns"), "{r}");
+            }
+            "throughput" => {
+                let mut want = vec![
+                    "transport", "pattern", "size", "messages", "seconds", "msgs_per_sec",
+                    "bytes_per_sec",
+                ];
+                want.sort_unstable();
+                assert_eq!(keys, want, "{r}");
+                assert!(r["messages"].as_u64().unwrap() >= 1, "{r}");
+                for k in ["seconds", "msgs_per_sec", "bytes_per_sec"] {
+                    assert!(r[k].as_f64().unwrap() > 0.0, "{k} in {r}");
+                }
+            }
+            other => panic!("pattern {other:?} in {r}"),
+        }
+        cells.push((transport, pattern, size));
+    }
+    cells
+}
+
+/// Parses the SVG as XML and returns the text of every `<text>` element.
+fn svg_texts(path: &Path) -> Vec<String> {
+    let svg = std::fs::read_to_string(path).unwrap();
+    let doc = roxmltree::Document::parse(&svg).expect("the SVG is well-formed XML");
+    assert_eq!(doc.root_element().tag_name().name(), "svg");
+    doc.descendants()
+        .filter(|n| n.has_tag_name("text"))
+        .filter_map(|n| n.text())
+        .map(|t| t.trim().to_string())
+        .collect()
+}
+
+#[test]
+fn a_tiny_run_of_every_transport_writes_the_schema_and_a_chart_naming_them() {
+    let dir = Dir::new("bench");
+    let (json, svg) = (dir.file("r.json"), dir.file("r.svg"));
+    let mut args = TINY.to_vec();
+    args.extend(["--json", &json, "--svg", &svg]);
+    let out = ipckit(&[&["bench"][..], &args].concat());
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+
+    let doc: Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    let cells = check_schema(&doc);
+    for kind in ipckit::transport::TransportKind::ALL {
+        let name = kind.name();
+        let has = |pattern: &str, size: u64| {
+            cells.iter().any(|c| c.0 == name && c.1 == pattern && c.2 == size)
+        };
+        if name == "signal" {
+            // Latency only, at one int; 64 bytes is n/a, and the table says why.
+            assert!(has("latency", 4), "signal latency at 4 bytes");
+            assert!(!has("latency", 64) && !has("throughput", 64));
+            assert!(stdout.contains("sigqueue carries one int"), "{stdout}");
+        } else {
+            assert!(has("latency", 64), "{name} latency");
+            assert!(has("throughput", 64), "{name} throughput");
+        }
+        assert!(stdout.contains(name), "the table names {name}:\n{stdout}");
+    }
+
+    let texts = svg_texts(Path::new(&svg));
+    for kind in ipckit::transport::TransportKind::ALL {
+        assert!(
+            texts.iter().any(|t| t == kind.name()),
+            "the chart names {}: {texts:?}",
+            kind.name()
+        );
+    }
+}
+
+#[test]
+fn sizes_a_transport_cannot_carry_are_na_with_the_reason() {
+    let dir = Dir::new("bench-na");
+    let json = dir.file("r.json");
+    let out = ipckit(&[
+        "bench", "--transports", "sysv-msg,posix-mq", "--sizes", "64,1M", "--pattern",
+        "latency", "--iterations", "20", "--duration", "100ms", "--json", &json,
+    ]);
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    assert!(stdout.contains("n/a"), "{stdout}");
+    assert!(stdout.contains("msgmax"), "{stdout}");
+    assert!(stdout.contains("msgsize_max"), "{stdout}");
+    let doc: Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    let cells = check_schema(&doc);
+    assert!(cells.iter().all(|c| c.2 == 64), "only 64-byte cells measured: {cells:?}");
+    assert_eq!(cells.len(), 2);
+}
+
+#[test]
+fn merge_joins_result_files_into_one_table_json_and_chart() {
+    let dir = Dir::new("bench-merge");
+    let (a, b) = (dir.file("a.json"), dir.file("b.json"));
+    for (file, transport) in [(&a, "pipe"), (&b, "tcp")] {
+        let out = ipckit(&[
+            &["bench", "--transports", transport][..],
+            &TINY,
+            &["--json", file.as_str()],
+        ]
+        .concat());
+        assert!(out.status.success(), "{:?}", text(&out));
+    }
+    // A peer's file written by another tool, with a transport ipckit does not know.
+    let peer = dir.file("peer.json");
+    std::fs::write(
+        &peer,
+        r#"{"machine":{"cpus":2,"cpu_model":"x","kernel":"y"},"results":[
+        {"transport":"iceoryx2","pattern":"latency","size":64,"iterations":10,"mean_ns":900.0,
+         "p50_ns":800,"p90_ns":900,"p99_ns":1000,"p999_ns":1100,"max_ns":1200}]}"#,
+    )
+    .unwrap();
+    let (json, svg) = (dir.file("m.json"), dir.file("m.svg"));
+    let out = ipckit(&["bench", "merge", &a, &b, &peer, "--json", &json, "--svg", &svg]);
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    for name in ["pipe", "tcp", "iceoryx2"] {
+        assert!(stdout.contains(name), "{name} in\n{stdout}");
+    }
+    let doc: Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    let cells = check_schema(&doc);
+    for name in ["pipe", "tcp", "iceoryx2"] {
+        assert!(cells.iter().any(|c| c.0 == name), "{name} in {cells:?}");
+    }
+    let texts = svg_texts(Path::new(&svg));
+    for name in ["pipe", "tcp", "iceoryx2"] {
+        assert!(texts.iter().any(|t| t == name), "{name} in {texts:?}");
+    }
+}
+
+#[test]
+fn bad_flags_and_files_are_one_line_errors() {
+    for args in [
+        &["bench", "--transports", "carrier-pigeon"][..],
+        &["bench", "--sizes", "12Q"],
+        &["bench", "--duration", "soon"],
+        &["bench", "--pattern", "sideways"],
+        &["bench", "merge", "/nonexistent/ipckit.json"],
+    ] {
+        let out = ipckit(args);
+        let (stdout, stderr) = text(&out);
+        assert!(!out.status.success(), "{args:?}");
+        assert!(stdout.is_empty(), "{args:?}: {stdout}");
+        assert_eq!(stderr.lines().count(), 1, "{args:?}: {stderr}");
+        assert!(stderr.starts_with("ipckit: "), "{args:?}: {stderr}");
+    }
+}
