@@ -93,7 +93,11 @@ pub fn peer(args: Vec<String>) -> Result<ExitCode> {
 }
 
 fn plan(args: &RunArgs) -> Result<Plan> {
-    let mut plan = if args.quick { Plan::quick() } else { Plan::new() };
+    let mut plan = if args.quick {
+        Plan::quick()
+    } else {
+        Plan::new()
+    };
     if !args.transports.is_empty() {
         plan.transports = args
             .transports
@@ -256,4 +260,3 @@ fn render(table: &bench::Table, notes: &mut Notes) -> String {
     }
     grid.to_string()
 }
-

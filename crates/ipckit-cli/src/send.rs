@@ -67,7 +67,9 @@ pub fn run(args: Args) -> Result<ExitCode> {
             let mut number = 0u64;
             loop {
                 line.clear();
-                let n = input.read_until(b'\n', &mut line).context("read standard input")?;
+                let n = input
+                    .read_until(b'\n', &mut line)
+                    .context("read standard input")?;
                 if n == 0 {
                     break;
                 }

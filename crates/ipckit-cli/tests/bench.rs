@@ -49,7 +49,11 @@ fn check_schema(doc: &Value) -> Vec<(String, String, u64)> {
     assert!(machine["cpus"].is_u64(), "{machine}");
     assert!(machine["cpu_model"].is_string(), "{machine}");
     assert!(machine["kernel"].is_string(), "{machine}");
-    assert_eq!(doc.as_object().unwrap().len(), 2, "only machine and results: {doc}");
+    assert_eq!(
+        doc.as_object().unwrap().len(),
+        2,
+        "only machine and results: {doc}"
+    );
     let results = doc["results"].as_array().expect("results array");
     let mut cells = Vec::new();
     for r in results {
@@ -62,8 +66,16 @@ fn check_schema(doc: &Value) -> Vec<(String, String, u64)> {
         match pattern.as_str() {
             "latency" => {
                 let mut want = vec![
-                    "transport", "pattern", "size", "iterations", "mean_ns", "p50_ns", "p90_ns",
-                    "p99_ns", "p999_ns", "max_ns",
+                    "transport",
+                    "pattern",
+                    "size",
+                    "iterations",
+                    "mean_ns",
+                    "p50_ns",
+                    "p90_ns",
+                    "p99_ns",
+                    "p999_ns",
+                    "max_ns",
                 ];
                 want.sort_unstable();
                 assert_eq!(keys, want, "{r}");
@@ -73,12 +85,23 @@ fn check_schema(doc: &Value) -> Vec<(String, String, u64)> {
                     assert!(r[k].is_u64(), "{k} in {r}");
                 }
                 let p = |k: &str| r[k].as_u64().unwrap();
-                assert!(p("p50_ns") <= p("p90_ns") && p("p90_ns") <= p("p99_ns"), "{r}");
-                assert!(p("p99_ns") <= p("p999_ns") && p("p999_ns") <= p("max_ns"), "{r}");
+                assert!(
+                    p("p50_ns") <= p("p90_ns") && p("p90_ns") <= p("p99_ns"),
+                    "{r}"
+                );
+                assert!(
+                    p("p99_ns") <= p("p999_ns") && p("p999_ns") <= p("max_ns"),
+                    "{r}"
+                );
             }
             "throughput" => {
                 let mut want = vec![
-                    "transport", "pattern", "size", "messages", "seconds", "msgs_per_sec",
+                    "transport",
+                    "pattern",
+                    "size",
+                    "messages",
+                    "seconds",
+                    "msgs_per_sec",
                     "bytes_per_sec",
                 ];
                 want.sort_unstable();
@@ -122,7 +145,9 @@ fn a_tiny_run_of_every_transport_writes_the_schema_and_a_chart_naming_them() {
     for kind in ipckit::transport::TransportKind::ALL {
         let name = kind.name();
         let has = |pattern: &str, size: u64| {
-            cells.iter().any(|c| c.0 == name && c.1 == pattern && c.2 == size)
+            cells
+                .iter()
+                .any(|c| c.0 == name && c.1 == pattern && c.2 == size)
         };
         if name == "signal" {
             // Latency only, at one int; 64 bytes is n/a, and the table says why.
@@ -151,8 +176,19 @@ fn sizes_a_transport_cannot_carry_are_na_with_the_reason() {
     let dir = Dir::new("bench-na");
     let json = dir.file("r.json");
     let out = ipckit(&[
-        "bench", "--transports", "sysv-msg,posix-mq", "--sizes", "64,1M", "--pattern",
-        "latency", "--iterations", "20", "--duration", "100ms", "--json", &json,
+        "bench",
+        "--transports",
+        "sysv-msg,posix-mq",
+        "--sizes",
+        "64,1M",
+        "--pattern",
+        "latency",
+        "--iterations",
+        "20",
+        "--duration",
+        "100ms",
+        "--json",
+        &json,
     ]);
     let (stdout, stderr) = text(&out);
     assert!(out.status.success(), "{stdout}\n{stderr}");
@@ -161,7 +197,10 @@ fn sizes_a_transport_cannot_carry_are_na_with_the_reason() {
     assert!(stdout.contains("msgsize_max"), "{stdout}");
     let doc: Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
     let cells = check_schema(&doc);
-    assert!(cells.iter().all(|c| c.2 == 64), "only 64-byte cells measured: {cells:?}");
+    assert!(
+        cells.iter().all(|c| c.2 == 64),
+        "only 64-byte cells measured: {cells:?}"
+    );
     assert_eq!(cells.len(), 2);
 }
 
@@ -170,12 +209,14 @@ fn merge_joins_result_files_into_one_table_json_and_chart() {
     let dir = Dir::new("bench-merge");
     let (a, b) = (dir.file("a.json"), dir.file("b.json"));
     for (file, transport) in [(&a, "pipe"), (&b, "tcp")] {
-        let out = ipckit(&[
-            &["bench", "--transports", transport][..],
-            &TINY,
-            &["--json", file.as_str()],
-        ]
-        .concat());
+        let out = ipckit(
+            &[
+                &["bench", "--transports", transport][..],
+                &TINY,
+                &["--json", file.as_str()],
+            ]
+            .concat(),
+        );
         assert!(out.status.success(), "{:?}", text(&out));
     }
     // A peer's file written by another tool, with a transport ipckit does not know.
@@ -188,7 +229,9 @@ fn merge_joins_result_files_into_one_table_json_and_chart() {
     )
     .unwrap();
     let (json, svg) = (dir.file("m.json"), dir.file("m.svg"));
-    let out = ipckit(&["bench", "merge", &a, &b, &peer, "--json", &json, "--svg", &svg]);
+    let out = ipckit(&[
+        "bench", "merge", &a, &b, &peer, "--json", &json, "--svg", &svg,
+    ]);
     let (stdout, stderr) = text(&out);
     assert!(out.status.success(), "{stdout}\n{stderr}");
     for name in ["pipe", "tcp", "iceoryx2"] {

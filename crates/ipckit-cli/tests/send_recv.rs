@@ -118,7 +118,9 @@ fn lines_arrive_whole_and_in_order_over_every_named_transport() {
 
 #[test]
 fn bytes_arrive_unchanged_in_chunks() {
-    let data: Vec<u8> = (0..300_000u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
+    let data: Vec<u8> = (0..300_000u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
     for via in ["channel", "unix-stream", "posix-mq"] {
         let n = name("bytes");
         let r = recv(&n, &["--via", via, "--framing", "bytes"]);
@@ -213,9 +215,16 @@ fn several_senders_feed_one_receiver_until_all_closed() {
     assert!(rest.is_empty());
     // Each sender's lines in its order.
     for i in 0..3 {
-        let mine: Vec<&String> = got.iter().filter(|l| l.starts_with(&format!("s{i}-"))).collect();
+        let mine: Vec<&String> = got
+            .iter()
+            .filter(|l| l.starts_with(&format!("s{i}-")))
+            .collect();
         let want: Vec<String> = (1..50).map(|k| format!("s{i}-{k}")).collect();
-        assert_eq!(mine.iter().map(|s| s.as_str()).collect::<Vec<_>>(), want, "sender {i}");
+        assert_eq!(
+            mine.iter().map(|s| s.as_str()).collect::<Vec<_>>(),
+            want,
+            "sender {i}"
+        );
     }
     assert_nothing_left(&n);
 }
@@ -252,12 +261,19 @@ fn a_sender_killed_mid_stream_makes_recv_fail_after_whole_lines() {
     s.0.kill().unwrap();
     s.0.wait().unwrap();
     let mut stderr = String::new();
-    r.0.stderr.take().unwrap().read_to_string(&mut stderr).unwrap();
+    r.0.stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
     let status = r.0.wait().unwrap();
     assert!(!status.success(), "recv must fail");
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
     assert!(stderr.contains("died"), "{stderr}");
-    assert!(lines.recv_timeout(Duration::from_secs(5)).is_err(), "nothing after the whole line");
+    assert!(
+        lines.recv_timeout(Duration::from_secs(5)).is_err(),
+        "nothing after the whole line"
+    );
     assert_nothing_left(&n);
 }
 

@@ -54,7 +54,11 @@ fn play_peer() {
         }
     }
     assert_eq!(rx.recv(&mut buf).unwrap(), None, "{kind}: end of stream");
-    assert_eq!(rx.recv(&mut buf).unwrap(), None, "{kind}: the end stays the end");
+    assert_eq!(
+        rx.recv(&mut buf).unwrap(),
+        None,
+        "{kind}: the end stays the end"
+    );
     tx.close().unwrap();
 }
 
@@ -89,7 +93,11 @@ fn round_trip(kind: TransportKind, test: &str) {
         }
     }
     tx.close().unwrap();
-    assert_eq!(rx.recv(&mut buf).unwrap(), None, "{kind}: the peer's end of stream");
+    assert_eq!(
+        rx.recv(&mut buf).unwrap(),
+        None,
+        "{kind}: the peer's end of stream"
+    );
     let status = child.wait();
     assert!(status.success(), "{kind}: peer {status}");
 }
@@ -151,7 +159,9 @@ fn sizes_beyond_a_kind_are_refused_with_the_reason() {
     assert!(TransportKind::SysvMsg.check_size(msgmax).is_ok());
 
     let msgsize_max = ipckit::posix::mq::limits().unwrap().msgsize_max;
-    let why = TransportKind::PosixMq.check_size(msgsize_max + 1).unwrap_err();
+    let why = TransportKind::PosixMq
+        .check_size(msgsize_max + 1)
+        .unwrap_err();
     assert!(why.contains("msgsize_max"), "{why}");
 
     let why = TransportKind::Signal.check_size(64).unwrap_err();
@@ -161,7 +171,11 @@ fn sizes_beyond_a_kind_are_refused_with_the_reason() {
     assert!(max.reason.contains("wmem_max"), "{}", max.reason);
     assert!(TransportKind::UnixDgram.check_size(max.bytes + 1).is_err());
 
-    for kind in [TransportKind::Pipe, TransportKind::Tcp, TransportKind::Channel] {
+    for kind in [
+        TransportKind::Pipe,
+        TransportKind::Tcp,
+        TransportKind::Channel,
+    ] {
         assert!(kind.check_size(1 << 20).is_ok(), "{kind}");
     }
 }
@@ -175,7 +189,17 @@ fn an_oversize_message_is_refused_before_anything_is_sent() {
         .connect_receiver(&rendezvous, &options(64))
         .unwrap();
     let err = tx.send(&[7; 65]).unwrap_err();
-    assert!(matches!(err, ipckit::Error::TooLarge { len: 65, limit: 64, .. }), "{err}");
+    assert!(
+        matches!(
+            err,
+            ipckit::Error::TooLarge {
+                len: 65,
+                limit: 64,
+                ..
+            }
+        ),
+        "{err}"
+    );
     tx.send(&[7; 64]).unwrap();
     let mut buf = Vec::new();
     assert_eq!(rx.recv(&mut buf).unwrap(), Some(64));
@@ -193,8 +217,13 @@ fn a_stream_that_ends_without_the_marker_is_an_error() {
         // Exit without close(): as a sender that died.
         std::process::exit(0);
     }
-    let from = TransportKind::UnixStream.host_receiver(&options(64)).unwrap();
-    let mut cmd = spawn_self("a_stream_that_ends_without_the_marker_is_an_error", "vanish");
+    let from = TransportKind::UnixStream
+        .host_receiver(&options(64))
+        .unwrap();
+    let mut cmd = spawn_self(
+        "a_stream_that_ends_without_the_marker_is_an_error",
+        "vanish",
+    );
     cmd.env("T_TO", from.rendezvous()).stdout(Stdio::null());
     let child = Reaped(cmd.spawn().unwrap());
     let mut rx = from.establish(Some(Duration::from_secs(20))).unwrap();
@@ -217,7 +246,9 @@ fn a_dead_sender_on_shared_memory_is_reported_by_pid() {
         tx.send(b"last words").unwrap();
         std::process::exit(0);
     }
-    let from = TransportKind::MmapFutex.host_receiver(&options(64)).unwrap();
+    let from = TransportKind::MmapFutex
+        .host_receiver(&options(64))
+        .unwrap();
     let mut cmd = spawn_self("a_dead_sender_on_shared_memory_is_reported_by_pid", "die");
     cmd.env("T_TO", from.rendezvous()).stdout(Stdio::null());
     let mut rx = from.establish(None).unwrap();
@@ -252,7 +283,11 @@ fn an_abort_handle_ends_a_blocked_receive() {
             abort.abort();
         });
         let err = rx.recv(&mut Vec::new()).unwrap_err();
-        assert_eq!(err.kind(), std::io::ErrorKind::ConnectionAborted, "{kind}: {err}");
+        assert_eq!(
+            err.kind(),
+            std::io::ErrorKind::ConnectionAborted,
+            "{kind}: {err}"
+        );
         t.join().unwrap();
     }
 }

@@ -118,7 +118,10 @@ impl Plan {
                     if size == SIGNAL_SIZE && kind == TransportKind::Signal {
                         continue; // the extra size exists for latency only
                     }
-                    Some("n/a: latency only (a full signal queue makes sigqueue fail, not wait)".to_string())
+                    Some(
+                        "n/a: latency only (a full signal queue makes sigqueue fail, not wait)"
+                            .to_string(),
+                    )
                 } else if size < payload::MIN_SIZE as u64 && kind != TransportKind::Signal {
                     Some(format!(
                         "n/a: the bench needs {} bytes for its sequence number and checksum",
@@ -286,7 +289,13 @@ fn parse_cells(text: &str) -> Result<Vec<(Pattern, u64)>> {
             let pattern = match p {
                 "l" => Pattern::Latency,
                 "t" => Pattern::Throughput,
-                _ => return Err(Error::invalid("bench peer", Object::Other(c.into()), "bad cell")),
+                _ => {
+                    return Err(Error::invalid(
+                        "bench peer",
+                        Object::Other(c.into()),
+                        "bad cell",
+                    ))
+                }
             };
             let size = s
                 .parse()
@@ -355,12 +364,20 @@ fn run_transport(
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped());
-    if let Err(e) = to.prepare_child(&mut cmd).and_then(|()| from.prepare_child(&mut cmd)) {
+    if let Err(e) = to
+        .prepare_child(&mut cmd)
+        .and_then(|()| from.prepare_child(&mut cmd))
+    {
         return fail_all(format!("setup failed: {e}"));
     }
     let mut child = match cmd.spawn() {
         Ok(c) => c,
-        Err(e) => return fail_all(format!("cannot start the peer {}: {e}", peer.program.display())),
+        Err(e) => {
+            return fail_all(format!(
+                "cannot start the peer {}: {e}",
+                peer.program.display()
+            ))
+        }
     };
     drop(cmd);
     let watch = Arc::new(Watch {
@@ -430,9 +447,10 @@ fn run_transport(
         // nothing.)
         let _ = child.lock().unwrap_or_else(|e| e.into_inner()).kill();
     }
-    let (peer_ok, status, peer_err) = watchdog
-        .join()
-        .unwrap_or((false, "watchdog panicked".into(), String::new()));
+    let (peer_ok, status, peer_err) =
+        watchdog
+            .join()
+            .unwrap_or((false, "watchdog panicked".into(), String::new()));
     let peer_note = if peer_err.is_empty() {
         format!("peer {status}")
     } else {
@@ -471,7 +489,10 @@ fn recv_checked(
     size: usize,
 ) -> Result<u64> {
     match rx.recv(buf)? {
-        None => Err(peer_error(kind, "the other side ended the stream early".into())),
+        None => Err(peer_error(
+            kind,
+            "the other side ended the stream early".into(),
+        )),
         Some(_) => payload::check(buf, size).map_err(|e| peer_error(kind, e)),
     }
 }
@@ -503,7 +524,10 @@ fn latency(
         let got = recv_checked(kind, rx, &mut buf, size)?;
         let rtt = t0.elapsed();
         if got != seq {
-            return Err(peer_error(kind, format!("echo of message {got} where {seq} was sent")));
+            return Err(peer_error(
+                kind,
+                format!("echo of message {got} where {seq} was sent"),
+            ));
         }
         if measuring {
             let one_way = (rtt.as_nanos() / 2).clamp(1, u128::from(u64::MAX)) as u64;
@@ -619,7 +643,10 @@ pub fn peer_main(args: &[String]) -> Result<()> {
                 break;
             }
             if seq != expected {
-                return Err(peer_error(kind, format!("message {seq} where {expected} was due")));
+                return Err(peer_error(
+                    kind,
+                    format!("message {seq} where {expected} was due"),
+                ));
             }
             expected += 1;
             if pattern == Pattern::Latency {
@@ -633,6 +660,9 @@ pub fn peer_main(args: &[String]) -> Result<()> {
     }
     match rx.recv(&mut buf)? {
         None => tx.close(),
-        Some(n) => Err(peer_error(kind, format!("a message of {n} bytes after the last cell"))),
+        Some(n) => Err(peer_error(
+            kind,
+            format!("a message of {n} bytes after the last cell"),
+        )),
     }
 }

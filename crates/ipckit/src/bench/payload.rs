@@ -141,7 +141,10 @@ impl Payload {
 /// for the end of a pattern), or says what is wrong with it.
 pub fn check(msg: &[u8], size: usize) -> Result<u64, String> {
     if msg.len() != size {
-        return Err(format!("a message of {} bytes where {size} were sent", msg.len()));
+        return Err(format!(
+            "a message of {} bytes where {size} were sent",
+            msg.len()
+        ));
     }
     if size < MIN_SIZE {
         if size < 4 {
@@ -152,13 +155,17 @@ pub fn check(msg: &[u8], size: usize) -> Result<u64, String> {
     }
     let seq = word_at(msg, 0);
     if size >= 24 && word_at(msg, size - 8) != mix(!seq) {
-        return Err(format!("message {seq}: its last 8 bytes are not the ones sent"));
+        return Err(format!(
+            "message {seq}: its last 8 bytes are not the ones sent"
+        ));
     }
     if size > HASH_ALL {
         for i in 0..SAMPLES {
             let at = sample_at(size, seq, i);
             if word_at(msg, at) != sample_value(seq, at) {
-                return Err(format!("message {seq}: sampled word {i} is not the one sent"));
+                return Err(format!(
+                    "message {seq}: sampled word {i} is not the one sent"
+                ));
             }
         }
     }

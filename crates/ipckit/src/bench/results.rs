@@ -233,7 +233,11 @@ impl Report {
                 return Err(Error::invalid(
                     "parse",
                     object(),
-                    format!("a {stated} result of {} has the fields of a {}", m.transport(), m.pattern()),
+                    format!(
+                        "a {stated} result of {} has the fields of a {}",
+                        m.transport(),
+                        m.pattern()
+                    ),
                 ));
             }
         }
@@ -295,7 +299,12 @@ impl Report {
             .iter()
             .filter(|m| m.pattern() == pattern)
             .map(Measurement::size)
-            .chain(self.skipped.iter().filter(|s| s.pattern == pattern).map(|s| s.size))
+            .chain(
+                self.skipped
+                    .iter()
+                    .filter(|s| s.pattern == pattern)
+                    .map(|s| s.size),
+            )
             .collect();
         if sizes.is_empty() {
             return None;
@@ -314,8 +323,12 @@ impl Report {
                     .filter(|m| m.pattern() == pattern && m.size() == size)
                     .map(value);
                 match pattern {
-                    Pattern::Latency => vals.fold(None, |b: Option<f64>, v| Some(b.map_or(v, |b| b.min(v)))),
-                    Pattern::Throughput => vals.fold(None, |b: Option<f64>, v| Some(b.map_or(v, |b| b.max(v)))),
+                    Pattern::Latency => {
+                        vals.fold(None, |b: Option<f64>, v| Some(b.map_or(v, |b| b.min(v))))
+                    }
+                    Pattern::Throughput => {
+                        vals.fold(None, |b: Option<f64>, v| Some(b.map_or(v, |b| b.max(v))))
+                    }
                 }
             })
             .collect();

@@ -10,7 +10,11 @@ const WIDTH: u32 = 1400;
 const HEIGHT: u32 = 620;
 
 fn chart_error(e: impl std::fmt::Display) -> Error {
-    Error::invalid("render chart", Object::Other("SVG chart".into()), e.to_string())
+    Error::invalid(
+        "render chart",
+        Object::Other("SVG chart".into()),
+        e.to_string(),
+    )
 }
 
 /// One line: a transport's points, x = log2(size), y = the value.
@@ -128,7 +132,7 @@ fn panel<DB: DrawingBackend>(
         .x_labels(12)
         .x_label_formatter(&|x| {
             let rounded = x.round();
-            if (x - rounded).abs() < 1e-6 && rounded >= 0.0 && rounded < 63.0 {
+            if (x - rounded).abs() < 1e-6 && (0.0..63.0).contains(&rounded) {
                 format_size(1u64 << rounded as u32)
             } else {
                 String::new()

@@ -38,11 +38,12 @@ fn channel_options(kind: TransportKind, options: &Options) -> channel::Options {
             .clamp(channel::DEFAULT_LANE_CAPACITY, MAX_LANE_CAPACITY)
     });
     let mut opts = channel::Options::new();
-    opts.lane_capacity(lane).wait(if kind == TransportKind::ChannelSpin {
-        Wait::Spin
-    } else {
-        Wait::Blocking
-    });
+    opts.lane_capacity(lane)
+        .wait(if kind == TransportKind::ChannelSpin {
+            Wait::Spin
+        } else {
+            Wait::Blocking
+        });
     opts
 }
 
@@ -103,7 +104,11 @@ pub(super) fn connect(
     attach(kind, role, &name, options)
 }
 
-pub(super) fn named_receiver(kind: TransportKind, name: &str, options: &Options) -> Result<Receiver> {
+pub(super) fn named_receiver(
+    kind: TransportKind,
+    name: &str,
+    options: &Options,
+) -> Result<Receiver> {
     attach(kind, Role::Recv, &channel_name(name), options)?.into_receiver()
 }
 
@@ -160,9 +165,7 @@ impl super::SendImpl for ProducerEnd {
     }
 
     fn max_message(&self) -> usize {
-        self.producer
-            .as_ref()
-            .map_or(0, |p| p.max_message_size())
+        self.producer.as_ref().map_or(0, |p| p.max_message_size())
     }
 
     fn abort_handle(&self) -> AbortHandle {

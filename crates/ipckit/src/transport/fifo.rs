@@ -26,7 +26,10 @@ struct Host {
 pub(super) fn host(role: Role, at: &Rendezvous, options: &Options) -> Result<Box<dyn HostImpl>> {
     let path = at.path(".fifo");
     // By NAME, a FIFO left by a receiver that was killed is taken over (it holds no data).
-    let fifo = Fifo::options().exclusive(!at.named).create(&path)?.into_owned();
+    let fifo = Fifo::options()
+        .exclusive(!at.named)
+        .create(&path)?
+        .into_owned();
     Ok(Box::new(Host {
         role,
         fifo,

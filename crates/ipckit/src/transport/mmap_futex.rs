@@ -146,19 +146,33 @@ impl Slot {
         let op = "connect";
         let bytes = map.bytes()?;
         if bytes.len() < HEADER {
-            return Err(Error::corrupt(op, object(path), format!("file of {} bytes has no header", bytes.len())));
+            return Err(Error::corrupt(
+                op,
+                object(path),
+                format!("file of {} bytes has no header", bytes.len()),
+            ));
         }
         let word = |o: usize| u32::from_le_bytes(bytes[o..o + 4].try_into().unwrap_or_default());
         if word(OFF_MAGIC) != MAGIC || word(OFF_VERSION) != VERSION {
-            return Err(Error::corrupt(op, object(path), "not an ipckit mmap+futex file (magic/version)"));
+            return Err(Error::corrupt(
+                op,
+                object(path),
+                "not an ipckit mmap+futex file (magic/version)",
+            ));
         }
-        let capacity = u64::from_le_bytes(bytes[OFF_CAPACITY..OFF_CAPACITY + 8].try_into().unwrap_or_default());
+        let capacity = u64::from_le_bytes(
+            bytes[OFF_CAPACITY..OFF_CAPACITY + 8]
+                .try_into()
+                .unwrap_or_default(),
+        );
         let room = (bytes.len() - HEADER) as u64;
         if capacity == 0 || capacity > room {
             return Err(Error::corrupt(
                 op,
                 object(path),
-                format!("capacity {capacity} does not fit the file's {room} bytes after the header"),
+                format!(
+                    "capacity {capacity} does not fit the file's {room} bytes after the header"
+                ),
             ));
         }
         let capacity = capacity as usize;
@@ -173,8 +187,13 @@ impl Slot {
             _guard: guard,
             map,
         };
-        let pid_at = if role == Role::Send { OFF_SENDER } else { OFF_RECEIVER };
-        slot.word(pid_at).store(std::process::id(), Ordering::Relaxed);
+        let pid_at = if role == Role::Send {
+            OFF_SENDER
+        } else {
+            OFF_RECEIVER
+        };
+        slot.word(pid_at)
+            .store(std::process::id(), Ordering::Relaxed);
         Ok(match role {
             Role::Send => End::Send(Box::new(slot)),
             Role::Recv => End::Recv(Box::new(slot)),
@@ -203,7 +222,8 @@ impl Slot {
 
     fn set_field_u64(&self, offset: usize, value: u64) {
         self.word(offset).store(value as u32, Ordering::Relaxed);
-        self.word(offset + 4).store((value >> 32) as u32, Ordering::Relaxed);
+        self.word(offset + 4)
+            .store((value >> 32) as u32, Ordering::Relaxed);
     }
 
     /// Sleeps while `state == seen`, announcing itself in `sleepers`; wakes at the latest after
@@ -309,7 +329,10 @@ impl super::RecvImpl for Slot {
             return Err(Error::corrupt(
                 "recv",
                 self.object(),
-                format!("message of {len} bytes with tag {tag} in a slot of {}", self.capacity),
+                format!(
+                    "message of {len} bytes with tag {tag} in a slot of {}",
+                    self.capacity
+                ),
             ));
         }
         let len = len as usize;

@@ -821,7 +821,10 @@ pub(crate) fn aborted(op: &'static str, object: Object) -> Error {
     Error::os(
         op,
         object,
-        std::io::Error::new(std::io::ErrorKind::ConnectionAborted, "aborted by a watchdog"),
+        std::io::Error::new(
+            std::io::ErrorKind::ConnectionAborted,
+            "aborted by a watchdog",
+        ),
     )
 }
 
@@ -843,7 +846,10 @@ pub(crate) fn process_alive(pid: u32) -> bool {
         return false;
     };
     // The state follows the command name in parentheses, which may itself hold ')'.
-    match stat.rfind(')').and_then(|i| stat[i + 1..].trim_start().chars().next()) {
+    match stat
+        .rfind(')')
+        .and_then(|i| stat[i + 1..].trim_start().chars().next())
+    {
         Some('Z') | Some('X') | None => false,
         Some(_) => true,
     }
@@ -896,7 +902,8 @@ pub(crate) struct SocketSource(pub(crate) std::os::fd::OwnedFd);
 
 impl std::io::Read for SocketSource {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        rustix::io::retry_on_intr(|| rustix::io::read(&self.0, &mut *buf)).map_err(std::io::Error::from)
+        rustix::io::retry_on_intr(|| rustix::io::read(&self.0, &mut *buf))
+            .map_err(std::io::Error::from)
     }
 }
 

@@ -102,8 +102,12 @@ impl PacketReceiver {
         stream_like: bool,
         keep: Option<Box<dyn Send>>,
     ) -> Result<PacketReceiver> {
-        rustix::net::sockopt::set_socket_timeout(&fd, rustix::net::sockopt::Timeout::Recv, Some(SLICE))
-            .map_err(|e| Error::os("setsockopt(SO_RCVTIMEO)", object.clone(), e))?;
+        rustix::net::sockopt::set_socket_timeout(
+            &fd,
+            rustix::net::sockopt::Timeout::Recv,
+            Some(SLICE),
+        )
+        .map_err(|e| Error::os("setsockopt(SO_RCVTIMEO)", object.clone(), e))?;
         Ok(PacketReceiver {
             fd,
             max,
@@ -137,7 +141,11 @@ impl RecvImpl for PacketReceiver {
                 if self.stream_like {
                     return Err(ended_without_marker("recv", self.object.clone()));
                 }
-                return Err(Error::corrupt("recv", self.object.clone(), "an empty datagram (no tag byte)"));
+                return Err(Error::corrupt(
+                    "recv",
+                    self.object.clone(),
+                    "an empty datagram (no tag byte)",
+                ));
             }
             if len > limit || len > room {
                 return Err(Error::TooLarge {

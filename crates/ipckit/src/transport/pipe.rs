@@ -95,7 +95,13 @@ fn end(role: Role, fd: OwnedFd, max: usize) -> End {
 }
 
 pub(super) fn connect(role: Role, rendezvous: &str, options: &Options) -> Result<End> {
-    let bad = || bad_rendezvous(TransportKind::Pipe, rendezvous, "fd=N, an inherited pipe end");
+    let bad = || {
+        bad_rendezvous(
+            TransportKind::Pipe,
+            rendezvous,
+            "fd=N, an inherited pipe end",
+        )
+    };
     let raw: RawFd = super::field(rendezvous, "fd")
         .and_then(|v| v.parse().ok())
         .filter(|&fd| fd >= 0)

@@ -143,7 +143,10 @@ impl super::SendImpl for SignalSender {
             Error::invalid(
                 "sigqueue",
                 object(self.pid),
-                format!("sigqueue carries one int: messages are exactly {MESSAGE_LEN} bytes, not {}", msg.len()),
+                format!(
+                    "sigqueue carries one int: messages are exactly {MESSAGE_LEN} bytes, not {}",
+                    msg.len()
+                ),
             )
         })?;
         self.queue(data_signal(), i32::from_le_bytes(bytes))

@@ -26,7 +26,10 @@ pub(super) fn max_message() -> MaxMessage {
     match crate::inspect::limits() {
         Ok(l) => MaxMessage {
             bytes: l.msgmax as usize,
-            reason: format!("bounded by msgmax ({} bytes, /proc/sys/kernel/msgmax)", l.msgmax),
+            reason: format!(
+                "bounded by msgmax ({} bytes, /proc/sys/kernel/msgmax)",
+                l.msgmax
+            ),
         },
         Err(e) => MaxMessage {
             bytes: 0,

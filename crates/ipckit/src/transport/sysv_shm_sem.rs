@@ -45,7 +45,9 @@ const SALT_SEM: u8 = b's';
 
 /// The largest message: what `shmmax` leaves after the header.
 pub(super) fn max_message() -> MaxMessage {
-    let shmmax = crate::inspect::limits().map(|l| l.shmmax).unwrap_or(u64::MAX);
+    let shmmax = crate::inspect::limits()
+        .map(|l| l.shmmax)
+        .unwrap_or(u64::MAX);
     let bytes = usize::try_from(shmmax)
         .unwrap_or(usize::MAX)
         .min(isize::MAX as usize)
@@ -88,7 +90,11 @@ pub(super) fn host(role: Role, at: &Rendezvous, options: &Options) -> Result<Box
     put_u32(&mut attachment, OFF_VERSION, VERSION);
     attachment[OFF_CAPACITY..OFF_CAPACITY + 8].copy_from_slice(&(capacity as u64).to_le_bytes());
     let me = std::process::id();
-    let pid_at = if role == Role::Send { OFF_SENDER } else { OFF_RECEIVER };
+    let pid_at = if role == Role::Send {
+        OFF_SENDER
+    } else {
+        OFF_RECEIVER
+    };
     attachment.atomic_u32(pid_at)?.store(me, Ordering::Relaxed);
     sems.set(EMPTY, 1)?;
     Ok(Box::new(Host {
@@ -124,7 +130,7 @@ impl HostImpl for Host {
             attachment,
         } = *self;
         let set = *sems;
-        Endpoint::new(role, attachment, set, Some((segment, sems)))
+        Endpoint::end(role, attachment, set, Some((segment, sems)))
     }
 }
 
@@ -146,11 +152,15 @@ pub(super) fn connect(role: Role, rendezvous: &str, _options: &Options) -> Resul
         }
     };
     let attachment = segment.attach()?;
-    let pid_at = if role == Role::Send { OFF_SENDER } else { OFF_RECEIVER };
+    let pid_at = if role == Role::Send {
+        OFF_SENDER
+    } else {
+        OFF_RECEIVER
+    };
     attachment
         .atomic_u32(pid_at)?
         .store(std::process::id(), Ordering::Relaxed);
-    Endpoint::new(role, attachment, sems, None)
+    Endpoint::end(role, attachment, sems, None)
 }
 
 struct Endpoint {
@@ -162,7 +172,7 @@ struct Endpoint {
 }
 
 impl Endpoint {
-    fn new(
+    fn end(
         role: Role,
         attachment: Attachment,
         sems: SemSet,

@@ -8,8 +8,8 @@ use std::os::fd::{AsFd, OwnedFd};
 use std::path::PathBuf;
 use std::time::Duration;
 
-use super::{as_named, stream_socket_end, wait_readable, End, HostImpl, Options, Rendezvous, Role};
 use super::TransportKind;
+use super::{as_named, stream_socket_end, wait_readable, End, HostImpl, Options, Rendezvous, Role};
 use crate::error::{Error, Object, Result};
 
 struct Host {
@@ -34,8 +34,8 @@ fn object(addr: impl std::fmt::Display) -> Object {
 }
 
 pub(super) fn host(role: Role, at: &Rendezvous, options: &Options) -> Result<Box<dyn HostImpl>> {
-    let listener =
-        TcpListener::bind("127.0.0.1:0").map_err(|e| Error::os("bind", object("127.0.0.1:0"), e))?;
+    let listener = TcpListener::bind("127.0.0.1:0")
+        .map_err(|e| Error::os("bind", object("127.0.0.1:0"), e))?;
     let addr = listener
         .local_addr()
         .map_err(|e| Error::os("getsockname", object("127.0.0.1:0"), e))?;

@@ -98,7 +98,7 @@ impl HostImpl for Host {
                     match sender(&path) {
                         Err(e)
                             if not_there_yet(&e)
-                                && deadline.is_none_or(|d| Instant::now() < d) =>
+                                && deadline.map_or(true, |d| Instant::now() < d) =>
                         {
                             std::thread::sleep(Duration::from_millis(2));
                         }
@@ -111,7 +111,11 @@ impl HostImpl for Host {
 }
 
 fn receiver(socket: DatagramSocket, max: usize) -> Result<End> {
-    let path = socket.addr().as_path().map(PathBuf::from).unwrap_or_default();
+    let path = socket
+        .addr()
+        .as_path()
+        .map(PathBuf::from)
+        .unwrap_or_default();
     let fd = socket
         .as_fd()
         .try_clone_to_owned()

@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use super::packet::{PacketReceiver, PacketSender};
 use super::unix_dgram::{grow_send_buffer, max_message};
-use super::{as_named, wait_readable, AbortHandle, End, HostImpl, Options, Rendezvous, Role};
 use super::TransportKind;
+use super::{as_named, wait_readable, AbortHandle, End, HostImpl, Options, Rendezvous, Role};
 use crate::error::{Error, Object, Result};
 use crate::unix::{Addr, SeqpacketConn, SeqpacketListener};
 
@@ -76,5 +76,10 @@ pub(super) fn connect(role: Role, rendezvous: &str, options: &Options) -> Result
         None => rendezvous.into(),
     };
     let conn = SeqpacketConn::connect(&Addr::path(&path))?;
-    end(role, conn, options.get_max_message(), &path.display().to_string())
+    end(
+        role,
+        conn,
+        options.get_max_message(),
+        &path.display().to_string(),
+    )
 }

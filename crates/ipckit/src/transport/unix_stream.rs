@@ -5,8 +5,8 @@
 use std::os::fd::{AsFd, OwnedFd};
 use std::time::Duration;
 
-use super::{as_named, stream_socket_end, wait_readable, End, HostImpl, Options, Rendezvous, Role};
 use super::TransportKind;
+use super::{as_named, stream_socket_end, wait_readable, End, HostImpl, Options, Rendezvous, Role};
 use crate::error::{Error, Object, Result};
 use crate::unix::{connect_stream, Addr, StreamListener};
 
@@ -47,7 +47,13 @@ impl HostImpl for Host {
             });
         }
         let conn = self.listener.accept()?;
-        end(self.role, conn.into(), self.max, self.capacity, self.listener.addr().to_string())
+        end(
+            self.role,
+            conn.into(),
+            self.max,
+            self.capacity,
+            self.listener.addr().to_string(),
+        )
     }
 }
 
