@@ -40,6 +40,27 @@ fn msgmax() -> Option<usize> {
         .ok()
 }
 
+/// `msgsnd(msqid, buf, len, flags)`, retried on EINTR. `buf` is a `struct msgbuf`: the type in
+/// `buf[0]`, then at least `len` bytes of text.
+fn msgsnd_raw(id: c_int, buf: &[c_long], len: usize, flags: c_int) -> io::Result<()> {
+    assert!(
+        len <= std::mem::size_of_val(&buf[1..]),
+        "msgsnd_raw: buffer shorter than len"
+    );
+    loop {
+        // SAFETY: `buf` holds a long followed by at least `len` bytes (checked above), which is
+        // all msgsnd reads for msgsz = len; it writes nothing.
+        let rc = unsafe { libc::msgsnd(id, buf.as_ptr().cast(), len, flags) };
+        if rc == 0 {
+            return Ok(());
+        }
+        let err = io::Error::last_os_error();
+        if err.raw_os_error() != Some(libc::EINTR) {
+            return Err(err);
+        }
+    }
+}
+
 /// A received message: its type and its bytes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Message {
@@ -289,19 +310,6 @@ impl MsgQueue {
             limit,
             limit_name,
         };
-        if let Some(max) = msgmax() {
-            if data.len() > max {
-                return Err(too_large(max, "msgmax"));
-            }
-        }
-        // A message larger than qbytes would block for ever. IPC_STAT needs read permission, which
-        // a sender may lack; then the check is skipped.
-        if let Ok(ds) = self.stat_raw(OP) {
-            let qbytes = ds.msg_qbytes as usize;
-            if data.len() > qbytes {
-                return Err(too_large(qbytes, "queue qbytes"));
-            }
-        }
         let mtype = c_long::try_from(mtype).map_err(|_| {
             Error::invalid(
                 OP,
@@ -313,19 +321,36 @@ impl MsgQueue {
         let mut buf: Vec<c_long> = vec![0; 1 + data.len().div_ceil(std::mem::size_of::<c_long>())];
         buf[0] = mtype;
         bytemuck::cast_slice_mut::<c_long, u8>(&mut buf[1..])[..data.len()].copy_from_slice(data);
-        loop {
-            // SAFETY: `buf` holds a long followed by at least `data.len()` bytes, which is what
-            // msgsnd reads for msgsz = data.len().
-            let rc = unsafe { libc::msgsnd(self.id, buf.as_ptr().cast(), data.len(), flags) };
-            if rc == 0 {
-                return Ok(true);
+        // The fast path is one msgsnd. The limits are only looked up when the kernel refuses, so
+        // that the error can name the limit: EINVAL for a message over msgmax, EAGAIN (without
+        // waiting) for one that does not fit in the queue now, which never fits if it is larger
+        // than the queue's qbytes; a blocking send would then wait for ever.
+        let err = match msgsnd_raw(self.id, &buf, data.len(), flags | libc::IPC_NOWAIT) {
+            Ok(()) => return Ok(true),
+            Err(err) => err,
+        };
+        match err.raw_os_error() {
+            Some(libc::EAGAIN) => {
+                // IPC_STAT needs read permission, which a sender may lack; then the check is
+                // skipped.
+                if let Ok(ds) = self.stat_raw(OP) {
+                    let qbytes = ds.msg_qbytes as usize;
+                    if data.len() > qbytes {
+                        return Err(too_large(qbytes, "queue qbytes"));
+                    }
+                }
+                if flags & libc::IPC_NOWAIT != 0 {
+                    return Ok(false);
+                }
+                msgsnd_raw(self.id, &buf, data.len(), flags)
+                    .map(|()| true)
+                    .map_err(|err| Error::os(OP, self.object(), err))
             }
-            let err = io::Error::last_os_error();
-            match err.raw_os_error() {
-                Some(libc::EINTR) => continue,
-                Some(libc::EAGAIN) if flags & libc::IPC_NOWAIT != 0 => return Ok(false),
-                _ => return Err(Error::os(OP, self.object(), err)),
-            }
+            Some(libc::EINVAL) => match msgmax() {
+                Some(max) if data.len() > max => Err(too_large(max, "msgmax")),
+                _ => Err(Error::os(OP, self.object(), err)),
+            },
+            _ => Err(Error::os(OP, self.object(), err)),
         }
     }
 

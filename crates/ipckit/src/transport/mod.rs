@@ -409,7 +409,7 @@ impl Options {
 pub fn check_name(name: &str) -> Result<()> {
     let bad = |reason: &str| {
         Err(Error::invalid(
-            "check name",
+            "validate",
             Object::Other(format!("transport name {name:?}")),
             reason,
         ))
