@@ -3,13 +3,13 @@
 use std::fmt;
 use std::ops::Deref;
 use std::os::fd::BorrowedFd;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use super::atomic::Ordering;
 use super::header::{lane_lock_byte, CONSUMER_CLOSED, LANE_ACTIVE, LANE_CLOSED, LANE_FREE};
 use super::ring::{ConsumerRing, Corrupt, Record, RingBuf};
 use super::segment::Segment;
-use super::wait::{wait_for, Wait, SLICE};
+use super::wait::{wait_for, CheckDue, Wait};
 use super::{Options, Patience};
 use crate::error::{Error, Result};
 
@@ -52,8 +52,8 @@ struct State {
     lanes: Vec<Lane>,
     /// The lane the next scan starts at (round-robin), `< lanes.len()`.
     next: usize,
-    /// When producer liveness was last checked (at most every [`SLICE`]).
-    last_check: Option<Instant>,
+    /// When producer liveness was last checked (at most every 100 ms, `SLICE`).
+    last_check: CheckDue,
 }
 
 struct Lane {
@@ -114,7 +114,7 @@ impl Consumer {
             st: State {
                 lanes,
                 next: 0,
-                last_check: None,
+                last_check: CheckDue::default(),
             },
             wait,
             closed: false,
@@ -328,14 +328,7 @@ impl State {
         // the re-read of its tail below sees its last record.
         let died = match ctl.prod.state.load(Ordering::Acquire) {
             LANE_ACTIVE => {
-                let due = *due.get_or_insert_with(|| {
-                    let now = Instant::now();
-                    let due = self.last_check.map_or(true, |t| now - t >= SLICE);
-                    if due {
-                        self.last_check = Some(now);
-                    }
-                    due
-                });
+                let due = *due.get_or_insert_with(|| self.last_check.due());
                 if !due || seg.is_alive("fcntl(F_OFD_GETLK)", lane_lock_byte(i))? {
                     return Ok(None);
                 }

@@ -3,13 +3,13 @@
 use std::fmt;
 use std::ops::{Deref, DerefMut};
 use std::os::fd::BorrowedFd;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use super::atomic::Ordering;
 use super::header::{CONSUMER_ATTACHED, CONSUMER_CLOSED, CONSUMER_LOCK_BYTE, LANE_CLOSED};
 use super::ring::{ProducerRing, Reservation, RingBuf};
 use super::segment::Segment;
-use super::wait::{wait_for, Wait, SLICE};
+use super::wait::{wait_for, CheckDue, Wait};
 use super::{Options, Patience};
 use crate::error::{Error, Result};
 
@@ -24,8 +24,8 @@ pub struct Producer {
     ring: ProducerRing,
     buf: RingBuf,
     wait: Wait,
-    /// When the consumer's liveness was last checked (at most every [`SLICE`] while waiting).
-    last_check: Option<Instant>,
+    /// When the consumer's liveness was last checked (at most every 100 ms, `SLICE`, while waiting).
+    last_check: CheckDue,
     closed: bool,
 }
 
@@ -81,7 +81,7 @@ impl Producer {
             ring,
             buf,
             wait,
-            last_check: None,
+            last_check: CheckDue::default(),
             closed: false,
         })
     }
@@ -207,22 +207,19 @@ impl Producer {
                 return Ok(Some(r));
             }
             // Full: is the consumer still there? (at most every SLICE, by the clock)
-            let now = Instant::now();
-            if consumer == CONSUMER_ATTACHED && last_check.map_or(true, |t| now - t >= SLICE) {
-                *last_check = Some(now);
-                if !seg.is_alive("fcntl(F_OFD_GETLK)", CONSUMER_LOCK_BYTE)? {
-                    // Acquire: the state is re-read after the lock check; a consumer that
-                    // closed normally meanwhile is `Closed`, not dead.
-                    let state = header.members.consumer_state.load(Ordering::Acquire);
-                    if state == CONSUMER_ATTACHED {
-                        return Err(Error::PeerDied {
-                            op,
-                            object: seg.object().clone(),
-                            peer: "consumer",
-                            // Relaxed: for the message only.
-                            pid: header.members.consumer_pid.load(Ordering::Relaxed),
-                        });
-                    }
+            let check = consumer == CONSUMER_ATTACHED && last_check.due();
+            if check && !seg.is_alive("fcntl(F_OFD_GETLK)", CONSUMER_LOCK_BYTE)? {
+                // Acquire: the state is re-read after the lock check; a consumer that closed
+                // normally meanwhile is `Closed`, not dead.
+                let state = header.members.consumer_state.load(Ordering::Acquire);
+                if state == CONSUMER_ATTACHED {
+                    return Err(Error::PeerDied {
+                        op,
+                        object: seg.object().clone(),
+                        peer: "consumer",
+                        // Relaxed: for the message only.
+                        pid: header.members.consumer_pid.load(Ordering::Relaxed),
+                    });
                 }
             }
             Ok(None)

@@ -64,6 +64,31 @@ impl Deadline {
 /// The longest single sleep: a sleeper wakes at least this often to check that its peer is alive.
 pub(crate) const SLICE: Duration = Duration::from_millis(100);
 
+/// Says when a liveness check is due: at most once per [`SLICE`], read on the coarse monotonic
+/// clock (a vDSO read of a value the kernel updates every tick, without `rdtsc`), because a
+/// waiter asks on every empty poll and a fine clock there costs more than the poll itself.
+#[derive(Debug, Default)]
+pub(crate) struct CheckDue {
+    last: Option<Duration>,
+}
+
+impl CheckDue {
+    /// Whether a check is due now; if so, the next one is due a slice later.
+    pub(crate) fn due(&mut self) -> bool {
+        let t = rustix::time::clock_gettime(rustix::time::ClockId::MonotonicCoarse);
+        let now = Duration::new(t.tv_sec as u64, t.tv_nsec as u32);
+        // The coarse clock lags by up to a tick, so a check may come a tick late; SLICE is 100
+        // times longer than that.
+        let due = self
+            .last
+            .map_or(true, |last| now.saturating_sub(last) >= SLICE);
+        if due {
+            self.last = Some(now);
+        }
+        due
+    }
+}
+
 /// Rounds of `pause` (with exponential backoff, 2..64 `pause`s each) before a `Blocking` waiter
 /// yields and sleeps: about 20-50 µs on current x86 cores. Under loom the waiter goes straight to
 /// the sleep protocol, which is what the model checks.
@@ -218,7 +243,11 @@ pub(crate) fn wait_for<T, E>(
             },
         };
         round = round.saturating_add(1);
-        if mode == Wait::Spin || round <= SPIN_ROUNDS {
+        if mode == Wait::Spin {
+            // Busy-poll: one `pause` between polls, so a message is seen within a poll of its
+            // publication (a backoff of 64 `pause`s would add microseconds to every wait).
+            spin_loop();
+        } else if round <= SPIN_ROUNDS {
             for _ in 0..1u32 << round.min(6) {
                 spin_loop();
             }
