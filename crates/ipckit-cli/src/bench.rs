@@ -192,6 +192,9 @@ fn finish(report: &Report, json: Option<&Path>, svg: Option<&Path>) -> Result<()
             text.push('\n');
             text.push_str(&render(&table, &mut notes));
             text.push('\n');
+            if pattern == Pattern::Latency {
+                text.push_str(&floor_line(report, &table));
+            }
         }
     }
     text.push_str(&notes.render());
@@ -204,6 +207,41 @@ fn finish(report: &Report, json: Option<&Path>, svg: Option<&Path>) -> Result<()
             .with_context(|| format!("write {}", path.display()))?;
     }
     Ok(())
+}
+
+/// The baseline under the latency table: the floor, and how close the fastest transport at the
+/// smallest size comes to it. Empty without a baseline.
+fn floor_line(report: &Report, table: &bench::Table) -> String {
+    let Some(floor) = &report.baseline else {
+        return String::new();
+    };
+    let mut text = format!(
+        "floor: {} bounced between the two processes (8 B, no system call): p50 {}, mean {}\n",
+        floor.transport,
+        bench::format_ns(floor.p50_ns as f64),
+        bench::format_ns(floor.mean_ns),
+    );
+    let fastest = table.sizes.iter().enumerate().find_map(|(i, &size)| {
+        table
+            .rows
+            .iter()
+            .filter_map(|(t, cells)| match &cells[i] {
+                Cell::Measured {
+                    measurement: bench::Measurement::Latency(l),
+                    ..
+                } => Some((t, size, l.p50_ns)),
+                _ => None,
+            })
+            .min_by_key(|&(_, _, p50)| p50)
+    });
+    if let Some((transport, size, p50)) = fastest {
+        text.push_str(&format!(
+            "fastest at {}: {transport}, {:.1}× the floor\n",
+            bench::format_size(size),
+            p50 as f64 / floor.p50_ns.max(1) as f64
+        ));
+    }
+    text
 }
 
 /// Footnotes for n/a and failed cells: each distinct reason once, numbered.

@@ -49,14 +49,39 @@ fn check_schema(doc: &Value) -> Vec<(String, String, u64)> {
     assert!(machine["cpus"].is_u64(), "{machine}");
     assert!(machine["cpu_model"].is_string(), "{machine}");
     assert!(machine["kernel"].is_string(), "{machine}");
-    assert_eq!(
-        doc.as_object().unwrap().len(),
-        2,
-        "only machine and results: {doc}"
+    let mut top: Vec<&str> = doc
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
+    top.sort_unstable();
+    assert!(
+        top == ["machine", "results"] || top == ["baseline", "machine", "results"],
+        "machine, results and an optional baseline: {doc}"
     );
+    if let Some(b) = doc.get("baseline") {
+        // The floor: a latency cell of the cache-line bounce, never among the results.
+        check_cell(b);
+        assert_eq!(
+            (b["transport"].as_str(), b["pattern"].as_str()),
+            (Some("cache-line"), Some("latency")),
+            "{b}"
+        );
+    }
     let results = doc["results"].as_array().expect("results array");
     let mut cells = Vec::new();
     for r in results {
+        let (transport, pattern, size) = check_cell(r);
+        assert_ne!(transport, "cache-line", "the floor is not a transport: {r}");
+        cells.push((transport, pattern, size));
+    }
+    cells
+}
+
+/// Checks one cell's keys and JSON types for its pattern; returns transport, pattern and size.
+fn check_cell(r: &Value) -> (String, String, u64) {
+    {
         let obj = r.as_object().unwrap();
         let transport = r["transport"].as_str().expect("transport").to_string();
         let pattern = r["pattern"].as_str().expect("pattern").to_string();
@@ -113,9 +138,8 @@ fn check_schema(doc: &Value) -> Vec<(String, String, u64)> {
             }
             other => panic!("pattern {other:?} in {r}"),
         }
-        cells.push((transport, pattern, size));
+        (transport, pattern, size)
     }
-    cells
 }
 
 /// Parses the SVG as XML and returns the text of every `<text>` element.
@@ -161,7 +185,14 @@ fn a_tiny_run_of_every_transport_writes_the_schema_and_a_chart_naming_them() {
         assert!(stdout.contains(name), "the table names {name}:\n{stdout}");
     }
 
+    // Latency was measured, so the floor was too: in the JSON, under the table, in the chart.
+    assert!(doc.get("baseline").is_some(), "{doc}");
+    assert!(stdout.contains("floor: cache-line bounced"), "{stdout}");
     let texts = svg_texts(Path::new(&svg));
+    assert!(
+        texts.iter().any(|t| t.starts_with("cache-line (floor")),
+        "{texts:?}"
+    );
     for kind in ipckit::transport::TransportKind::ALL {
         assert!(
             texts.iter().any(|t| t == kind.name()),

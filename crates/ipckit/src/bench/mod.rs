@@ -10,6 +10,9 @@
 //!   messages sent are counted until the duration is over, then a stop message follows and the
 //!   clock stops when the peer's acknowledgement arrives; the acknowledgement carries the number
 //!   of messages the peer received and checked, which must be the number sent.
+//! - **The floor**: with latency in the plan, one cache line bounced between the two processes
+//!   ([`BASELINE`], `baseline.rs`), timed the same way, so shared-memory transports can be read
+//!   as multiples of the least any of them can cost ([`Report::baseline`]).
 //! - Every message carries real bytes of its full size, and every receiver checks its sequence
 //!   number and checksum ([`payload`]), so no transport can win by not moving data.
 //!
@@ -36,10 +39,12 @@ use hdrhistogram::Histogram;
 use crate::error::{Error, Object, Result};
 use crate::transport::{AbortHandle, Options, Receiver, Sender, TransportKind};
 
+mod baseline;
 pub mod payload;
 mod results;
 mod svg;
 
+pub use baseline::NAME as BASELINE;
 pub use payload::Payload;
 pub use results::{
     format_ns, format_rate, format_size, parse_duration, parse_size, Cell, Latency, Machine,
@@ -71,6 +76,9 @@ pub struct Plan {
     pub duration: Duration,
     /// Run the two processes on two different CPUs.
     pub pin: bool,
+    /// With latency in the plan, also measure the floor: one cache line bounced between the two
+    /// processes ([`BASELINE`], in [`Report::baseline`]).
+    pub baseline: bool,
 }
 
 impl Default for Plan {
@@ -89,6 +97,7 @@ impl Plan {
             iterations: 10_000,
             duration: Duration::from_secs(2),
             pin: false,
+            baseline: true,
         }
     }
 
@@ -199,6 +208,9 @@ pub fn run(plan: &Plan, peer: &PeerCommand, progress: &mut dyn FnMut(&Progress))
         None => None,
     };
     let mut report = Report::new(Machine::current());
+    if plan.baseline && plan.patterns.contains(&Pattern::Latency) {
+        report.baseline = Some(baseline::measure(plan, peer, pins.map(|p| p.1))?);
+    }
     let total = plan.cell_count();
     let mut done = 0;
     for &kind in &plan.transports {
@@ -540,18 +552,28 @@ fn latency(
         seq += 1;
     }
     tx.send(p.stamp(payload::STOP))?;
-    Ok(Measurement::Latency(Latency {
-        transport: kind.name().to_string(),
+    Ok(Measurement::Latency(latency_summary(
+        kind.name(),
+        size as u64,
+        measured,
+        &hist,
+    )))
+}
+
+/// A latency cell from its histogram of one-way times.
+fn latency_summary(transport: &str, size: u64, iterations: u64, hist: &Histogram<u64>) -> Latency {
+    Latency {
+        transport: transport.to_string(),
         pattern: Pattern::Latency,
-        size: size as u64,
-        iterations: measured,
+        size,
+        iterations,
         mean_ns: hist.mean(),
         p50_ns: hist.value_at_quantile(0.50),
         p90_ns: hist.value_at_quantile(0.90),
         p99_ns: hist.value_at_quantile(0.99),
         p999_ns: hist.value_at_quantile(0.999),
         max_ns: hist.max(),
-    }))
+    }
 }
 
 fn throughput(
@@ -619,10 +641,16 @@ pub fn peer_main(args: &[String]) -> Result<()> {
     let [kind, to, from, cells, max, cpu] = args else {
         return Err(usage());
     };
+    let _ = rustix::process::set_parent_process_death_signal(Some(rustix::process::Signal::KILL));
+    if kind == BASELINE {
+        if cpu != "-" {
+            pin_to(cpu.parse().map_err(|_| usage())?)?;
+        }
+        return baseline::peer(to);
+    }
     let kind: TransportKind = kind.parse()?;
     let cells = parse_cells(cells)?;
     let max: usize = max.parse().map_err(|_| usage())?;
-    let _ = rustix::process::set_parent_process_death_signal(Some(rustix::process::Signal::KILL));
     if kind == TransportKind::Signal {
         crate::transport::prepare_signals()?;
     }

@@ -199,6 +199,10 @@ pub struct Report {
     pub machine: Machine,
     /// The measured cells, in the order they were measured.
     pub results: Vec<Measurement>,
+    /// The floor under shared-memory latency on this machine: one cache line bounced between
+    /// the two processes ([`BASELINE`](super::BASELINE)); not a transport, so in no table column.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub baseline: Option<Latency>,
     /// Cells without a measurement (not in the JSON file).
     #[serde(skip)]
     pub skipped: Vec<Skipped>,
@@ -210,6 +214,7 @@ impl Report {
         Report {
             machine,
             results: Vec::new(),
+            baseline: None,
             skipped: Vec::new(),
         }
     }
@@ -271,6 +276,7 @@ impl Report {
                 merged.results.push(m);
             }
             merged.skipped.extend(r.skipped);
+            merged.baseline = merged.baseline.or(r.baseline);
         }
         Some(merged)
     }

@@ -72,6 +72,10 @@ pub fn render_svg(report: &Report) -> Result<String> {
         panel(
             &left,
             &lines(report, Pattern::Latency),
+            report
+                .baseline
+                .as_ref()
+                .map(|b| (b.transport.as_str(), b.p50_ns.max(1) as f64)),
             "One-way latency, p50 (lower is better)",
             "p50 latency",
             &|y| format_ns(y),
@@ -80,6 +84,7 @@ pub fn render_svg(report: &Report) -> Result<String> {
         panel(
             &right,
             &lines(report, Pattern::Throughput),
+            None,
             "Throughput (higher is better)",
             "bytes per second",
             &|y| format_rate(y),
@@ -93,6 +98,7 @@ pub fn render_svg(report: &Report) -> Result<String> {
 fn panel<DB: DrawingBackend>(
     area: &DrawingArea<DB, plotters::coord::Shift>,
     lines: &[Line],
+    floor: Option<(&str, f64)>,
     caption: &str,
     y_desc: &str,
     y_format: &dyn Fn(f64) -> String,
@@ -112,6 +118,10 @@ fn panel<DB: DrawingBackend>(
     for &(x, y) in all {
         x0 = x0.min(x);
         x1 = x1.max(x);
+        y0 = y0.min(y);
+        y1 = y1.max(y);
+    }
+    if let Some((_, y)) = floor {
         y0 = y0.min(y);
         y1 = y1.max(y);
     }
@@ -152,6 +162,15 @@ fn panel<DB: DrawingBackend>(
         chart
             .draw_series(line.points.iter().map(|&p| Circle::new(p, 3, c.filled())))
             .map_err(chart_error)?;
+    }
+    if let Some((name, y)) = floor {
+        // The floor across the whole size range: a grey line, named in the legend.
+        let style = ShapeStyle::from(BLACK.mix(0.45)).stroke_width(1);
+        chart
+            .draw_series(LineSeries::new([(x0, y), (x1, y)], style))
+            .map_err(chart_error)?
+            .label(format!("{name} (floor, 8 B)"))
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], style));
     }
     chart
         .configure_series_labels()
