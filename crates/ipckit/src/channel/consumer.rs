@@ -59,6 +59,8 @@ struct State {
 struct Lane {
     ring: ConsumerRing,
     buf: RingBuf,
+    /// Whether the ring's pages were mapped in ahead of use (once a producer first used it).
+    prefaulted: bool,
 }
 
 /// What one poll found.
@@ -92,6 +94,7 @@ impl Consumer {
                 Ok(ring) => lanes.push(Lane {
                     ring,
                     buf: seg.ring(i),
+                    prefaulted: false,
                 }),
                 Err(c) => {
                     let e = Error::corrupt(
@@ -310,6 +313,11 @@ impl State {
     ) -> Result<Option<Got>> {
         let ctl = seg.lane(i);
         let lanes = self.lanes.len();
+        if !self.lanes[i].prefaulted {
+            // A lane in use for the first time: its pages now, not one fault per page later.
+            seg.prefault(i, false);
+            self.lanes[i].prefaulted = true;
+        }
         let corrupt =
             |c: Corrupt| Error::corrupt(op, seg.object().clone(), format!("lane {i}: {}", c.0));
         let peek = |st: &mut State| -> Result<Option<Got>> {

@@ -74,6 +74,8 @@ impl Producer {
                 return Err(Error::corrupt("open producer", seg.object().clone(), c.0));
             }
         };
+        // Our lane's pages, allocated and mapped now rather than on the first lap.
+        seg.prefault(lane, true);
         let buf = seg.ring(lane);
         Ok(Producer {
             seg,

@@ -16,7 +16,7 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::ptr::NonNull;
 
 use rustix::fs::{Mode, OFlags};
-use rustix::mm::{MapFlags, ProtFlags};
+use rustix::mm::{Advice, MapFlags, ProtFlags};
 
 use super::atomic::Ordering;
 use super::header::{
@@ -314,6 +314,30 @@ impl Segment {
                 self.geo.lane_capacity,
             )
         }
+    }
+
+    /// Maps lane `i`'s ring into this process's page tables now (`MADV_POPULATE_WRITE`, or
+    /// `_READ` for the consumer, Linux 5.14+), so that the first lap of the ring does not take a
+    /// page fault per page in the middle of sends and receives — about as long as the copy of an
+    /// 8 KiB message. Best effort: an older kernel (EINVAL) or a peer that shrank the object
+    /// (EFAULT, where touching would raise SIGBUS) leaves the pages to fault in as they are used.
+    pub(crate) fn prefault(&self, i: usize, write: bool) {
+        assert!(i < self.geo.lanes, "lane {i} of {}", self.geo.lanes);
+        let off = self.geo.ring_offset(i);
+        let advice = if write {
+            Advice::LinuxPopulateWrite
+        } else {
+            Advice::LinuxPopulateRead
+        };
+        // SAFETY: the range is lane i's ring, inside our mapping (validated geometry) and
+        // page-aligned; populating changes no byte of it and no other mapping.
+        let _ = unsafe {
+            rustix::mm::madvise(
+                self.map.ptr.as_ptr().add(off).cast(),
+                self.geo.lane_capacity,
+                advice,
+            )
+        };
     }
 
     pub(crate) fn geometry(&self) -> &Geometry {
