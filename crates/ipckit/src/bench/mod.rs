@@ -202,12 +202,13 @@ pub fn run(plan: &Plan, peer: &PeerCommand, progress: &mut dyn FnMut(&Progress))
     if plan.transports.contains(&TransportKind::Signal) {
         crate::transport::prepare_signals()?;
     }
+    // Read before pinning: the CPU count is the machine's, not the one CPU we are pinned to.
+    let mut report = Report::new(Machine::current());
     let pins = if plan.pin { Some(pick_cpus()?) } else { None };
     let saved = match pins {
         Some((mine, _)) => Some(pin_to(mine)?),
         None => None,
     };
-    let mut report = Report::new(Machine::current());
     if plan.baseline && plan.patterns.contains(&Pattern::Latency) {
         report.baseline = Some(baseline::measure(plan, peer, pins.map(|p| p.1))?);
     }
