@@ -209,8 +209,8 @@ fn finish(report: &Report, json: Option<&Path>, svg: Option<&Path>) -> Result<()
     Ok(())
 }
 
-/// The baseline under the latency table: the floor, and how close the fastest transport at the
-/// smallest size comes to it. Empty without a baseline.
+/// The baseline under the latency table: the floor, and how close the table's lowest latency
+/// comes to it. Empty without a baseline.
 fn floor_line(report: &Report, table: &bench::Table) -> String {
     let Some(floor) = &report.baseline else {
         return String::new();
@@ -221,22 +221,28 @@ fn floor_line(report: &Report, table: &bench::Table) -> String {
         bench::format_ns(floor.p50_ns as f64),
         bench::format_ns(floor.mean_ns),
     );
-    let fastest = table.sizes.iter().enumerate().find_map(|(i, &size)| {
-        table
-            .rows
-            .iter()
-            .filter_map(|(t, cells)| match &cells[i] {
-                Cell::Measured {
-                    measurement: bench::Measurement::Latency(l),
-                    ..
-                } => Some((t, size, l.p50_ns)),
-                _ => None,
-            })
-            .min_by_key(|&(_, _, p50)| p50)
-    });
+    // The lowest p50 of the whole table: how close the best transport comes to the floor.
+    let fastest = table
+        .rows
+        .iter()
+        .flat_map(|(t, cells)| {
+            table
+                .sizes
+                .iter()
+                .zip(cells)
+                .map(move |(&size, c)| (t, size, c))
+        })
+        .filter_map(|(t, size, cell)| match cell {
+            Cell::Measured {
+                measurement: bench::Measurement::Latency(l),
+                ..
+            } => Some((t, size, l.p50_ns)),
+            _ => None,
+        })
+        .min_by_key(|&(_, _, p50)| p50);
     if let Some((transport, size, p50)) = fastest {
         text.push_str(&format!(
-            "fastest at {}: {transport}, {:.1}× the floor\n",
+            "lowest: {transport} at {}, {:.1}× the floor\n",
             bench::format_size(size),
             p50 as f64 / floor.p50_ns.max(1) as f64
         ));

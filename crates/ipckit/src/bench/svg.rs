@@ -6,6 +6,27 @@ use plotters::prelude::*;
 use super::results::{format_ns, format_rate, format_size, Measurement, Pattern, Report};
 use crate::error::{Error, Object, Result};
 
+/// Line colours, in order of first appearance: saturated and far apart (Tableau's 10, then
+/// darker ones), so that every line reads on white and next to its neighbours.
+const COLOURS: [(u8, u8, u8); 16] = [
+    (0x1f, 0x77, 0xb4),
+    (0xff, 0x7f, 0x0e),
+    (0x2c, 0xa0, 0x2c),
+    (0xd6, 0x27, 0x28),
+    (0x94, 0x67, 0xbd),
+    (0x8c, 0x56, 0x4b),
+    (0xe3, 0x77, 0xc2),
+    (0x7f, 0x7f, 0x7f),
+    (0xbc, 0xbd, 0x22),
+    (0x17, 0xbe, 0xcf),
+    (0x39, 0x3b, 0x79),
+    (0xad, 0x49, 0x4a),
+    (0x00, 0x00, 0x00),
+    (0x63, 0x79, 0x39),
+    (0xe6, 0x55, 0x0d),
+    (0x31, 0x82, 0xbd),
+];
+
 const WIDTH: u32 = 1400;
 const HEIGHT: u32 = 620;
 
@@ -67,7 +88,8 @@ pub fn render_svg(report: &Report) -> Result<String> {
         let names = report.transports();
         let colour = |t: &str| {
             let i = names.iter().position(|n| n == t).unwrap_or(0);
-            Palette99::pick(i).to_rgba()
+            let (r, g, b) = COLOURS[i % COLOURS.len()];
+            RGBColor(r, g, b).to_rgba()
         };
         panel(
             &left,
@@ -177,7 +199,7 @@ fn panel<DB: DrawingBackend>(
         .background_style(WHITE.mix(0.85))
         .border_style(BLACK.mix(0.4))
         .label_font(("sans-serif", 13))
-        .position(SeriesLabelPosition::UpperLeft)
+        .position(SeriesLabelPosition::LowerRight)
         .draw()
         .map_err(chart_error)?;
     Ok(())
