@@ -558,10 +558,8 @@ impl Mmap {
     /// The first `backed` bytes.
     fn backed_bytes(&self, backed: usize) -> &[u8] {
         debug_assert!(backed <= self.len);
-        // SAFETY: `ptr..ptr+len` is mapped for as long as `self` lives (munmap only in drop), and
-        // the first `backed` bytes are backed by the file (or are anonymous memory), so reading
-        // them does not fault; mapped pages are always initialized (file contents or zeros);
-        // `backed <= len <= isize::MAX`.
+        // SAFETY: mapped while `self` lives (munmap only in drop); the first `backed <= len` bytes
+        // are backed by the file or anonymous, so reads do not fault, and are initialized.
         unsafe { std::slice::from_raw_parts(self.ptr.as_ptr(), backed) }
     }
 
@@ -735,10 +733,8 @@ impl Mmap {
         self.check_writable(op)?;
         let backed = self.backed_len()?;
         let r = self.range::<A>(op, offset, None, backed)?;
-        // SAFETY: `range` checked that `A` fits at `offset` inside the mapping and the file and
-        // that the address is aligned for `A`; AtomicU32/AtomicU64 have the layout of u32/u64 and
-        // accept every bit pattern; the mapping is writable and lives as long as the borrow of
-        // `self`.
+        // SAFETY: `range` checked that an aligned `A` fits inside the mapping and the file; the
+        // atomics accept every bit pattern; the writable mapping outlives the borrow of `self`.
         Ok(unsafe { &*self.ptr.as_ptr().add(r.start).cast::<A>() })
     }
 

@@ -830,10 +830,9 @@ impl Slot {
                 ),
             ));
         }
-        // SAFETY: the region holds SLOT_SIZE bytes at an address aligned for Slot (checked), it
-        // is borrowed mutably for 'a so this process reaches those bytes only through the
-        // returned reference, and every bit pattern is a valid Slot (AtomicU32 and a byte array
-        // in UnsafeCells, which also make writes through a shared reference sound).
+        // SAFETY: SLOT_SIZE aligned bytes (checked), borrowed mutably for 'a so reached only via
+        // the result; every bit pattern is a valid Slot (atomics and UnsafeCell bytes, which
+        // make writes through the shared reference sound).
         Ok(unsafe { &*ptr.cast::<Slot>() })
     }
 }

@@ -46,12 +46,15 @@ impl<L> Room<L> {
         let before = self.inside.fetch_add(1, Ordering::Relaxed);
         assert_eq!(before, 0, "two participants in the critical section");
         if data {
+            // SAFETY: the lock under test excludes other accesses; loom checks the cell and
+            // fails the model on any unordered access.
             self.data.with_mut(|d| unsafe { *d += 1 });
         }
         self.inside.fetch_sub(1, Ordering::Relaxed);
     }
 
     fn total(&self) -> u32 {
+        // SAFETY: called after every participant was joined; loom checks the ordering.
         self.data.with(|d| unsafe { *d })
     }
 }
@@ -231,10 +234,12 @@ fn sync_manual_event_releases_every_waiter_and_publishes() {
                 let (event, data) = (event.clone(), data.clone());
                 thread::spawn(move || {
                     event.wait();
+                    // SAFETY: ordered after the write by the event (loom checks it).
                     assert_eq!(data.with(|d| unsafe { *d }), 7);
                 })
             })
             .collect();
+        // SAFETY: the waiters read only after the event is set (loom checks it).
         data.with_mut(|d| unsafe { *d = 7 });
         event.set();
         for w in waiters {
@@ -258,11 +263,13 @@ fn sync_barrier_orders_rounds() {
                         slots: Arc<[UnsafeCell<u32>; 3]>,
                         leaders: Arc<AtomicU32>| {
             for round in 1..=2u32 {
+                // SAFETY: our own slot; readers are ordered after it by the barrier (loom checks).
                 slots[me].with_mut(|s| unsafe { *s = round });
                 if barrier.wait() {
                     leaders.fetch_add(1, Ordering::Relaxed);
                 }
                 for slot in slots.iter() {
+                    // SAFETY: between two barriers no slot is written (loom checks it).
                     assert_eq!(slot.with(|s| unsafe { *s }), round);
                 }
                 if barrier.wait() {
@@ -297,11 +304,13 @@ fn sync_init_once_picks_one_initialiser_and_publishes_its_work() {
                 thread::spawn(move || {
                     if header.claim() == Claim::Won {
                         winners.fetch_add(1, Ordering::Relaxed);
+                        // SAFETY: only the claim's winner writes, before it publishes.
                         body.with_mut(|b| unsafe { *b = 40 + me });
                         header.publish(*b"TEST", 1, 4);
                     }
                     assert_eq!(header.settled_state(), Some(READY));
                     header.validate(*b"TEST", 1, 4).unwrap();
+                    // SAFETY: READY was seen, so the write happened before (loom checks it).
                     let seen = body.with(|b| unsafe { *b });
                     assert!(seen == 40 || seen == 41, "{seen}");
                 })

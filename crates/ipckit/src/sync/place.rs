@@ -225,11 +225,9 @@ pub(crate) fn place<'a, T: Shared>(op: &'static str, region: &'a mut [u8]) -> Re
             format!("needs {align}-byte alignment"),
         ));
     }
-    // SAFETY: the region is large enough and aligned for T (checked above), every bit pattern is
-    // a valid T (the `Shared` contract), and the exclusive borrow of the region is held for 'a, so
-    // nothing in this process accesses those bytes other than through the returned reference;
-    // T's fields are atomics and `UnsafeCell`s, which permit the shared mutation other processes
-    // do.
+    // SAFETY: large enough and aligned (checked); every bit pattern is a valid T (`Shared`);
+    // the region is borrowed exclusively for 'a, and T's atomics and `UnsafeCell`s permit the
+    // mutation other processes do.
     Ok(unsafe { &*addr.cast::<T>() })
 }
 
