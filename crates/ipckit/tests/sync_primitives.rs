@@ -82,9 +82,14 @@ fn semaphore_counts_posts_taken_by_other_processes() {
     assert_eq!(sem.value(), 0);
 }
 
-#[test]
-fn manual_event_releases_every_waiting_process() {
-    const TEST: &str = "manual_event_releases_every_waiting_process";
+/// The event tests: the parent places an event of `mode` (clear) and a counter in a segment and
+/// spawns 3 children that each wait for the event and then add 1 to the counter; `parent` then
+/// drives the event and waits for the children.
+fn event_with_waiting_children(
+    test: &str,
+    mode: EventMode,
+    parent: impl FnOnce(&Event, &AtomicU32, Vec<Child>),
+) {
     if let Some(role) = child_role() {
         let (_, _, mut map) = child_segment(&role);
         let (head, rest) = map.split_at_mut(64);
@@ -96,45 +101,41 @@ fn manual_event_releases_every_waiting_process() {
     }
     let (seg, mut map) = segment();
     let (head, rest) = map.split_at_mut(64);
-    let event = Event::init_in(head, EventMode::Manual, false).unwrap();
+    let event = Event::init_in(head, mode, false).unwrap();
     let passed = &words(rest)[0];
-    let children: Vec<_> = (0..3).map(|i| spawn(TEST, "wait", &seg, i)).collect();
-    event.set();
-    wait_all(children);
-    assert_eq!(passed.load(Ordering::SeqCst), 3);
-    assert!(event.is_set(), "a manual event stays set");
-    event.reset();
-    assert!(!event.wait_timeout(Duration::from_millis(10)));
+    let children: Vec<_> = (0..3).map(|i| spawn(test, "wait", &seg, i)).collect();
+    parent(event, passed, children);
+}
+
+#[test]
+fn manual_event_releases_every_waiting_process() {
+    const TEST: &str = "manual_event_releases_every_waiting_process";
+    event_with_waiting_children(TEST, EventMode::Manual, |event, passed, children| {
+        event.set();
+        wait_all(children);
+        assert_eq!(passed.load(Ordering::SeqCst), 3);
+        assert!(event.is_set(), "a manual event stays set");
+        event.reset();
+        assert!(!event.wait_timeout(Duration::from_millis(10)));
+    });
 }
 
 #[test]
 fn auto_event_releases_one_waiting_process_per_set() {
     const TEST: &str = "auto_event_releases_one_waiting_process_per_set";
-    if let Some(role) = child_role() {
-        let (_, _, mut map) = child_segment(&role);
-        let (head, rest) = map.split_at_mut(64);
-        let event = Event::open_in(head).unwrap();
-        let passed = &words(rest)[0];
-        event.wait();
-        passed.fetch_add(1, Ordering::SeqCst);
-        return;
-    }
-    let (seg, mut map) = segment();
-    let (head, rest) = map.split_at_mut(64);
-    let event = Event::init_in(head, EventMode::Auto, false).unwrap();
-    let passed = &words(rest)[0];
-    let children: Vec<_> = (0..3).map(|i| spawn(TEST, "wait", &seg, i)).collect();
-    for n in 1..=3 {
-        event.set();
-        // Exactly one more passes per set; the event is clear again once it has.
-        while passed.load(Ordering::SeqCst) < n {
-            std::thread::sleep(Duration::from_millis(1));
+    event_with_waiting_children(TEST, EventMode::Auto, |event, passed, children| {
+        for n in 1..=3 {
+            event.set();
+            // Exactly one more passes per set; the event is clear again once it has.
+            while passed.load(Ordering::SeqCst) < n {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            assert_eq!(passed.load(Ordering::SeqCst), n);
         }
-        assert_eq!(passed.load(Ordering::SeqCst), n);
-    }
-    wait_all(children);
-    assert!(!event.is_set(), "the last waiter cleared it");
-    assert!(!event.try_wait());
+        wait_all(children);
+        assert!(!event.is_set(), "the last waiter cleared it");
+        assert!(!event.try_wait());
+    });
 }
 
 #[test]

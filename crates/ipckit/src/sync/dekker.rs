@@ -18,62 +18,21 @@
 //! without those fences finds both participants inside. Stores are `Release` and loads `Acquire`,
 //! so the critical sections are also ordered for the data they touch.
 
-use std::fmt;
+use super::atomic::{Backoff, Ordering};
+use super::participant::{sc_fence, two_participant_lock};
 
-use super::atomic::{AtomicU32, Backoff, Ordering};
-use super::participant::{sc_fence, sealed};
-use super::place::{Header, Shared};
-#[cfg(not(loom))]
-use crate::error::Result;
-
-/// Dekker's two-participant lock in shared memory (participants 0 and 1).
-#[repr(C)]
-pub struct Dekker {
-    header: Header,
-    /// `wants[i]` is 1 while participant `i` wants or holds the lock.
-    wants: [AtomicU32; 2],
-    /// The participant that insists when both want the lock.
-    turn: AtomicU32,
-}
-
-// SAFETY: repr(C), header first, the rest atomics: every bit pattern is valid.
-unsafe impl Shared for Dekker {
-    const MAGIC: [u8; 4] = *b"IKDK";
-    const VERSION: u32 = 1;
-    const NAME: &'static str = "Dekker";
-
-    fn header(&self) -> &Header {
-        &self.header
+two_participant_lock! {
+    /// Dekker's two-participant lock in shared memory (participants 0 and 1).
+    pub struct Dekker {
+        /// `wants[i]` is 1 while participant `i` wants or holds the lock.
+        wants: [AtomicU32; 2],
+        /// The participant that insists when both want the lock.
+        turn: AtomicU32,
     }
+    magic = *b"IKDK";
 }
 
 impl Dekker {
-    /// A lock in ordinary memory, for threads.
-    pub fn new() -> Dekker {
-        Dekker {
-            header: Header::ready(Self::MAGIC, Self::VERSION, std::mem::size_of::<Self>()),
-            wants: [AtomicU32::new(0), AtomicU32::new(0)],
-            turn: AtomicU32::new(0),
-        }
-    }
-
-    /// Initialises the lock at the start of `region`, once, even when processes race.
-    #[cfg(not(loom))]
-    pub fn init_in(region: &mut [u8]) -> Result<&Dekker> {
-        super::place::init_in::<Dekker>(region, |d| {
-            d.wants[0].store(0, Ordering::Relaxed);
-            d.wants[1].store(0, Ordering::Relaxed);
-            d.turn.store(0, Ordering::Relaxed);
-            Ok(())
-        })
-    }
-
-    /// Validates and returns the lock another process initialised at the start of `region`.
-    #[cfg(not(loom))]
-    pub fn open_in(region: &mut [u8]) -> Result<&Dekker> {
-        super::place::open_in::<Dekker>(region)
-    }
-
     /// The entry protocol; `FENCED = false` only in the loom model that shows the fences are
     /// needed.
     pub(crate) fn acquire_with<const FENCED: bool>(&self, me: usize) {
@@ -97,39 +56,10 @@ impl Dekker {
             }
         }
     }
-}
 
-impl Default for Dekker {
-    fn default() -> Dekker {
-        Dekker::new()
-    }
-}
-
-impl sealed::Raw for Dekker {
-    fn name(&self) -> &'static str {
-        "Dekker"
-    }
-
-    fn count(&self) -> usize {
-        2
-    }
-
-    fn acquire(&self, me: usize) {
-        self.acquire_with::<true>(me);
-    }
-
-    fn as_raw(&self) -> &dyn sealed::Raw {
-        self
-    }
-
-    fn release(&self, me: usize) {
+    /// The exit protocol: hands the turn to the other participant, then lowers the flag.
+    fn leave(&self, me: usize) {
         self.turn.store(1 - me as u32, Ordering::Release);
         self.wants[me].store(0, Ordering::Release);
-    }
-}
-
-impl fmt::Debug for Dekker {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Dekker").finish_non_exhaustive()
     }
 }

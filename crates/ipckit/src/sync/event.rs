@@ -12,7 +12,7 @@
 use std::fmt;
 use std::time::Duration;
 
-use super::atomic::{fence, AtomicU32, Ordering};
+use super::atomic::{AtomicU32, Ordering};
 use super::futex;
 use super::place::{Header, Shared};
 #[cfg(not(loom))]
@@ -103,16 +103,12 @@ impl Event {
     pub fn set(&self) {
         // Release: what we did before `set` happens before what a released waiter does after.
         self.state.store(1, Ordering::Release);
-        // Orders our store to `state` before our load of `waiters`; pairs with the fence in
-        // `sleep` (its store to `waiters`, the kernel's load of `state`).
-        fence(Ordering::SeqCst);
-        if self.waiters.load(Ordering::Relaxed) > 0 {
-            let n = match self.mode() {
-                EventMode::Manual => i32::MAX as u32,
-                EventMode::Auto => 1,
-            };
-            futex::wake(&self.state, n);
-        }
+        let n = match self.mode() {
+            EventMode::Manual => i32::MAX as u32,
+            EventMode::Auto => 1,
+        };
+        // Its fence orders our store to `state` before its load of `waiters`.
+        futex::counted_wake(&self.state, &self.waiters, n);
     }
 
     /// Clears the event; later waiters wait for the next [`set`](Self::set).
@@ -146,26 +142,12 @@ impl Event {
 
     /// Like [`wait`](Self::wait), but gives up after `timeout`: `true` if the event released us.
     pub fn wait_timeout(&self, timeout: Duration) -> bool {
-        let deadline = futex::deadline(timeout);
-        loop {
-            if self.try_wait() {
-                return true;
-            }
-            let left = futex::remaining(deadline);
-            if left == Some(Duration::ZERO) {
-                return false;
-            }
-            self.sleep(left);
-        }
+        futex::retry_until(timeout, || self.try_wait(), |left| self.sleep(left))
     }
 
+    /// One futex sleep while the event is clear.
     fn sleep(&self, timeout: Option<Duration>) {
-        self.waiters.fetch_add(1, Ordering::Relaxed);
-        // Orders our store to `waiters` before the kernel's load of `state` in FUTEX_WAIT; pairs
-        // with the fence in `set`.
-        fence(Ordering::SeqCst);
-        futex::wait(&self.state, 0, timeout);
-        self.waiters.fetch_sub(1, Ordering::Relaxed);
+        futex::counted_wait(&self.state, 0, &self.waiters, timeout);
     }
 }
 

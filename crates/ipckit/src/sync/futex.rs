@@ -11,7 +11,7 @@
 
 use std::time::{Duration, Instant};
 
-use super::atomic::AtomicU32;
+use super::atomic::{fence, AtomicU32, Ordering};
 
 /// `futex(word, FUTEX_WAIT, expected, timeout)` — sleeps while `*word == expected`, at most
 /// `timeout` (`None`: no limit).
@@ -40,7 +40,6 @@ loom::lazy_static! {
 /// so a wake-up that is lost shows up as a deadlock. Timed waits only yield.
 #[cfg(loom)]
 pub(crate) fn wait(word: &AtomicU32, expected: u32, timeout: Option<Duration>) {
-    use super::atomic::Ordering;
     if timeout.is_some() {
         loom::thread::yield_now();
         return;
@@ -78,4 +77,53 @@ pub(crate) fn deadline(timeout: Duration) -> Option<Instant> {
 /// The time left until `deadline`; `Some(ZERO)` once it has passed, `None` without a deadline.
 pub(crate) fn remaining(deadline: Option<Instant>) -> Option<Duration> {
     deadline.map(|d| d.saturating_duration_since(Instant::now()))
+}
+
+/// One [`wait`] on `word` while it holds `expected`, counted in `waiters` (how many are, or are
+/// about to be, asleep on `word`) so that [`counted_wake`] can skip the system call when nobody
+/// sleeps. A sleeper that dies leaves `waiters` too high, which only costs a needless wake.
+pub(crate) fn counted_wait(
+    word: &AtomicU32,
+    expected: u32,
+    waiters: &AtomicU32,
+    timeout: Option<Duration>,
+) {
+    waiters.fetch_add(1, Ordering::Relaxed);
+    // Orders our store to `waiters` before the load of `word` that FUTEX_WAIT makes; pairs with
+    // the fence in `counted_wake` (the waker's store to `word`, its load of `waiters`). Either the
+    // kernel sees the new value of `word` and does not sleep, or the waker sees us and wakes us.
+    fence(Ordering::SeqCst);
+    wait(word, expected, timeout);
+    waiters.fetch_sub(1, Ordering::Relaxed);
+}
+
+/// After the caller's store to `word`: [`wake`]s at most `n` of those asleep on it in
+/// [`counted_wait`], and makes no system call when `waiters` says there are none.
+pub(crate) fn counted_wake(word: &AtomicU32, waiters: &AtomicU32, n: u32) {
+    // Orders the caller's store to `word` before our load of `waiters`; pairs with the fence in
+    // `counted_wait` (see there).
+    fence(Ordering::SeqCst);
+    if waiters.load(Ordering::Relaxed) > 0 {
+        wake(word, n);
+    }
+}
+
+/// The loop of a timed wait: tries `try_pass`, and while it fails, `sleep`s for at most the time
+/// left; `true` once `try_pass` succeeds, `false` when `timeout` has passed first.
+pub(crate) fn retry_until(
+    timeout: Duration,
+    mut try_pass: impl FnMut() -> bool,
+    mut sleep: impl FnMut(Option<Duration>),
+) -> bool {
+    let deadline = deadline(timeout);
+    loop {
+        if try_pass() {
+            return true;
+        }
+        let left = remaining(deadline);
+        if left == Some(Duration::ZERO) {
+            return false;
+        }
+        sleep(left);
+    }
 }

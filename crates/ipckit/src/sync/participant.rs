@@ -129,3 +129,111 @@ pub(crate) fn stored_count(n: u32) -> std::result::Result<(), String> {
     }
     Ok(())
 }
+
+/// Declares a two-participant lock (participants 0 and 1) from its two per-participant flags and
+/// its one shared word, and gives it what Dekker's and Peterson's locks have in common: the
+/// `#[repr(C)]` layout after a [`Header`](super::place::Header), `new` / `init_in` / `open_in`
+/// (every word 0), `Default`, `Debug` and the [`ParticipantLock`] plumbing. The algorithm itself
+/// stays with the type, as two inherent methods: `acquire_with::<FENCED>(me)` (the entry
+/// protocol, fenced unless a loom model shows the fences are needed) and `leave(me)` (the exit
+/// protocol).
+macro_rules! two_participant_lock {
+    (
+        $(#[$attr:meta])*
+        pub struct $lock:ident {
+            $(#[$flags_attr:meta])*
+            $flags:ident: [AtomicU32; 2],
+            $(#[$word_attr:meta])*
+            $word:ident: AtomicU32,
+        }
+        magic = $magic:expr;
+    ) => {
+        $(#[$attr])*
+        #[repr(C)]
+        pub struct $lock {
+            header: $crate::sync::place::Header,
+            $(#[$flags_attr])*
+            $flags: [$crate::sync::atomic::AtomicU32; 2],
+            $(#[$word_attr])*
+            $word: $crate::sync::atomic::AtomicU32,
+        }
+
+        // SAFETY: repr(C), header first, the rest atomics: every bit pattern is valid.
+        unsafe impl $crate::sync::place::Shared for $lock {
+            const MAGIC: [u8; 4] = $magic;
+            const VERSION: u32 = 1;
+            const NAME: &'static str = stringify!($lock);
+
+            fn header(&self) -> &$crate::sync::place::Header {
+                &self.header
+            }
+        }
+
+        impl $lock {
+            /// A lock in ordinary memory, for threads.
+            pub fn new() -> $lock {
+                use $crate::sync::atomic::AtomicU32;
+                use $crate::sync::place::{Header, Shared};
+                $lock {
+                    header: Header::ready(Self::MAGIC, Self::VERSION, std::mem::size_of::<Self>()),
+                    $flags: [AtomicU32::new(0), AtomicU32::new(0)],
+                    $word: AtomicU32::new(0),
+                }
+            }
+
+            /// Initialises the lock at the start of `region`, once, even when processes race.
+            #[cfg(not(loom))]
+            pub fn init_in(region: &mut [u8]) -> $crate::error::Result<&$lock> {
+                use $crate::sync::atomic::Ordering;
+                $crate::sync::place::init_in::<$lock>(region, |l| {
+                    l.$flags[0].store(0, Ordering::Relaxed);
+                    l.$flags[1].store(0, Ordering::Relaxed);
+                    l.$word.store(0, Ordering::Relaxed);
+                    Ok(())
+                })
+            }
+
+            /// Validates and returns the lock another process initialised at the start of
+            /// `region`.
+            #[cfg(not(loom))]
+            pub fn open_in(region: &mut [u8]) -> $crate::error::Result<&$lock> {
+                $crate::sync::place::open_in::<$lock>(region)
+            }
+        }
+
+        impl Default for $lock {
+            fn default() -> $lock {
+                $lock::new()
+            }
+        }
+
+        impl $crate::sync::participant::sealed::Raw for $lock {
+            fn name(&self) -> &'static str {
+                stringify!($lock)
+            }
+
+            fn count(&self) -> usize {
+                2
+            }
+
+            fn acquire(&self, me: usize) {
+                self.acquire_with::<true>(me);
+            }
+
+            fn as_raw(&self) -> &dyn $crate::sync::participant::sealed::Raw {
+                self
+            }
+
+            fn release(&self, me: usize) {
+                self.leave(me);
+            }
+        }
+
+        impl std::fmt::Debug for $lock {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.debug_struct(stringify!($lock)).finish_non_exhaustive()
+            }
+        }
+    };
+}
+pub(crate) use two_participant_lock;

@@ -18,62 +18,21 @@
 //! enough in the C++ memory model: the other side never *reads* our `victim` store, it overwrites
 //! it.) The loom model without fences finds both participants inside.
 
-use std::fmt;
+use super::atomic::{Backoff, Ordering};
+use super::participant::{sc_fence, two_participant_lock};
 
-use super::atomic::{AtomicU32, Backoff, Ordering};
-use super::participant::{sc_fence, sealed};
-use super::place::{Header, Shared};
-#[cfg(not(loom))]
-use crate::error::Result;
-
-/// Peterson's two-participant lock in shared memory (participants 0 and 1).
-#[repr(C)]
-pub struct Peterson {
-    header: Header,
-    /// `flag[i]` is 1 while participant `i` wants or holds the lock.
-    flag: [AtomicU32; 2],
-    /// The participant that volunteered last to wait.
-    victim: AtomicU32,
-}
-
-// SAFETY: repr(C), header first, the rest atomics: every bit pattern is valid.
-unsafe impl Shared for Peterson {
-    const MAGIC: [u8; 4] = *b"IKPT";
-    const VERSION: u32 = 1;
-    const NAME: &'static str = "Peterson";
-
-    fn header(&self) -> &Header {
-        &self.header
+two_participant_lock! {
+    /// Peterson's two-participant lock in shared memory (participants 0 and 1).
+    pub struct Peterson {
+        /// `flag[i]` is 1 while participant `i` wants or holds the lock.
+        flag: [AtomicU32; 2],
+        /// The participant that volunteered last to wait.
+        victim: AtomicU32,
     }
+    magic = *b"IKPT";
 }
 
 impl Peterson {
-    /// A lock in ordinary memory, for threads.
-    pub fn new() -> Peterson {
-        Peterson {
-            header: Header::ready(Self::MAGIC, Self::VERSION, std::mem::size_of::<Self>()),
-            flag: [AtomicU32::new(0), AtomicU32::new(0)],
-            victim: AtomicU32::new(0),
-        }
-    }
-
-    /// Initialises the lock at the start of `region`, once, even when processes race.
-    #[cfg(not(loom))]
-    pub fn init_in(region: &mut [u8]) -> Result<&Peterson> {
-        super::place::init_in::<Peterson>(region, |p| {
-            p.flag[0].store(0, Ordering::Relaxed);
-            p.flag[1].store(0, Ordering::Relaxed);
-            p.victim.store(0, Ordering::Relaxed);
-            Ok(())
-        })
-    }
-
-    /// Validates and returns the lock another process initialised at the start of `region`.
-    #[cfg(not(loom))]
-    pub fn open_in(region: &mut [u8]) -> Result<&Peterson> {
-        super::place::open_in::<Peterson>(region)
-    }
-
     /// The entry protocol; `FENCED = false` only in the loom model that shows the fences are
     /// needed.
     pub(crate) fn acquire_with<const FENCED: bool>(&self, me: usize) {
@@ -94,38 +53,9 @@ impl Peterson {
             backoff.snooze();
         }
     }
-}
 
-impl Default for Peterson {
-    fn default() -> Peterson {
-        Peterson::new()
-    }
-}
-
-impl sealed::Raw for Peterson {
-    fn name(&self) -> &'static str {
-        "Peterson"
-    }
-
-    fn count(&self) -> usize {
-        2
-    }
-
-    fn acquire(&self, me: usize) {
-        self.acquire_with::<true>(me);
-    }
-
-    fn as_raw(&self) -> &dyn sealed::Raw {
-        self
-    }
-
-    fn release(&self, me: usize) {
+    /// The exit protocol: lowers the flag.
+    fn leave(&self, me: usize) {
         self.flag[me].store(0, Ordering::Release);
-    }
-}
-
-impl fmt::Debug for Peterson {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Peterson").finish_non_exhaustive()
     }
 }

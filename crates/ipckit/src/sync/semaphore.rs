@@ -14,7 +14,7 @@
 use std::fmt;
 use std::time::Duration;
 
-use super::atomic::{fence, AtomicU32, Ordering};
+use super::atomic::{AtomicU32, Ordering};
 use super::futex;
 use super::place::{Header, Shared};
 use crate::error::{Error, Result};
@@ -117,28 +117,12 @@ impl Semaphore {
 
     /// Like [`wait`](Self::wait), but gives up after `timeout`: `true` if one was taken.
     pub fn wait_timeout(&self, timeout: Duration) -> bool {
-        let deadline = futex::deadline(timeout);
-        loop {
-            if self.try_wait() {
-                return true;
-            }
-            let left = futex::remaining(deadline);
-            if left == Some(Duration::ZERO) {
-                return false;
-            }
-            self.sleep(left);
-        }
+        futex::retry_until(timeout, || self.try_wait(), |left| self.sleep(left))
     }
 
     /// One futex sleep while the count is 0.
     fn sleep(&self, timeout: Option<Duration>) {
-        self.waiters.fetch_add(1, Ordering::Relaxed);
-        // Orders our store to `waiters` before the load of `value` that FUTEX_WAIT makes; pairs
-        // with the fence in `post` (its store to `value`, its load of `waiters`). Either the
-        // kernel sees the posted value and does not sleep, or `post` sees us and wakes us.
-        fence(Ordering::SeqCst);
-        futex::wait(&self.value, 0, timeout);
-        self.waiters.fetch_sub(1, Ordering::Relaxed);
+        futex::counted_wait(&self.value, 0, &self.waiters, timeout);
     }
 
     /// `futex(&value, FUTEX_WAKE, 1)` after adding one — gives one back and wakes a sleeper if
@@ -162,12 +146,8 @@ impl Semaphore {
                 Err(now) => v = now,
             }
         }
-        // Orders our store to `value` before our load of `waiters`; pairs with the fence in
-        // `sleep` (see there).
-        fence(Ordering::SeqCst);
-        if self.waiters.load(Ordering::Relaxed) > 0 {
-            futex::wake(&self.value, 1);
-        }
+        // Its fence orders our store to `value` before its load of `waiters`.
+        futex::counted_wake(&self.value, &self.waiters, 1);
         Ok(())
     }
 
