@@ -5,11 +5,22 @@
 //! - [`Defer`], a guard that runs cleanup even when an assertion panics;
 //! - re-executing the current test binary as a child process with a role ([`spawn_self`],
 //!   [`child_role`]);
-//! - compiling small C programs with the system `cc` ([`compile_c`]).
+//! - compiling small C programs with the system `cc` ([`compile_c`]);
+//! - child processes that are killed and reaped on drop ([`Kid`]), talked to line by line
+//!   ([`Conversation`]) or run to the end for their output ([`run_for_stdout`]);
+//! - waiting for a condition without assuming anything about timing ([`wait_until`]), and seeing
+//!   which system call a thread sleeps in ([`task`]);
+//! - interrupting a blocked call with a signal ([`interrupt`]);
+//! - the process's umask and credentials: [`umask`], [`is_root`], [`become_nobody`].
 
+use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{ChildStdin, ChildStdout, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+pub mod interrupt;
+pub mod task;
 
 static COUNTER: AtomicU32 = AtomicU32::new(0);
 
@@ -160,4 +171,119 @@ pub fn start(mut cmd: Command) -> Kid {
         .stderr(std::process::Stdio::inherit())
         .spawn()
         .expect("spawn child"))
+}
+
+/// Polls `cond` until it holds; fails the test (naming `what`) after a generous bound instead of
+/// hanging. The bound only guards against a hang: tests must not rely on it for correctness.
+pub fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !cond() {
+        assert!(Instant::now() < deadline, "gave up waiting for {what}");
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
+/// The process umask, from /proc/self/status (reading it with umask(2) would change it for every
+/// thread).
+pub fn umask() -> u32 {
+    let status = std::fs::read_to_string("/proc/self/status").expect("read /proc/self/status");
+    let line = status
+        .lines()
+        .find(|l| l.starts_with("Umask:"))
+        .expect("Umask: line in /proc/self/status");
+    u32::from_str_radix(line["Umask:".len()..].trim(), 8).expect("octal umask")
+}
+
+/// The unprivileged user and group id of `nobody` / `nogroup` on Debian-like systems.
+pub const NOBODY: u32 = 65534;
+
+/// Whether this process runs with effective user id 0, so it may create objects another user
+/// must not touch and then become that user.
+pub fn is_root() -> bool {
+    // SAFETY: geteuid cannot fail and touches no memory.
+    unsafe { libc::geteuid() == 0 }
+}
+
+/// `setresgid(NOBODY, ..)` then `setresuid(NOBODY, ..)` — makes this process the unprivileged
+/// user [`NOBODY`] for good (needs root; panics otherwise). Only for a single-purpose child
+/// process: it affects every thread.
+pub fn become_nobody() {
+    // SAFETY: plain system calls on integers.
+    let gid = unsafe { libc::setresgid(NOBODY, NOBODY, NOBODY) };
+    assert_eq!(gid, 0, "setresgid(nobody)");
+    // SAFETY: as above.
+    let uid = unsafe { libc::setresuid(NOBODY, NOBODY, NOBODY) };
+    assert_eq!(uid, 0, "setresuid(nobody)");
+}
+
+/// Runs `cmd` to the end with stdout captured and stderr shared with the test; fails the test
+/// if it exits unsuccessfully. Returns the child's pid and its stdout.
+pub fn run_for_stdout(mut cmd: Command) -> (i32, String) {
+    let child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("spawn child");
+    let pid = child.id() as i32;
+    let out = child.wait_with_output().expect("wait for child");
+    assert!(out.status.success(), "{cmd:?} failed: {}", out.status);
+    (pid, String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// A child process the test talks to line by line: its stdin and stdout are pipes, it is killed
+/// and reaped when dropped (as a [`Kid`]). Typically a re-executed test ([`spawn_self`]) that
+/// prints a marker once it holds something and waits for a line before letting go.
+pub struct Conversation {
+    kid: Kid,
+    out: BufReader<ChildStdout>,
+    input: Option<ChildStdin>,
+}
+
+impl Conversation {
+    /// Spawns `cmd` with piped stdin and stdout (stderr shared with the test).
+    pub fn start(mut cmd: Command) -> Conversation {
+        let mut child = cmd
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("spawn child");
+        let out = BufReader::new(child.stdout.take().expect("piped stdout"));
+        let input = child.stdin.take();
+        Conversation {
+            kid: Kid(child),
+            out,
+            input,
+        }
+    }
+
+    /// The child's process id.
+    pub fn pid(&self) -> u32 {
+        self.kid.0.id()
+    }
+
+    /// Reads the child's output until a line that is `marker` (trimmed), skipping what libtest
+    /// prints around a test; fails the test if the child's output ends first.
+    pub fn wait_for(&mut self, marker: &str) {
+        let mut line = String::new();
+        loop {
+            line.clear();
+            let n = self.out.read_line(&mut line).expect("read child's stdout");
+            assert!(n > 0, "child ended before printing {marker:?}");
+            if line.trim() == marker {
+                return;
+            }
+        }
+    }
+
+    /// Writes `line` and a newline to the child's stdin.
+    pub fn say(&mut self, line: &str) {
+        let input = self.input.as_mut().expect("stdin still open");
+        writeln!(input, "{line}").expect("write to child's stdin");
+    }
+
+    /// Closes the child's stdin (it reads end of file) and waits for it to exit.
+    pub fn finish(mut self) -> ExitStatus {
+        drop(self.input.take());
+        self.kid.0.wait().expect("wait for child")
+    }
 }
