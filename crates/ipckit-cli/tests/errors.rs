@@ -9,10 +9,7 @@ use ipckit::sysv::msg::{MsgQueue, OwnedMsgQueue};
 use ipckit::sysv::sem::{OwnedSemSet, SemSet};
 use ipckit::sysv::shm::{OwnedSegment, Segment};
 use ipckit::Key;
-use ipckit_testkit::unique_key;
-
-/// The unprivileged user and group of the permission test (`nobody`, `nogroup`).
-const NOBODY: u32 = 65534;
+use ipckit_testkit::{is_root, unique_key, NOBODY};
 
 fn command(args: &[&str]) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_ipckit"));
@@ -339,16 +336,9 @@ fn unknown_flags_and_missing_arguments_are_usage_errors() {
     bystanders.assert_untouched();
 }
 
-fn running_as_root() -> bool {
-    Command::new("id")
-        .arg("-u")
-        .output()
-        .is_ok_and(|o| text(&o.stdout).trim() == "0")
-}
-
 #[test]
 fn an_unprivileged_user_is_told_permission_denied_and_nothing_changes() {
-    if !running_as_root() {
+    if !is_root() {
         eprintln!("skipped: needs root to create objects that another user may not touch");
         return;
     }

@@ -8,15 +8,14 @@
 //! objects with the hidden `--only KIND:OBJECT` filter, and every object is removed by a guard
 //! even when an assertion fails.
 
-use std::io::{BufRead, BufReader, Write};
-use std::process::{Child, ChildStdout, Command, Output, Stdio};
+use std::process::{Command, Output};
 
 use ipckit::posix::shm::SharedMemory;
 use ipckit::sysv::msg::MsgQueue;
 use ipckit::sysv::sem::SemSet;
 use ipckit::sysv::shm::Segment;
 use ipckit::Key;
-use ipckit_testkit::{child_role, spawn_self, unique_name, Defer};
+use ipckit_testkit::{child_role, spawn_self, unique_name, Conversation, Defer};
 use serde_json::Value;
 
 fn ipckit(args: &[&str]) -> Output {
@@ -170,29 +169,6 @@ fn sets_and_queues_of_exited_processes_are_orphans_only_once_old_enough() {
         .starts_with("nothing was ever sent or received"));
 }
 
-/// Reads the child's output until `marker`, skipping what libtest prints around the test.
-fn wait_for(out: &mut BufReader<ChildStdout>, marker: &str) {
-    let mut line = String::new();
-    loop {
-        line.clear();
-        let n = out.read_line(&mut line).unwrap();
-        assert!(n > 0, "child ended before printing {marker:?}");
-        if line.trim() == marker {
-            return;
-        }
-    }
-}
-
-/// Kills and reaps the child if the test panics.
-struct Reap(Child);
-
-impl Drop for Reap {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 #[test]
 fn posix_shm_nobody_holds_is_an_orphan_and_one_a_live_child_holds_is_not() {
     if let Some(name) = child_role() {
@@ -212,19 +188,11 @@ fn posix_shm_nobody_holds_is_an_orphan_and_one_a_live_child_holds_is_not() {
     // Created and closed again: this process does not hold them.
     drop(SharedMemory::create_exclusive(&free, 100).unwrap());
     drop(SharedMemory::create_exclusive(&held, 100).unwrap());
-    let mut child = Reap(
-        spawn_self(
-            "posix_shm_nobody_holds_is_an_orphan_and_one_a_live_child_holds_is_not",
-            &held,
-        )
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap(),
-    );
-    let mut out = BufReader::new(child.0.stdout.take().unwrap());
-    let mut stdin = child.0.stdin.take().unwrap();
-    wait_for(&mut out, "holding");
+    let mut child = Conversation::start(spawn_self(
+        "posix_shm_nobody_holds_is_an_orphan_and_one_a_live_child_holds_is_not",
+        &held,
+    ));
+    child.wait_for("holding");
 
     let only = [
         "--only".to_owned(),
@@ -255,9 +223,8 @@ fn posix_shm_nobody_holds_is_an_orphan_and_one_a_live_child_holds_is_not() {
     assert!(SharedMemory::open(&held).is_ok(), "the held one stays");
 
     // Once the child lets go, the other one is an orphan too.
-    stdin.write_all(b"done\n").unwrap();
-    drop(stdin);
-    assert!(child.0.wait().unwrap().success());
+    child.say("done");
+    assert!(child.finish().success());
     let found = gc_json(&[&["--older-than", "0s"], &only[..]].concat());
     assert_eq!(found.len(), 1, "{found:?}");
     assert_eq!(found[0]["name"], held.as_str());

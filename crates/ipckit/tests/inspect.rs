@@ -5,15 +5,12 @@
 //! Every object is created exclusively under a unique key (or as IPC_PRIVATE) and owned by a handle
 //! that removes it on drop, so nothing is left behind when an assertion fails.
 
-use std::io::{BufRead, BufReader, Write};
-use std::process::{Child, ChildStdout, Stdio};
-
 use ipckit::inspect::{self, MsgInfo, SemInfo, ShmInfo};
 use ipckit::sysv::msg::MsgQueue;
 use ipckit::sysv::sem::SemSet;
 use ipckit::sysv::shm::Segment;
 use ipckit::Key;
-use ipckit_testkit::{child_role, spawn_self, unique_key};
+use ipckit_testkit::{child_role, spawn_self, unique_key, Conversation};
 
 fn euid() -> u32 {
     rustix::process::geteuid().as_raw()
@@ -187,29 +184,6 @@ fn attachment_of_a_removed_segment_is_still_found() {
     assert!(shm(id).is_none());
 }
 
-/// Reads the child's output until `marker`, skipping what libtest prints around the test.
-fn wait_for(out: &mut BufReader<ChildStdout>, marker: &str) {
-    let mut line = String::new();
-    loop {
-        line.clear();
-        let n = out.read_line(&mut line).unwrap();
-        assert!(n > 0, "child ended before printing {marker:?}");
-        if line.trim() == marker {
-            return;
-        }
-    }
-}
-
-/// Kills and reaps the child if the test panics.
-struct Reap(Child);
-
-impl Drop for Reap {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 #[test]
 fn child_attachment_is_found_while_held_and_not_after_detach() {
     if let Some(role) = child_role() {
@@ -228,21 +202,13 @@ fn child_attachment_is_found_while_held_and_not_after_detach() {
     let seg = Segment::create_exclusive(Key::new(unique_key()), 4096)
         .unwrap()
         .into_owned();
-    let mut child = Reap(
-        spawn_self(
-            "child_attachment_is_found_while_held_and_not_after_detach",
-            &seg.id().to_string(),
-        )
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap(),
-    );
-    let pid = child.0.id();
-    let mut out = BufReader::new(child.0.stdout.take().unwrap());
-    let mut stdin = child.0.stdin.take().unwrap();
+    let mut child = Conversation::start(spawn_self(
+        "child_attachment_is_found_while_held_and_not_after_detach",
+        &seg.id().to_string(),
+    ));
+    let pid = child.pid();
 
-    wait_for(&mut out, "attached");
+    child.wait_for("attached");
     assert_eq!(attached(seg.id()), vec![pid]);
     assert_eq!(shm(seg.id()).unwrap().nattch, 1);
 
@@ -251,13 +217,12 @@ fn child_attachment_is_found_while_held_and_not_after_detach() {
     both.sort_unstable();
     assert_eq!(attached(seg.id()), both);
 
-    stdin.write_all(b"detach\n").unwrap();
-    wait_for(&mut out, "detached");
+    child.say("detach");
+    child.wait_for("detached");
     assert_eq!(attached(seg.id()), vec![std::process::id()]);
     assert_eq!(shm(seg.id()).unwrap().lpid, pid, "the child detached last");
 
-    drop(stdin);
-    assert!(child.0.wait().unwrap().success());
+    assert!(child.finish().success());
 }
 
 #[test]

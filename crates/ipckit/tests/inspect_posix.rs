@@ -5,9 +5,7 @@
 //! Every object has a unique name and is owned by a handle (or a `Defer` guard) that unlinks it,
 //! so nothing is left in /dev/shm or /dev/mqueue when an assertion fails.
 
-use std::io::{BufRead, BufReader, Write};
 use std::os::unix::fs::MetadataExt;
-use std::process::{Child, ChildStdout, Stdio};
 
 use ipckit::inspect::{
     self, FileId, PosixMqInfo, PosixMqs, PosixSemInfo, PosixShmInfo, Users, DEV_SHM,
@@ -15,17 +13,10 @@ use ipckit::inspect::{
 use ipckit::posix::mq::MessageQueue;
 use ipckit::posix::sem::NamedSemaphore;
 use ipckit::posix::shm::SharedMemory;
-use ipckit_testkit::{child_role, spawn_self, unique_name, Defer};
+use ipckit_testkit::{child_role, spawn_self, umask, unique_name, Conversation, Defer};
 
 fn euid() -> u32 {
     rustix::process::geteuid().as_raw()
-}
-
-/// This process's umask, from /proc/self/status (reading it with umask(2) would change it).
-fn umask() -> u32 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap();
-    let line = status.lines().find(|l| l.starts_with("Umask:")).unwrap();
-    u32::from_str_radix(line["Umask:".len()..].trim(), 8).unwrap()
 }
 
 fn shm(name: &str) -> Option<PosixShmInfo> {
@@ -157,29 +148,6 @@ fn message_queue_is_listed_with_counts_and_sizes_without_consuming() {
     assert!(users_of(info.file).open.contains(&std::process::id()));
 }
 
-/// Reads the child's output until `marker`, skipping what libtest prints around the test.
-fn wait_for(out: &mut BufReader<ChildStdout>, marker: &str) {
-    let mut line = String::new();
-    loop {
-        line.clear();
-        let n = out.read_line(&mut line).unwrap();
-        assert!(n > 0, "child ended before printing {marker:?}");
-        if line.trim() == marker {
-            return;
-        }
-    }
-}
-
-/// Kills and reaps the child if the test panics.
-struct Reap(Child);
-
-impl Drop for Reap {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 #[test]
 fn child_that_maps_shared_memory_is_an_attached_pid() {
     if let Some(name) = child_role() {
@@ -202,17 +170,12 @@ fn child_that_maps_shared_memory_is_an_attached_pid() {
     assert_eq!(users_of(file).open, vec![me], "our own descriptor");
     assert!(users_of(file).mapped.is_empty());
 
-    let mut child = Reap(
-        spawn_self("child_that_maps_shared_memory_is_an_attached_pid", &name)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap(),
-    );
-    let pid = child.0.id();
-    let mut out = BufReader::new(child.0.stdout.take().unwrap());
-    let mut stdin = child.0.stdin.take().unwrap();
-    wait_for(&mut out, "mapped");
+    let mut child = Conversation::start(spawn_self(
+        "child_that_maps_shared_memory_is_an_attached_pid",
+        &name,
+    ));
+    let pid = child.pid();
+    child.wait_for("mapped");
 
     let users = users_of(file);
     assert_eq!(users.mapped, vec![pid], "the child maps it, we do not");
@@ -225,9 +188,8 @@ fn child_that_maps_shared_memory_is_an_attached_pid() {
     obj.unlink().unwrap();
     assert!(shm(&name).is_none());
 
-    stdin.write_all(b"exit\n").unwrap();
-    drop(stdin);
-    assert!(child.0.wait().unwrap().success());
+    child.say("exit");
+    assert!(child.finish().success());
 }
 
 #[test]

@@ -15,12 +15,13 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::mpsc::{self, Receiver, TryRecvError};
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use ipckit::pipe::{self, max_capacity, pipe, Fifo, PipeReader, PipeWriter, PIPE_BUF};
 use ipckit::signal::{self, Disposition, Signal};
 use ipckit::Error;
-use ipckit_testkit::{child_role, example_bin, spawn_self, unique_path, Defer};
+use ipckit_testkit::task::{process_in_syscall, task_in_syscall};
+use ipckit_testkit::{child_role, example_bin, spawn_self, unique_path, wait_until, Defer, Kid};
 
 /// Carries a FIFO path to a re-executed test process.
 const PATH_VAR: &str = "IPCKIT_TEST_FIFO";
@@ -35,38 +36,11 @@ fn tid() -> i32 {
 /// Waits until thread `tid` of this process sits in one of the system calls `nrs` (so it is
 /// blocked there).
 fn wait_until_in_syscall(tid: i32, nrs: &[libc::c_long]) {
-    wait_until_proc_in_syscall(&format!("/proc/self/task/{tid}"), nrs)
-}
-
-/// Waits until the thread or process at `proc_dir` (/proc/<pid> or /proc/self/task/<tid>) sits in
-/// one of the system calls `nrs`.
-fn wait_until_proc_in_syscall(proc_dir: &str, nrs: &[libc::c_long]) {
-    let path = format!("{proc_dir}/syscall");
-    let give_up = Instant::now() + Duration::from_secs(60);
-    loop {
-        let text = std::fs::read_to_string(&path).unwrap_or_default();
-        let current = text.split_whitespace().next().and_then(|n| n.parse().ok());
-        if current.is_some_and(|n| nrs.contains(&n)) {
-            return;
-        }
-        assert!(
-            Instant::now() < give_up,
-            "{proc_dir} never entered syscall {nrs:?}: {text:?}"
-        );
-        thread::sleep(Duration::from_millis(1));
-    }
-}
-
-/// A child process that is killed and reaped when the guard drops, also when an assertion fails.
-/// (`Child::kill` sends nothing once the child has been waited for, so its pid cannot hit a
-/// stranger.)
-struct Reaped(std::process::Child);
-
-impl Drop for Reaped {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
+    let task = PathBuf::from(format!("/proc/self/task/{tid}"));
+    wait_until(
+        &format!("{} to enter syscall {nrs:?}", task.display()),
+        || task_in_syscall(&task, nrs),
+    );
 }
 
 /// The system calls that open a file.
@@ -428,10 +402,10 @@ fn descriptors_are_close_on_exec() {
         assert!(flags.contains(rustix::io::FdFlags::CLOEXEC));
     }
     // A child given nothing explicitly holds no end of the pipe.
-    let child = Reaped(Command::new("sleep").arg("600").spawn().unwrap());
+    let child = Kid(Command::new("sleep").arg("600").spawn().unwrap());
     let pid = child.0.id();
     // Once it sleeps, the loader and libc are done opening and closing files.
-    wait_until_proc_in_syscall(&format!("/proc/{pid}"), SLEEP);
+    wait_until("the child to sleep", || process_in_syscall(pid, SLEEP));
     let inode = rustix::fs::fstat(&r).unwrap().st_ino;
     let ours = format!("pipe:[{inode}]");
     let mut child_fds = Vec::new();

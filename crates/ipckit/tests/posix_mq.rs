@@ -5,15 +5,15 @@
 use std::io::ErrorKind;
 use std::path::Path;
 use std::process::Command;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Mutex;
-use std::thread::sleep;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use ipckit::posix::mq::{limits, Attr, MessageQueue, MQ_PRIO_MAX};
 use ipckit::Error;
+use ipckit_testkit::interrupt::interrupted_in;
+use ipckit_testkit::task::Task;
 use ipckit_testkit::{
-    child_role, compile_c, remove_compiled, spawn_self, start, unique_name, Defer,
+    become_nobody, child_role, compile_c, is_root, remove_compiled, spawn_self, start, umask,
+    unique_name, wait_until, Defer,
 };
 
 /// A fresh queue name and a guard that unlinks it at the end of the test, also on panic.
@@ -34,15 +34,6 @@ fn exists(name: &str) -> bool {
         Ok(_) => true,
         Err(e) if e.kind() == ErrorKind::NotFound => false,
         Err(e) => panic!("open {name}: {e}"),
-    }
-}
-
-/// Polls `cond` until it holds; fails the test after a generous bound instead of hanging.
-fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !cond() {
-        assert!(Instant::now() < deadline, "gave up waiting for {what}");
-        sleep(Duration::from_millis(2));
     }
 }
 
@@ -81,23 +72,12 @@ fn open_of_a_missing_name_is_not_found_naming_the_queue() {
     );
 }
 
-/// The process umask, from /proc (reading it with umask(2) would change it for every thread).
-fn umask() -> u32 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap();
-    let line = status.lines().find(|l| l.starts_with("Umask:")).unwrap();
-    u32::from_str_radix(line["Umask:".len()..].trim(), 8).unwrap()
-}
-
 /// Child of `default_mode_is_0600_so_other_users_cannot_open`: as nobody, the queue
 /// `name` (root's, mode 0600) cannot be opened, and `other` (mode 0644) can unless the umask
 /// takes away the others' read bit.
 fn open_as_nobody(names: &str) {
     let (name, other) = names.split_once(',').unwrap();
-    // SAFETY: plain system calls; this process is a single-purpose child.
-    unsafe {
-        assert_eq!(libc::setresgid(65534, 65534, 65534), 0);
-        assert_eq!(libc::setresuid(65534, 65534, 65534), 0);
-    }
+    become_nobody();
     let err = MessageQueue::options().read_only().open(name).unwrap_err();
     assert_eq!(err.kind(), ErrorKind::PermissionDenied, "{err}");
     if umask() & 0o004 == 0 {
@@ -124,8 +104,7 @@ fn default_mode_is_0600_so_other_users_cannot_open() {
     if let Ok(meta) = std::fs::metadata(Path::new("/dev/mqueue").join(&name[1..])) {
         assert_eq!(meta.permissions().mode() & 0o777, 0o600);
     }
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } == 0 {
+    if is_root() {
         let role = format!("open-as-nobody:{name},{other}");
         let status = start(spawn_self(TEST, &role)).wait();
         assert!(status.success(), "child's verdict: {status}");
@@ -411,12 +390,8 @@ fn missing_attribute_takes_the_system_default() {
 /// Child of `creation_beyond_msg_max_names_the_limit`: without CAP_SYS_RESOURCE (root becomes
 /// nobody), creating a queue with msg_max + 1 messages must fail with an error naming msg_max.
 fn create_beyond_msg_max(name: &str) {
-    // SAFETY: plain system calls; this process is a single-purpose child.
-    unsafe {
-        if libc::geteuid() == 0 {
-            assert_eq!(libc::setresgid(65534, 65534, 65534), 0);
-            assert_eq!(libc::setresuid(65534, 65534, 65534), 0);
-        }
+    if is_root() {
+        become_nobody();
     }
     let max = limits().unwrap().msg_max;
     match MessageQueue::create_exclusive(name, Attr::new(max + 1, 8)) {
@@ -509,32 +484,15 @@ fn queues_are_send_and_sync() {
     both::<MessageQueue>();
 }
 
-/// Serialises the tests that install the SIGUSR1 handler and share [`HANDLED`].
-static SIGNAL_TESTS: Mutex<()> = Mutex::new(());
-
-/// Whether the signal handler below ran.
-static HANDLED: AtomicBool = AtomicBool::new(false);
-
-extern "C" fn note_signal(_signal: libc::c_int) {
-    HANDLED.store(true, Ordering::SeqCst);
-}
-
-/// Whether thread `tid` of this process sleeps in system call `nr`.
-fn blocked_in(tid: libc::pid_t, nr: libc::c_long) -> bool {
-    std::fs::read_to_string(format!("/proc/self/task/{tid}/syscall"))
-        .is_ok_and(|s| s.split_whitespace().next() == Some(&nr.to_string()))
-}
-
 #[test]
 fn recv_timeout_without_a_representable_deadline_waits_until_sent() {
     let (name, _cleanup) = fresh("mq-forever");
     let q = MessageQueue::create_exclusive(&name, Attr::new(2, 8)).unwrap();
     let sender = MessageQueue::open(&name).unwrap();
-    // SAFETY: gettid has no preconditions.
-    let tid = unsafe { libc::gettid() };
+    let receiver = Task::current();
     let helper = std::thread::spawn(move || {
         wait_until("the receiver to block", || {
-            blocked_in(tid, libc::SYS_mq_timedreceive)
+            receiver.in_syscall(&[libc::SYS_mq_timedreceive])
         });
         sender.send(b"at last", 1).unwrap();
     });
@@ -546,36 +504,16 @@ fn recv_timeout_without_a_representable_deadline_waits_until_sent() {
 
 #[test]
 fn receive_interrupted_by_a_signal_is_retried() {
-    let _serial = SIGNAL_TESTS.lock().unwrap_or_else(|e| e.into_inner());
     let (name, _cleanup) = fresh("mq-eintr");
     let q = MessageQueue::create_exclusive(&name, Attr::new(2, 8)).unwrap();
     let sender = MessageQueue::open(&name).unwrap();
-    // SAFETY: a zeroed sigaction is valid; the handler only stores to an atomic. Without
-    // SA_RESTART the blocked mq_receive fails with EINTR.
-    unsafe {
-        let mut action: libc::sigaction = std::mem::zeroed();
-        action.sa_sigaction = note_signal as extern "C" fn(libc::c_int) as usize;
-        libc::sigemptyset(&mut action.sa_mask);
-        assert_eq!(
-            libc::sigaction(libc::SIGUSR1, &action, std::ptr::null_mut()),
-            0
-        );
-    }
-    // SAFETY: gettid and pthread_self have no preconditions.
-    let (tid, thread) = unsafe { (libc::gettid(), libc::pthread_self()) };
-    HANDLED.store(false, Ordering::SeqCst);
     // glibc's mq_receive is the mq_timedreceive system call without a timeout.
-    let nr = libc::SYS_mq_timedreceive;
-    let helper = std::thread::spawn(move || {
-        wait_until("the receiver to block", || blocked_in(tid, nr));
-        // SAFETY: `thread` is the receiving thread, alive until it joins this helper.
-        assert_eq!(unsafe { libc::pthread_kill(thread, libc::SIGUSR1) }, 0);
-        wait_until("the handler to run", || HANDLED.load(Ordering::SeqCst));
-        wait_until("the receiver to block again", || blocked_in(tid, nr));
-        sender.send(b"late", 2).unwrap();
-    });
-    assert_eq!(take(&q), (b"late".to_vec(), 2));
-    helper.join().unwrap();
+    let got = interrupted_in(
+        libc::SYS_mq_timedreceive,
+        || take(&q),
+        move || sender.send(b"late", 2).unwrap(),
+    );
+    assert_eq!(got, (b"late".to_vec(), 2));
 }
 
 // ---- C interoperability ----

@@ -5,16 +5,16 @@
 use std::io::ErrorKind;
 use std::path::PathBuf;
 use std::process::Command;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Mutex;
-use std::thread::sleep;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use ipckit::posix::sem::{NamedSemaphore, RawSemaphore, Semaphore, SEM_NAME_MAX, SEM_VALUE_MAX};
 use ipckit::sysv::shm::Segment;
 use ipckit::{Error, Key};
+use ipckit_testkit::interrupt::interrupted_in;
+use ipckit_testkit::task::Task;
 use ipckit_testkit::{
-    child_role, compile_c, example_bin, remove_compiled, spawn_self, start, unique_name, Defer,
+    child_role, compile_c, example_bin, remove_compiled, spawn_self, start, umask, unique_name,
+    wait_until, Defer,
 };
 
 /// The file glibc keeps a named semaphore in.
@@ -32,22 +32,6 @@ fn fresh(what: &str) -> (String, Defer<impl FnMut()>) {
             let _ = NamedSemaphore::unlink(&cleanup);
         }),
     )
-}
-
-/// Polls `cond` until it holds; fails the test after a generous bound instead of hanging.
-fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !cond() {
-        assert!(Instant::now() < deadline, "gave up waiting for {what}");
-        sleep(Duration::from_millis(2));
-    }
-}
-
-/// The process umask, from /proc (reading it with umask(2) would change it for every thread).
-fn umask() -> u32 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap();
-    let line = status.lines().find(|l| l.starts_with("Umask:")).unwrap();
-    u32::from_str_radix(line["Umask:".len()..].trim(), 8).unwrap()
 }
 
 #[test]
@@ -249,54 +233,11 @@ fn semaphores_are_send_and_sync() {
     both::<&Semaphore>();
 }
 
-/// Serialises the tests that install the SIGUSR1 handler and share [`HANDLED`].
-static SIGNAL_TESTS: Mutex<()> = Mutex::new(());
-
-/// Whether the signal handler below ran.
-static HANDLED: AtomicBool = AtomicBool::new(false);
-
-extern "C" fn note_signal(_signal: libc::c_int) {
-    HANDLED.store(true, Ordering::SeqCst);
-}
-
-/// Whether thread `tid` of this process sleeps in system call `nr` (from
-/// /proc/self/task/<tid>/syscall, whose first field is the number of the blocking call).
-fn blocked_in(tid: libc::pid_t, nr: libc::c_long) -> bool {
-    std::fs::read_to_string(format!("/proc/self/task/{tid}/syscall"))
-        .is_ok_and(|s| s.split_whitespace().next() == Some(&nr.to_string()))
-}
-
 /// Runs `wait` (which must block) while a helper interrupts it with a signal once it sleeps in a
 /// futex, then, after the handler ran and the waiter sleeps again, calls `release`. `wait` only
 /// returns successfully if the interrupted call was retried.
 fn interrupted(wait: impl FnOnce(), release: impl FnOnce() + Send + 'static) {
-    let _serial = SIGNAL_TESTS.lock().unwrap_or_else(|e| e.into_inner());
-    // SAFETY: a zeroed sigaction is valid; the handler only stores to an atomic. Without
-    // SA_RESTART the blocked call fails with EINTR (sem_wait is never restarted anyway).
-    unsafe {
-        let mut action: libc::sigaction = std::mem::zeroed();
-        action.sa_sigaction = note_signal as extern "C" fn(libc::c_int) as usize;
-        libc::sigemptyset(&mut action.sa_mask);
-        assert_eq!(
-            libc::sigaction(libc::SIGUSR1, &action, std::ptr::null_mut()),
-            0
-        );
-    }
-    // SAFETY: gettid and pthread_self have no preconditions.
-    let (tid, thread) = unsafe { (libc::gettid(), libc::pthread_self()) };
-    HANDLED.store(false, Ordering::SeqCst);
-    let helper = std::thread::spawn(move || {
-        wait_until("the waiter to block", || blocked_in(tid, libc::SYS_futex));
-        // SAFETY: `thread` is the waiting thread, alive until it joins this helper.
-        assert_eq!(unsafe { libc::pthread_kill(thread, libc::SIGUSR1) }, 0);
-        wait_until("the handler to run", || HANDLED.load(Ordering::SeqCst));
-        wait_until("the waiter to block again", || {
-            blocked_in(tid, libc::SYS_futex)
-        });
-        release();
-    });
-    wait();
-    helper.join().unwrap();
+    interrupted_in(libc::SYS_futex, wait, release)
 }
 
 #[test]
@@ -304,10 +245,11 @@ fn wait_timeout_without_a_representable_deadline_waits_until_posted() {
     let (name, _cleanup) = fresh("sem-forever");
     let sem = NamedSemaphore::create_exclusive(&name, 0).unwrap();
     let poster = NamedSemaphore::open(&name).unwrap();
-    // SAFETY: gettid has no preconditions.
-    let tid = unsafe { libc::gettid() };
+    let waiter = Task::current();
     let helper = std::thread::spawn(move || {
-        wait_until("the waiter to block", || blocked_in(tid, libc::SYS_futex));
+        wait_until("the waiter to block", || {
+            waiter.in_syscall(&[libc::SYS_futex])
+        });
         poster.post().unwrap();
     });
     assert!(sem.wait_timeout(Duration::MAX).unwrap());

@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use ipckit::signal::{self, Disposition, Signal, SignalCode, SignalFd, SignalInfo, SignalSet};
 use ipckit::sysv::shm::Segment;
-use ipckit_testkit::{child_role, example_bin, spawn_self, unique_path};
+use ipckit_testkit::{child_role, example_bin, spawn_self, unique_path, Kid};
 
 /// Carries the parent's pid to a re-executed test process.
 const PARENT_VAR: &str = "IPCKIT_TEST_PARENT_PID";
@@ -62,18 +62,6 @@ fn role_lines(stdout: &[u8]) -> Vec<String> {
         .lines()
         .filter_map(|l| l.strip_prefix("ROLE: ").map(str::to_string))
         .collect()
-}
-
-/// A child process that is killed and reaped when the guard drops, also when an assertion fails.
-/// (`Child::kill` sends nothing once the child has been waited for, so its pid cannot hit a
-/// stranger.)
-struct Reaped(std::process::Child);
-
-impl Drop for Reaped {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -257,16 +245,14 @@ fn kill_group_reaches_a_child_in_a_new_process_group() {
         );
         return;
     }
-    let mut child = Reaped(
-        spawn_self(
-            "kill_group_reaches_a_child_in_a_new_process_group",
-            "group-member",
-        )
-        .process_group(0)
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap(),
-    );
+    let mut child = Kid(spawn_self(
+        "kill_group_reaches_a_child_in_a_new_process_group",
+        "group-member",
+    )
+    .process_group(0)
+    .stdout(Stdio::piped())
+    .spawn()
+    .unwrap());
     let pid = child.0.id();
     let pgid = rustix::process::getpgid(rustix::process::Pid::from_raw(pid as i32)).unwrap();
     assert_eq!(

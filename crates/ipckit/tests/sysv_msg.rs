@@ -1,15 +1,16 @@
 //! System V message queues: FIFO order, type selection, receive options, size limits, status,
 //! other processes and interoperability with C.
 
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::atomic::{AtomicI32, Ordering};
-use std::thread::sleep;
-use std::time::{Duration, Instant};
 
 use ipckit::sysv::msg::{Message, MsgQueue, OwnedMsgQueue, RecvOptions};
 use ipckit::{Error, Key};
+use ipckit_testkit::interrupt::set_handler;
+use ipckit_testkit::task::{process_in_syscall, Task};
 use ipckit_testkit::{
-    child_role, compile_c, remove_compiled, spawn_self, start, unique_key, Defer,
+    child_role, compile_c, remove_compiled, run_for_stdout, spawn_self, start, unique_key,
+    wait_until, Defer,
 };
 
 /// A new private queue, removed when the handle drops (also on panic).
@@ -273,40 +274,13 @@ fn remove_wakes_a_blocked_receiver_with_eidrm() {
     let q = private_queue();
     let receiver = start(spawn_self(TEST, &q.id().to_string()));
     let pid = receiver.0.id();
-    wait_until("the child to block in msgrcv", || process_in_msgrcv(pid));
+    wait_until("the child to block in msgrcv", || {
+        process_in_syscall(pid, &[libc::SYS_msgrcv])
+    });
     let id = q.id();
     q.remove().unwrap();
     assert!(receiver.wait().success());
     assert!(MsgQueue::from_id(id).stat().is_err());
-}
-
-/// Polls `cond` until it holds; fails the test after a generous bound instead of hanging.
-fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !cond() {
-        assert!(Instant::now() < deadline, "gave up waiting for {what}");
-        sleep(Duration::from_millis(2));
-    }
-}
-
-/// Whether the thread whose /proc directory is `task` (`/proc/PID/task/TID`) is blocked in msgrcv:
-/// its `syscall` file starts with the system call's number.
-fn thread_in_msgrcv(task: &std::path::Path) -> bool {
-    std::fs::read_to_string(task.join("syscall"))
-        .map(|s| s.split(' ').next() == Some(libc::SYS_msgrcv.to_string().as_str()))
-        .unwrap_or(false)
-}
-
-/// Whether thread `tid` of this process is blocked in msgrcv.
-fn blocked_in_msgrcv(tid: libc::pid_t) -> bool {
-    thread_in_msgrcv(std::path::Path::new(&format!("/proc/self/task/{tid}")))
-}
-
-/// Whether some thread of process `pid` is blocked in msgrcv.
-fn process_in_msgrcv(pid: u32) -> bool {
-    std::fs::read_dir(format!("/proc/{pid}/task"))
-        .map(|tasks| tasks.flatten().any(|t| thread_in_msgrcv(&t.path())))
-        .unwrap_or(false)
 }
 
 /// The queue a SIGUSR1 handler sends an empty type-2 message to, so its run is visible.
@@ -332,25 +306,16 @@ fn recv_interrupted_by_a_signal_is_retried() {
     if let Some(role) = child_role() {
         let q = MsgQueue::from_id(role.parse().unwrap());
         SIGNALLED_QUEUE.store(q.id(), Ordering::SeqCst);
-        // SAFETY: a zeroed sigaction is valid; the handler only makes a system call. Without
-        // SA_RESTART a blocked msgrcv fails with EINTR.
-        unsafe {
-            let mut action: libc::sigaction = std::mem::zeroed();
-            action.sa_sigaction = note_signal as extern "C" fn(libc::c_int) as usize;
-            libc::sigemptyset(&mut action.sa_mask);
-            assert_eq!(
-                libc::sigaction(libc::SIGUSR1, &action, std::ptr::null_mut()),
-                0
-            );
-        }
-        // SAFETY: gettid and pthread_self have no preconditions.
-        let (tid, waiter) = unsafe { (libc::gettid(), libc::pthread_self()) };
+        // Without SA_RESTART a blocked msgrcv fails with EINTR.
+        set_handler(libc::SIGUSR1, note_signal);
+        let waiter = Task::current();
+        let in_msgrcv = move || waiter.in_syscall(&[libc::SYS_msgrcv]);
         let helper = std::thread::spawn(move || {
-            wait_until("the receiver to block", || blocked_in_msgrcv(tid));
-            // SAFETY: `waiter` is the receiving thread, alive until it joins us.
-            assert_eq!(unsafe { libc::pthread_kill(waiter, libc::SIGUSR1) }, 0);
+            wait_until("the receiver to block", in_msgrcv);
+            // `waiter` is the receiving thread, alive until it joins us.
+            waiter.signal(libc::SIGUSR1);
             assert_eq!(q.recv(2).unwrap(), msg(2, b""), "the handler ran");
-            wait_until("the receiver to block again", || blocked_in_msgrcv(tid));
+            wait_until("the receiver to block again", in_msgrcv);
             q.send(1, b"after the signal").unwrap();
         });
         assert_eq!(q.recv(1).unwrap(), msg(1, b"after the signal"));
@@ -438,16 +403,10 @@ fn ipckit_receives_typed_messages_a_c_program_sent() {
         }
         remove_compiled(&exe);
     });
-    let child = Command::new(&exe)
-        .arg(key.value().to_string())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap();
-    let pid = child.id() as i32;
-    let out = child.wait_with_output().unwrap();
-    assert!(out.status.success(), "C program failed: {}", out.status);
-    let printed: i32 = String::from_utf8_lossy(&out.stdout).trim().parse().unwrap();
+    let mut cmd = Command::new(&exe);
+    cmd.arg(key.value().to_string());
+    let (pid, stdout) = run_for_stdout(cmd);
+    let printed: i32 = stdout.trim().parse().unwrap();
 
     let q = MsgQueue::open(key).unwrap();
     assert_eq!(q.id(), printed);

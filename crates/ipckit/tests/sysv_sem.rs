@@ -1,15 +1,17 @@
 //! System V semaphore sets: values, atomic op lists, blocking and timed waits across processes,
 //! SEM_UNDO, removal, interoperability with C, and the examples built on them.
 
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::atomic::{AtomicI32, Ordering};
-use std::thread::sleep;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use ipckit::sysv::sem::{OwnedSemSet, SemOp, SemSet};
 use ipckit::{Error, Key};
+use ipckit_testkit::interrupt::set_handler;
+use ipckit_testkit::task::Task;
 use ipckit_testkit::{
-    child_role, compile_c, example_bin, remove_compiled, spawn_self, start, unique_key, Defer, Kid,
+    child_role, compile_c, example_bin, remove_compiled, run_for_stdout, spawn_self, start,
+    unique_key, wait_until, Defer, Kid,
 };
 
 /// A new private set of `n` semaphores, removed when the handle drops (also on panic).
@@ -17,15 +19,6 @@ fn private_set(n: usize) -> OwnedSemSet {
     SemSet::create_exclusive(Key::PRIVATE, n)
         .expect("create semaphore set")
         .into_owned()
-}
-
-/// Polls `cond` until it holds; fails the test after a generous bound instead of hanging.
-fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !cond() {
-        assert!(Instant::now() < deadline, "gave up waiting for {what}");
-        sleep(Duration::from_millis(2));
-    }
 }
 
 /// Re-runs the test `test` in a child that plays `action` on the set `set` (see [`play`]).
@@ -87,25 +80,15 @@ extern "C" fn post_semaphore_1(_signal: libc::c_int) {
 /// semaphore 0. `wait` only succeeds if the interrupted call was retried.
 fn interrupted(set: &SemSet, wait: impl FnOnce(&SemSet)) {
     SIGNALLED_SET.store(set.id(), Ordering::SeqCst);
-    // SAFETY: a zeroed sigaction is valid; the handler only makes a system call. Without
-    // SA_RESTART (and semop is never restarted anyway) the blocked call fails with EINTR.
-    unsafe {
-        let mut action: libc::sigaction = std::mem::zeroed();
-        action.sa_sigaction = post_semaphore_1 as extern "C" fn(libc::c_int) as usize;
-        libc::sigemptyset(&mut action.sa_mask);
-        assert_eq!(
-            libc::sigaction(libc::SIGUSR1, &action, std::ptr::null_mut()),
-            0
-        );
-    }
-    // SAFETY: pthread_self has no preconditions.
-    let waiter = unsafe { libc::pthread_self() };
+    // Without SA_RESTART (and semop is never restarted anyway) the blocked call fails with EINTR.
+    set_handler(libc::SIGUSR1, post_semaphore_1);
+    let waiter = Task::current();
     let helper_set = *set;
     let helper = std::thread::spawn(move || {
         let set = helper_set;
         wait_until("the waiter to block", || set.ncnt(0).unwrap() == 1);
-        // SAFETY: `waiter` is the thread that called `interrupted`, alive until it joins us.
-        assert_eq!(unsafe { libc::pthread_kill(waiter, libc::SIGUSR1) }, 0);
+        // `waiter` is the thread that called `interrupted`, alive until it joins us.
+        waiter.signal(libc::SIGUSR1);
         wait_until("the handler to run", || set.get(1).unwrap() == 1);
         wait_until("the waiter to block again", || set.ncnt(0).unwrap() == 1);
         set.post(0).unwrap();
@@ -454,16 +437,10 @@ fn ipckit_reads_a_set_a_c_program_created_and_set() {
         }
         remove_compiled(&exe);
     });
-    let child = Command::new(&exe)
-        .arg(key.value().to_string())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap();
-    let pid = child.id() as i32;
-    let out = child.wait_with_output().unwrap();
-    assert!(out.status.success(), "C program failed: {}", out.status);
-    let printed: i32 = String::from_utf8_lossy(&out.stdout).trim().parse().unwrap();
+    let mut cmd = Command::new(&exe);
+    cmd.arg(key.value().to_string());
+    let (pid, stdout) = run_for_stdout(cmd);
+    let printed: i32 = stdout.trim().parse().unwrap();
 
     let set = SemSet::open(key).unwrap();
     assert_eq!(set.id(), printed);
