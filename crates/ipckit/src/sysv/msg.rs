@@ -26,7 +26,7 @@ use libc::{c_int, c_long};
 
 use crate::error::{Error, Object, Result};
 use crate::key::Key;
-use crate::sysv::{check_mode, time_from_raw, Perm, DEFAULT_MODE};
+use crate::sysv::{check_mode, check_rc, get_option_setters, time_from_raw, GetOptions, Perm};
 
 /// Where the kernel publishes the largest message size it accepts.
 const MSGMAX_PATH: &str = "/proc/sys/kernel/msgmax";
@@ -135,48 +135,28 @@ impl RecvOptions {
 /// let q = MsgQueue::options().mode(0o640).exclusive(true).open(Key::new(0x1234))?;
 /// # Ok::<(), ipckit::Error>(())
 /// ```
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct MsgOptions {
-    mode: u32,
-    create: bool,
-    exclusive: bool,
-}
-
-impl Default for MsgOptions {
-    fn default() -> Self {
-        MsgOptions {
-            mode: DEFAULT_MODE,
-            create: false,
-            exclusive: false,
-        }
-    }
+    get: GetOptions,
 }
 
 impl MsgOptions {
-    /// The defaults: mode [`DEFAULT_MODE`] (0600), neither create nor exclusive, so
-    /// `MsgQueue::options().open(key)` opens an existing queue.
+    /// The defaults: mode [`DEFAULT_MODE`](super::DEFAULT_MODE) (0600), neither create nor
+    /// exclusive, so `MsgQueue::options().open(key)` opens an existing queue.
     pub fn new() -> MsgOptions {
         MsgOptions::default()
     }
 
-    /// The permission bits of a created queue (default [`DEFAULT_MODE`], 0600). Ignored when an
-    /// existing queue is opened: its permissions are checked by each operation.
-    pub fn mode(&mut self, mode: u32) -> &mut Self {
-        self.mode = mode;
-        self
-    }
-
-    /// Create the queue if the key has none (`IPC_CREAT`).
-    pub fn create(&mut self, create: bool) -> &mut Self {
-        self.create = create;
-        self
-    }
-
-    /// Create the queue and fail with `AlreadyExists` if the key has one
-    /// (`IPC_CREAT | IPC_EXCL`); implies [`create`](Self::create).
-    pub fn exclusive(&mut self, exclusive: bool) -> &mut Self {
-        self.exclusive = exclusive;
-        self
+    get_option_setters! {
+        /// The permission bits of a created queue (default
+        /// [`DEFAULT_MODE`](super::DEFAULT_MODE), 0600). Ignored when an existing queue is opened:
+        /// its permissions are checked by each operation.
+        mode;
+        /// Create the queue if the key has none (`IPC_CREAT`).
+        create;
+        /// Create the queue and fail with `AlreadyExists` if the key has one
+        /// (`IPC_CREAT | IPC_EXCL`); implies [`create`](Self::create).
+        exclusive;
     }
 
     /// `msgget(key, flags | mode)` — creates or opens the queue of `key` with these options.
@@ -185,26 +165,10 @@ impl MsgOptions {
     /// in 0o777. These are checked before any system call.
     pub fn open(&self, key: Key) -> Result<MsgQueue> {
         let object = Object::MsgKey(key);
-        let mode = check_mode("msgget", &object, self.mode)?;
-        if key.is_private() && !(self.create || self.exclusive) {
-            return Err(Error::invalid(
-                "msgget",
-                object,
-                "IPC_PRIVATE names no existing queue: create one, or open it by id",
-            ));
-        }
-        let mut flags = 0;
-        if self.create || self.exclusive {
-            flags |= libc::IPC_CREAT | mode;
-        }
-        if self.exclusive {
-            flags |= libc::IPC_EXCL;
-        }
+        let flags = self.get.flags("msgget", &object, key, "queue")?;
         // SAFETY: msgget takes only integers.
         let id = unsafe { libc::msgget(key.value(), flags) };
-        if id < 0 {
-            return Err(Error::last_os("msgget", object));
-        }
+        let id = check_rc("msgget", object, id)?;
         Ok(MsgQueue { id })
     }
 }
@@ -532,10 +496,7 @@ impl MsgQueue {
         // SAFETY: `buf` is null, which IPC_RMID ignores, or a live msqid_ds that IPC_STAT fills and
         // IPC_SET reads (see the callers).
         let rc = unsafe { libc::msgctl(self.id, cmd, buf) };
-        if rc < 0 {
-            return Err(Error::last_os(op, self.object()));
-        }
-        Ok(())
+        check_rc(op, self.object(), rc).map(drop)
     }
 }
 

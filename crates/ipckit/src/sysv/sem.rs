@@ -32,7 +32,7 @@ use libc::{c_int, c_ushort};
 
 use crate::error::{Error, Object, Result};
 use crate::key::Key;
-use crate::sysv::{check_mode, time_from_raw, Perm, DEFAULT_MODE};
+use crate::sysv::{check_mode, check_rc, get_option_setters, time_from_raw, GetOptions, Perm};
 
 /// The largest value a semaphore can hold (the kernel's `SEMVMX`).
 pub const SEMVMX: i32 = 32767;
@@ -195,28 +195,15 @@ impl RawOps {
 /// let set = SemSet::options().nsems(2).mode(0o640).exclusive(true).open(Key::new(0x1234))?;
 /// # Ok::<(), ipckit::Error>(())
 /// ```
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct SemOptions {
     nsems: Option<usize>,
-    mode: u32,
-    create: bool,
-    exclusive: bool,
-}
-
-impl Default for SemOptions {
-    fn default() -> Self {
-        SemOptions {
-            nsems: None,
-            mode: DEFAULT_MODE,
-            create: false,
-            exclusive: false,
-        }
-    }
+    get: GetOptions,
 }
 
 impl SemOptions {
-    /// The defaults: no `nsems`, mode [`DEFAULT_MODE`] (0600), neither create nor exclusive, so
-    /// `SemSet::options().open(key)` opens an existing set.
+    /// The defaults: no `nsems`, mode [`DEFAULT_MODE`](super::DEFAULT_MODE) (0600), neither
+    /// create nor exclusive, so `SemSet::options().open(key)` opens an existing set.
     pub fn new() -> SemOptions {
         SemOptions::default()
     }
@@ -229,24 +216,16 @@ impl SemOptions {
         self
     }
 
-    /// The permission bits of a created set (default [`DEFAULT_MODE`], 0600). Ignored when an
-    /// existing set is opened: its permissions are checked by each operation.
-    pub fn mode(&mut self, mode: u32) -> &mut Self {
-        self.mode = mode;
-        self
-    }
-
-    /// Create the set if the key has none (`IPC_CREAT`).
-    pub fn create(&mut self, create: bool) -> &mut Self {
-        self.create = create;
-        self
-    }
-
-    /// Create the set and fail with `AlreadyExists` if the key has one (`IPC_CREAT | IPC_EXCL`);
-    /// implies [`create`](Self::create).
-    pub fn exclusive(&mut self, exclusive: bool) -> &mut Self {
-        self.exclusive = exclusive;
-        self
+    get_option_setters! {
+        /// The permission bits of a created set (default [`DEFAULT_MODE`](super::DEFAULT_MODE),
+        /// 0600). Ignored when an existing set is opened: its permissions are checked by each
+        /// operation.
+        mode;
+        /// Create the set if the key has none (`IPC_CREAT`).
+        create;
+        /// Create the set and fail with `AlreadyExists` if the key has one
+        /// (`IPC_CREAT | IPC_EXCL`); implies [`create`](Self::create).
+        exclusive;
     }
 
     /// `semget(key, nsems, flags | mode)` — creates or opens the set of `key` with these options.
@@ -255,16 +234,8 @@ impl SemOptions {
     /// `nsems` of at least 1; the mode must fit in 0o777. These are checked before any system call.
     pub fn open(&self, key: Key) -> Result<SemSet> {
         let object = Object::SemKey(key);
-        let mode = check_mode("semget", &object, self.mode)?;
-        let create = self.create || self.exclusive;
-        if key.is_private() && !create {
-            return Err(Error::invalid(
-                "semget",
-                object,
-                "IPC_PRIVATE names no existing set: create one, or open it by id",
-            ));
-        }
-        let nsems = match (self.nsems, create) {
+        let flags = self.get.flags("semget", &object, key, "set")?;
+        let nsems = match (self.nsems, self.get.creating()) {
             (None, true) => {
                 return Err(Error::invalid(
                     "semget",
@@ -288,18 +259,9 @@ impl SemOptions {
                 format!("nsems {nsems} is too large"),
             )
         })?;
-        let mut flags = 0;
-        if create {
-            flags |= libc::IPC_CREAT | mode;
-        }
-        if self.exclusive {
-            flags |= libc::IPC_EXCL;
-        }
         // SAFETY: semget takes only integers.
         let id = unsafe { libc::semget(key.value(), nsems, flags) };
-        if id < 0 {
-            return Err(Error::last_os("semget", object));
-        }
+        let id = check_rc("semget", object, id)?;
         Ok(SemSet { id })
     }
 }
@@ -661,10 +623,7 @@ impl SemSet {
         // SAFETY: `arg` holds what `cmd` reads or writes (see above: each caller builds it from a
         // live, large-enough buffer), and semun is passed by value through `...` as C passes it.
         let rc = unsafe { libc::semctl(self.id, c_int::from(num), cmd, arg) };
-        if rc < 0 {
-            return Err(Error::last_os(op, self.object()));
-        }
-        Ok(rc)
+        check_rc(op, self.object(), rc)
     }
 }
 

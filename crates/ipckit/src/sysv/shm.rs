@@ -24,7 +24,7 @@ use bytemuck::{AnyBitPattern, Pod};
 
 use crate::error::{Error, Object, Result};
 use crate::key::Key;
-use crate::sysv::{check_mode, time_from_raw, Perm, DEFAULT_MODE};
+use crate::sysv::{check_mode, check_rc, get_option_setters, time_from_raw, GetOptions, Perm};
 use crate::view::Region;
 
 /// `SHM_DEST` in [`Perm::mode`]: the segment is marked for removal and is destroyed when the last
@@ -46,37 +46,24 @@ pub struct Segment {
 
 /// Options to create or open a segment (`shmget` flags), like `std::fs::OpenOptions`.
 ///
-/// Defaults: size 0, mode [`DEFAULT_MODE`] (0600), neither create nor exclusive, so
-/// `Segment::options().open(key)` opens an existing segment.
+/// Defaults: size 0, mode [`DEFAULT_MODE`](super::DEFAULT_MODE) (0600), neither create nor
+/// exclusive, so `Segment::options().open(key)` opens an existing segment.
 ///
 /// ```no_run
 /// use ipckit::{sysv::shm::Segment, Key};
 /// let seg = Segment::options().size(4096).mode(0o640).create(true).open(Key::PRIVATE)?;
 /// # Ok::<(), ipckit::Error>(())
 /// ```
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct ShmOptions {
     size: usize,
-    mode: u32,
-    create: bool,
-    exclusive: bool,
-}
-
-impl Default for ShmOptions {
-    fn default() -> Self {
-        ShmOptions::new()
-    }
+    get: GetOptions,
 }
 
 impl ShmOptions {
     /// The default options (see the [type documentation](ShmOptions)).
     pub fn new() -> ShmOptions {
-        ShmOptions {
-            size: 0,
-            mode: DEFAULT_MODE,
-            create: false,
-            exclusive: false,
-        }
+        ShmOptions::default()
     }
 
     /// The size in bytes of a segment this call creates (at least 1). When an existing segment is
@@ -86,24 +73,15 @@ impl ShmOptions {
         self
     }
 
-    /// The permission bits (at most 0o777) of a segment this call creates. With `create(true)` the
-    /// kernel also checks them against an existing segment's permissions.
-    pub fn mode(&mut self, mode: u32) -> &mut Self {
-        self.mode = mode;
-        self
-    }
-
-    /// `IPC_CREAT`: create the segment if no segment has the key.
-    pub fn create(&mut self, create: bool) -> &mut Self {
-        self.create = create;
-        self
-    }
-
-    /// `IPC_CREAT | IPC_EXCL`: create the segment, failing with `AlreadyExists` if the key is taken.
-    /// Implies `create(true)`.
-    pub fn exclusive(&mut self, exclusive: bool) -> &mut Self {
-        self.exclusive = exclusive;
-        self
+    get_option_setters! {
+        /// The permission bits (at most 0o777) of a segment this call creates. With `create(true)`
+        /// the kernel also checks them against an existing segment's permissions.
+        mode;
+        /// `IPC_CREAT`: create the segment if no segment has the key.
+        create;
+        /// `IPC_CREAT | IPC_EXCL`: create the segment, failing with `AlreadyExists` if the key is
+        /// taken. Implies `create(true)`.
+        exclusive;
     }
 
     /// `shmget(key, size, flags)` — creates or opens the segment with these options.
@@ -114,28 +92,14 @@ impl ShmOptions {
     pub fn open(&self, key: Key) -> Result<Segment> {
         const OP: &str = "shmget";
         let object = Object::ShmKey(key);
-        let mode = check_mode(OP, &object, self.mode)?;
-        let creating = self.create || self.exclusive;
-        let flags = if creating {
-            if self.size == 0 {
-                return Err(Error::invalid(
-                    OP,
-                    object,
-                    "a segment to create needs a size of at least 1 byte",
-                ));
-            }
-            let excl = if self.exclusive { libc::IPC_EXCL } else { 0 };
-            libc::IPC_CREAT | excl | mode
-        } else {
-            if key.is_private() {
-                return Err(Error::invalid(
-                    OP,
-                    object,
-                    "IPC_PRIVATE names no existing segment: create one, or open it by id",
-                ));
-            }
-            0
-        };
+        let flags = self.get.flags(OP, &object, key, "segment")?;
+        if self.get.creating() && self.size == 0 {
+            return Err(Error::invalid(
+                OP,
+                object,
+                "a segment to create needs a size of at least 1 byte",
+            ));
+        }
         if self.size > isize::MAX as usize {
             return Err(Error::TooLarge {
                 op: OP,
@@ -148,9 +112,7 @@ impl ShmOptions {
         }
         // SAFETY: shmget takes only integers and touches no memory of ours.
         let id = unsafe { libc::shmget(key.value(), self.size, flags) };
-        if id < 0 {
-            return Err(Error::last_os(OP, object));
-        }
+        let id = check_rc(OP, object, id)?;
         Ok(Segment { id })
     }
 }
@@ -209,9 +171,7 @@ impl Segment {
         let mut ds = MaybeUninit::<libc::shmid_ds>::zeroed();
         // SAFETY: `ds` is a writable shmid_ds, the buffer IPC_STAT fills in.
         let rc = unsafe { libc::shmctl(self.id, libc::IPC_STAT, ds.as_mut_ptr()) };
-        if rc < 0 {
-            return Err(Error::last_os("shmctl(IPC_STAT)", self.object()));
-        }
+        check_rc("shmctl(IPC_STAT)", self.object(), rc)?;
         // SAFETY: shmid_ds holds only integers, so the zeroed value is valid, and the kernel
         // filled it in.
         Ok(unsafe { ds.assume_init() })
@@ -238,10 +198,7 @@ impl Segment {
         change(&mut ds.shm_perm);
         // SAFETY: `ds` is a valid shmid_ds (read by IPC_STAT just now); IPC_SET only reads it.
         let rc = unsafe { libc::shmctl(self.id, libc::IPC_SET, &mut ds) };
-        if rc < 0 {
-            return Err(Error::last_os("shmctl(IPC_SET)", self.object()));
-        }
-        Ok(())
+        check_rc("shmctl(IPC_SET)", self.object(), rc).map(drop)
     }
 
     /// `shmctl(shmid, IPC_SET, &buf)` with a new owner — reads the current settings (`IPC_STAT`),
@@ -271,10 +228,7 @@ impl Segment {
     pub fn remove(&self) -> Result<()> {
         // SAFETY: IPC_RMID does not use the buffer; NULL is allowed.
         let rc = unsafe { libc::shmctl(self.id, libc::IPC_RMID, std::ptr::null_mut()) };
-        if rc < 0 {
-            return Err(Error::last_os("shmctl(IPC_RMID)", self.object()));
-        }
-        Ok(())
+        check_rc("shmctl(IPC_RMID)", self.object(), rc).map(drop)
     }
 
     /// A handle that removes the segment when dropped, for the process that owns it.
