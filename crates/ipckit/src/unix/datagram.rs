@@ -8,7 +8,7 @@ use rustix::io::retry_on_intr;
 use rustix::net::SocketType;
 
 use crate::error::{Error, Result};
-use crate::unix::file::{bind_socket, SocketFile};
+use crate::unix::file::{bind_socket, bound_accessors, Bound};
 use crate::unix::Addr;
 
 /// A datagram socket bound to an address, which unlinks its socket file when dropped.
@@ -21,8 +21,7 @@ use crate::unix::Addr;
 #[derive(Debug)]
 pub struct DatagramSocket {
     socket: UnixDatagram,
-    addr: Addr,
-    file: Option<SocketFile>,
+    bound: Bound,
 }
 
 impl DatagramSocket {
@@ -41,11 +40,10 @@ impl DatagramSocket {
     }
 
     fn bind_with(addr: &Addr, replace: bool) -> Result<DatagramSocket> {
-        let (fd, file) = bind_socket(SocketType::DGRAM, addr, replace)?;
+        let (fd, bound) = bind_socket(SocketType::DGRAM, addr, replace)?;
         Ok(DatagramSocket {
             socket: UnixDatagram::from(fd),
-            addr: addr.clone(),
-            file,
+            bound,
         })
     }
 
@@ -57,22 +55,14 @@ impl DatagramSocket {
             .map_err(|e| Error::os("connect", addr.object(), e))
     }
 
-    /// The address this socket was bound to.
-    pub fn addr(&self) -> &Addr {
-        &self.addr
-    }
-
-    /// Whether to unlink the socket file on drop (the default for a path). Even when on, the file
-    /// is unlinked only if the path still names this socket (same device and inode).
-    pub fn set_remove_on_drop(&mut self, remove: bool) {
-        if let Some(file) = &mut self.file {
-            file.set_remove_on_drop(remove);
-        }
-    }
-
-    /// Whether the socket file will be unlinked on drop.
-    pub fn remove_on_drop(&self) -> bool {
-        self.file.as_ref().is_some_and(SocketFile::remove_on_drop)
+    bound_accessors! {
+        /// The address this socket was bound to.
+        addr;
+        /// Whether to unlink the socket file on drop (the default for a path). Even when on, the
+        /// file is unlinked only if the path still names this socket (same device and inode).
+        set_remove_on_drop;
+        /// Whether the socket file will be unlinked on drop.
+        remove_on_drop;
     }
 
     /// The std socket; the socket file is then left in place for good.

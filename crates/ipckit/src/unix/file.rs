@@ -3,7 +3,7 @@
 
 use std::fs;
 use std::io;
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
@@ -29,13 +29,13 @@ pub(crate) fn connect_socket(kind: SocketType, addr: &Addr) -> Result<OwnedFd> {
     Ok(fd)
 }
 
-/// A new socket of `kind` bound to `addr`, with the guard of the socket file it created. With
-/// `replace`, a socket file already at the path is unlinked first (see [`remove_stale`]).
+/// A new socket of `kind` bound to `addr`, with its [`Bound`] state. With `replace`, a socket file
+/// already at the path is unlinked first (see [`remove_stale`]).
 pub(crate) fn bind_socket(
     kind: SocketType,
     addr: &Addr,
     replace: bool,
-) -> Result<(OwnedFd, Option<SocketFile>)> {
+) -> Result<(OwnedFd, Bound)> {
     let raw = addr.to_rustix("bind")?;
     let fd = new_socket(kind, || addr.object())?;
     if let (true, Addr::Path(path)) = (replace, addr) {
@@ -43,13 +43,83 @@ pub(crate) fn bind_socket(
     }
     rustix::net::bind(&fd, &raw).map_err(|e| Error::os("bind", addr.object(), e))?;
     let file = addr.as_path().and_then(SocketFile::new);
-    Ok((fd, file))
+    let bound = Bound {
+        addr: addr.clone(),
+        file,
+    };
+    Ok((fd, bound))
 }
 
-/// `listen(fd, SOMAXCONN)`; the kernel caps the backlog at `net.core.somaxconn`.
-pub(crate) fn listen(fd: &OwnedFd, addr: &Addr) -> Result<()> {
-    rustix::net::listen(fd, libc::SOMAXCONN).map_err(|e| Error::os("listen", addr.object(), e))
+/// [`bind_socket`] and then `listen(fd, SOMAXCONN)`; the kernel caps the backlog at
+/// `net.core.somaxconn`.
+pub(crate) fn bind_listener(
+    kind: SocketType,
+    addr: &Addr,
+    replace: bool,
+) -> Result<(OwnedFd, Bound)> {
+    let (fd, bound) = bind_socket(kind, addr, replace)?;
+    // On error `bound` drops here and unlinks the file just created.
+    rustix::net::listen(&fd, libc::SOMAXCONN).map_err(|e| Error::os("listen", addr.object(), e))?;
+    Ok((fd, bound))
 }
+
+/// `accept4(fd, NULL, NULL, SOCK_CLOEXEC)` on the listener bound at `addr`; `EINTR` is retried.
+pub(crate) fn accept(listener: impl AsFd, addr: &Addr) -> Result<OwnedFd> {
+    retry_on_intr(|| rustix::net::accept_with(&listener, SocketFlags::CLOEXEC))
+        .map_err(|e| Error::os("accept", addr.object(), e))
+}
+
+/// What a bound socket keeps besides its descriptor: the address it was bound to, and the guard
+/// of the socket file the bind created (none for an abstract name). Declare it after the socket's
+/// descriptor, so that the socket is closed before its file is unlinked.
+#[derive(Debug)]
+pub(crate) struct Bound {
+    addr: Addr,
+    file: Option<SocketFile>,
+}
+
+impl Bound {
+    pub(crate) fn addr(&self) -> &Addr {
+        &self.addr
+    }
+
+    pub(crate) fn set_remove_on_drop(&mut self, remove: bool) {
+        if let Some(file) = &mut self.file {
+            file.set_remove_on_drop(remove);
+        }
+    }
+
+    pub(crate) fn remove_on_drop(&self) -> bool {
+        self.file.as_ref().is_some_and(SocketFile::remove_on_drop)
+    }
+}
+
+/// The public `addr`, `set_remove_on_drop` and `remove_on_drop` of a bound socket type that keeps
+/// its [`Bound`] in a field named `bound`. Each method takes the doc comment written before its
+/// name, so every type documents them in its own words.
+macro_rules! bound_accessors {
+    (
+        $(#[$addr_doc:meta])* addr;
+        $(#[$set_doc:meta])* set_remove_on_drop;
+        $(#[$get_doc:meta])* remove_on_drop;
+    ) => {
+        $(#[$addr_doc])*
+        pub fn addr(&self) -> &Addr {
+            self.bound.addr()
+        }
+
+        $(#[$set_doc])*
+        pub fn set_remove_on_drop(&mut self, remove: bool) {
+            self.bound.set_remove_on_drop(remove);
+        }
+
+        $(#[$get_doc])*
+        pub fn remove_on_drop(&self) -> bool {
+            self.bound.remove_on_drop()
+        }
+    };
+}
+pub(crate) use bound_accessors;
 
 /// Unlinks `path` if it is a socket file (checked with `lstat`, so a symbolic link is never
 /// followed, and is itself left alone); does nothing if nothing is there. Anything else at the
@@ -98,7 +168,7 @@ fn remove_stale(path: &Path) -> Result<()> {
 /// one's was replaced) is left alone. The path is made absolute at bind time, so changing the
 /// working directory later does not redirect the removal.
 #[derive(Debug)]
-pub(crate) struct SocketFile {
+struct SocketFile {
     path: PathBuf,
     dev: u64,
     ino: u64,
@@ -122,11 +192,11 @@ impl SocketFile {
         })
     }
 
-    pub(crate) fn set_remove_on_drop(&mut self, remove: bool) {
+    fn set_remove_on_drop(&mut self, remove: bool) {
         self.remove_on_drop = remove;
     }
 
-    pub(crate) fn remove_on_drop(&self) -> bool {
+    fn remove_on_drop(&self) -> bool {
         self.remove_on_drop
     }
 }

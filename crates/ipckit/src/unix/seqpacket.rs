@@ -8,15 +8,14 @@ use rustix::io::retry_on_intr;
 use rustix::net::{AddressFamily, RecvFlags, SendFlags, SocketFlags, SocketType};
 
 use crate::error::{Error, Object, Result};
-use crate::unix::file::{bind_socket, connect_socket, listen, SocketFile};
+use crate::unix::file::{accept, bind_listener, bound_accessors, connect_socket, Bound};
 use crate::unix::Addr;
 
 /// A listening `SOCK_SEQPACKET` socket that unlinks its socket file when dropped.
 #[derive(Debug)]
 pub struct SeqpacketListener {
     fd: OwnedFd,
-    addr: Addr,
-    file: Option<SocketFile>,
+    bound: Bound,
 }
 
 impl SeqpacketListener {
@@ -35,46 +34,32 @@ impl SeqpacketListener {
     }
 
     fn bind_with(addr: &Addr, replace: bool) -> Result<SeqpacketListener> {
-        let (fd, file) = bind_socket(SocketType::SEQPACKET, addr, replace)?;
-        listen(&fd, addr)?;
-        Ok(SeqpacketListener {
-            fd,
-            addr: addr.clone(),
-            file,
-        })
+        let (fd, bound) = bind_listener(SocketType::SEQPACKET, addr, replace)?;
+        Ok(SeqpacketListener { fd, bound })
     }
 
     /// `accept4(fd, NULL, NULL, SOCK_CLOEXEC)` — waits for the next connection (unless the
     /// listener is non-blocking: then `WouldBlock`); `EINTR` is retried.
     pub fn accept(&self) -> Result<SeqpacketConn> {
-        retry_on_intr(|| rustix::net::accept_with(&self.fd, SocketFlags::CLOEXEC))
-            .map(SeqpacketConn::from)
-            .map_err(|e| Error::os("accept", self.addr.object(), e))
+        accept(&self.fd, self.addr()).map(SeqpacketConn::from)
     }
 
     /// `ioctl(fd, FIONBIO, &on)` — makes [`accept`](Self::accept) fail with `WouldBlock` instead
     /// of waiting.
     pub fn set_nonblocking(&self, nonblocking: bool) -> Result<()> {
         rustix::io::ioctl_fionbio(&self.fd, nonblocking)
-            .map_err(|e| Error::os("ioctl(FIONBIO)", self.addr.object(), e))
+            .map_err(|e| Error::os("ioctl(FIONBIO)", self.addr().object(), e))
     }
 
-    /// The address this listener was bound to.
-    pub fn addr(&self) -> &Addr {
-        &self.addr
-    }
-
-    /// Whether to unlink the socket file on drop (the default for a path). Even when on, the file
-    /// is unlinked only if the path still names this listener's socket (same device and inode).
-    pub fn set_remove_on_drop(&mut self, remove: bool) {
-        if let Some(file) = &mut self.file {
-            file.set_remove_on_drop(remove);
-        }
-    }
-
-    /// Whether the socket file will be unlinked on drop.
-    pub fn remove_on_drop(&self) -> bool {
-        self.file.as_ref().is_some_and(SocketFile::remove_on_drop)
+    bound_accessors! {
+        /// The address this listener was bound to.
+        addr;
+        /// Whether to unlink the socket file on drop (the default for a path). Even when on, the
+        /// file is unlinked only if the path still names this listener's socket (same device and
+        /// inode).
+        set_remove_on_drop;
+        /// Whether the socket file will be unlinked on drop.
+        remove_on_drop;
     }
 }
 

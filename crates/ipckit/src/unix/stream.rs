@@ -4,11 +4,10 @@ use std::ops::Deref;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
 use std::os::unix::net::{UnixListener, UnixStream};
 
-use rustix::io::retry_on_intr;
-use rustix::net::{SocketFlags, SocketType};
+use rustix::net::SocketType;
 
-use crate::error::{Error, Result};
-use crate::unix::file::{bind_socket, connect_socket, listen, SocketFile};
+use crate::error::Result;
+use crate::unix::file::{accept, bind_listener, bound_accessors, connect_socket, Bound};
 use crate::unix::Addr;
 
 /// `socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0)` + `connect(fd, addr)` — connects to the
@@ -38,8 +37,7 @@ pub fn connect_stream(addr: &Addr) -> Result<UnixStream> {
 #[derive(Debug)]
 pub struct StreamListener {
     listener: UnixListener,
-    addr: Addr,
-    file: Option<SocketFile>,
+    bound: Bound,
 }
 
 impl StreamListener {
@@ -65,41 +63,28 @@ impl StreamListener {
     }
 
     fn bind_with(addr: &Addr, replace: bool) -> Result<StreamListener> {
-        let (fd, file) = bind_socket(SocketType::STREAM, addr, replace)?;
-        // On error the guard drops here and unlinks the file just created.
-        listen(&fd, addr)?;
+        let (fd, bound) = bind_listener(SocketType::STREAM, addr, replace)?;
         Ok(StreamListener {
             listener: UnixListener::from(fd),
-            addr: addr.clone(),
-            file,
+            bound,
         })
     }
 
     /// `accept4(fd, NULL, NULL, SOCK_CLOEXEC)` — waits for the next connection (unless the
     /// listener is non-blocking: then `WouldBlock`); `EINTR` is retried.
     pub fn accept(&self) -> Result<UnixStream> {
-        retry_on_intr(|| rustix::net::accept_with(&self.listener, SocketFlags::CLOEXEC))
-            .map(UnixStream::from)
-            .map_err(|e| Error::os("accept", self.addr.object(), e))
+        accept(&self.listener, self.addr()).map(UnixStream::from)
     }
 
-    /// The address this listener was bound to.
-    pub fn addr(&self) -> &Addr {
-        &self.addr
-    }
-
-    /// Whether to unlink the socket file on drop (the default for a path; an abstract name has no
-    /// file). Even when on, the file is unlinked only if the path still names this listener's
-    /// socket (same device and inode).
-    pub fn set_remove_on_drop(&mut self, remove: bool) {
-        if let Some(file) = &mut self.file {
-            file.set_remove_on_drop(remove);
-        }
-    }
-
-    /// Whether the socket file will be unlinked on drop.
-    pub fn remove_on_drop(&self) -> bool {
-        self.file.as_ref().is_some_and(SocketFile::remove_on_drop)
+    bound_accessors! {
+        /// The address this listener was bound to.
+        addr;
+        /// Whether to unlink the socket file on drop (the default for a path; an abstract name has
+        /// no file). Even when on, the file is unlinked only if the path still names this
+        /// listener's socket (same device and inode).
+        set_remove_on_drop;
+        /// Whether the socket file will be unlinked on drop.
+        remove_on_drop;
     }
 
     /// The std listener; the socket file is then left in place for good.
