@@ -37,21 +37,27 @@ fn per_message(c: &mut Criterion) {
         group.bench_with_input(BenchmarkId::new("channel", size), &size, |b, _| {
             b.iter(|| {
                 tx.send(&msg).expect("send");
-                rx.try_recv_into(&mut out).expect("recv").expect("a message");
+                rx.try_recv_into(&mut out)
+                    .expect("recv")
+                    .expect("a message");
             })
         });
 
         // The channel without copies: written in place, read in place.
-        group.bench_with_input(BenchmarkId::new("channel zero-copy", size), &size, |b, _| {
-            b.iter(|| {
-                let mut slot = tx.try_reserve(size).expect("reserve");
-                slot[0] = 1;
-                slot[size - 1] = 2;
-                slot.commit();
-                let got = rx.try_recv_ref().expect("recv").expect("a message");
-                assert_eq!(got.len(), size);
-            })
-        });
+        group.bench_with_input(
+            BenchmarkId::new("channel zero-copy", size),
+            &size,
+            |b, _| {
+                b.iter(|| {
+                    let mut slot = tx.try_reserve(size).expect("reserve");
+                    slot[0] = 1;
+                    slot[size - 1] = 2;
+                    slot.commit();
+                    let got = rx.try_recv_ref().expect("recv").expect("a message");
+                    assert_eq!(got.len(), size);
+                })
+            },
+        );
     }
     group.finish();
 }
