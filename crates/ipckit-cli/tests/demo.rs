@@ -4,9 +4,10 @@
 //! a System V object behind.
 
 use std::collections::BTreeSet;
-use std::process::{Command, Output};
+use std::process::Output;
 use std::sync::{Mutex, MutexGuard};
 
+use ipckit_testkit::{run, text};
 use serde_json::Value;
 
 /// The tests of this file run one at a time, so that one's objects never show up in another's
@@ -18,14 +19,7 @@ fn serial() -> MutexGuard<'static, ()> {
 }
 
 fn ipckit(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_ipckit"))
-        .args(args)
-        .output()
-        .expect("run ipckit")
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
+    run(env!("CARGO_BIN_EXE_ipckit"), args)
 }
 
 /// The System V objects on the machine (kind and id), from /proc/sysvipc.

@@ -7,17 +7,10 @@ use std::process::{Command, Output, Stdio};
 
 use ipckit::sysv::shm::{OwnedSegment, Segment};
 use ipckit::Key;
-use ipckit_testkit::{unique_path, Defer};
+use ipckit_testkit::{run, text, unique_path, Defer};
 
 fn ipckit(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_ipckit"))
-        .args(args)
-        .output()
-        .expect("run ipckit")
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
+    run(env!("CARGO_BIN_EXE_ipckit"), args)
 }
 
 /// A private segment holding `bytes` (its size is their length), removed when dropped.

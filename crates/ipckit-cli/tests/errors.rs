@@ -9,17 +9,13 @@ use ipckit::sysv::msg::{MsgQueue, OwnedMsgQueue};
 use ipckit::sysv::sem::{OwnedSemSet, SemSet};
 use ipckit::sysv::shm::{OwnedSegment, Segment};
 use ipckit::Key;
-use ipckit_testkit::{is_root, unique_key, NOBODY};
+use ipckit_testkit::{is_root, text, unique_key, NOBODY};
 
 fn command(args: &[&str]) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_ipckit"));
     // A panic would print a backtrace: more lines, caught below.
     cmd.args(args).env("RUST_BACKTRACE", "1");
     cmd
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
 }
 
 /// Checks the error contract on a finished run and returns its one line of stderr.

@@ -8,25 +8,18 @@
 //! objects with the hidden `--only KIND:OBJECT` filter, and every object is removed by a guard
 //! even when an assertion fails.
 
-use std::process::{Command, Output};
+use std::process::Output;
 
 use ipckit::posix::shm::SharedMemory;
 use ipckit::sysv::msg::MsgQueue;
 use ipckit::sysv::sem::SemSet;
 use ipckit::sysv::shm::Segment;
 use ipckit::Key;
-use ipckit_testkit::{child_role, spawn_self, unique_name, Conversation, Defer};
+use ipckit_testkit::{child_role, run, spawn_self, text, unique_name, Conversation, Defer};
 use serde_json::Value;
 
 fn ipckit(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_ipckit"))
-        .args(args)
-        .output()
-        .expect("run ipckit")
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
+    run(env!("CARGO_BIN_EXE_ipckit"), args)
 }
 
 /// `ipckit gc ARGS --json`, expecting success: the orphans reported.

@@ -15,14 +15,11 @@ use ipckit::sysv::msg::{MsgQueue, OwnedMsgQueue};
 use ipckit::sysv::sem::{OwnedSemSet, SemSet};
 use ipckit::sysv::shm::{Attachment, OwnedSegment, Segment};
 use ipckit::Key;
-use ipckit_testkit::unique_key;
+use ipckit_testkit::{run, unique_key};
 use serde_json::{Map, Value};
 
 fn ipckit(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_ipckit"))
-        .args(args)
-        .output()
-        .expect("run ipckit")
+    run(env!("CARGO_BIN_EXE_ipckit"), args)
 }
 
 /// `ipckit ARGS`, which must succeed; its stdout.

@@ -16,18 +16,11 @@ use ipckit::posix::sem::NamedSemaphore;
 use ipckit::posix::shm::SharedMemory;
 use ipckit::sysv::shm::Segment;
 use ipckit::Key;
-use ipckit_testkit::{unique_key, unique_name, Defer};
+use ipckit_testkit::{run, text, unique_key, unique_name, Defer};
 use serde_json::Value;
 
 fn ipckit(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_ipckit"))
-        .args(args)
-        .output()
-        .expect("run ipckit")
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
+    run(env!("CARGO_BIN_EXE_ipckit"), args)
 }
 
 /// Runs `ipckit ARGS --json`, expecting success, and returns the array.

@@ -4,23 +4,16 @@
 //! `rm -a` is not run here: it would remove every object on the machine, other people's included.
 //! Its parsing is tested in the unit tests of src/rm.rs.
 
-use std::process::{Command, Output};
+use std::process::Output;
 
 use ipckit::sysv::msg::{MsgQueue, OwnedMsgQueue};
 use ipckit::sysv::sem::{OwnedSemSet, SemSet};
 use ipckit::sysv::shm::{OwnedSegment, Segment};
 use ipckit::Key;
-use ipckit_testkit::unique_key;
+use ipckit_testkit::{run, text, unique_key};
 
 fn ipckit(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_ipckit"))
-        .args(args)
-        .output()
-        .expect("run ipckit")
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
+    run(env!("CARGO_BIN_EXE_ipckit"), args)
 }
 
 /// The objects an `ipckit mk` run printed, each held by an owning handle so that it is removed

@@ -13,9 +13,10 @@
 //! - interrupting a blocked call with a signal ([`interrupt`]);
 //! - the process's umask and credentials: [`umask`], [`is_root`], [`become_nobody`].
 
+use std::ffi::OsStr;
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
-use std::process::{ChildStdin, ChildStdout, Command, ExitStatus, Stdio};
+use std::process::{ChildStdin, ChildStdout, Command, ExitStatus, Output, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
@@ -214,6 +215,21 @@ pub fn become_nobody() {
     // SAFETY: as above.
     let uid = unsafe { libc::setresuid(NOBODY, NOBODY, NOBODY) };
     assert_eq!(uid, 0, "setresuid(nobody)");
+}
+
+/// Runs the program `exe` with `args` to the end, capturing stdout and stderr. For a crate's own
+/// binary pass `env!("CARGO_BIN_EXE_<name>")` (set only while compiling its integration tests).
+pub fn run(exe: impl AsRef<OsStr>, args: &[&str]) -> Output {
+    let exe = exe.as_ref();
+    Command::new(exe)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("run {}: {e}", exe.to_string_lossy()))
+}
+
+/// A child's captured output as text, invalid UTF-8 replaced.
+pub fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
 }
 
 /// Runs `cmd` to the end with stdout captured and stderr shared with the test; fails the test
