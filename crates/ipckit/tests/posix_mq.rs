@@ -12,8 +12,8 @@ use ipckit::Error;
 use ipckit_testkit::interrupt::interrupted_in;
 use ipckit_testkit::task::Task;
 use ipckit_testkit::{
-    become_nobody, child_role, compile_c, is_root, remove_compiled, spawn_self, start, umask,
-    unique_name, wait_until, Defer,
+    become_nobody, child_role, is_root, spawn_self, start, umask, unique_name, wait_until,
+    CProgram, Defer,
 };
 
 /// A fresh queue name and a guard that unlinks it at the end of the test, also on panic.
@@ -542,8 +542,7 @@ int main(int argc, char **argv) {
 #[test]
 fn ipckit_receives_what_a_c_program_sent() {
     let (name, _cleanup) = fresh("mq-c-sends");
-    let exe = compile_c("mq_c_sends", C_CREATES_AND_SENDS);
-    let _remove = Defer(|| remove_compiled(&exe));
+    let exe = CProgram::compile("mq_c_sends", C_CREATES_AND_SENDS);
     let status = Command::new(&exe).arg(&name).status().unwrap();
     assert!(status.success(), "C program failed: {status}");
     let q = MessageQueue::open(&name).unwrap().into_owned();
@@ -590,8 +589,7 @@ int main(int argc, char **argv) {
 #[test]
 fn c_program_receives_what_ipckit_sent() {
     let (name, _cleanup) = fresh("mq-c-receives");
-    let exe = compile_c("mq_c_receives", C_RECEIVES);
-    let _remove = Defer(|| remove_compiled(&exe));
+    let exe = CProgram::compile("mq_c_receives", C_RECEIVES);
     let q = MessageQueue::create_exclusive(&name, Attr::new(3, 50))
         .unwrap()
         .into_owned();

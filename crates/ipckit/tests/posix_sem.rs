@@ -13,8 +13,7 @@ use ipckit::{Error, Key};
 use ipckit_testkit::interrupt::interrupted_in;
 use ipckit_testkit::task::Task;
 use ipckit_testkit::{
-    child_role, compile_c, example_bin, remove_compiled, spawn_self, start, umask, unique_name,
-    wait_until, Defer,
+    child_role, example_bin, spawn_self, start, umask, unique_name, wait_until, CProgram, Defer,
 };
 
 /// The file glibc keeps a named semaphore in.
@@ -399,8 +398,7 @@ int main(int argc, char **argv) {
 #[test]
 fn ipckit_takes_from_a_semaphore_a_c_program_created_and_posted() {
     let (name, _cleanup) = fresh("sem-c-creates");
-    let exe = compile_c("sem_c_creates", C_CREATES_AND_POSTS);
-    let _remove = Defer(|| remove_compiled(&exe));
+    let exe = CProgram::compile("sem_c_creates", C_CREATES_AND_POSTS);
     let status = Command::new(&exe).arg(&name).status().unwrap();
     assert!(status.success(), "C program failed: {status}");
     let sem = NamedSemaphore::open(&name).unwrap().into_owned();
@@ -437,8 +435,7 @@ int main(int argc, char **argv) {
 #[test]
 fn c_program_waits_on_a_semaphore_ipckit_created_and_posted() {
     let (name, _cleanup) = fresh("sem-c-waits");
-    let exe = compile_c("sem_c_waits", C_WAITS_THEN_POSTS);
-    let _remove = Defer(|| remove_compiled(&exe));
+    let exe = CProgram::compile("sem_c_waits", C_WAITS_THEN_POSTS);
     let sem = NamedSemaphore::create_exclusive(&name, 0)
         .unwrap()
         .into_owned();

@@ -14,7 +14,7 @@ use std::process::Command;
 
 use ipckit::posix::shm::{validate_name, Memfd, Seals, SharedMemory};
 use ipckit::Object;
-use ipckit_testkit::{child_role, compile_c, remove_compiled, spawn_self, unique_name, Defer};
+use ipckit_testkit::{child_role, spawn_self, unique_name, CProgram, Defer};
 
 /// Carries a shared-memory name to a re-executed test process.
 const NAME_VAR: &str = "IPCKIT_TEST_SHM_NAME";
@@ -359,8 +359,7 @@ int main(int argc, char **argv) {
 
 #[test]
 fn c_program_creates_and_writes_and_ipckit_reads() {
-    let exe = compile_c("shm_writer", C_WRITER);
-    let _cc = Defer(|| remove_compiled(&exe));
+    let exe = CProgram::compile("shm_writer", C_WRITER);
     let name = unique_name("c2rust");
     let _guard = unlink_guard(&name);
     let status = Command::new(&exe).arg(&name).status().unwrap();
@@ -378,8 +377,7 @@ fn c_program_creates_and_writes_and_ipckit_reads() {
 
 #[test]
 fn ipckit_creates_and_writes_and_c_program_reads() {
-    let exe = compile_c("shm_reader", C_READER);
-    let _cc = Defer(|| remove_compiled(&exe));
+    let exe = CProgram::compile("shm_reader", C_READER);
     let name = unique_name("rust2c");
     let shm = SharedMemory::create_exclusive(&name, 8192)
         .unwrap()

@@ -9,8 +9,7 @@ use ipckit::{Error, Key};
 use ipckit_testkit::interrupt::set_handler;
 use ipckit_testkit::task::{process_in_syscall, Task};
 use ipckit_testkit::{
-    child_role, compile_c, remove_compiled, run_for_stdout, spawn_self, start, unique_key,
-    wait_until, Defer,
+    child_role, run_for_stdout, spawn_self, start, unique_key, wait_until, CProgram, Defer,
 };
 
 /// A new private queue, removed when the handle drops (also on panic).
@@ -396,12 +395,11 @@ int main(int argc, char **argv) {
 #[test]
 fn ipckit_receives_typed_messages_a_c_program_sent() {
     let key = Key::new(unique_key());
-    let exe = compile_c("msg_sender", C_SENDS);
+    let exe = CProgram::compile("msg_sender", C_SENDS);
     let _cleanup = Defer(|| {
         if let Ok(q) = MsgQueue::open(key) {
             let _ = q.remove();
         }
-        remove_compiled(&exe);
     });
     let mut cmd = Command::new(&exe);
     cmd.arg(key.value().to_string());
@@ -456,8 +454,7 @@ int main(int argc, char **argv) {
 
 #[test]
 fn c_program_blocked_in_msgrcv_receives_typed_messages_from_ipckit() {
-    let exe = compile_c("msg_receiver", C_RECEIVES);
-    let _cleanup = Defer(|| remove_compiled(&exe));
+    let exe = CProgram::compile("msg_receiver", C_RECEIVES);
     let q = private_queue();
     let mut cmd = Command::new(&exe);
     cmd.arg(q.id().to_string());

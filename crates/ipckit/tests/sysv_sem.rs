@@ -10,8 +10,8 @@ use ipckit::{Error, Key};
 use ipckit_testkit::interrupt::set_handler;
 use ipckit_testkit::task::Task;
 use ipckit_testkit::{
-    child_role, compile_c, example_bin, remove_compiled, run_for_stdout, spawn_self, start,
-    unique_key, wait_until, Defer, Kid,
+    child_role, example_bin, run_for_stdout, spawn_self, start, unique_key, wait_until, CProgram,
+    Defer, Kid,
 };
 
 /// A new private set of `n` semaphores, removed when the handle drops (also on panic).
@@ -430,12 +430,11 @@ int main(int argc, char **argv) {
 #[test]
 fn ipckit_reads_a_set_a_c_program_created_and_set() {
     let key = Key::new(unique_key());
-    let exe = compile_c("sem_creator", C_CREATES_SET);
+    let exe = CProgram::compile("sem_creator", C_CREATES_SET);
     let _cleanup = Defer(|| {
         if let Ok(set) = SemSet::open(key) {
             let _ = set.remove();
         }
-        remove_compiled(&exe);
     });
     let mut cmd = Command::new(&exe);
     cmd.arg(key.value().to_string());
@@ -475,8 +474,7 @@ int main(int argc, char **argv) {
 
 #[test]
 fn c_program_blocked_in_semop_is_released_by_an_ipckit_post() {
-    let exe = compile_c("sem_waiter", C_BLOCKS_IN_SEMOP);
-    let _cleanup = Defer(|| remove_compiled(&exe));
+    let exe = CProgram::compile("sem_waiter", C_BLOCKS_IN_SEMOP);
     let set = private_set(3);
     set.set(1, 2).unwrap();
     let mut cmd = Command::new(&exe);

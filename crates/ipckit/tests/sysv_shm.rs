@@ -11,7 +11,7 @@ use std::sync::atomic::Ordering;
 use bytemuck::{Pod, Zeroable};
 use ipckit::sysv::shm::{OwnedSegment, Segment};
 use ipckit::{Key, Object};
-use ipckit_testkit::{child_role, compile_c, example_bin, spawn_self, unique_key, Defer};
+use ipckit_testkit::{child_role, example_bin, spawn_self, unique_key, CProgram, Defer};
 
 /// Carries a segment id to a re-executed test process.
 const ID_VAR: &str = "IPCKIT_TEST_SHM_ID";
@@ -512,8 +512,7 @@ fn pattern(i: usize) -> u8 {
 
 #[test]
 fn c_program_writes_a_segment_that_ipckit_reads() {
-    let exe = compile_c("shm_c", C_PROGRAM);
-    let _cc = Defer(|| ipckit_testkit::remove_compiled(&exe));
+    let exe = CProgram::compile("shm_c", C_PROGRAM);
     let key = Key::new(unique_key());
     let _seg = Defer(|| {
         if let Ok(seg) = Segment::open(key) {
@@ -553,8 +552,7 @@ fn c_program_writes_a_segment_that_ipckit_reads() {
 
 #[test]
 fn ipckit_writes_a_segment_that_a_c_program_verifies() {
-    let exe = compile_c("shm_c", C_PROGRAM);
-    let _cc = Defer(|| ipckit_testkit::remove_compiled(&exe));
+    let exe = CProgram::compile("shm_c", C_PROGRAM);
     let (key, seg) = keyed(C_SIZE);
 
     let mut w = seg.attach().unwrap();

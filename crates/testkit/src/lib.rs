@@ -118,6 +118,36 @@ pub fn remove_compiled(exe: &Path) {
     }
 }
 
+/// A C program compiled by [`compile_c`] whose directory is removed when it drops, also when an
+/// assertion fails. Derefs to the executable's path; `Command::new(&program)` runs it.
+pub struct CProgram(PathBuf);
+
+impl CProgram {
+    /// Compiles `source` as [`compile_c`] does (panicking with the compiler's output on failure).
+    pub fn compile(name: &str, source: &str) -> CProgram {
+        CProgram(compile_c(name, source))
+    }
+}
+
+impl std::ops::Deref for CProgram {
+    type Target = Path;
+    fn deref(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl AsRef<OsStr> for CProgram {
+    fn as_ref(&self) -> &OsStr {
+        self.0.as_os_str()
+    }
+}
+
+impl Drop for CProgram {
+    fn drop(&mut self) {
+        remove_compiled(&self.0);
+    }
+}
+
 /// The path of an example binary built by `cargo test` (examples are built alongside the tests:
 /// `target/<profile>/examples/<name>`).
 pub fn example_bin(name: &str) -> PathBuf {
