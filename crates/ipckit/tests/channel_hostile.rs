@@ -143,7 +143,7 @@ const LANE0_TAIL: u64 = 4096;
 const RING0: u64 = 8192;
 
 #[test]
-fn impossible_record_length_and_runaway_tail_are_reported_as_corrupt() {
+fn impossible_record_length_is_corrupt_and_a_runaway_tail_changes_nothing() {
     let (name, _guard) = channel_name("corrupt");
     let opts = Options::new().lane_capacity(4096).max_producers(2).clone();
     let mut rx = opts.consumer(&name).unwrap();
@@ -163,10 +163,12 @@ fn impossible_record_length_and_runaway_tail_are_reported_as_corrupt() {
     // Repaired, the record is delivered (nothing was consumed on the error).
     file.write_at(&5u32.to_le_bytes(), RING0).unwrap();
     assert_eq!(rx.try_recv().unwrap().unwrap(), b"hello");
-    // A tail more than one lap ahead of the consumer.
+    // A tail more than one lap ahead of the consumer: the consumer goes by the stamped record
+    // headers, not by the tail, so the lane stays empty and keeps working.
     file.write_at(&(1u64 << 40).to_le_bytes(), LANE0_TAIL)
         .unwrap();
     let e = rx.recv_timeout(Duration::from_millis(10)).unwrap_err();
-    assert!(matches!(e, Error::Corrupt { .. }), "{e}");
-    assert!(e.to_string().contains("tail"), "{e}");
+    assert!(matches!(e, Error::Timeout { .. }), "{e}");
+    tx.send(b"again").unwrap();
+    assert_eq!(rx.try_recv().unwrap().unwrap(), b"again");
 }

@@ -333,7 +333,7 @@ impl State {
             return Ok(Some(got));
         }
         // Empty. Acquire: pairs with the producer's Release store of CLOSED (or ACTIVE), so
-        // the re-read of its tail below sees its last record.
+        // the second look below sees its last record header.
         let died = match ctl.prod.state.load(Ordering::Acquire) {
             LANE_ACTIVE => {
                 let due = *due.get_or_insert_with(|| self.last_check.due());
@@ -351,7 +351,7 @@ impl State {
                 return Err(corrupt(Corrupt(format!("lane state {other}"))));
             }
         };
-        // The producer is gone: deliver what it published before going (re-reading its tail).
+        // The producer is gone: deliver what it published before going (looking again).
         if let Some(got) = peek(self)? {
             return Ok(Some(got));
         }

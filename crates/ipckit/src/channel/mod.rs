@@ -72,8 +72,11 @@
 //!   `recv_ref` slot had not released it: the next consumer receives that message again.
 //! - A pad record is published alone when the pad and the next record do not both fit, so that a
 //!   message of the full `lane_capacity - 8` bytes always fits once the consumer catches up. The
-//!   consumer therefore checks a pad's bounds (never at offset 0, within the published bytes)
-//!   rather than "only where the next record does not fit".
+//!   consumer therefore checks a pad's bounds (never at offset 0) rather than "only where the
+//!   next record does not fit".
+//! - The consumer finds records by their stamped headers, not by the producer's `tail`, which
+//!   saves a cache line per message (see `ring.rs`); the tail is kept for a producer taking over
+//!   the lane and for recovery.
 //! - Non-message outcomes follow `std::io`: `Ok(None)` is the end of the stream,
 //!   [`Error::WouldBlock`](crate::Error::WouldBlock) and [`Error::Timeout`](crate::Error::Timeout)
 //!   mean "nothing yet" (kinds `WouldBlock`, `TimedOut`).

@@ -246,7 +246,7 @@ impl Producer {
             return Ok(());
         }
         let ctl = self.seg.lane(self.lane);
-        // Release: everything we published (our last tail store) happens before a consumer's
+        // Release: everything we published (our last header and tail) happens before a consumer's
         // Acquire load of CLOSED, so it drains the lane completely before freeing it.
         ctl.prod.state.store(LANE_CLOSED, Ordering::Release);
         self.seg.header().consumer_wait.notify();

@@ -8,7 +8,7 @@
 //!
 //! # Record format
 //! ```text
-//! | len: u32 | flags: u32 (0) | payload (len bytes) | zero to 7 bytes of padding |
+//! | len: u32 | stamp: u32 | payload (len bytes) | zero to 7 bytes of padding |
 //! ```
 //! A record starts at a multiple of 8 and never wraps around the ring end, so the consumer can lend
 //! it in place (`recv_ref`). When a record does not fit before the end, the producer first writes a
@@ -19,17 +19,28 @@
 //!
 //! # Publication
 //! `head` and `tail` are byte positions that only grow (the offset is `pos & (cap - 1)`). A record
-//! is published by the producer's Release store of `tail` after the whole record (header and
-//! payload) is written, and released by the consumer's Release store of `head` after it has read
-//! it. A producer stopped at any instruction, killed included, therefore never exposes a partial
-//! record: what it had not published is invisible.
+//! is published by the producer's Release store of its header, after the payload is written; the
+//! header's `stamp` is a function of the record's position ([`stamp`]: never 0, different for the
+//! same offset in consecutive laps), so the consumer, which polls the header at its `head` with
+//! an Acquire load, knows a record is there when it finds its own position's stamp — without
+//! reading `tail`, a cache line fewer per message. Whatever else the word holds (an older lap's
+//! header, zero) means "nothing yet". A stale *payload* word of an earlier lap could hold any
+//! value, so before publishing a record the producer clears the word right after it (the next
+//! header's place) whenever that word is free; when it is not free, it holds the header of an
+//! unconsumed record of the current lap, whose stamp is not the next lap's. The producer still
+//! stores `tail` (Release) after each record, for a producer that takes over the lane and for
+//! the crash recovery's "drained" check. The consumer releases bytes by its Release store of
+//! `head` after reading them. A producer stopped at any instruction, killed included, therefore
+//! never exposes a partial record: what it had not published is invisible.
 //!
 //! # Untrusted indices
 //! Each side's own index is private and authoritative; the other side's, and every record header,
-//! is read from shared memory and validated before use (`tail - head <= cap`, multiples of 8,
-//! monotonic, `len <= cap - 8`, the record inside the published bytes and before the ring end, pads
+//! is read from shared memory and validated before use (the consumer's head: a multiple of 8,
+//! between the last one seen and our tail; a record: `len <= cap - 8`, before the ring end, pads
 //! only after offset 0). A violation is a [`Corrupt`] error, never an out-of-bounds access, and
-//! every loop here is bounded (at most one pad per read).
+//! every loop here is bounded (at most one pad per read). A header with a foreign stamp is
+//! "nothing yet", so a hostile peer can otherwise at worst make a lane look empty or deliver
+//! garbage bytes.
 
 use super::atomic::Ordering;
 use super::header::LaneCtl;
@@ -47,6 +58,13 @@ pub(crate) struct Corrupt(pub(crate) String);
 /// Bytes a record with a `len`-byte payload occupies: header plus payload, rounded up to 8.
 fn record_size(len: usize) -> u64 {
     (RECORD_HEADER + len).next_multiple_of(8) as u64
+}
+
+/// The stamp of a record header at byte position `pos`: never 0 (so zeroed memory and cleared
+/// words are never a record), and different from the stamp at `pos - cap` for every ring
+/// capacity (`cap / 8` is even and below 2^32, so the two values differ above bit 0).
+pub(crate) fn stamp(pos: u64) -> u32 {
+    ((pos >> 3) as u32) | 1
 }
 
 /// A reserved, unpublished record: where to write the payload, and what `commit` publishes.
@@ -131,12 +149,13 @@ impl ProducerRing {
         let to_end = self.cap - off;
         if rec > to_end {
             if self.has_room(ctl, to_end + rec)? {
-                // Pad and record together, published by the record's commit.
-                buf.write_header(off as usize, PAD, 0);
+                // Pad, then the record at offset 0 (published by its own commit). The word at
+                // offset 0 holds the previous lap's first header, never this lap's stamp.
+                buf.write_header(off as usize, PAD, stamp(self.tail));
                 start = start.wrapping_add(to_end);
             } else if self.has_room(ctl, to_end)? {
                 // Publish the pad alone: once the consumer skips it, the record fits at offset 0.
-                buf.write_header(off as usize, PAD, 0);
+                buf.write_header(off as usize, PAD, stamp(self.tail));
                 self.publish(ctl, consumer, self.tail.wrapping_add(to_end));
                 return Ok(None);
             } else {
@@ -160,14 +179,24 @@ impl ProducerRing {
         consumer: &WaitCell,
         r: Reservation,
     ) {
-        buf.write_header((r.start & (self.cap - 1)) as usize, r.len, 0);
+        // The next header's place, if free, must not hold a stale payload word that could pass
+        // for the next record. Cleared before the Release store below publishes this record, so
+        // a consumer that sees the record also sees the cleared word. (A consumer head that
+        // fails validation counts as "not free": then only garbage can follow, never UB.)
+        if matches!(
+            self.has_room(ctl, r.end.wrapping_sub(self.tail) + 8),
+            Ok(true)
+        ) {
+            buf.clear_header((r.end & (self.cap - 1)) as usize);
+        }
+        buf.write_header((r.start & (self.cap - 1)) as usize, r.len, stamp(r.start));
         self.publish(ctl, consumer, r.end);
     }
 
     fn publish(&mut self, ctl: &LaneCtl, consumer: &WaitCell, tail: u64) {
         self.tail = tail;
-        // Release: the record (header and payload) written before becomes visible to the
-        // consumer's Acquire load of tail. This store is the publication.
+        // Release: a producer taking over the lane, or a recovery checking "drained", that
+        // loads tail with Acquire sees the records before it. (Consumers poll the headers.)
         ctl.prod.tail.store(tail, Ordering::Release);
         consumer.notify();
     }
@@ -190,8 +219,6 @@ pub(crate) struct ConsumerRing {
     cap: u64,
     /// Our head: the authoritative copy (we are the only writer of the shared one).
     head: u64,
-    /// The producer's tail as last read from shared memory (validated).
-    tail: u64,
 }
 
 impl ConsumerRing {
@@ -203,26 +230,7 @@ impl ConsumerRing {
         Ok(ConsumerRing {
             cap: cap as u64,
             head,
-            tail: head,
         })
-    }
-
-    /// Re-reads the producer's tail (validated). Returns whether anything is published.
-    fn refresh(&mut self, ctl: &LaneCtl) -> Result<bool, Corrupt> {
-        // Acquire: pairs with the producer's Release store of tail, so the records before it are
-        // visible to our reads.
-        let tail = ctl.prod.tail.load(Ordering::Acquire);
-        let avail = tail.wrapping_sub(self.head);
-        // The tail never moves back (it may not be below the cached one) nor runs a lap ahead.
-        if tail % 8 != 0 || avail > self.cap || avail < self.tail.wrapping_sub(self.head) {
-            return Err(Corrupt(format!(
-                "producer tail {tail} outside {}..={} (the previous tail and head + capacity)",
-                self.tail,
-                self.head.wrapping_add(self.cap)
-            )));
-        }
-        self.tail = tail;
-        Ok(avail != 0)
     }
 
     /// The next published record, if any; skips (and releases) a pad on the way.
@@ -234,30 +242,19 @@ impl ConsumerRing {
     ) -> Result<Option<Record>, Corrupt> {
         // At most two rounds: a pad (never at offset 0), then a record at offset 0.
         for _ in 0..2 {
-            if self.head == self.tail {
-                // Waiting: ask for the next record's first two cache lines now, so that their
-                // transfer overlaps the one of `tail` instead of following it.
-                buf.prefetch((self.head & (self.cap - 1)) as usize);
-                if !self.refresh(ctl)? {
-                    return Ok(None);
-                }
-            }
             let off = self.head & (self.cap - 1);
             let to_end = self.cap - off;
-            let avail = self.tail.wrapping_sub(self.head);
-            let (len, flags) = buf.read_header(off as usize);
-            if flags != 0 {
-                return Err(Corrupt(format!(
-                    "record at position {} has flags {flags:#x}",
-                    self.head
-                )));
+            // The header and the cache line after it: the payload's transfer overlaps the
+            // header's when a record has just been published.
+            buf.prefetch(off as usize);
+            let (len, stamp_found) = buf.read_header(off as usize);
+            if stamp_found != stamp(self.head) {
+                // Nothing published here yet (an older lap's header, a cleared word).
+                return Ok(None);
             }
             if len == PAD {
-                if off == 0 || to_end > avail {
-                    return Err(Corrupt(format!(
-                        "pad at position {} (offset {off}) with {avail} bytes published",
-                        self.head
-                    )));
+                if off == 0 {
+                    return Err(Corrupt(format!("pad at position {} (offset 0)", self.head)));
                 }
                 self.advance(ctl, producer, self.head.wrapping_add(to_end));
                 continue;
@@ -267,12 +264,10 @@ impl ConsumerRing {
             } else {
                 u64::MAX
             };
-            if rec > to_end || rec > avail {
+            if rec > to_end {
                 return Err(Corrupt(format!(
-                    "record of {len} bytes at position {} (offset {off}) exceeds the {} published \
-                     bytes or the ring end",
-                    self.head,
-                    avail.min(to_end)
+                    "record of {len} bytes at position {} (offset {off}) runs past the ring end",
+                    self.head
                 )));
             }
             return Ok(Some(Record {
@@ -340,15 +335,22 @@ mod buf {
             unsafe { AtomicU64::from_ptr(self.base.as_ptr().add(off).cast()) }
         }
 
-        /// Writes a record header. Relaxed: published by the later Release store of tail.
-        pub(crate) fn write_header(&self, off: usize, len: u32, flags: u32) {
+        /// Publishes a record header. Release: the payload written before it (and the cleared
+        /// next header) is visible to a consumer whose Acquire load finds this header.
+        pub(crate) fn write_header(&self, off: usize, len: u32, stamp: u32) {
             self.header(off)
-                .store(u64::from(len) | u64::from(flags) << 32, Ordering::Relaxed);
+                .store(u64::from(len) | u64::from(stamp) << 32, Ordering::Release);
         }
 
-        /// Reads a record header. Relaxed: ordered after the Acquire load of tail.
+        /// Clears a header's place (no record). Relaxed: published by the Release store of the
+        /// record header that follows it in program order.
+        pub(crate) fn clear_header(&self, off: usize) {
+            self.header(off).store(0, Ordering::Relaxed);
+        }
+
+        /// Reads a record header: `(len, stamp)`. Acquire: pairs with `write_header`.
         pub(crate) fn read_header(&self, off: usize) -> (u32, u32) {
-            let word = self.header(off).load(Ordering::Relaxed);
+            let word = self.header(off).load(Ordering::Acquire);
             (word as u32, (word >> 32) as u32)
         }
 
@@ -409,20 +411,26 @@ mod buf {
     }
 }
 
-/// The ring's bytes in a loom model: one tracked cell per 8-byte word, so loom reports any
-/// payload or header access that is not ordered by the tail/head protocol as a data race.
+/// The ring's bytes in a loom model: one tracked cell per 8-byte word for payloads, so loom
+/// reports any payload access that is not ordered by the header/head protocol as a data race, and
+/// one loom atomic per word for headers, which the consumer polls while the producer writes them.
+/// (Keeping the two apart assumes what the protocol guarantees: the consumer reads a header only
+/// at its head, and the producer writes payload only after its own header position.)
 #[cfg(loom)]
 mod buf {
     use loom::cell::UnsafeCell;
+    use loom::sync::atomic::{AtomicU64, Ordering};
 
     pub(crate) struct RingBuf {
         words: Box<[UnsafeCell<u64>]>,
+        headers: Box<[AtomicU64]>,
     }
 
     impl RingBuf {
         pub(crate) fn new_model(cap: usize) -> RingBuf {
             RingBuf {
                 words: (0..cap / 8).map(|_| UnsafeCell::new(0)).collect(),
+                headers: (0..cap / 8).map(|_| AtomicU64::new(0)).collect(),
             }
         }
 
@@ -436,15 +444,19 @@ mod buf {
             self.words[word].with(|p| unsafe { *p })
         }
 
-        pub(crate) fn write_header(&self, off: usize, len: u32, flags: u32) {
-            self.store(off / 8, u64::from(len) | u64::from(flags) << 32);
+        pub(crate) fn write_header(&self, off: usize, len: u32, stamp: u32) {
+            self.headers[off / 8].store(u64::from(len) | u64::from(stamp) << 32, Ordering::Release);
+        }
+
+        pub(crate) fn clear_header(&self, off: usize) {
+            self.headers[off / 8].store(0, Ordering::Relaxed);
         }
 
         /// A prefetch touches nothing the model tracks.
         pub(crate) fn prefetch(&self, _off: usize) {}
 
         pub(crate) fn read_header(&self, off: usize) -> (u32, u32) {
-            let w = self.load(off / 8);
+            let w = self.headers[off / 8].load(Ordering::Acquire);
             (w as u32, (w >> 32) as u32)
         }
 
@@ -461,6 +473,51 @@ mod buf {
             for (i, chunk) in dst.chunks_mut(8).enumerate() {
                 let w = self.load(off / 8 + i).to_le_bytes();
                 chunk.copy_from_slice(&w[..chunk.len()]);
+            }
+        }
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::{record_size, stamp, RECORD_HEADER};
+    use crate::channel::Options;
+    use crate::Error;
+
+    /// A payload whose every word, once stale, would pass for an 8-byte record of the *next* lap
+    /// at its own position: exactly what the producer's clearing of the next header's place must
+    /// defuse. Positions are those of a fresh lane: the first record header is at 0.
+    fn forged_payload(start: u64, len: usize, cap: u64) -> Vec<u8> {
+        (0..len / 8)
+            .flat_map(|i| {
+                let pos = start + RECORD_HEADER as u64 + 8 * i as u64;
+                (8u64 | u64::from(stamp(pos + cap)) << 32).to_le_bytes()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn stale_payload_words_never_pass_for_records_of_the_next_lap() {
+        const CAP: usize = 4096;
+        let channel = Options::new().lane_capacity(CAP).anonymous().unwrap();
+        let mut tx = channel.producer().unwrap();
+        let mut rx = channel.consumer().unwrap();
+        // Lap 0: one record filling all but the last 8 bytes, every payload word a forgery.
+        let big = forged_payload(0, CAP - 2 * RECORD_HEADER, CAP as u64);
+        tx.send(&big).unwrap();
+        assert_eq!(rx.try_recv().unwrap().as_deref(), Some(&big[..]));
+        // An empty record in the last 8 bytes; lap 1 starts at offset 0.
+        assert_eq!(record_size(big.len()) + 8, CAP as u64);
+        tx.send(&[]).unwrap();
+        assert_eq!(rx.try_recv().unwrap().as_deref(), Some(&[][..]));
+        // Lap 1: records of several sizes, so that the next header's place lands on forged words.
+        for len in [16, 0, 40, 8, 200, 24] {
+            let msg = vec![0xab; len];
+            tx.send(&msg).unwrap();
+            assert_eq!(rx.try_recv().unwrap().as_deref(), Some(&msg[..]));
+            match rx.try_recv() {
+                Err(Error::WouldBlock { .. }) => {}
+                other => panic!("after a {len}-byte message, a phantom: {other:?}"),
             }
         }
     }

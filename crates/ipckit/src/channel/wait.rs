@@ -9,7 +9,7 @@
 //! # The wake-up protocol (a Dekker pair of SeqCst fences)
 //! ```text
 //! waiter                                   waker
-//! sleeping = 1                             publish (Release store of tail / head / state)
+//! sleeping = 1                             publish (Release store of header / head / state)
 //! fence(SeqCst)                            fence(SeqCst)
 //! s = seq; poll again: ready? -> return    if sleeping != 0 { seq += 1; futex_wake(seq) }
 //! futex_wait(seq, s)   (returns at once if seq != s)
