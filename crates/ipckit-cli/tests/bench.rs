@@ -56,10 +56,26 @@ fn check_schema(doc: &Value) -> Vec<(String, String, u64)> {
         .map(String::as_str)
         .collect();
     top.sort_unstable();
-    assert!(
-        top == ["machine", "results"] || top == ["baseline", "machine", "results"],
-        "machine, results and an optional baseline: {doc}"
+    top.retain(|k| !["baseline", "skipped"].contains(k));
+    assert_eq!(
+        top,
+        ["machine", "results"],
+        "machine, results, optional baseline and skipped: {doc}"
     );
+    for s in doc
+        .get("skipped")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        // A cell without a measurement: which, and why.
+        assert!(s["transport"].is_string() && s["reason"].is_string(), "{s}");
+        assert!(s["size"].is_u64() && s["failed"].is_boolean(), "{s}");
+        assert!(
+            matches!(s["pattern"].as_str(), Some("latency" | "throughput")),
+            "{s}"
+        );
+    }
     if let Some(b) = doc.get("baseline") {
         // The floor: a latency cell of the cache-line bounce, never among the results.
         check_cell(b);
@@ -238,8 +254,8 @@ fn sizes_a_transport_cannot_carry_are_na_with_the_reason() {
 #[test]
 fn merge_joins_result_files_into_one_table_json_and_chart() {
     let dir = Dir::new("bench-merge");
-    let (a, b) = (dir.file("a.json"), dir.file("b.json"));
-    for (file, transport) in [(&a, "pipe"), (&b, "tcp")] {
+    let (a, b, c) = (dir.file("a.json"), dir.file("b.json"), dir.file("c.json"));
+    for (file, transport) in [(&a, "pipe"), (&b, "tcp"), (&c, "signal")] {
         let out = ipckit(
             &[
                 &["bench", "--transports", transport][..],
@@ -261,10 +277,12 @@ fn merge_joins_result_files_into_one_table_json_and_chart() {
     .unwrap();
     let (json, svg) = (dir.file("m.json"), dir.file("m.svg"));
     let out = ipckit(&[
-        "bench", "merge", &a, &b, &peer, "--json", &json, "--svg", &svg,
+        "bench", "merge", &a, &b, &c, &peer, "--json", &json, "--svg", &svg,
     ]);
     let (stdout, stderr) = text(&out);
     assert!(out.status.success(), "{stdout}\n{stderr}");
+    // The n/a cells of a merged file still say why.
+    assert!(stdout.contains("sigqueue carries one int"), "{stdout}");
     for name in ["pipe", "tcp", "iceoryx2"] {
         assert!(stdout.contains(name), "{name} in\n{stdout}");
     }

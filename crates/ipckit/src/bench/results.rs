@@ -177,8 +177,9 @@ impl Measurement {
 }
 
 /// A cell that has no measurement, and why: the transport cannot carry the size ("n/a …"), or
-/// the run failed. Kept in memory for the table; the JSON file holds measurements only.
-#[derive(Debug, Clone, PartialEq)]
+/// the run failed. In the JSON file under the optional top-level `skipped`, so that a merged
+/// table still says why a cell is empty.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Skipped {
     /// The transport's name.
     pub transport: String,
@@ -203,8 +204,8 @@ pub struct Report {
     /// the two processes ([`BASELINE`](super::BASELINE)); not a transport, so in no table column.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub baseline: Option<Latency>,
-    /// Cells without a measurement (not in the JSON file).
-    #[serde(skip)]
+    /// Cells without a measurement, and why.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub skipped: Vec<Skipped>,
 }
 
