@@ -15,7 +15,7 @@
 
 use std::fs::{File, OpenOptions};
 use std::os::unix::fs::OpenOptionsExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -25,6 +25,7 @@ use hdrhistogram::Histogram;
 use super::{latency_summary, Latency, PeerCommand, Plan, CONNECT_TIMEOUT};
 use crate::error::{Error, Object, Result};
 use crate::mmap::{page_size, Mmap};
+use crate::transport::{FileGuard, Rendezvous};
 
 /// The name the baseline has in reports and on the peer's command line.
 pub const NAME: &str = "cache-line";
@@ -40,15 +41,6 @@ const ROUND_TIMEOUT: Duration = Duration::from_secs(10);
 
 fn object(path: &Path) -> Object {
     Object::Path(path.to_path_buf())
-}
-
-/// Removes the page's file when the measurement ends, however it ends.
-struct RemoveOnDrop(PathBuf);
-
-impl Drop for RemoveOnDrop {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.0);
-    }
 }
 
 /// Ends the peer if the host gives up early; reaps it either way.
@@ -88,12 +80,7 @@ fn spin_until(
 /// Measures the bounce with the plan's iterations, warm-up and time limit; the peer is started
 /// with `peer` and runs on `peer_cpu` if given.
 pub(super) fn measure(plan: &Plan, peer: &PeerCommand, peer_cpu: Option<usize>) -> Result<Latency> {
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let path = crate::transport::runtime_dir().join(format!(
-        "ipckit-bench-{}-{}.line",
-        std::process::id(),
-        COUNTER.fetch_add(1, Ordering::Relaxed)
-    ));
+    let path = Rendezvous::fresh()?.path(".line");
     let file = OpenOptions::new()
         .read(true)
         .write(true)
@@ -102,7 +89,8 @@ pub(super) fn measure(plan: &Plan, peer: &PeerCommand, peer_cpu: Option<usize>) 
         .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
         .open(&path)
         .map_err(|e| Error::os("open", object(&path), e))?;
-    let _remove = RemoveOnDrop(path.clone());
+    // Removed when the measurement ends, however it ends.
+    let _remove = FileGuard(path.clone());
     let map = map_page(&file, &path, true)?;
     let word = map.atomic_u64(0)?;
 

@@ -234,7 +234,7 @@ impl TransportKind {
     /// Creates what the mechanism needs so that another process can connect and *receive* what
     /// this one sends; finish with [`Pending::establish`] once the peer was started.
     pub fn host_sender(self, options: &Options) -> Result<Pending<Sender>> {
-        let at = Rendezvous::fresh(self)?;
+        let at = Rendezvous::fresh()?;
         let inner = host(self, Role::Send, &at, options)?;
         Ok(Pending::new(self, inner))
     }
@@ -242,7 +242,7 @@ impl TransportKind {
     /// Creates what the mechanism needs so that another process can connect and *send* to this
     /// one; finish with [`Pending::establish`] once the peer was started.
     pub fn host_receiver(self, options: &Options) -> Result<Pending<Receiver>> {
-        let at = Rendezvous::fresh(self)?;
+        let at = Rendezvous::fresh()?;
         let inner = host(self, Role::Recv, &at, options)?;
         Ok(Pending::new(self, inner))
     }
@@ -451,8 +451,18 @@ pub(crate) struct Rendezvous {
     pub(crate) text: String,
 }
 
+/// Removes the file it names when dropped (a host's mapped file, the bench's shared page).
+pub(crate) struct FileGuard(pub(crate) PathBuf);
+
+impl Drop for FileGuard {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
 impl Rendezvous {
-    fn fresh(kind: TransportKind) -> Result<Rendezvous> {
+    /// A fresh, unique meeting for a host (`host-<pid>-<n>`).
+    pub(crate) fn fresh() -> Result<Rendezvous> {
         use std::sync::atomic::AtomicU32;
         static NEXT: AtomicU32 = AtomicU32::new(0);
         let name = format!(
@@ -460,7 +470,6 @@ impl Rendezvous {
             std::process::id(),
             NEXT.fetch_add(1, Ordering::Relaxed)
         );
-        let _ = kind;
         Ok(Rendezvous {
             text: name.clone(),
             name,
