@@ -33,7 +33,7 @@ use std::time::Duration;
 use rustix::thread::futex;
 
 use super::{aborted, as_named, process_alive, AbortHandle, End, HostImpl, Options, Rendezvous};
-use super::{Role, TransportKind, SLICE};
+use super::{FileGuard, Role, TransportKind, SLICE};
 use crate::error::{Error, Object, Result};
 use crate::mmap::Mmap;
 
@@ -59,15 +59,6 @@ const FULL: u32 = 2;
 const TAG_DATA: u32 = 0;
 const TAG_END: u32 = 1;
 
-/// Removes the file it names when dropped.
-struct FileGuard(PathBuf);
-
-impl Drop for FileGuard {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.0);
-    }
-}
-
 struct Host {
     role: Role,
     map: Mmap,
@@ -81,21 +72,28 @@ fn object(path: &Path) -> Object {
 pub(super) fn host(role: Role, at: &Rendezvous, options: &Options) -> Result<Box<dyn HostImpl>> {
     let path = at.path(".mmap");
     let capacity = options.get_max_message().max(1);
+    // The file is made and initialised under a name of its own, then linked to its real name, so
+    // a peer polling for the name (a sender started first) never opens a half-made file.
+    let draft = Rendezvous::fresh()?.path(".mmap-draft");
     let file = OpenOptions::new()
         .read(true)
         .write(true)
         .create_new(true)
         .mode(0o600)
-        .open(&path)
-        .map_err(|e| Error::os("open", object(&path), e))?;
-    let guard = FileGuard(path.clone());
+        .open(&draft)
+        .map_err(|e| Error::os("open", object(&draft), e))?;
+    let draft_guard = FileGuard(draft.clone());
     file.set_len((HEADER + capacity) as u64)
-        .map_err(|e| Error::os("ftruncate", object(&path), e))?;
+        .map_err(|e| Error::os("ftruncate", object(&draft), e))?;
     let mut map = Mmap::options().shared().read_write().map(&file)?;
     let header = map.bytes_mut()?;
     header[OFF_MAGIC..OFF_MAGIC + 4].copy_from_slice(&MAGIC.to_le_bytes());
     header[OFF_VERSION..OFF_VERSION + 4].copy_from_slice(&VERSION.to_le_bytes());
     header[OFF_CAPACITY..OFF_CAPACITY + 8].copy_from_slice(&(capacity as u64).to_le_bytes());
+    // link(2) never replaces: a taken name is AlreadyExists, as O_CREAT | O_EXCL was.
+    std::fs::hard_link(&draft, &path).map_err(|e| Error::os("link", object(&path), e))?;
+    let guard = FileGuard(path);
+    drop(draft_guard);
     Ok(Box::new(Host { role, map, guard }))
 }
 
@@ -274,12 +272,10 @@ impl Slot {
                 Err(seen) => self.sleep("send", seen, OFF_RECEIVER, "receiver")?,
             }
         }
-        // SAFETY: `msg.len() <= capacity` (checked by `Sender::send` against `max_message`, which
-        // is `capacity`), so the destination range lies inside the mapping (checked in `end`);
-        // the slot is ours (WRITING) until we publish FULL, and `msg` cannot overlap the mapping
-        // range we write (it would have to alias memory we hold exclusively by protocol; a copy
-        // between overlapping shared bytes would only garble the message, which the receiver
-        // checks).
+        // `msg.len() <= capacity` (`Sender::send` checks it against `max_message`), so the range
+        // lies inside the mapping (checked in `end`); `copy` tolerates overlap, which could only
+        // garble a message the receiver checks.
+        // SAFETY: in bounds (above), and the slot is ours (WRITING) until we publish FULL.
         unsafe {
             std::ptr::copy(msg.as_ptr(), self.payload.as_ptr(), msg.len());
         }
