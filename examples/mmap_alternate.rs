@@ -21,8 +21,11 @@ use std::os::fd::AsFd;
 use std::process::{Child, Command, ExitCode, Stdio};
 use std::time::Duration;
 
+use std::sync::Arc;
+
 use ipckit::posix::sem::RawSemaphore;
 use ipckit::posix::shm::{Memfd, Seals};
+use ipckit::shared::SharedRegion;
 
 const USAGE: &str = "usage: mmap_alternate [--lines N]";
 
@@ -49,14 +52,16 @@ fn line_text(i: u32, n: u32) -> String {
     )
 }
 
-/// The two semaphores and the line buffer of a mapping.
-fn split(bytes: &mut [u8]) -> AnyResult<(&mut [u8], &mut [u8], &mut [u8])> {
-    if bytes.len() < SIZE {
-        return Err(format!("the mapping has {} bytes, {SIZE} needed", bytes.len()).into());
+/// The two semaphores' slots and the line buffer of a mapping; each keeps the mapping alive.
+fn split(map: ipckit::mmap::Mmap) -> AnyResult<(SharedRegion, SharedRegion, SharedRegion)> {
+    let mut rest = SharedRegion::new(Arc::new(map))?;
+    if rest.len() < SIZE {
+        return Err(format!("the mapping has {} bytes, {SIZE} needed", rest.len()).into());
     }
-    let (empty, rest) = bytes.split_at_mut(SLOT);
-    let (full, line) = rest.split_at_mut(SLOT);
-    Ok((empty, full, &mut line[..SIZE - LINE_AT]))
+    let empty = rest.split_to(SLOT)?;
+    let full = rest.split_to(SLOT)?;
+    let line = rest.split_to(SIZE - LINE_AT)?;
+    Ok((empty, full, line))
 }
 
 /// Kills and reaps the child if the parent gives up early, before the semaphores are destroyed.
@@ -74,8 +79,7 @@ impl Drop for Reap {
 fn parent(lines: u32) -> AnyResult<()> {
     let memfd = Memfd::create("mmap_alternate", SIZE as u64)?;
     memfd.seal(Seals::SHRINK | Seals::GROW)?;
-    let mut map = memfd.map()?;
-    let (empty, full, line) = split(map.bytes_mut()?)?;
+    let (empty, full, line) = split(memfd.map()?)?;
     // Declared before the child, so they are destroyed after it has been reaped.
     let empty = RawSemaphore::init_in(empty, 1)?;
     let full = RawSemaphore::init_in(full, 0)?;
@@ -94,12 +98,15 @@ fn parent(lines: u32) -> AnyResult<()> {
                 return Err(format!("the child exited ({status}) before writing line {i}").into());
             }
         }
-        // The buffer is shared memory: check the length before using it.
-        let len = u32::from_ne_bytes(line[..4].try_into()?) as usize;
+        // The buffer is shared memory: copy the length out, then check it before using it.
+        let bytes = line.bytes();
+        let len = bytes.read::<u32>(0)? as usize;
         if len > LINE_MAX {
             return Err(format!("line {i}: length {len} exceeds the buffer ({LINE_MAX})").into());
         }
-        let text = String::from_utf8_lossy(&line[4..4 + len]).into_owned();
+        let mut text = vec![0; len];
+        bytes.read_at(4, &mut text)?;
+        let text = String::from_utf8_lossy(&text).into_owned();
         empty.post()?;
         let expected = line_text(i, lines);
         if text != expected {
@@ -125,8 +132,7 @@ fn child(lines: u32) -> AnyResult<()> {
     let fd = std::io::stdin().as_fd().try_clone_to_owned()?;
     // The seals promise the mapping cannot shrink under this process (which would be SIGBUS).
     let memfd = Memfd::from_fd(fd, Seals::SHRINK | Seals::GROW)?;
-    let mut map = memfd.map()?;
-    let (empty, full, line) = split(map.bytes_mut()?)?;
+    let (empty, full, line) = split(memfd.map()?)?;
     let empty = RawSemaphore::from_region(empty)?;
     let full = RawSemaphore::from_region(full)?;
     for i in 0..lines {
@@ -137,8 +143,9 @@ fn child(lines: u32) -> AnyResult<()> {
         }
         let text = line_text(i, lines);
         let len = text.len().min(LINE_MAX);
-        line[..4].copy_from_slice(&(len as u32).to_ne_bytes());
-        line[4..4 + len].copy_from_slice(&text.as_bytes()[..len]);
+        let bytes = line.bytes();
+        bytes.write(0, &(len as u32))?;
+        bytes.write_at(4, &text.as_bytes()[..len])?;
         full.post()?;
     }
     Ok(())

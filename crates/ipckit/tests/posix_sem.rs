@@ -5,9 +5,12 @@
 use std::io::ErrorKind;
 use std::path::PathBuf;
 use std::process::Command;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
 use std::time::Duration;
 
 use ipckit::posix::sem::{NamedSemaphore, RawSemaphore, Semaphore, SEM_NAME_MAX, SEM_VALUE_MAX};
+use ipckit::shared::SharedRegion;
 use ipckit::sysv::shm::Segment;
 use ipckit::{Error, Key};
 use ipckit_testkit::interrupt::interrupted_in;
@@ -228,7 +231,7 @@ fn post_beyond_sem_value_max_overflows() {
 fn semaphores_are_send_and_sync() {
     fn both<T: Send + Sync>() {}
     both::<NamedSemaphore>();
-    both::<RawSemaphore<'static>>();
+    both::<RawSemaphore>();
     both::<&Semaphore>();
 }
 
@@ -279,19 +282,27 @@ fn timed_wait_interrupted_by_a_signal_is_retried() {
 
 const SLOT: usize = RawSemaphore::SLOT_SIZE;
 
+/// The whole of the segment `id`, attached.
+fn attach(id: i32) -> SharedRegion {
+    SharedRegion::new(Arc::new(Segment::from_id(id).attach().unwrap())).unwrap()
+}
+
+/// The `i`th slot of `mem`.
+fn slot(mem: &SharedRegion, i: usize) -> SharedRegion {
+    mem.slice(i * SLOT..(i + 1) * SLOT).unwrap()
+}
+
 /// Child of `unnamed_semaphores_in_a_segment_hand_turns_between_processes`: opens the two slots
 /// the parent initialised, checks a slot cannot be initialised twice, then takes from slot 0 and
 /// gives to slot 1 twice.
 fn unnamed_child(id: i32) {
-    let mut mem = Segment::from_id(id).attach().unwrap();
-    let (a, rest) = mem.split_at_mut(SLOT);
-    let (b, rest) = rest.split_at_mut(SLOT);
-    let err = RawSemaphore::init_in(b, 0).unwrap_err();
+    let mem = attach(id);
+    let err = RawSemaphore::init_in(slot(&mem, 1), 0).unwrap_err();
     assert_eq!(err.kind(), ErrorKind::InvalidInput, "{err}");
-    let free = RawSemaphore::from_region(&mut rest[..SLOT]).unwrap_err();
+    let free = RawSemaphore::from_region(slot(&mem, 2)).unwrap_err();
     assert_eq!(free.kind(), ErrorKind::InvalidInput, "{free}");
-    let a = RawSemaphore::from_region(a).unwrap();
-    let b = RawSemaphore::from_region(b).unwrap();
+    let a = RawSemaphore::from_region(slot(&mem, 0)).unwrap();
+    let b = RawSemaphore::from_region(slot(&mem, 1)).unwrap();
     assert!(!a.is_initialiser());
     a.wait().unwrap();
     b.post().unwrap();
@@ -308,11 +319,9 @@ fn unnamed_semaphores_in_a_segment_hand_turns_between_processes() {
     let seg = Segment::create(Key::PRIVATE, 4 * SLOT)
         .unwrap()
         .into_owned();
-    let mut mem = seg.attach().unwrap();
-    let (a, rest) = mem.split_at_mut(SLOT);
-    let (b, _) = rest.split_at_mut(SLOT);
-    let a = RawSemaphore::init_in(a, 0).unwrap();
-    let b = RawSemaphore::init_in(b, 0).unwrap();
+    let mem = attach(seg.id());
+    let a = RawSemaphore::init_in(slot(&mem, 0), 0).unwrap();
+    let b = RawSemaphore::init_in(slot(&mem, 1), 0).unwrap();
     assert!(a.is_initialiser());
     let child = start(spawn_self(TEST, &format!("unnamed:{}", seg.id())));
     assert!(!b.wait_timeout(Duration::from_millis(20)).unwrap());
@@ -327,14 +336,15 @@ fn unnamed_semaphores_in_a_segment_hand_turns_between_processes() {
 #[test]
 fn initialiser_drop_destroys_and_frees_the_slot_for_a_new_init() {
     let seg = Segment::create(Key::PRIVATE, SLOT).unwrap().into_owned();
-    let mut mem = seg.attach().unwrap();
-    let sem = RawSemaphore::init_in(&mut mem[..], 3).unwrap();
+    let mem = attach(seg.id());
+    let sem = RawSemaphore::init_in(mem.clone(), 3).unwrap();
     assert_eq!(sem.value().unwrap(), 3);
     drop(sem);
-    assert_eq!(mem.view::<u32>(0).unwrap(), &0, "state word back to free");
-    let err = RawSemaphore::from_region(&mut mem[..]).unwrap_err();
+    let state = mem.bytes().load_u32(0, Ordering::Acquire).unwrap();
+    assert_eq!(state, 0, "state word back to free");
+    let err = RawSemaphore::from_region(mem.clone()).unwrap_err();
     assert_eq!(err.kind(), ErrorKind::InvalidInput, "{err}");
-    let sem = RawSemaphore::init_in(&mut mem[..], 1).unwrap();
+    let sem = RawSemaphore::init_in(mem, 1).unwrap();
     assert!(sem.try_wait().unwrap());
     sem.destroy().unwrap();
 }
@@ -344,26 +354,26 @@ fn short_misaligned_or_dirty_regions_are_refused() {
     let seg = Segment::create(Key::PRIVATE, 4 * SLOT)
         .unwrap()
         .into_owned();
-    let mut mem = seg.attach().unwrap();
-    let err = RawSemaphore::init_in(&mut mem[..SLOT - 1], 0).unwrap_err();
+    let mem = attach(seg.id());
+    let err = RawSemaphore::init_in(mem.slice(..SLOT - 1).unwrap(), 0).unwrap_err();
     assert!(err.to_string().contains("bytes"), "{err}");
-    let err = RawSemaphore::init_in(&mut mem[4..4 + SLOT], 0).unwrap_err();
+    let err = RawSemaphore::init_in(mem.slice(4..4 + SLOT).unwrap(), 0).unwrap_err();
     assert!(err.to_string().contains("alignment"), "{err}");
-    let err = RawSemaphore::init_in(&mut mem[..SLOT], SEM_VALUE_MAX + 1).unwrap_err();
+    let err = RawSemaphore::init_in(slot(&mem, 0), SEM_VALUE_MAX + 1).unwrap_err();
     assert!(err.to_string().contains("SEM_VALUE_MAX"), "{err}");
-    mem[0] = 0x5a;
-    let err = RawSemaphore::init_in(&mut mem[..SLOT], 0).unwrap_err();
+    mem.bytes().write(0, &0x5a_u8).unwrap();
+    let err = RawSemaphore::init_in(slot(&mem, 0), 0).unwrap_err();
     assert!(matches!(err, Error::Corrupt { .. }), "{err}");
 }
 
 #[test]
 fn raw_semaphore_at_a_bare_sem_t_is_shared_by_address() {
     let seg = Segment::create(Key::PRIVATE, 64).unwrap().into_owned();
-    let mut mem = seg.attach().unwrap();
-    let ptr = mem.as_mut_ptr();
-    // SAFETY: the attachment maps 64 bytes at a page-aligned address for the whole test and this
-    // test touches them only through these Semaphore references; the semaphore is destroyed
-    // once, after its last use.
+    let mem = attach(seg.id());
+    let ptr = mem.as_ptr();
+    // SAFETY: `mem` keeps the attachment's 64 bytes mapped at a page-aligned address for the
+    // whole test, and this test touches them only through these Semaphore references; the
+    // semaphore is destroyed once, after its last use.
     unsafe {
         let sem = Semaphore::init_at(ptr, 1).unwrap();
         let same = Semaphore::from_ptr(ptr).unwrap();

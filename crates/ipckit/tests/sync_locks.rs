@@ -4,27 +4,29 @@
 
 use std::process::Child;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::Arc;
 
-use ipckit::sync::{Bakery, Dekker, FilterLock, ParticipantLock, Peterson, Regions, Szymanski};
+use ipckit::shared::SharedRegion;
+use ipckit::sync::{Bakery, Dekker, FilterLock, ParticipantLock, Peterson, Szymanski};
 use ipckit::sysv::shm::{Attachment, OwnedSegment, Segment};
 use ipckit::Key;
 use ipckit_testkit::{child_role, spawn_self};
 
 const ITERS: u64 = 200;
 
-/// The shared board: the counter and the occupancy check, after the lock.
-#[repr(C)]
-struct Board {
-    counter: AtomicU64,
-    inside: AtomicU32,
-    overlaps: AtomicU32,
+ipckit::atomic_struct! {
+    /// The shared board: the counter and the occupancy check, after the lock.
+    struct Board {
+        counter: AtomicU64,
+        inside: AtomicU32,
+        overlaps: AtomicU32,
+    }
 }
 
-fn board(rest: &mut [u8]) -> &Board {
-    let bytes = Regions::new(rest).take::<Board>().unwrap();
-    // SAFETY: Regions checked size and alignment; Board is atomics, valid for every bit pattern
-    // (zero-filled in a new segment).
-    unsafe { &*bytes.as_mut_ptr().cast::<Board>() }
+/// The lock's region (the first 2048 bytes) and the board's (the rest) of an attachment.
+fn cut(map: Attachment) -> (SharedRegion, SharedRegion) {
+    let mut rest = SharedRegion::new(Arc::new(map)).unwrap();
+    (rest.split_to(2048).unwrap(), rest)
 }
 
 /// `iters` increments as participant `me`: read, yield, write back, with the occupancy check.
@@ -45,14 +47,14 @@ fn work(lock: &impl ParticipantLock, b: &Board, me: usize, iters: u64) {
 fn contend<L: ParticipantLock>(
     test: &str,
     procs: usize,
-    init: fn(&mut [u8], usize) -> ipckit::Result<&L>,
-    open: fn(&mut [u8]) -> ipckit::Result<&L>,
+    init: fn(SharedRegion, usize) -> ipckit::Result<L>,
+    open: fn(SharedRegion) -> ipckit::Result<L>,
 ) {
     if let Some(role) = child_role() {
         let (id, me) = role.split_once(':').unwrap();
-        let mut map = Segment::from_id(id.parse().unwrap()).attach().unwrap();
-        let (head, rest) = map.split_at_mut(2048);
-        work(open(head).unwrap(), board(rest), me.parse().unwrap(), ITERS);
+        let (head, rest) = cut(Segment::from_id(id.parse().unwrap()).attach().unwrap());
+        let board = rest.bytes().view::<Board>(0).unwrap();
+        work(&open(head).unwrap(), board, me.parse().unwrap(), ITERS);
         return;
     }
     let seg: OwnedSegment = Segment::options()
@@ -61,8 +63,7 @@ fn contend<L: ParticipantLock>(
         .open(Key::PRIVATE)
         .unwrap()
         .into_owned();
-    let mut map: Attachment = seg.attach().unwrap();
-    let (head, rest) = map.split_at_mut(2048);
+    let (head, rest) = cut(seg.attach().unwrap());
     let lock = init(head, procs).unwrap();
     assert_eq!(lock.participants(), procs);
     let children: Vec<Child> = (0..procs)
@@ -75,7 +76,7 @@ fn contend<L: ParticipantLock>(
     for mut c in children {
         assert!(c.wait().unwrap().success());
     }
-    let b = board(rest);
+    let b = rest.bytes().view::<Board>(0).unwrap();
     assert_eq!(
         b.overlaps.load(Ordering::SeqCst),
         0,

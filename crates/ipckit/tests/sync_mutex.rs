@@ -1,15 +1,18 @@
 //! ipckit::sync's pthread-based primitives across real processes: the robust Mutex keeps a counter
 //! exact, reports a holder killed inside its critical section as owner-died, recovers when marked
-//! consistent and breaks for good when not; the Condvar hands over values and surfaces a dead
-//! holder; the RwLock admits readers together and writers alone.
+//! consistent and keeps reporting owner-died (never breaks for good) when not; a forgotten guard
+//! keeps its memory mapped for glibc's robust list; the Condvar hands over values and surfaces a
+//! dead holder; the RwLock admits readers together and writers alone.
 //!
 //! Children are this test binary run again (`spawn_self`) with a role naming the System V segment
 //! they attach by id; the parent owns the segment, so it is removed even when an assertion fails.
 
 use std::process::{Child, ExitStatus};
+use std::sync::Arc;
 use std::time::Duration;
 
-use ipckit::sync::{Condvar, Event, EventMode, LockError, Mutex, Regions, RwLock};
+use ipckit::shared::{HeapMemory, SharedRegion};
+use ipckit::sync::{Condvar, Event, EventMode, LockError, Mutex, RwLock};
 use ipckit::sysv::shm::{Attachment, OwnedSegment, Segment};
 use ipckit::Key;
 use ipckit_testkit::{child_role, spawn_self};
@@ -51,13 +54,15 @@ fn killed(mut child: Child) -> ExitStatus {
     child.wait().expect("reap child")
 }
 
+type Lock = Mutex<[u64; 2]>;
+
 /// The layout all tests use: a mutex around `[u64; 2]`, a condvar, and a manual-reset event.
-fn parts(map: &mut [u8], init: bool) -> (&Mutex<[u64; 2]>, &Condvar, &Event) {
-    let mut r = Regions::new(map);
+fn parts(map: Attachment, init: bool) -> (Lock, Condvar, Event) {
+    let mut r = SharedRegion::new(Arc::new(map)).unwrap();
     let (m, c, e) = (
-        r.take::<Mutex<[u64; 2]>>().unwrap(),
-        r.take::<Condvar>().unwrap(),
-        r.take::<Event>().unwrap(),
+        r.take(Lock::SIZE, Lock::ALIGN).unwrap(),
+        r.take(Condvar::SIZE, Condvar::ALIGN).unwrap(),
+        r.take(Event::SIZE, Event::ALIGN).unwrap(),
     );
     if init {
         (
@@ -91,15 +96,15 @@ fn mutex_keeps_a_shared_counter_exact_across_processes() {
     const PROCS: usize = 4;
     const ITERS: u64 = 300;
     if let Some(role) = child_role() {
-        let (_, mut map) = child_segment(&role);
-        let (m, _, _) = parts(&mut map, false);
-        increment(m, ITERS);
+        let (_, map) = child_segment(&role);
+        let (m, _, _) = parts(map, false);
+        increment(&m, ITERS);
         return;
     }
-    let (seg, mut map) = segment();
-    let (m, _, _) = parts(&mut map, true);
+    let (seg, map) = segment();
+    let (m, _, _) = parts(map, true);
     let children: Vec<_> = (0..PROCS).map(|_| spawn(TEST, "inc", &seg, "")).collect();
-    increment(m, ITERS);
+    increment(&m, ITERS);
     children.into_iter().for_each(wait_ok);
     assert_eq!(m.lock().unwrap()[0], (PROCS as u64 + 1) * ITERS);
 }
@@ -107,8 +112,8 @@ fn mutex_keeps_a_shared_counter_exact_across_processes() {
 /// Child: lock, announce through the event, then keep breaking and restoring the invariant
 /// data[0] == data[1] inside the critical section until killed.
 fn hold_until_killed(role: &str) {
-    let (_, mut map) = child_segment(role);
-    let (m, _, inside) = parts(&mut map, false);
+    let (_, map) = child_segment(role);
+    let (m, _, inside) = parts(map, false);
     let mut g = match m.lock() {
         Ok(g) => g,
         Err(e) => panic!("child lock: {e}"),
@@ -127,15 +132,15 @@ fn killed_holder_is_reported_as_owner_died_and_mutex_recovers_when_marked_consis
         "killed_holder_is_reported_as_owner_died_and_mutex_recovers_when_marked_consistent";
     if let Some(role) = child_role() {
         if role.starts_with("inc") {
-            let (_, mut map) = child_segment(&role);
-            increment(parts(&mut map, false).0, 10);
+            let (_, map) = child_segment(&role);
+            increment(&parts(map, false).0, 10);
         } else {
             hold_until_killed(&role);
         }
         return;
     }
-    let (seg, mut map) = segment();
-    let (m, _, inside) = parts(&mut map, true);
+    let (seg, map) = segment();
+    let (m, _, inside) = parts(map, true);
     for round in 0..4u64 {
         inside.reset();
         let child = spawn(TEST, "hold", &seg, "");
@@ -165,47 +170,77 @@ fn killed_holder_is_reported_as_owner_died_and_mutex_recovers_when_marked_consis
     assert_eq!(m.lock().unwrap()[0], before + 10);
 }
 
+/// What an innocent caller does: lock, and let `?` propagate every error — dropping an
+/// owner-died guard without repairing the data.
+fn bump(m: &Lock) -> ipckit::Result<()> {
+    m.lock()?[0] += 1;
+    Ok(())
+}
+
 #[test]
-fn owner_died_without_mark_consistent_makes_the_mutex_unrecoverable_for_everyone() {
-    const TEST: &str =
-        "owner_died_without_mark_consistent_makes_the_mutex_unrecoverable_for_everyone";
+fn owner_died_guard_dropped_unrepaired_leaves_the_mutex_reporting_owner_died() {
+    const TEST: &str = "owner_died_guard_dropped_unrepaired_leaves_the_mutex_reporting_owner_died";
     if let Some(role) = child_role() {
         if role.starts_with("hold") {
             hold_until_killed(&role);
         } else {
-            // A later process sees the mutex as not recoverable.
-            let (_, mut map) = child_segment(&role);
-            let (m, _, _) = parts(&mut map, false);
-            match m.lock() {
-                Err(LockError::NotRecoverable(e)) => {
-                    assert_eq!(e.raw_os_error(), Some(libc::ENOTRECOVERABLE))
-                }
-                other => panic!(
-                    "child: expected NotRecoverable, got {:?}",
-                    other.map(|_| ())
-                ),
+            // A later process is told too, and may repair.
+            let (_, map) = child_segment(&role);
+            let (m, _, _) = parts(map, false);
+            let mut g = match m.lock() {
+                Err(LockError::OwnerDied(g)) => g,
+                other => panic!("child: expected OwnerDied, got {:?}", other.map(|_| ())),
             };
+            g[1] = g[0];
+            g.mark_consistent().unwrap();
         }
         return;
     }
-    let (seg, mut map) = segment();
-    let (m, _, inside) = parts(&mut map, true);
+    let (seg, map) = segment();
+    let (m, _, inside) = parts(map, true);
     let child = spawn(TEST, "hold", &seg, "");
     inside.wait();
     killed(child);
-    let g = m.lock().expect_err("owner died").into_owner_died();
-    drop(g.expect("owner-died guard")); // unlock without repairing
-    assert!(m.lock().err().is_some_and(|e| e.is_not_recoverable()));
-    assert!(m.try_lock().err().is_some_and(|e| e.is_not_recoverable()));
+    // `?` drops the owner-died guard without mark_consistent.
+    let e = bump(&m).unwrap_err();
+    assert_eq!(e.raw_os_error(), Some(libc::EOWNERDEAD), "{e}");
+    // The mutex still works, and still says the data needs repair — here and elsewhere.
+    assert!(m.lock().err().is_some_and(|e| e.is_owner_died()));
+    assert!(m.try_lock().err().is_some_and(|e| e.is_owner_died()));
     wait_ok(spawn(TEST, "late", &seg, ""));
+    // The late process repaired it: plain locks from now on.
+    assert!(m.lock().is_ok());
+    bump(&m).unwrap();
+}
+
+#[test]
+fn forgotten_guard_keeps_the_memory_mapped_for_the_robust_list() {
+    const TEST: &str = "forgotten_guard_keeps_the_memory_mapped_for_the_robust_list";
+    if child_role().is_some() {
+        // glibc links a held robust mutex into this thread's robust list, stored in the mutex.
+        let map = ipckit::mmap::Mmap::anonymous(4096).unwrap();
+        let m = Mutex::<u64>::init_in(SharedRegion::new(Arc::new(map)).unwrap(), 0).unwrap();
+        std::mem::forget(m.lock().unwrap());
+        // Every handle gone: without the guard's hold on the mapping it would be unmapped now.
+        drop(m);
+        // Locking another robust mutex links it in front of the forgotten one: glibc writes into
+        // the forgotten mutex. SIGSEGV if it were unmapped.
+        let region = SharedRegion::new(Arc::new(HeapMemory::new(4096))).unwrap();
+        let other = Mutex::<u64>::init_in(region, 0).unwrap();
+        *other.lock().unwrap() += 1;
+        assert_eq!(*other.lock().unwrap(), 1);
+        std::process::exit(0);
+    }
+    let status = spawn_self(TEST, "forget").status().expect("run child");
+    assert!(status.success(), "child: {status:?}");
 }
 
 #[test]
 fn owner_died_surfaces_through_condvar_wait() {
     const TEST: &str = "owner_died_surfaces_through_condvar_wait";
     if let Some(role) = child_role() {
-        let (_, mut map) = child_segment(&role);
-        let (m, cv, _) = parts(&mut map, false);
+        let (_, map) = child_segment(&role);
+        let (m, cv, _) = parts(map, false);
         // Gets the lock once the parent waits, notifies, and exits still holding it.
         let mut g = m.lock().expect("child lock");
         g[0] = 42;
@@ -213,8 +248,8 @@ fn owner_died_surfaces_through_condvar_wait() {
         std::mem::forget(g);
         std::process::exit(0);
     }
-    let (seg, mut map) = segment();
-    let (m, cv, _) = parts(&mut map, true);
+    let (seg, map) = segment();
+    let (m, cv, _) = parts(map, true);
     let g = m.lock().unwrap();
     let child = spawn(TEST, "notify-and-die", &seg, "");
     let mut g = match cv.wait(g) {
@@ -235,8 +270,8 @@ fn condvar_hands_values_between_processes() {
     const N: u64 = 50;
     if let Some(role) = child_role() {
         // Consumer: waits for data[1] == 1 (full), takes data[0], sets data[1] = 0 (empty).
-        let (_, mut map) = child_segment(&role);
-        let (m, cv, _) = parts(&mut map, false);
+        let (_, map) = child_segment(&role);
+        let (m, cv, _) = parts(map, false);
         let mut sum = 0;
         for _ in 0..N {
             let mut g = m.lock().unwrap();
@@ -250,8 +285,8 @@ fn condvar_hands_values_between_processes() {
         assert_eq!(sum, N * (N + 1) / 2);
         return;
     }
-    let (seg, mut map) = segment();
-    let (m, cv, _) = parts(&mut map, true);
+    let (seg, map) = segment();
+    let (m, cv, _) = parts(map, true);
     let child = spawn(TEST, "consumer", &seg, "");
     for v in 1..=N {
         let mut g = m.lock().unwrap();
@@ -267,8 +302,8 @@ fn condvar_hands_values_between_processes() {
 
 #[test]
 fn condvar_wait_timeout_reports_the_timeout_and_holds_the_lock() {
-    let (_seg, mut map) = segment();
-    let (m, cv, _) = parts(&mut map, true);
+    let (_seg, map) = segment();
+    let (m, cv, _) = parts(map, true);
     let g = m.lock().unwrap();
     let (g, timed_out) = cv.wait_timeout(g, Duration::from_millis(20)).unwrap();
     assert!(timed_out);
@@ -285,8 +320,8 @@ fn try_lock_and_lock_timeout_give_up_on_a_lock_held_elsewhere() {
         hold_until_killed(&role);
         return;
     }
-    let (seg, mut map) = segment();
-    let (m, _, inside) = parts(&mut map, true);
+    let (seg, map) = segment();
+    let (m, _, inside) = parts(map, true);
     let child = spawn(TEST, "hold", &seg, "");
     inside.wait();
     assert!(m.try_lock().unwrap().is_none());
@@ -298,8 +333,8 @@ fn try_lock_and_lock_timeout_give_up_on_a_lock_held_elsewhere() {
 
 #[test]
 fn relocking_from_the_owning_thread_is_an_error_not_a_deadlock() {
-    let (_seg, mut map) = segment();
-    let (m, _, _) = parts(&mut map, true);
+    let (_seg, map) = segment();
+    let (m, _, _) = parts(map, true);
     let _g = m.lock().unwrap();
     match m.lock() {
         Err(LockError::Os(e)) => assert_eq!(e.raw_os_error(), Some(libc::EDEADLK)),
@@ -309,21 +344,27 @@ fn relocking_from_the_owning_thread_is_an_error_not_a_deadlock() {
 
 #[test]
 fn mark_consistent_on_a_healthy_mutex_is_refused() {
-    let (_seg, mut map) = segment();
-    let (m, _, _) = parts(&mut map, true);
+    let (_seg, map) = segment();
+    let (m, _, _) = parts(map, true);
     let mut g = m.lock().unwrap();
     assert_eq!(
-        g.mark_consistent().unwrap_err().raw_os_error(),
-        Some(libc::EINVAL)
+        g.mark_consistent().unwrap_err().kind(),
+        std::io::ErrorKind::InvalidInput
     );
+}
+
+/// The first 64 bytes of an attachment, and the rest.
+fn split64(map: Attachment) -> (SharedRegion, SharedRegion) {
+    let mut rest = SharedRegion::new(Arc::new(map)).unwrap();
+    (rest.split_to(64).unwrap(), rest)
 }
 
 #[test]
 fn rwlock_admits_readers_together_and_a_writer_alone() {
     const TEST: &str = "rwlock_admits_readers_together_and_a_writer_alone";
     if let Some(role) = child_role() {
-        let (parts, mut map) = child_segment(&role);
-        let (head, rest) = map.split_at_mut(64);
+        let (parts, map) = child_segment(&role);
+        let (head, rest) = split64(map);
         let (l, e) = (
             RwLock::<u64>::open_in(rest).unwrap(),
             Event::open_in(head).unwrap(),
@@ -345,10 +386,10 @@ fn rwlock_admits_readers_together_and_a_writer_alone() {
         }
         return;
     }
-    let (seg, mut map) = segment();
-    let (head, rest) = map.split_at_mut(64);
+    let (seg, map) = segment();
+    let (head, rest) = split64(map);
     let e = Event::init_in(head, EventMode::Manual, false).unwrap();
-    let l = RwLock::<u64>::init_in(rest, 0).unwrap();
+    let l = RwLock::<u64>::init_in(rest.clone(), 0).unwrap();
     let reader = spawn(TEST, "reader", &seg, "");
     e.wait();
     assert!(
@@ -357,9 +398,8 @@ fn rwlock_admits_readers_together_and_a_writer_alone() {
     );
     assert!(l.try_write().unwrap().is_none(), "a writer is not");
     killed(reader); // not robust: the dead reader's lock is never released; start over
-    let (head, rest) = map.split_at_mut(64);
-    let _ = head;
-    rest.fill(0);
+    drop(l);
+    rest.bytes().fill(0).unwrap();
     let l = RwLock::<u64>::init_in(rest, 0).unwrap();
     let writers: Vec<_> = (0..3).map(|_| spawn(TEST, "writer", &seg, "")).collect();
     writers.into_iter().for_each(wait_ok);

@@ -5,16 +5,16 @@
 
 use std::process::Child;
 use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
-use ipckit::sync::{
-    region_at, Barrier, Dekker, Event, EventMode, Mutex, Regions, Semaphore, MAX_PARTICIPANTS,
-};
+use ipckit::shared::{HeapMemory, SharedRegion};
+use ipckit::sync::{Barrier, Dekker, Event, EventMode, Mutex, Semaphore, MAX_PARTICIPANTS};
 use ipckit::sysv::shm::{Attachment, OwnedSegment, Segment};
 use ipckit::Key;
 use ipckit_testkit::{child_role, spawn_self};
 
-fn segment() -> (OwnedSegment, Attachment) {
+fn segment() -> (OwnedSegment, SharedRegion) {
     let seg = Segment::options()
         .size(4096)
         .exclusive(true)
@@ -22,16 +22,25 @@ fn segment() -> (OwnedSegment, Attachment) {
         .expect("create segment")
         .into_owned();
     let map = seg.attach().expect("attach");
-    (seg, map)
+    (seg, region(map))
+}
+
+fn region(map: Attachment) -> SharedRegion {
+    SharedRegion::new(Arc::new(map)).unwrap()
 }
 
 /// `(what, index)` from a child's role `what:shmid:index`, and the attached segment.
-fn child_segment(role: &str) -> (String, usize, Attachment) {
+fn child_segment(role: &str) -> (String, usize, SharedRegion) {
     let parts: Vec<&str> = role.split(':').collect();
     let map = Segment::from_id(parts[1].parse().unwrap())
         .attach()
         .expect("child attach");
-    (parts[0].to_string(), parts[2].parse().unwrap(), map)
+    (parts[0].to_string(), parts[2].parse().unwrap(), region(map))
+}
+
+/// The first 64 bytes of a region, and the rest.
+fn split64(mut rest: SharedRegion) -> (SharedRegion, SharedRegion) {
+    (rest.split_to(64).unwrap(), rest)
 }
 
 fn spawn(test: &str, what: &str, seg: &Segment, index: usize) -> Child {
@@ -48,11 +57,11 @@ fn wait_all(children: Vec<Child>) {
 }
 
 /// The region as 32-bit atomics shared with the children (`words(r)[offset / 4]`).
-fn words(region: &mut [u8]) -> &[AtomicU32] {
-    assert_eq!(region.as_ptr() as usize % 4, 0);
-    // SAFETY: aligned (checked) and in bounds (len / 4 words); AtomicU32 accepts every bit
-    // pattern; the exclusive borrow of the region is held as long as the atomics are used.
-    unsafe { std::slice::from_raw_parts(region.as_mut_ptr().cast::<AtomicU32>(), region.len() / 4) }
+fn words(region: &SharedRegion) -> &[AtomicU32] {
+    region
+        .bytes()
+        .view_slice::<AtomicU32>(0, region.len() / 4)
+        .unwrap()
 }
 
 #[test]
@@ -61,15 +70,15 @@ fn semaphore_counts_posts_taken_by_other_processes() {
     const TAKERS: usize = 3;
     const EACH: usize = 20;
     if let Some(role) = child_role() {
-        let (_, _, mut map) = child_segment(&role);
-        let sem = Semaphore::open_in(&mut map).unwrap();
+        let (_, _, map) = child_segment(&role);
+        let sem = Semaphore::open_in(map).unwrap();
         for _ in 0..EACH {
             sem.wait();
         }
         return;
     }
-    let (seg, mut map) = segment();
-    let sem = Semaphore::init_in(&mut map, 0).unwrap();
+    let (seg, map) = segment();
+    let sem = Semaphore::init_in(map, 0).unwrap();
     assert!(!sem.try_wait());
     assert!(!sem.wait_timeout(Duration::from_millis(10)));
     let takers: Vec<_> = (0..TAKERS).map(|i| spawn(TEST, "take", &seg, i)).collect();
@@ -91,20 +100,20 @@ fn event_with_waiting_children(
     parent: impl FnOnce(&Event, &AtomicU32, Vec<Child>),
 ) {
     if let Some(role) = child_role() {
-        let (_, _, mut map) = child_segment(&role);
-        let (head, rest) = map.split_at_mut(64);
+        let (_, _, map) = child_segment(&role);
+        let (head, rest) = split64(map);
         let event = Event::open_in(head).unwrap();
-        let passed = &words(rest)[0];
+        let passed = &words(&rest)[0];
         event.wait();
         passed.fetch_add(1, Ordering::SeqCst);
         return;
     }
-    let (seg, mut map) = segment();
-    let (head, rest) = map.split_at_mut(64);
+    let (seg, map) = segment();
+    let (head, rest) = split64(map);
     let event = Event::init_in(head, mode, false).unwrap();
-    let passed = &words(rest)[0];
+    let passed = &words(&rest)[0];
     let children: Vec<_> = (0..3).map(|i| spawn(test, "wait", &seg, i)).collect();
-    parent(event, passed, children);
+    parent(&event, passed, children);
 }
 
 #[test]
@@ -145,9 +154,10 @@ fn barrier_keeps_processes_in_step_round_after_round() {
     const ROUNDS: u32 = 20;
     /// Each participant writes its round into its slot, meets the others, checks that every slot
     /// holds this round, meets again. Counts the rounds it was the leader in.
-    fn run(map: &mut [u8], me: usize) -> u32 {
-        let (head, rest) = map.split_at_mut(64);
+    fn run(map: SharedRegion, me: usize) -> u32 {
+        let (head, rest) = split64(map);
         let barrier = Barrier::open_in(head).unwrap();
+        let rest = &rest;
         let mut leads = 0;
         for round in 1..=ROUNDS {
             words(rest)[me].store(round, Ordering::Relaxed);
@@ -161,18 +171,18 @@ fn barrier_keeps_processes_in_step_round_after_round() {
         leads
     }
     if let Some(role) = child_role() {
-        let (_, me, mut map) = child_segment(&role);
-        run(&mut map, me);
+        let (_, me, map) = child_segment(&role);
+        run(map, me);
         return;
     }
-    let (seg, mut map) = segment();
-    Barrier::init_in(&mut map[..64], PROCS as u32).unwrap();
+    let (seg, map) = segment();
+    let (head, rest) = split64(map.clone());
+    Barrier::init_in(head, PROCS as u32).unwrap();
     let children: Vec<_> = (1..PROCS).map(|i| spawn(TEST, "meet", &seg, i)).collect();
-    run(&mut map, 0);
+    run(map, 0);
     wait_all(children);
-    let rest = &mut map[64..];
     let leads: u32 = (0..PROCS)
-        .map(|k| words(rest)[16 + k].load(Ordering::SeqCst))
+        .map(|k| words(&rest)[16 + k].load(Ordering::SeqCst))
         .sum();
     assert_eq!(leads, 2 * ROUNDS, "one leader per wait");
 }
@@ -182,9 +192,9 @@ fn racing_init_in_initialises_once_and_everyone_gets_the_same_working_mutex() {
     const TEST: &str = "racing_init_in_initialises_once_and_everyone_gets_the_same_working_mutex";
     const PROCS: usize = 6;
     if let Some(role) = child_role() {
-        let (_, me, mut map) = child_segment(&role);
-        let (head, rest) = map.split_at_mut(64);
-        let w = words(head);
+        let (_, me, map) = child_segment(&role);
+        let (head, rest) = split64(map);
+        let w = words(&head);
         let (go, seen) = (&w[0], &w[1 + me]);
         // Start together, then all race to initialise with their own value.
         while go.load(Ordering::Acquire) == 0 {
@@ -196,15 +206,15 @@ fn racing_init_in_initialises_once_and_everyone_gets_the_same_working_mutex() {
         g[1] += 1;
         return;
     }
-    let (seg, mut map) = segment();
+    let (seg, map) = segment();
     let children: Vec<_> = (0..PROCS).map(|i| spawn(TEST, "init", &seg, i)).collect();
     // Give the children time to attach and spin; correctness does not depend on it.
     std::thread::sleep(Duration::from_millis(50));
-    words(&mut map)[0].store(1, Ordering::Release);
+    words(&map)[0].store(1, Ordering::Release);
     wait_all(children);
-    let (head, rest) = map.split_at_mut(64);
+    let (head, rest) = split64(map);
     let seen: Vec<u32> = (0..PROCS)
-        .map(|k| words(head)[1 + k].load(Ordering::SeqCst))
+        .map(|k| words(&head)[1 + k].load(Ordering::SeqCst))
         .collect();
     let winner = seen[0];
     assert!((1..=PROCS as u32).contains(&winner), "{seen:?}");
@@ -216,86 +226,98 @@ fn racing_init_in_initialises_once_and_everyone_gets_the_same_working_mutex() {
     assert_eq!(*m.lock().unwrap(), [u64::from(winner), PROCS as u64]);
 }
 
+fn heap(len: usize) -> SharedRegion {
+    SharedRegion::new(Arc::new(HeapMemory::new(len))).unwrap()
+}
+
 #[test]
 fn open_in_refuses_uninitialised_foreign_garbage_small_and_misaligned_regions() {
-    let mut buf = vec![0u64; 512];
-    let region: &mut [u8] = bytemuck::cast_slice_mut(&mut buf);
+    let region = heap(4096);
+    let bytes = region.bytes();
 
     // Fresh memory: nothing initialised yet.
-    let e = Semaphore::open_in(region).unwrap_err();
+    let e = Semaphore::open_in(region.clone()).unwrap_err();
     assert_eq!(e.kind(), std::io::ErrorKind::InvalidInput, "{e}");
 
     // Another primitive: the magic says so.
-    Event::init_in(region, EventMode::Manual, false).unwrap();
-    let e = Semaphore::open_in(region).unwrap_err();
+    Event::init_in(region.clone(), EventMode::Manual, false).unwrap();
+    let e = Semaphore::open_in(region.clone()).unwrap_err();
     assert!(matches!(e, ipckit::Error::Corrupt { .. }), "{e}");
     assert!(e.to_string().contains("magic"), "{e}");
-    let e = Mutex::<u64>::init_in(region, 0).unwrap_err();
+    let e = Mutex::<u64>::init_in(region.clone(), 0).unwrap_err();
     assert!(matches!(e, ipckit::Error::Corrupt { .. }), "{e}");
 
     // A Mutex of another element type: the size differs.
-    region.fill(0);
-    Mutex::<u64>::init_in(region, 0).unwrap();
-    let e = Mutex::<[u64; 8]>::open_in(region).unwrap_err();
+    bytes.fill(0).unwrap();
+    Mutex::<u64>::init_in(region.clone(), 0).unwrap();
+    let e = Mutex::<[u64; 8]>::open_in(region.clone()).unwrap_err();
     assert!(e.to_string().contains("size"), "{e}");
 
     // Garbage everywhere, state word included.
-    for (i, b) in region.iter_mut().enumerate() {
-        *b = (i * 37 + 11) as u8;
-    }
-    let e = Semaphore::open_in(region).unwrap_err();
+    let garbage: Vec<u8> = (0..region.len()).map(|i| (i * 37 + 11) as u8).collect();
+    bytes.write_at(0, &garbage).unwrap();
+    let e = Semaphore::open_in(region.clone()).unwrap_err();
     assert!(matches!(e, ipckit::Error::Corrupt { .. }), "{e}");
-    let e = Semaphore::init_in(region, 1).unwrap_err();
+    let e = Semaphore::init_in(region.clone(), 1).unwrap_err();
     assert!(matches!(e, ipckit::Error::Corrupt { .. }), "{e}");
 
     // Too small, misaligned.
-    region.fill(0);
-    let e = Dekker::init_in(&mut region[..8]).unwrap_err();
+    bytes.fill(0).unwrap();
+    let e = Dekker::init_in(region.slice(..8).unwrap()).unwrap_err();
     assert!(e.to_string().contains("bytes"), "{e}");
-    let e = Dekker::init_in(&mut region[1..]).unwrap_err();
+    let e = Dekker::init_in(region.slice(1..).unwrap()).unwrap_err();
     assert!(e.to_string().contains("alignment"), "{e}");
 
     // A valid primitive whose body was scribbled over.
-    let b = Barrier::init_in(region, 3).unwrap();
+    let b = Barrier::init_in(region.clone(), 3).unwrap();
     assert_eq!(b.participants(), 3);
-    region[16..20].copy_from_slice(&0u32.to_ne_bytes());
-    let e = Barrier::open_in(region).unwrap_err();
+    bytes.write(16, &0u32).unwrap();
+    let e = Barrier::open_in(region.clone()).unwrap_err();
     assert!(matches!(e, ipckit::Error::Corrupt { .. }), "{e}");
+    // The handle made before keeps the count it validated: the barrier still works for one
+    // round of 3 (it does not divide by, index with or trust the scribbled count).
+    assert_eq!(b.participants(), 3);
 }
 
 #[test]
 fn init_in_refuses_bad_arguments_before_touching_the_region() {
-    let mut buf = vec![0u64; 512];
-    let region: &mut [u8] = bytemuck::cast_slice_mut(&mut buf);
-    assert!(Barrier::init_in(region, 0).is_err());
-    assert!(ipckit::sync::FilterLock::init_in(region, MAX_PARTICIPANTS + 1).is_err());
-    assert!(ipckit::sync::Bakery::init_in(region, 0).is_err());
-    assert!(Semaphore::init_in(region, u32::MAX).is_err());
-    assert!(region.iter().all(|&b| b == 0));
+    let region = heap(4096);
+    assert!(Barrier::init_in(region.clone(), 0).is_err());
+    assert!(ipckit::sync::FilterLock::init_in(region.clone(), MAX_PARTICIPANTS + 1).is_err());
+    assert!(ipckit::sync::Bakery::init_in(region.clone(), 0).is_err());
+    assert!(Semaphore::init_in(region.clone(), u32::MAX).is_err());
+    assert!(region.bytes().to_vec().iter().all(|&b| b == 0));
 }
 
 #[test]
-fn regions_cut_aligned_pieces_and_region_at_checks_bounds() {
-    let mut buf = vec![0u64; 64];
-    let region: &mut [u8] = bytemuck::cast_slice_mut(&mut buf);
+fn take_cuts_aligned_pieces_for_each_primitive() {
+    let mut region = heap(4096);
     let base = region.as_ptr() as usize;
-    let mut r = Regions::new(region);
-    let a = r.take::<u8>().unwrap();
+    let a = region.take(1, 1).unwrap();
     assert_eq!(a.len(), 1);
-    let b = r.take::<Semaphore>().unwrap();
-    assert_eq!(
-        (b.as_ptr() as usize - base) % std::mem::align_of::<Semaphore>(),
-        0
-    );
-    assert_eq!(b.len(), std::mem::size_of::<Semaphore>());
-    let before = r.offset();
-    assert!(r.take::<[u8; 4096]>().is_err());
-    assert_eq!(r.offset(), before, "a failed cut consumes nothing");
+    let b = region.take(Semaphore::SIZE, Semaphore::ALIGN).unwrap();
+    assert_eq!((b.as_ptr() as usize - base) % Semaphore::ALIGN, 0);
+    assert_eq!(b.len(), Semaphore::SIZE);
+    Semaphore::init_in(b, 1).unwrap();
+    let m = region
+        .take(Mutex::<u128>::SIZE, Mutex::<u128>::ALIGN)
+        .unwrap();
+    assert_eq!(m.as_ptr() as usize % Mutex::<u128>::ALIGN, 0);
+    Mutex::<u128>::init_in(m, 7).unwrap();
+    assert!(region.take(8192, 8).is_err());
+}
 
-    let mut buf = vec![0u64; 4];
-    let region: &mut [u8] = bytemuck::cast_slice_mut(&mut buf);
-    assert_eq!(region_at::<u64>(region, 24).unwrap().len(), 8);
-    assert!(region_at::<u64>(region, 25).is_err(), "misaligned");
-    assert!(region_at::<u64>(region, 32).is_err(), "out of bounds");
-    assert!(region_at::<u64>(region, usize::MAX).is_err(), "overflow");
+#[test]
+fn read_only_regions_are_refused() {
+    let seg = Segment::options()
+        .size(4096)
+        .exclusive(true)
+        .open(Key::PRIVATE)
+        .unwrap()
+        .into_owned();
+    let ro = SharedRegion::new(Arc::new(seg.attach_read_only().unwrap())).unwrap();
+    let e = Semaphore::open_in(ro.clone()).unwrap_err();
+    assert!(e.to_string().contains("read-only"), "{e}");
+    let e = Mutex::<u64>::init_in(ro, 0).unwrap_err();
+    assert!(e.to_string().contains("read-only"), "{e}");
 }

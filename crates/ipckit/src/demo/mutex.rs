@@ -3,18 +3,20 @@
 use std::fmt;
 use std::str::FromStr;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::{Launcher, Workers};
 use crate::error::{Error, Object, Result};
 use crate::posix::sem::RawSemaphore;
-use crate::sync::place::{self, Header, Shared};
+use crate::shared::SharedRegion;
+use crate::sync::place::{self, Header, Placed, Shared};
 use crate::sync::{
-    Bakery, Dekker, Event, EventMode, FilterLock, Mutex, ParticipantLock, Peterson, Regions,
-    Szymanski, MAX_PARTICIPANTS,
+    Bakery, Dekker, Event, EventMode, FilterLock, Mutex, ParticipantLock, Peterson, Szymanski,
+    MAX_PARTICIPANTS,
 };
 use crate::sysv::sem::{OwnedSemSet, SemSet};
-use crate::sysv::shm::{OwnedSegment, Segment};
+use crate::sysv::shm::{Attachment, OwnedSegment, Segment};
 use crate::Key;
 
 /// The lock that guards the critical section in [`run_mutex`].
@@ -149,7 +151,8 @@ struct Board {
     ready: AtomicU32,
 }
 
-// SAFETY: repr(C), header first, the rest atomics: every bit pattern is valid.
+// SAFETY: repr(C), header first, the rest atomics: every bit pattern is valid and every byte is
+// inside an atomic.
 unsafe impl Shared for Board {
     const MAGIC: [u8; 4] = *b"IKDB";
     const VERSION: u32 = 1;
@@ -163,31 +166,31 @@ unsafe impl Shared for Board {
 /// The size of the demo's segment: board, start event and the largest lock fit in a page.
 const SEGMENT_SIZE: usize = 4096;
 
-/// The objects one process sees, cut from the segment in the same order by everyone.
-struct Shm<'a> {
-    board: &'a Board,
-    start: &'a Event,
-    lock: &'a mut [u8],
+/// The objects one process sees, cut from the segment in the same order by everyone. Each keeps
+/// the attachment alive.
+struct Shm {
+    board: Placed<Board>,
+    start: Event,
+    lock: SharedRegion,
 }
 
-fn cut(map: &mut [u8], init: bool) -> Result<Shm<'_>> {
-    let mut r = Regions::new(map);
-    let (board, start) = (r.take::<Board>()?, r.take::<Event>()?);
+fn cut(map: Attachment, init: bool) -> Result<Shm> {
+    let mut r = SharedRegion::new(Arc::new(map))?;
+    let board = r.take(std::mem::size_of::<Board>(), std::mem::align_of::<Board>())?;
+    let start = r.take(Event::SIZE, Event::ALIGN)?;
     // The lock gets the rest, from a 64-byte boundary (enough alignment for every lock).
-    let rest = r.rest();
-    let pad = rest.as_ptr().align_offset(64).min(rest.len());
-    let lock = &mut rest[pad..];
+    r.take(0, 64)?;
     if init {
         Ok(Shm {
             board: place::init_in::<Board>(board, |_| Ok(()))?,
             start: Event::init_in(start, EventMode::Manual, false)?,
-            lock,
+            lock: r,
         })
     } else {
         Ok(Shm {
             board: place::open_in::<Board>(board)?,
             start: Event::open_in(start)?,
-            lock,
+            lock: r,
         })
     }
 }
@@ -236,13 +239,12 @@ pub fn run_mutex(demo: &MutexDemo, launcher: &Launcher) -> Result<MutexReport> {
         .exclusive(true)
         .open(Key::PRIVATE)?
         .into_owned();
-    let mut map = seg.attach()?;
-    let shm = cut(&mut map, true)?;
+    let shm = cut(seg.attach()?, true)?;
     let n = demo.procs;
     let mut sem: Option<OwnedSemSet> = None;
-    let mut posix: Option<RawSemaphore<'_>> = None;
+    let mut posix: Option<RawSemaphore> = None;
     match demo.algo {
-        Algo::Futex => drop(Mutex::<u64>::init_in(shm.lock, 0)?),
+        Algo::Futex => drop(Mutex::<u64>::init_in(shm.lock.clone(), 0)?),
         Algo::SysvSem => {
             let set = SemSet::options()
                 .nsems(1)
@@ -252,12 +254,12 @@ pub fn run_mutex(demo: &MutexDemo, launcher: &Launcher) -> Result<MutexReport> {
             set.set(0, 1)?;
             sem = Some(set);
         }
-        Algo::PosixSem => posix = Some(RawSemaphore::init_in(shm.lock, 1)?),
-        Algo::Dekker => drop(Dekker::init_in(shm.lock)?),
-        Algo::Peterson => drop(Peterson::init_in(shm.lock)?),
-        Algo::Filter => drop(FilterLock::init_in(shm.lock, n)?),
-        Algo::Szymanski => drop(Szymanski::init_in(shm.lock, n)?),
-        Algo::Bakery => drop(Bakery::init_in(shm.lock, n)?),
+        Algo::PosixSem => posix = Some(RawSemaphore::init_in(shm.lock.clone(), 1)?),
+        Algo::Dekker => drop(Dekker::init_in(shm.lock.clone())?),
+        Algo::Peterson => drop(Peterson::init_in(shm.lock.clone())?),
+        Algo::Filter => drop(FilterLock::init_in(shm.lock.clone(), n)?),
+        Algo::Szymanski => drop(Szymanski::init_in(shm.lock.clone(), n)?),
+        Algo::Bakery => drop(Bakery::init_in(shm.lock.clone(), n)?),
         Algo::None => {}
     }
     let semid = sem.as_ref().map_or(-1, |s| s.id());
@@ -271,7 +273,7 @@ pub fn run_mutex(demo: &MutexDemo, launcher: &Launcher) -> Result<MutexReport> {
         );
         workers.children.push(launcher.spawn(&spec)?);
     }
-    let board = shm.board;
+    let board = &shm.board;
     workers.wait_until(Duration::from_secs(30), "all workers attaching", || {
         board.ready.load(Ordering::Acquire) as usize >= n
     })?;
@@ -324,9 +326,8 @@ pub(super) fn worker(spec: &str) -> Option<Result<()>> {
 }
 
 fn work(algo: Algo, shmid: i32, semid: i32, me: usize, iters: u64) -> Result<()> {
-    let mut map = Segment::from_id(shmid).attach()?;
-    let shm = cut(&mut map, false)?;
-    let (board, start) = (shm.board, shm.start);
+    let shm = cut(Segment::from_id(shmid).attach()?, false)?;
+    let (board, start) = (&shm.board, &shm.start);
     // The critical section, the same for every algorithm.
     let critical = |i: u64| {
         if board.inside.fetch_add(1, Ordering::SeqCst) != 0 {
@@ -377,19 +378,19 @@ fn work(algo: Algo, shmid: i32, semid: i32, me: usize, iters: u64) -> Result<()>
             }
         }
         Algo::Dekker => {
-            classic(Dekker::open_in(shm.lock)?)?;
+            classic(&Dekker::open_in(shm.lock)?)?;
         }
         Algo::Peterson => {
-            classic(Peterson::open_in(shm.lock)?)?;
+            classic(&Peterson::open_in(shm.lock)?)?;
         }
         Algo::Filter => {
-            classic(FilterLock::open_in(shm.lock)?)?;
+            classic(&FilterLock::open_in(shm.lock)?)?;
         }
         Algo::Szymanski => {
-            classic(Szymanski::open_in(shm.lock)?)?;
+            classic(&Szymanski::open_in(shm.lock)?)?;
         }
         Algo::Bakery => {
-            classic(Bakery::open_in(shm.lock)?)?;
+            classic(&Bakery::open_in(shm.lock)?)?;
         }
         Algo::None => {
             begin();

@@ -1,14 +1,16 @@
 //! `ipckit demo robust`: a process is killed inside a robust mutex's critical section; the next
 //! process is told, repairs the data and marks the mutex consistent; after that it works as before.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytemuck::{Pod, Zeroable};
 
 use super::{Launcher, Workers};
 use crate::error::{Error, Object, Result};
-use crate::sync::{Event, EventMode, LockError, Mutex, Regions};
-use crate::sysv::shm::{OwnedSegment, Segment};
+use crate::shared::SharedRegion;
+use crate::sync::{Event, EventMode, LockError, Mutex};
+use crate::sysv::shm::{Attachment, OwnedSegment, Segment};
 use crate::Key;
 
 /// One step of [`run_robust`], as it happened.
@@ -43,9 +45,12 @@ struct Accounts {
 const TOTAL: i64 = 100;
 const AMOUNT: i64 = 30;
 
-fn cut(map: &mut [u8], init: bool) -> Result<(&Mutex<Accounts>, &Event)> {
-    let mut r = Regions::new(map);
-    let (m, e) = (r.take::<Mutex<Accounts>>()?, r.take::<Event>()?);
+type Lock = Mutex<Accounts>;
+
+fn cut(map: Attachment, init: bool) -> Result<(Lock, Event)> {
+    let mut r = SharedRegion::new(Arc::new(map))?;
+    let m = r.take(Lock::SIZE, Lock::ALIGN)?;
+    let e = r.take(Event::SIZE, Event::ALIGN)?;
     if init {
         Ok((
             Mutex::init_in(m, Accounts { a: TOTAL, b: 0 })?,
@@ -72,8 +77,7 @@ pub fn run_robust(launcher: &Launcher, mut on_step: impl FnMut(&Step)) -> Result
         .exclusive(true)
         .open(Key::PRIVATE)?
         .into_owned();
-    let mut map = seg.attach()?;
-    let (m, inside) = cut(&mut map, true)?;
+    let (m, inside) = cut(seg.attach()?, true)?;
     let mut steps = Vec::new();
     let mut step = |name: &'static str, detail: String| {
         let s = Step { name, detail };
@@ -179,8 +183,7 @@ pub(super) fn worker(spec: &str) -> Option<Result<()>> {
     let (role, id) = spec.split_once(':')?;
     let id: i32 = id.parse().ok()?;
     let run = |hold: bool| -> Result<()> {
-        let mut map = Segment::from_id(id).attach()?;
-        let (m, inside) = cut(&mut map, false)?;
+        let (m, inside) = cut(Segment::from_id(id).attach()?, false)?;
         let mut g = m.lock()?;
         if hold {
             g.a -= AMOUNT;

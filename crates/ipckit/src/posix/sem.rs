@@ -39,6 +39,7 @@ use libc::{c_int, c_uint};
 use rustix::time::ClockId;
 
 use crate::error::{Error, Object, Result};
+use crate::shared::SharedRegion;
 use crate::sysv::{check_mode, DEFAULT_MODE};
 
 /// The largest value a POSIX semaphore can hold (`SEM_VALUE_MAX`; glibc's is `INT_MAX`).
@@ -639,8 +640,9 @@ const INITIALISING: u32 = 1;
 /// The `sem_t` is initialised ("sem!" in ASCII, unlikely in memory that is not a slot).
 const READY: u32 = u32::from_be_bytes(*b"sem!");
 
-/// An unnamed, process-shared POSIX semaphore in a slot of shared memory, borrowed from the
-/// region that holds it. Dereferences to [`Semaphore`] for `wait`, `post` and the rest.
+/// An unnamed, process-shared POSIX semaphore in a slot of shared memory: a handle that keeps
+/// the memory mapped (it holds a clone of the [`SharedRegion`]). Dereferences to [`Semaphore`] for
+/// `wait`, `post` and the rest.
 ///
 /// A slot is [`SLOT_SIZE`](Self::SLOT_SIZE) bytes at an address aligned to
 /// [`SLOT_ALIGN`](Self::SLOT_ALIGN) (any mapping's start is; so is every multiple of `SLOT_SIZE`
@@ -656,35 +658,46 @@ const READY: u32 = u32::from_be_bytes(*b"sem!");
 ///   by then: drop the initialiser's handle last, after the other processes are done.
 ///
 /// The state word is shared memory too; see [`Semaphore`] for what a peer that writes the region
-/// can and cannot do.
+/// can and cannot do (the trust this type needs).
 ///
 /// ```
+/// use std::sync::Arc;
 /// use ipckit::posix::sem::RawSemaphore;
-/// # let mut mapping = vec![0u64; 8]; // stands in for shared memory
-/// # let region: &mut [u8] = bytemuck::cast_slice_mut(&mut mapping);
-/// let (first, rest) = region.split_at_mut(RawSemaphore::SLOT_SIZE);
+/// use ipckit::shared::{HeapMemory, SharedRegion};
+///
+/// // HeapMemory stands in for shared memory (an Attachment, an Mmap).
+/// let mut region = SharedRegion::new(Arc::new(HeapMemory::new(4096)))?;
+/// let first = region.take(RawSemaphore::SLOT_SIZE, RawSemaphore::SLOT_ALIGN)?;
 /// let sem = RawSemaphore::init_in(first, 1)?;
 /// assert!(sem.try_wait()?);
 /// assert!(!sem.try_wait()?);
-/// # let _ = rest;
 /// # Ok::<(), ipckit::Error>(())
 /// ```
-pub struct RawSemaphore<'a> {
-    slot: &'a Slot,
+pub struct RawSemaphore {
+    slot: NonNull<Slot>,
+    /// Keeps the slot mapped.
+    region: SharedRegion,
     /// Whether this handle initialised the semaphore, and so destroys it when dropped.
     initialiser: bool,
 }
 
-impl fmt::Debug for RawSemaphore<'_> {
+// SAFETY: the handle gives only `&Slot` (atomics and a Sync Semaphore), kept alive by the
+// region, which is Send + Sync.
+unsafe impl Send for RawSemaphore {}
+// SAFETY: as for Send.
+unsafe impl Sync for RawSemaphore {}
+
+impl fmt::Debug for RawSemaphore {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RawSemaphore")
-            .field("addr", &(self.slot as *const Slot))
+            .field("addr", &self.slot)
+            .field("region", &self.region)
             .field("initialiser", &self.initialiser)
             .finish()
     }
 }
 
-impl<'a> RawSemaphore<'a> {
+impl RawSemaphore {
     /// The bytes one slot takes (40 on 64-bit glibc).
     pub const SLOT_SIZE: usize = mem::size_of::<Slot>();
 
@@ -694,15 +707,29 @@ impl<'a> RawSemaphore<'a> {
     /// Where the `sem_t` starts in a slot (8 on 64-bit glibc), for C code that shares the layout.
     pub const SEM_OFFSET: usize = mem::offset_of!(Slot, sem);
 
+    fn slot(&self) -> &Slot {
+        // SAFETY: `Slot::at` checked that the slot fits in the region and is aligned; `region`
+        // keeps it mapped while `self` lives; every bit pattern is a valid Slot, and every byte of
+        // it is inside an atomic or an UnsafeCell, so `&Slot` claims nothing about bytes others
+        // write.
+        unsafe { self.slot.as_ref() }
+    }
+
     /// `sem_init(sem, 1, value)` on the slot at the start of `region` — initialises a
     /// process-shared semaphore with `value`; the handle destroys it when dropped.
     ///
-    /// Fails before any call if `region` is shorter than [`SLOT_SIZE`](Self::SLOT_SIZE) or
-    /// misaligned, if `value` exceeds [`SEM_VALUE_MAX`], and if the slot is not free: already
-    /// initialised (here or by another process), or not zero-filled ([`Error::Corrupt`]).
-    pub fn init_in(region: &'a mut [u8], value: u32) -> Result<RawSemaphore<'a>> {
+    /// Fails before any call if `region` is shorter than [`SLOT_SIZE`](Self::SLOT_SIZE),
+    /// misaligned or read-only, if `value` exceeds [`SEM_VALUE_MAX`], and if the slot is not
+    /// free: already initialised (here or by another process), or not zero-filled
+    /// ([`Error::Corrupt`]).
+    pub fn init_in(region: SharedRegion, value: u32) -> Result<RawSemaphore> {
         const OP: &str = "sem_init";
-        let slot = Slot::at(OP, region)?;
+        let mut handle = RawSemaphore {
+            slot: Slot::at(OP, &region)?,
+            region,
+            initialiser: false,
+        };
+        let slot = handle.slot();
         let object = || unnamed_object(slot.sem.sem.get().cast());
         check_value(OP, object, value)?;
         // Acquire: if another process had initialised and destroyed the slot, its writes to the
@@ -731,17 +758,16 @@ impl<'a> RawSemaphore<'a> {
                 ))
             }
         }
-        // SAFETY: the slot lies inside `region` (checked by Slot::at), which is borrowed mutably
-        // for 'a, so this process touches the sem_t only through Semaphore references; winning
-        // the exchange above means no handle uses a semaphore in this slot.
+        // SAFETY: the slot lies inside the region (checked by Slot::at), which `handle` keeps
+        // mapped for as long as any reference to the semaphore (borrowed from `handle`) lives;
+        // this process touches the sem_t only through Semaphore references; winning the exchange
+        // above means no handle uses a semaphore in this slot.
         match unsafe { Semaphore::init_at(slot.sem.sem.get().cast(), value) } {
             Ok(_) => {
                 // Release: the initialised sem_t is visible to whoever sees READY.
                 slot.state.store(READY, Ordering::Release);
-                Ok(RawSemaphore {
-                    slot,
-                    initialiser: true,
-                })
+                handle.initialiser = true;
+                Ok(handle)
             }
             Err(e) => {
                 slot.state.store(FREE, Ordering::Release);
@@ -753,19 +779,21 @@ impl<'a> RawSemaphore<'a> {
     /// Opens the semaphore another handle (in this or another process) initialised in the slot at
     /// the start of `region`. No call is made; the handle does not destroy the semaphore.
     ///
-    /// Fails if `region` is shorter than [`SLOT_SIZE`](Self::SLOT_SIZE) or misaligned, if the slot
-    /// is not initialised yet (an invalid-argument error: call again once the initialiser is
-    /// done), and with [`Error::Corrupt`] if its state word holds no known state.
-    pub fn from_region(region: &'a mut [u8]) -> Result<RawSemaphore<'a>> {
+    /// Fails if `region` is shorter than [`SLOT_SIZE`](Self::SLOT_SIZE), misaligned or read-only,
+    /// if the slot is not initialised yet (an invalid-argument error: call again once the
+    /// initialiser is done), and with [`Error::Corrupt`] if its state word holds no known state.
+    pub fn from_region(region: SharedRegion) -> Result<RawSemaphore> {
         const OP: &str = "open";
-        let slot = Slot::at(OP, region)?;
+        let handle = RawSemaphore {
+            slot: Slot::at(OP, &region)?,
+            region,
+            initialiser: false,
+        };
+        let slot = handle.slot();
         let object = || unnamed_object(slot.sem.sem.get().cast());
         // Acquire: pairs with the Release store of READY, so sem_init's writes are visible.
         match slot.state.load(Ordering::Acquire) {
-            READY => Ok(RawSemaphore {
-                slot,
-                initialiser: false,
-            }),
+            READY => Ok(handle),
             FREE | INITIALISING => Err(Error::invalid(
                 OP,
                 object(),
@@ -784,31 +812,45 @@ impl<'a> RawSemaphore<'a> {
         self.initialiser
     }
 
+    /// The region the slot was placed in.
+    pub fn region(&self) -> &SharedRegion {
+        &self.region
+    }
+
     /// `sem_destroy(sem)` now for the initialiser's handle, reporting the error that drop would
     /// ignore, and marks the slot free; for any other handle, only lets go of the slot.
-    pub fn destroy(self) -> Result<()> {
-        let this = mem::ManuallyDrop::new(self);
-        this.release()
+    pub fn destroy(mut self) -> Result<()> {
+        let result = self.release();
+        self.initialiser = false;
+        result
     }
 
     fn release(&self) -> Result<()> {
         if !self.initialiser {
             return Ok(());
         }
+        let slot = self.slot();
         // SAFETY: this handle initialised the semaphore with sem_init; the type's contract (see
         // the type documentation) is that other users have stopped by the time it is dropped.
-        let result = unsafe { self.slot.sem.destroy() };
+        let result = unsafe { slot.sem.destroy() };
         // Release: the destruction happens before a later init_in claims the slot.
-        self.slot.state.store(FREE, Ordering::Release);
+        slot.state.store(FREE, Ordering::Release);
         result
     }
 }
 
 impl Slot {
-    /// The slot at the start of `region`, checked for size and alignment.
-    fn at<'a>(op: &'static str, region: &'a mut [u8]) -> Result<&'a Slot> {
-        let ptr = region.as_mut_ptr();
+    /// The slot at the start of `region`, checked for writability, size and alignment.
+    fn at(op: &'static str, region: &SharedRegion) -> Result<NonNull<Slot>> {
+        let ptr = region.as_ptr();
         let object = || unnamed_object(ptr);
+        if !region.is_writable() {
+            return Err(Error::invalid(
+                op,
+                object(),
+                format!("{} is mapped read-only", region.object()),
+            ));
+        }
         if region.len() < RawSemaphore::SLOT_SIZE {
             return Err(Error::invalid(
                 op,
@@ -830,22 +872,19 @@ impl Slot {
                 ),
             ));
         }
-        // SAFETY: SLOT_SIZE aligned bytes (checked), borrowed mutably for 'a so reached only via
-        // the result; every bit pattern is a valid Slot (atomics and UnsafeCell bytes, which
-        // make writes through the shared reference sound).
-        Ok(unsafe { &*ptr.cast::<Slot>() })
+        NonNull::new(ptr.cast::<Slot>()).ok_or_else(|| Error::invalid(op, object(), "null address"))
     }
 }
 
-impl Deref for RawSemaphore<'_> {
+impl Deref for RawSemaphore {
     type Target = Semaphore;
 
     fn deref(&self) -> &Semaphore {
-        &self.slot.sem
+        &self.slot().sem
     }
 }
 
-impl Drop for RawSemaphore<'_> {
+impl Drop for RawSemaphore {
     fn drop(&mut self) {
         let _ = self.release();
     }
@@ -864,30 +903,50 @@ mod tests {
         assert!(t.tv_nsec < 1_000_000_000);
     }
 
+    fn region(len: usize) -> SharedRegion {
+        SharedRegion::new(std::sync::Arc::new(crate::shared::HeapMemory::new(len))).unwrap()
+    }
+
     #[test]
+    #[cfg_attr(miri, ignore)] // sem_init is a foreign function
     fn slot_is_initialised_once_and_freed_by_its_initialiser() {
-        let mut mem = vec![0u64; RawSemaphore::SLOT_SIZE / 8];
+        let region = region(RawSemaphore::SLOT_SIZE);
         {
-            let region: &mut [u8] = bytemuck::cast_slice_mut(&mut mem);
-            let sem = RawSemaphore::init_in(region, 2).unwrap();
+            let sem = RawSemaphore::init_in(region.clone(), 2).unwrap();
             assert!(sem.is_initialiser());
             assert_eq!(sem.value().unwrap(), 2);
         }
         // Dropping the initialiser's handle destroyed the semaphore and freed the slot.
-        assert_eq!(bytemuck::cast_slice::<u64, u32>(&mem)[0], FREE);
+        let bytes = region.bytes();
+        assert_eq!(bytes.load_u32(0, Ordering::Relaxed).unwrap(), FREE);
         // A slot that says "ready" is not initialised again.
-        bytemuck::cast_slice_mut::<u64, u32>(&mut mem)[0] = READY;
-        let region: &mut [u8] = bytemuck::cast_slice_mut(&mut mem);
+        bytes.write(0, &READY).unwrap();
         let e = RawSemaphore::init_in(region, 1).unwrap_err();
         assert_eq!(e.kind(), io::ErrorKind::InvalidInput, "{e}");
     }
 
     #[test]
     fn garbage_state_word_is_corrupt() {
-        let mut mem = vec![0u64; RawSemaphore::SLOT_SIZE / 8];
-        mem[0] = 0xdead_beef;
-        let region: &mut [u8] = bytemuck::cast_slice_mut(&mut mem);
+        let region = region(RawSemaphore::SLOT_SIZE);
+        region.bytes().write(0, &0xdead_beef_u32).unwrap();
         let e = RawSemaphore::from_region(region).unwrap_err();
         assert!(matches!(e, Error::Corrupt { .. }), "{e}");
+    }
+
+    #[test]
+    fn handle_keeps_the_memory_alive() {
+        let mut region = region(4096);
+        let slot = region
+            .take(RawSemaphore::SLOT_SIZE, RawSemaphore::SLOT_ALIGN)
+            .unwrap();
+        let small = region.take(RawSemaphore::SLOT_SIZE - 1, 8).unwrap();
+        assert!(RawSemaphore::from_region(small).is_err(), "too small");
+        let misaligned = region.slice(4..4 + RawSemaphore::SLOT_SIZE).unwrap();
+        assert!(RawSemaphore::from_region(misaligned).is_err(), "misaligned");
+        drop(region);
+        slot.bytes().write(0, &READY).unwrap();
+        let sem = RawSemaphore::from_region(slot).unwrap();
+        // Only the handle holds the heap memory now; reading the state word is still sound.
+        assert_eq!(sem.slot().state.load(Ordering::Relaxed), READY);
     }
 }

@@ -22,14 +22,31 @@
 use std::fmt;
 
 use super::atomic::{AtomicU32, AtomicU64, Backoff, Ordering};
+#[cfg(not(loom))]
+use super::participant::bounded_count;
 use super::participant::{sc_fence, sealed, stored_count, MAX_PARTICIPANTS};
-use super::place::{Header, Shared};
+use super::place::{Header, Placed, Shared};
 #[cfg(not(loom))]
 use crate::error::Result;
+#[cfg(not(loom))]
+use crate::shared::SharedRegion;
 
 /// Lamport's bakery lock for up to [`MAX_PARTICIPANTS`] participants, in shared memory.
-#[repr(C)]
+///
+/// A handle that keeps the memory mapped (clone it to share it between threads); placed with
+/// [`init_in`](Bakery::init_in), found with [`open_in`](Bakery::open_in), [`SIZE`](Bakery::SIZE) bytes
+/// aligned to [`ALIGN`](Bakery::ALIGN). Tolerates peers that scribble on it: wrong locking at worst
+/// (see [`ParticipantLock`](super::ParticipantLock)).
+#[derive(Clone)]
 pub struct Bakery {
+    state: Placed<State>,
+    /// The participant count, read once (and validated) when the handle was made.
+    n: usize,
+}
+
+/// The lock's bytes in shared memory.
+#[repr(C)]
+struct State {
     header: Header,
     /// The number of participants `n`.
     n: AtomicU32,
@@ -39,8 +56,9 @@ pub struct Bakery {
     number: [AtomicU64; MAX_PARTICIPANTS],
 }
 
-// SAFETY: repr(C), header first, the rest atomics: every bit pattern is valid.
-unsafe impl Shared for Bakery {
+// SAFETY: repr(C), header first, the rest atomics: every bit pattern is valid and every byte is
+// inside an atomic.
+unsafe impl Shared for State {
     const MAGIC: [u8; 4] = *b"IKBK";
     const VERSION: u32 = 1;
     const NAME: &'static str = "Bakery";
@@ -55,40 +73,55 @@ unsafe impl Shared for Bakery {
 }
 
 impl Bakery {
+    /// The bytes the lock takes in shared memory.
+    pub const SIZE: usize = std::mem::size_of::<State>();
+    /// The alignment the lock needs.
+    pub const ALIGN: usize = std::mem::align_of::<State>();
+
     /// A lock for `n` participants (clamped to 1..=[`MAX_PARTICIPANTS`]) in ordinary memory, for
     /// threads.
     pub fn new(n: usize) -> Bakery {
+        let n = n.clamp(1, MAX_PARTICIPANTS);
         Bakery {
-            header: Header::ready(Self::MAGIC, Self::VERSION, std::mem::size_of::<Self>()),
-            n: AtomicU32::new(n.clamp(1, MAX_PARTICIPANTS) as u32),
-            choosing: std::array::from_fn(|_| AtomicU32::new(0)),
-            number: std::array::from_fn(|_| AtomicU64::new(0)),
+            state: Placed::own(State {
+                header: Header::ready(State::MAGIC, State::VERSION, Self::SIZE),
+                n: AtomicU32::new(n as u32),
+                choosing: std::array::from_fn(|_| AtomicU32::new(0)),
+                number: std::array::from_fn(|_| AtomicU64::new(0)),
+            }),
+            n,
         }
     }
 
     /// Initialises a lock for `n` participants (1..=[`MAX_PARTICIPANTS`]) at the start of
     /// `region`, once, even when processes race (the losers' `n` is ignored).
     #[cfg(not(loom))]
-    pub fn init_in(region: &mut [u8], n: usize) -> Result<&Bakery> {
-        let n = super::participant::check_count::<Self>(region, n)?;
-        super::place::init_in::<Bakery>(region, |b| {
-            b.n.store(n, Ordering::Relaxed);
-            for (choosing, number) in b.choosing.iter().zip(&b.number) {
+    pub fn init_in(region: SharedRegion, n: usize) -> Result<Bakery> {
+        let n = super::participant::check_count::<State>(&region, n)?;
+        let state = super::place::init_in::<State>(region, |s| {
+            s.n.store(n, Ordering::Relaxed);
+            for (choosing, number) in s.choosing.iter().zip(&s.number) {
                 choosing.store(0, Ordering::Relaxed);
                 number.store(0, Ordering::Relaxed);
             }
             Ok(())
-        })
+        })?;
+        Ok(Bakery::from_state(state))
     }
 
     /// Validates and returns the lock another process initialised at the start of `region`.
     #[cfg(not(loom))]
-    pub fn open_in(region: &mut [u8]) -> Result<&Bakery> {
-        super::place::open_in::<Bakery>(region)
+    pub fn open_in(region: SharedRegion) -> Result<Bakery> {
+        let state = super::place::open_in::<State>(region)?;
+        Ok(Bakery::from_state(state))
     }
 
-    fn n(&self) -> usize {
-        (self.n.load(Ordering::Relaxed) as usize).clamp(1, MAX_PARTICIPANTS)
+    /// The handle, with the participant count read once and bounded (`check` validated it a
+    /// moment ago, but a peer may have changed it since).
+    #[cfg(not(loom))]
+    fn from_state(state: Placed<State>) -> Bakery {
+        let n = bounded_count(state.n.load(Ordering::Relaxed));
+        Bakery { state, n }
     }
 }
 
@@ -98,31 +131,35 @@ impl sealed::Raw for Bakery {
     }
 
     fn count(&self) -> usize {
-        self.n()
+        self.n
+    }
+
+    fn addr(&self) -> *const u8 {
+        self.state.addr()
     }
 
     fn acquire(&self, me: usize) {
-        let n = self.n();
-        self.choosing[me].store(1, Ordering::Release);
+        let (s, n) = (&*self.state, self.n);
+        s.choosing[me].store(1, Ordering::Release);
         // Fence 1: orders the store choosing[me] = 1 before the loads of the tickets below.
         sc_fence::<true>();
         let max = (0..n)
-            .map(|k| self.number[k].load(Ordering::Acquire))
+            .map(|k| s.number[k].load(Ordering::Acquire))
             .max()
             .unwrap_or(0);
         let mine = max.saturating_add(1);
-        self.number[me].store(mine, Ordering::Release);
-        self.choosing[me].store(0, Ordering::Release);
+        s.number[me].store(mine, Ordering::Release);
+        s.choosing[me].store(0, Ordering::Release);
         // Fence 2: orders the stores of number[me] and choosing[me] = 0 before the loads of the
         // others' choosing and number below.
         sc_fence::<true>();
         for k in (0..n).filter(|&k| k != me) {
             let mut backoff = Backoff::default();
-            while self.choosing[k].load(Ordering::Acquire) == 1 {
+            while s.choosing[k].load(Ordering::Acquire) == 1 {
                 backoff.snooze();
             }
             loop {
-                let theirs = self.number[k].load(Ordering::Acquire);
+                let theirs = s.number[k].load(Ordering::Acquire);
                 if theirs == 0 || (theirs, k) > (mine, me) {
                     break;
                 }
@@ -136,14 +173,15 @@ impl sealed::Raw for Bakery {
     }
 
     fn release(&self, me: usize) {
-        self.number[me].store(0, Ordering::Release);
+        self.state.number[me].store(0, Ordering::Release);
     }
 }
 
 impl fmt::Debug for Bakery {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Bakery")
-            .field("participants", &self.n())
+            .field("addr", &self.state.addr())
+            .field("participants", &self.n)
             .finish_non_exhaustive()
     }
 }

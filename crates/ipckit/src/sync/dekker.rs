@@ -23,7 +23,7 @@ use super::participant::{sc_fence, two_participant_lock};
 
 two_participant_lock! {
     /// Dekker's two-participant lock in shared memory (participants 0 and 1).
-    pub struct Dekker {
+    pub struct Dekker(DekkerState) {
         /// `wants[i]` is 1 while participant `i` wants or holds the lock.
         wants: [AtomicU32; 2],
         /// The participant that insists when both want the lock.
@@ -32,7 +32,7 @@ two_participant_lock! {
     magic = *b"IKDK";
 }
 
-impl Dekker {
+impl DekkerState {
     /// The entry protocol; `FENCED = false` only in the loom model that shows the fences are
     /// needed.
     pub(crate) fn acquire_with<const FENCED: bool>(&self, me: usize) {

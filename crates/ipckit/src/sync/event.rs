@@ -8,15 +8,22 @@
 //!
 //! # References
 //! [futex(2)](https://man7.org/linux/man-pages/man2/futex.2.html)
+//!
+//! # Trust
+//! A peer that writes the event's bytes can set, clear or switch its mode, which breaks what the
+//! event signals, but nothing more: every word is an atomic and every value read is compared, not
+//! used as an index or a count.
 
 use std::fmt;
 use std::time::Duration;
 
 use super::atomic::{AtomicU32, Ordering};
 use super::futex;
-use super::place::{Header, Shared};
+use super::place::{Header, Placed, Shared};
 #[cfg(not(loom))]
 use crate::error::Result;
+#[cfg(not(loom))]
+use crate::shared::SharedRegion;
 
 /// Whether an [`Event`] clears itself when it releases a waiter.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -27,9 +34,19 @@ pub enum EventMode {
     Auto,
 }
 
-/// A manual- or auto-reset event in shared memory.
-#[repr(C)]
+/// A manual- or auto-reset event in shared memory, placed with [`init_in`](Event::init_in) and
+/// found with [`open_in`](Event::open_in): a handle that keeps the memory mapped (clone it to share
+/// it between threads). [`SIZE`](Event::SIZE) bytes aligned to [`ALIGN`](Event::ALIGN).
+///
+/// Tolerates peers that scribble on it (see the [module documentation](self)).
+#[derive(Clone)]
 pub struct Event {
+    state: Placed<State>,
+}
+
+/// The event's bytes in shared memory.
+#[repr(C)]
+struct State {
     header: Header,
     /// 0 for [`EventMode::Manual`], 1 for [`EventMode::Auto`].
     mode: AtomicU32,
@@ -39,8 +56,9 @@ pub struct Event {
     waiters: AtomicU32,
 }
 
-// SAFETY: repr(C), header first, the rest atomics: every bit pattern is valid.
-unsafe impl Shared for Event {
+// SAFETY: repr(C), header first, the rest atomics: every bit pattern is valid and every byte is
+// inside an atomic.
+unsafe impl Shared for State {
     const MAGIC: [u8; 4] = *b"IKEV";
     const VERSION: u32 = 1;
     const NAME: &'static str = "Event";
@@ -61,38 +79,47 @@ unsafe impl Shared for Event {
 }
 
 impl Event {
+    /// The bytes an event takes in shared memory.
+    pub const SIZE: usize = std::mem::size_of::<State>();
+    /// The alignment an event needs.
+    pub const ALIGN: usize = std::mem::align_of::<State>();
+
     /// An event in ordinary memory, for threads.
     pub fn new(mode: EventMode, set: bool) -> Event {
         Event {
-            header: Header::ready(Self::MAGIC, Self::VERSION, std::mem::size_of::<Self>()),
-            mode: AtomicU32::new((mode == EventMode::Auto).into()),
-            state: AtomicU32::new(set.into()),
-            waiters: AtomicU32::new(0),
+            state: Placed::own(State {
+                header: Header::ready(State::MAGIC, State::VERSION, Self::SIZE),
+                mode: AtomicU32::new((mode == EventMode::Auto).into()),
+                state: AtomicU32::new(set.into()),
+                waiters: AtomicU32::new(0),
+            }),
         }
     }
 
     /// Initialises an event at the start of `region`, once, even when processes race (the
     /// losers' arguments are ignored): `mode`, and whether it starts set.
     #[cfg(not(loom))]
-    pub fn init_in(region: &mut [u8], mode: EventMode, set: bool) -> Result<&Event> {
-        super::place::init_in::<Event>(region, |e| {
+    pub fn init_in(region: SharedRegion, mode: EventMode, set: bool) -> Result<Event> {
+        let state = super::place::init_in::<State>(region, |e| {
             e.mode
                 .store((mode == EventMode::Auto).into(), Ordering::Relaxed);
             e.state.store(set.into(), Ordering::Relaxed);
             e.waiters.store(0, Ordering::Relaxed);
             Ok(())
-        })
+        })?;
+        Ok(Event { state })
     }
 
     /// Validates and returns the event another process initialised at the start of `region`.
     #[cfg(not(loom))]
-    pub fn open_in(region: &mut [u8]) -> Result<&Event> {
-        super::place::open_in::<Event>(region)
+    pub fn open_in(region: SharedRegion) -> Result<Event> {
+        let state = super::place::open_in::<State>(region)?;
+        Ok(Event { state })
     }
 
     /// The event's reset mode.
     pub fn mode(&self) -> EventMode {
-        if self.mode.load(Ordering::Relaxed) == 1 {
+        if self.state.mode.load(Ordering::Relaxed) == 1 {
             EventMode::Auto
         } else {
             EventMode::Manual
@@ -102,23 +129,23 @@ impl Event {
     /// Sets the event and `futex(&state, FUTEX_WAKE, n)`: every waiter (manual) or one (auto).
     pub fn set(&self) {
         // Release: what we did before `set` happens before what a released waiter does after.
-        self.state.store(1, Ordering::Release);
+        self.state.state.store(1, Ordering::Release);
         let n = match self.mode() {
             EventMode::Manual => i32::MAX as u32,
             EventMode::Auto => 1,
         };
         // Its fence orders our store to `state` before its load of `waiters`.
-        futex::counted_wake(&self.state, &self.waiters, n);
+        futex::counted_wake(&self.state.state, &self.state.waiters, n);
     }
 
     /// Clears the event; later waiters wait for the next [`set`](Self::set).
     pub fn reset(&self) {
-        self.state.store(0, Ordering::Relaxed);
+        self.state.state.store(0, Ordering::Relaxed);
     }
 
     /// Whether the event is set now (without clearing an auto-reset event).
     pub fn is_set(&self) -> bool {
-        self.state.load(Ordering::Acquire) == 1
+        self.state.state.load(Ordering::Acquire) == 1
     }
 
     /// Passes if the event is set (clearing it in auto mode), without waiting.
@@ -126,6 +153,7 @@ impl Event {
         match self.mode() {
             EventMode::Manual => self.is_set(),
             EventMode::Auto => self
+                .state
                 .state
                 .compare_exchange(1, 0, Ordering::Acquire, Ordering::Relaxed)
                 .is_ok(),
@@ -147,7 +175,7 @@ impl Event {
 
     /// One futex sleep while the event is clear.
     fn sleep(&self, timeout: Option<Duration>) {
-        futex::counted_wait(&self.state, 0, &self.waiters, timeout);
+        futex::counted_wait(&self.state.state, 0, &self.state.waiters, timeout);
     }
 }
 

@@ -20,14 +20,31 @@
 use std::fmt;
 
 use super::atomic::{AtomicU32, Backoff, Ordering};
+#[cfg(not(loom))]
+use super::participant::bounded_count;
 use super::participant::{sc_fence, sealed, stored_count, MAX_PARTICIPANTS};
-use super::place::{Header, Shared};
+use super::place::{Header, Placed, Shared};
 #[cfg(not(loom))]
 use crate::error::Result;
+#[cfg(not(loom))]
+use crate::shared::SharedRegion;
 
 /// The filter lock for up to [`MAX_PARTICIPANTS`] participants, in shared memory.
-#[repr(C)]
+///
+/// A handle that keeps the memory mapped (clone it to share it between threads); placed with
+/// [`init_in`](FilterLock::init_in), found with [`open_in`](FilterLock::open_in), [`SIZE`](FilterLock::SIZE) bytes
+/// aligned to [`ALIGN`](FilterLock::ALIGN). Tolerates peers that scribble on it: wrong locking at worst
+/// (see [`ParticipantLock`](super::ParticipantLock)).
+#[derive(Clone)]
 pub struct FilterLock {
+    state: Placed<State>,
+    /// The participant count, read once (and validated) when the handle was made.
+    n: usize,
+}
+
+/// The lock's bytes in shared memory.
+#[repr(C)]
+struct State {
     header: Header,
     /// The number of participants `n`.
     n: AtomicU32,
@@ -37,8 +54,9 @@ pub struct FilterLock {
     victim: [AtomicU32; MAX_PARTICIPANTS],
 }
 
-// SAFETY: repr(C), header first, the rest atomics: every bit pattern is valid.
-unsafe impl Shared for FilterLock {
+// SAFETY: repr(C), header first, the rest atomics: every bit pattern is valid and every byte is
+// inside an atomic.
+unsafe impl Shared for State {
     const MAGIC: [u8; 4] = *b"IKFL";
     const VERSION: u32 = 1;
     const NAME: &'static str = "FilterLock";
@@ -53,47 +71,62 @@ unsafe impl Shared for FilterLock {
 }
 
 impl FilterLock {
+    /// The bytes the lock takes in shared memory.
+    pub const SIZE: usize = std::mem::size_of::<State>();
+    /// The alignment the lock needs.
+    pub const ALIGN: usize = std::mem::align_of::<State>();
+
     /// A lock for `n` participants (clamped to 1..=[`MAX_PARTICIPANTS`]) in ordinary memory, for
     /// threads.
     pub fn new(n: usize) -> FilterLock {
+        let n = n.clamp(1, MAX_PARTICIPANTS);
         FilterLock {
-            header: Header::ready(Self::MAGIC, Self::VERSION, std::mem::size_of::<Self>()),
-            n: AtomicU32::new(n.clamp(1, MAX_PARTICIPANTS) as u32),
-            level: std::array::from_fn(|_| AtomicU32::new(0)),
-            victim: std::array::from_fn(|_| AtomicU32::new(0)),
+            state: Placed::own(State {
+                header: Header::ready(State::MAGIC, State::VERSION, Self::SIZE),
+                n: AtomicU32::new(n as u32),
+                level: std::array::from_fn(|_| AtomicU32::new(0)),
+                victim: std::array::from_fn(|_| AtomicU32::new(0)),
+            }),
+            n,
         }
     }
 
     /// Initialises a lock for `n` participants (1..=[`MAX_PARTICIPANTS`]) at the start of
     /// `region`, once, even when processes race (the losers' `n` is ignored).
     #[cfg(not(loom))]
-    pub fn init_in(region: &mut [u8], n: usize) -> Result<&FilterLock> {
-        let n = super::participant::check_count::<Self>(region, n)?;
-        super::place::init_in::<FilterLock>(region, |f| {
-            f.n.store(n, Ordering::Relaxed);
-            for (level, victim) in f.level.iter().zip(&f.victim) {
+    pub fn init_in(region: SharedRegion, n: usize) -> Result<FilterLock> {
+        let n = super::participant::check_count::<State>(&region, n)?;
+        let state = super::place::init_in::<State>(region, |s| {
+            s.n.store(n, Ordering::Relaxed);
+            for (level, victim) in s.level.iter().zip(&s.victim) {
                 level.store(0, Ordering::Relaxed);
                 victim.store(0, Ordering::Relaxed);
             }
             Ok(())
-        })
+        })?;
+        Ok(FilterLock::from_state(state))
     }
 
     /// Validates and returns the lock another process initialised at the start of `region`.
     #[cfg(not(loom))]
-    pub fn open_in(region: &mut [u8]) -> Result<&FilterLock> {
-        super::place::open_in::<FilterLock>(region)
+    pub fn open_in(region: SharedRegion) -> Result<FilterLock> {
+        let state = super::place::open_in::<State>(region)?;
+        Ok(FilterLock::from_state(state))
     }
 
-    fn n(&self) -> usize {
-        (self.n.load(Ordering::Relaxed) as usize).clamp(1, MAX_PARTICIPANTS)
+    /// The handle, with the participant count read once and bounded (`check` validated it a
+    /// moment ago, but a peer may have changed it since).
+    #[cfg(not(loom))]
+    fn from_state(state: Placed<State>) -> FilterLock {
+        let n = bounded_count(state.n.load(Ordering::Relaxed));
+        FilterLock { state, n }
     }
 
     /// Whether a participant other than `me` is at level `l` or above.
     fn others_at_or_above(&self, me: usize, l: u32) -> bool {
-        (0..self.n())
+        (0..self.n)
             .filter(|&k| k != me)
-            .any(|k| self.level[k].load(Ordering::Acquire) >= l)
+            .any(|k| self.state.level[k].load(Ordering::Acquire) >= l)
     }
 }
 
@@ -103,22 +136,27 @@ impl sealed::Raw for FilterLock {
     }
 
     fn count(&self) -> usize {
-        self.n()
+        self.n
+    }
+
+    fn addr(&self) -> *const u8 {
+        self.state.addr()
     }
 
     fn acquire(&self, me: usize) {
-        for l in 1..self.n() {
+        let s = &*self.state;
+        for l in 1..self.n {
             let level = l as u32;
-            self.level[me].store(level, Ordering::Release);
+            s.level[me].store(level, Ordering::Release);
             // Fence A: orders the store of level[me] before the store of victim[l] below.
             sc_fence::<true>();
-            self.victim[l].store(me as u32, Ordering::Release);
+            s.victim[l].store(me as u32, Ordering::Release);
             // Fence B: orders the stores of level[me] and victim[l] before the loads of the other
             // level words and of victim[l] below.
             sc_fence::<true>();
             let mut backoff = Backoff::default();
             while self.others_at_or_above(me, level)
-                && self.victim[l].load(Ordering::Acquire) == me as u32
+                && s.victim[l].load(Ordering::Acquire) == me as u32
             {
                 backoff.snooze();
             }
@@ -130,14 +168,15 @@ impl sealed::Raw for FilterLock {
     }
 
     fn release(&self, me: usize) {
-        self.level[me].store(0, Ordering::Release);
+        self.state.level[me].store(0, Ordering::Release);
     }
 }
 
 impl fmt::Debug for FilterLock {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("FilterLock")
-            .field("participants", &self.n())
+            .field("addr", &self.state.addr())
+            .field("participants", &self.n)
             .finish_non_exhaustive()
     }
 }

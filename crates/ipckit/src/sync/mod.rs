@@ -6,9 +6,29 @@
 //! initialises it exactly once even when several processes race to create it (a compare-and-swap
 //! on a state word picks the one initialiser; the others wait for it), and found with
 //! `T::open_in(region)`, which checks a magic word, a layout version, the size and the alignment and
-//! returns an error rather than use bytes that are not the expected, initialised primitive. Each
-//! primitive is `#[repr(C)]` and starts with that header. They need no destructor: the memory is
-//! the primitive, and unmapping or removing it ends it.
+//! returns an error rather than use bytes that are not the expected, initialised primitive. They
+//! need no destructor: the memory is the primitive, and unmapping or removing it ends it.
+//!
+//! # Handles keep the memory mapped
+//! The `region` is a [`SharedRegion`](crate::shared::SharedRegion): a byte range of a mapping held
+//! in an `Arc`. What `init_in` and `open_in` return is an owned handle that keeps a clone of it, so
+//! the memory stays mapped for as long as any handle — or any [`MutexGuard`], even a forgotten
+//! one — exists; no safe sequence of calls can leave a lock pointing into unmapped memory. Handles
+//! are cheap to clone, and are `Send + Sync`: share them between threads by reference or by clone.
+//! The memory other processes write is reached only through atomics, `UnsafeCell`s and raw
+//! pointers, never through a plain `&`/`&mut` reference to its bytes.
+//!
+//! # Trust
+//! Each type says what it assumes of the processes that share it:
+//! - the **pthread-based** ones ([`Mutex`], [`Condvar`], [`RwLock`]) trust their peers not to
+//!   scribble on their bytes: glibc follows pointers and counters stored in them (a robust
+//!   mutex's list pointers above all), and the guards' `&T` / `&mut T` to the protected data are
+//!   sound only if every process touches the data under the lock;
+//! - the **futex-based** ones ([`Semaphore`], [`Event`], [`Barrier`]) and the **classic locks**
+//!   tolerate hostile bytes: every word is an atomic, participant counts are validated once and
+//!   kept in the handle, and every value read is bounded before use. A scribbling peer can break
+//!   what they guarantee (wrong counts, two holders, a wait that never ends — as a peer that dies
+//!   can), never cause undefined behaviour or a panic in this process.
 //!
 //! | type | what | built on | a holder that dies … |
 //! |---|---|---|---|
@@ -30,18 +50,23 @@
 //! pthread-based ones cannot run under loom; multi-process tests cover them.
 //!
 //! # Placing several primitives
-//! [`Regions`] cuts a region into consecutive, aligned pieces, the same in every process;
-//! [`region_at`] takes the piece at a known offset.
+//! [`SharedRegion::take`](crate::shared::SharedRegion::take) cuts consecutive, aligned pieces off
+//! a region — the same in every process, as a mapping starts on a page boundary; each type says
+//! how much it needs with its `SIZE` and `ALIGN` constants.
 //!
 //! ```no_run
-//! use ipckit::sync::{Mutex, Regions, Semaphore};
+//! use std::sync::Arc;
+//! use ipckit::shared::SharedRegion;
+//! use ipckit::sync::{Mutex, Semaphore};
 //! use ipckit::{sysv::shm::Segment, Key};
 //!
+//! type Lock = Mutex<[u64; 4]>;
 //! let seg = Segment::create(Key::PRIVATE, 4096)?.into_owned();
-//! let mut map = seg.attach()?;
-//! let mut regions = Regions::new(&mut map);
-//! let lock = Mutex::<[u64; 4]>::init_in(regions.take::<Mutex<[u64; 4]>>()?, [0; 4])?;
-//! let items = Semaphore::init_in(regions.take::<Semaphore>()?, 0)?;
+//! let mut region = SharedRegion::new(Arc::new(seg.attach()?))?;
+//! let lock = Lock::init_in(region.take(Lock::SIZE, Lock::ALIGN)?, [0; 4])?;
+//! let items = Semaphore::init_in(region.take(Semaphore::SIZE, Semaphore::ALIGN)?, 0)?;
+//! lock.lock().map_err(ipckit::Error::from)?[0] += 1;
+//! items.post()?;
 //! # Ok::<(), ipckit::Error>(())
 //! ```
 //!
@@ -72,6 +97,8 @@ mod szymanski;
 
 #[cfg(all(test, loom))]
 mod loom_tests;
+#[cfg(all(test, not(loom)))]
+mod tests;
 
 pub use bakery::Bakery;
 pub use barrier::Barrier;
@@ -88,67 +115,3 @@ pub use peterson::Peterson;
 pub use rwlock::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 pub use semaphore::{Semaphore, SEMAPHORE_MAX};
 pub use szymanski::Szymanski;
-
-use crate::error::{Error, Object, Result};
-
-/// The `size_of::<T>()` bytes at `offset` in `region`, for `T::init_in` / `T::open_in`, after
-/// checking that they lie inside the region and that their address is aligned for `T`.
-pub fn region_at<T>(region: &mut [u8], offset: usize) -> Result<&mut [u8]> {
-    place::region_at::<T>(region, offset)
-}
-
-/// Cuts a region into consecutive pieces, each aligned for the type it will hold.
-///
-/// Padding is computed from the address; mappings start on a page boundary, so every process that
-/// cuts the same region in the same order gets the same offsets.
-#[derive(Debug)]
-pub struct Regions<'a> {
-    rest: &'a mut [u8],
-    /// Offset of `rest` from the start of the region.
-    offset: usize,
-}
-
-impl<'a> Regions<'a> {
-    /// Starts cutting at the beginning of `region`.
-    pub fn new(region: &'a mut [u8]) -> Regions<'a> {
-        Regions {
-            rest: region,
-            offset: 0,
-        }
-    }
-
-    /// The next `size_of::<T>()` bytes, skipping padding up to `T`'s alignment. An
-    /// invalid-argument error if they do not fit (nothing is consumed then).
-    pub fn take<T>(&mut self) -> Result<&'a mut [u8]> {
-        let (size, align) = (std::mem::size_of::<T>(), std::mem::align_of::<T>());
-        let addr = self.rest.as_ptr() as usize;
-        let pad = addr.wrapping_neg() % align;
-        let len = self.rest.len();
-        if !matches!(pad.checked_add(size), Some(need) if need <= len) {
-            return Err(Error::invalid(
-                "Regions::next",
-                Object::Other(format!("region at {:p}", self.rest.as_ptr())),
-                format!(
-                    "{} ({size} bytes, {align}-byte aligned) does not fit in the {len} bytes left at offset {}",
-                    std::any::type_name::<T>(),
-                    self.offset
-                ),
-            ));
-        }
-        let rest = std::mem::take(&mut self.rest);
-        let (piece, rest) = rest[pad..].split_at_mut(size);
-        self.rest = rest;
-        self.offset += pad + size;
-        Ok(piece)
-    }
-
-    /// The offset of the next free byte from the start of the region.
-    pub fn offset(&self) -> usize {
-        self.offset
-    }
-
-    /// The rest of the region.
-    pub fn rest(self) -> &'a mut [u8] {
-        self.rest
-    }
-}

@@ -3,8 +3,9 @@
 //! The trap it removes: a process that dies holding a lock (a crash, `SIGKILL`, the OOM killer)
 //! would leave everybody else waiting for ever. Here the next locker is told
 //! ([`LockError::OwnerDied`]), holds the lock, repairs the data and calls
-//! [`MutexGuard::mark_consistent`]; if it does not, the mutex becomes unusable for everyone
-//! ([`LockError::NotRecoverable`]) instead of handing out data a dead process left half-written.
+//! [`MutexGuard::mark_consistent`]. Until somebody does, every locker is told the same: a guard
+//! dropped without `mark_consistent` (an innocent `?` on the error, a panic) leaves the mutex
+//! reporting `OwnerDied` to the next locker, never broken for good.
 //!
 //! # Why glibc's robust `pthread_mutex_t`, not a futex lock of our own
 //! Death detection needs the kernel: each thread registers the head of a list of the robust
@@ -16,11 +17,27 @@
 //! `PTHREAD_PROCESS_SHARED`, `PTHREAD_MUTEX_ROBUST` and `PTHREAD_MUTEX_ERRORCHECK` (relocking from
 //! the owning thread is an error, not a deadlock), in the shared memory itself.
 //!
-//! All processes must use the same C library ABI (the layout of `pthread_mutex_t`); the header's
-//! size check catches a 32/64-bit mismatch. Ownership is per *thread*, so a guard cannot be sent to
-//! another thread. Unlock before the memory is unmapped: glibc links held robust mutexes into a
-//! per-thread list through the mutexes themselves, so forgetting a guard (`mem::forget`) and then
-//! unmapping the region leaves that list pointing at unmapped memory.
+//! # The owner-died state is ipckit's, not glibc's
+//! glibc makes a robust mutex unusable for ever (`ENOTRECOVERABLE`) when the locker that got
+//! `EOWNERDEAD` unlocks without `pthread_mutex_consistent`. That is too easy to reach from Rust (a
+//! `?` drops the guard), so on `EOWNERDEAD` ipckit calls `pthread_mutex_consistent` at once and
+//! records "the data needs repair" in a word of its own next to the mutex; every lock that finds
+//! the word set reports [`LockError::OwnerDied`], and [`MutexGuard::mark_consistent`] clears it.
+//!
+//! # Keeping the memory mapped
+//! glibc links every robust mutex a thread holds into a per-thread list stored *inside the
+//! mutexes*, and follows it on the next lock and unlock of any robust mutex in that thread. A
+//! guard therefore holds a clone of the handle, and so of the [`SharedRegion`]: even a guard that
+//! is forgotten (`mem::forget`) keeps the memory mapped — for ever, then — so that list never
+//! points at unmapped memory.
+//!
+//! # Trust
+//! The mutex trusts the processes that share it not to scribble on its bytes: glibc follows the
+//! list pointers stored in a held `pthread_mutex_t`, so a peer that writes them can make glibc
+//! write where it likes in this process. Share it only with processes that use it through ipckit
+//! (or glibc's pthread functions) and the same C library ABI (the layout of `pthread_mutex_t`; the
+//! header's size check catches a 32/64-bit mismatch). Ownership is per *thread*, so a guard cannot
+//! be sent to another thread.
 //!
 //! # References
 //! [pthread_mutexattr_setrobust(3)](https://man7.org/linux/man-pages/man3/pthread_mutexattr_setrobust.3.html),
@@ -32,14 +49,17 @@
 use std::cell::UnsafeCell;
 use std::fmt;
 use std::marker::PhantomData;
+use std::mem::ManuallyDrop;
 use std::ops::{Deref, DerefMut};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use bytemuck::Pod;
 use libc::c_int;
 
-use super::place::{self, object_at, Header, Shared};
+use super::place::{self, object_at, Header, Placed, Shared};
 use crate::error::{Error, Object, Result};
+use crate::shared::SharedRegion;
 
 // glibc has exported pthread_mutex_clocklock since 2.30; the libc crate does not declare it.
 extern "C" {
@@ -51,15 +71,22 @@ extern "C" {
 }
 
 /// A robust, process-shared mutex around a `T`, placed in shared memory with
-/// [`init_in`](Mutex::init_in) and found again with [`open_in`](Mutex::open_in).
+/// [`init_in`](Mutex::init_in) and found again with [`open_in`](Mutex::open_in): a handle that
+/// keeps the memory mapped (clone it to share it between threads), [`SIZE`](Mutex::SIZE) bytes
+/// aligned to [`ALIGN`](Mutex::ALIGN).
+///
+/// **Trust:** the processes sharing it must not scribble on its bytes (see the
+/// [module documentation](self)): glibc follows pointers stored in the mutex.
 ///
 /// ```no_run
+/// use std::sync::Arc;
+/// use ipckit::shared::SharedRegion;
 /// use ipckit::sync::{LockError, Mutex};
 /// use ipckit::{sysv::shm::Segment, Key};
 ///
 /// let seg = Segment::create(Key::PRIVATE, 4096)?.into_owned();
-/// let mut map = seg.attach()?;
-/// let m = Mutex::<u64>::init_in(&mut map, 0)?;
+/// let region = SharedRegion::new(Arc::new(seg.attach()?))?;
+/// let m = Mutex::<u64>::init_in(region, 0)?;
 /// let mut guard = match m.lock() {
 ///     Ok(guard) => guard,
 ///     Err(LockError::OwnerDied(mut guard)) => {
@@ -72,9 +99,38 @@ extern "C" {
 /// *guard += 1;
 /// # Ok::<(), ipckit::Error>(())
 /// ```
-#[repr(C)]
+///
+/// A guard borrows its handle, so it cannot outlive it:
+///
+/// ```compile_fail
+/// # use std::sync::Arc;
+/// # use ipckit::{shared::{HeapMemory, SharedRegion}, sync::Mutex};
+/// let region = SharedRegion::new(Arc::new(HeapMemory::new(4096)))?;
+/// let guard = {
+///     let m = Mutex::<u64>::init_in(region, 0)?;
+///     m.lock().unwrap() // `m` does not live long enough
+/// };
+/// # Ok::<(), ipckit::Error>(())
+/// ```
 pub struct Mutex<T: Pod> {
+    state: Placed<State<T>>,
+}
+
+impl<T: Pod> Clone for Mutex<T> {
+    fn clone(&self) -> Mutex<T> {
+        Mutex {
+            state: self.state.clone(),
+        }
+    }
+}
+
+/// The mutex's bytes in shared memory.
+#[repr(C)]
+struct State<T> {
     header: Header,
+    /// ipckit's owner-died record: non-zero while a holder died and nobody has declared the data
+    /// repaired. Read and written only under the lock.
+    repair: AtomicU32,
     raw: UnsafeCell<libc::pthread_mutex_t>,
     data: UnsafeCell<T>,
 }
@@ -82,13 +138,14 @@ pub struct Mutex<T: Pod> {
 // SAFETY: the data is only reached through a guard, which holds the pthread mutex; the mutex is
 // made for use from several threads (and processes). T: Send because a guard on another thread
 // hands out `&mut T` there.
-unsafe impl<T: Pod + Send> Sync for Mutex<T> {}
+unsafe impl<T: Pod + Send> Sync for State<T> {}
 
-// SAFETY: repr(C) with the header first; the header is atomics, pthread_mutex_t is a C struct of
-// integers and T is Pod, so every bit pattern is a valid Mutex<T>.
-unsafe impl<T: Pod> Shared for Mutex<T> {
+// SAFETY: repr(C) with the header first; the header and `repair` are atomics, pthread_mutex_t is
+// a C struct of integers in an UnsafeCell and T is Pod in an UnsafeCell, so every bit pattern is a
+// valid State<T> and every byte is inside an atomic or an UnsafeCell.
+unsafe impl<T: Pod> Shared for State<T> {
     const MAGIC: [u8; 4] = *b"IKMX";
-    const VERSION: u32 = 1;
+    const VERSION: u32 = 2;
     const NAME: &'static str = "Mutex";
 
     fn header(&self) -> &Header {
@@ -98,13 +155,14 @@ unsafe impl<T: Pod> Shared for Mutex<T> {
 
 /// Why a lock did not simply succeed; `G` is the guard.
 pub enum LockError<G> {
-    /// `EOWNERDEAD`: the previous holder died holding the lock. The lock is yours now (the guard),
-    /// but the data may be half-updated: repair it and call
-    /// [`MutexGuard::mark_consistent`] before dropping the guard, or the mutex becomes
-    /// unrecoverable for everyone.
+    /// `EOWNERDEAD`: a holder died holding the lock, and nobody has declared the data repaired
+    /// since. The lock is yours now (the guard), but the data may be half-updated: repair it and
+    /// call [`MutexGuard::mark_consistent`]. Dropping the guard without doing so is safe: the
+    /// next locker is told the same.
     OwnerDied(G),
-    /// `ENOTRECOVERABLE`: a holder died and the next one unlocked without marking the mutex
-    /// consistent. It can never be locked again; the protected data must be rebuilt elsewhere.
+    /// `ENOTRECOVERABLE`: glibc declared the mutex unusable for ever. ipckit never leaves it so
+    /// (see [`OwnerDied`](Self::OwnerDied)); a process that used the same `pthread_mutex_t`
+    /// directly, without ipckit, can.
     NotRecoverable(Error),
     /// Any other failure, such as `EDEADLK` (this thread already holds the lock).
     Os(Error),
@@ -157,7 +215,7 @@ impl<G> fmt::Display for LockError<G> {
 impl<G> std::error::Error for LockError<G> {}
 
 /// For `?` in functions returning [`Error`]: an owner-died guard is dropped *without* marking the
-/// mutex consistent, which makes it unrecoverable — the safe choice when nobody repaired the data.
+/// data repaired, so the next locker is told [`LockError::OwnerDied`] in turn.
 impl<G> From<LockError<G>> for Error {
     fn from(e: LockError<G>) -> Error {
         match e {
@@ -175,61 +233,78 @@ impl<G> From<LockError<G>> for Error {
 }
 
 impl<T: Pod> Mutex<T> {
+    /// The bytes a `Mutex<T>` takes in shared memory.
+    pub const SIZE: usize = std::mem::size_of::<State<T>>();
+    /// The alignment a `Mutex<T>` needs.
+    pub const ALIGN: usize = std::mem::align_of::<State<T>>();
+
     /// `pthread_mutex_init(&m, {PTHREAD_PROCESS_SHARED, PTHREAD_MUTEX_ROBUST,
     /// PTHREAD_MUTEX_ERRORCHECK})` — initialises a mutex holding `value` at the start of `region`,
     /// once: when several processes race, exactly one initialises and the others wait for it and
-    /// get the same mutex (their `value` is dropped). Fails if the region is too small or
-    /// misaligned, or already holds something that is not a `Mutex<T>`.
-    pub fn init_in(region: &mut [u8], value: T) -> Result<&Mutex<T>> {
-        place::init_in::<Mutex<T>>(region, |m| {
-            // SAFETY: this process won the claim, so nobody else touches the body until READY;
-            // `data` is a valid, aligned place for a T.
+    /// get the same mutex (their `value` is dropped). Fails if the region is too small,
+    /// misaligned or read-only, or already holds something that is not a `Mutex<T>`.
+    pub fn init_in(region: SharedRegion, value: T) -> Result<Mutex<T>> {
+        let state = place::init_in::<State<T>>(region, |m| {
+            m.repair.store(0, Ordering::Relaxed);
+            // SAFETY: this process won the claim, so nobody following the protocol touches the
+            // body until READY; `data` is a valid, aligned place for a T.
             unsafe { m.data.get().write(value) };
-            m.init_raw()
-        })
+            init_raw(m.raw.get(), || {
+                object_at::<State<T>>((m as *const State<T>).cast())
+            })
+        })?;
+        Ok(Mutex { state })
     }
 
     /// Validates and returns the mutex another process initialised at the start of `region`
     /// (magic, layout version and size); an error for anything else.
-    pub fn open_in(region: &mut [u8]) -> Result<&Mutex<T>> {
-        place::open_in::<Mutex<T>>(region)
+    pub fn open_in(region: SharedRegion) -> Result<Mutex<T>> {
+        let state = place::open_in::<State<T>>(region)?;
+        Ok(Mutex { state })
     }
 
     fn object(&self) -> Object {
-        object_at::<Self>(self as *const Self as *const u8)
+        object_at::<State<T>>(self.state.addr())
     }
 
-    fn init_raw(&self) -> Result<()> {
-        let mut attr = std::mem::MaybeUninit::<libc::pthread_mutexattr_t>::uninit();
-        let a = attr.as_mut_ptr();
-        // SAFETY: `a` points to attribute storage that pthread_mutexattr_init initialises first;
-        // the setters and pthread_mutex_init then only use initialised attributes; `raw` is
-        // valid, aligned storage for a pthread_mutex_t that no other thread uses yet.
-        let rc = unsafe {
-            let mut rc = libc::pthread_mutexattr_init(a);
-            if rc == 0 {
-                rc = libc::pthread_mutexattr_setpshared(a, libc::PTHREAD_PROCESS_SHARED);
-                if rc == 0 {
-                    rc = libc::pthread_mutexattr_setrobust(a, libc::PTHREAD_MUTEX_ROBUST);
-                }
-                if rc == 0 {
-                    rc = libc::pthread_mutexattr_settype(a, libc::PTHREAD_MUTEX_ERRORCHECK);
-                }
-                if rc == 0 {
-                    rc = libc::pthread_mutex_init(self.raw.get(), a);
-                }
-                libc::pthread_mutexattr_destroy(a);
-            }
-            rc
-        };
-        check("pthread_mutex_init", self.object(), rc)
+    /// The raw pthread mutex, for [`Condvar`](super::Condvar).
+    pub(crate) fn raw(&self) -> *mut libc::pthread_mutex_t {
+        self.state.raw.get()
     }
 
+    /// A guard for the lock this thread has just taken.
     fn guard(&self) -> MutexGuard<'_, T> {
         MutexGuard {
             mutex: self,
+            keep: self.clone(),
             _not_send: PhantomData,
         }
+    }
+
+    /// The guard for a lock this thread now holds, or `OwnerDied` with it: after `EOWNERDEAD`
+    /// (made consistent for glibc at once, and recorded in `repair`), or when `repair` says an
+    /// earlier owner-died guard was dropped unrepaired.
+    pub(crate) fn held<'a>(
+        guard: MutexGuard<'a, T>,
+        owner_died: bool,
+    ) -> LockResult<MutexGuard<'a, T>, MutexGuard<'a, T>> {
+        let state = &*guard.mutex.state;
+        if owner_died {
+            // Relaxed: `repair` is only touched under the lock, which orders it.
+            state.repair.store(1, Ordering::Relaxed);
+            // SAFETY: the mutex is initialised, robust, and held by this thread after
+            // EOWNERDEAD, which is what pthread_mutex_consistent requires.
+            let rc = unsafe { libc::pthread_mutex_consistent(guard.mutex.raw()) };
+            if rc != 0 {
+                // Cannot happen for a robust mutex we hold; the guard unlocks it.
+                let e = os("pthread_mutex_consistent", guard.mutex.object(), rc);
+                return Err(LockError::Os(e));
+            }
+        }
+        if state.repair.load(Ordering::Relaxed) != 0 {
+            return Err(LockError::OwnerDied(guard));
+        }
+        Ok(guard)
     }
 
     /// Turns a pthread lock result into a guard or a [`LockError`].
@@ -239,8 +314,8 @@ impl<T: Pod> Mutex<T> {
         rc: c_int,
     ) -> LockResult<Option<MutexGuard<'_, T>>, MutexGuard<'_, T>> {
         match rc {
-            0 => Ok(Some(self.guard())),
-            libc::EOWNERDEAD => Err(LockError::OwnerDied(self.guard())),
+            0 => Mutex::held(self.guard(), false).map(Some),
+            libc::EOWNERDEAD => Mutex::held(self.guard(), true).map(Some),
             libc::EBUSY | libc::ETIMEDOUT => Ok(None),
             libc::ENOTRECOVERABLE => Err(LockError::NotRecoverable(os(op, self.object(), rc))),
             _ => Err(LockError::Os(os(op, self.object(), rc))),
@@ -248,11 +323,12 @@ impl<T: Pod> Mutex<T> {
     }
 
     /// `pthread_mutex_lock(&m)` — waits for the lock and returns a guard that unlocks when
-    /// dropped. [`LockError::OwnerDied`] if the previous holder died holding it (you hold it
-    /// now); [`LockError::NotRecoverable`] if it is broken for good.
+    /// dropped. [`LockError::OwnerDied`] if a holder died and the data has not been declared
+    /// repaired (you hold the lock); [`LockError::NotRecoverable`] if it is broken for good.
     pub fn lock(&self) -> LockResult<MutexGuard<'_, T>, MutexGuard<'_, T>> {
-        // SAFETY: `raw` was initialised by pthread_mutex_init before READY was published.
-        let rc = unsafe { libc::pthread_mutex_lock(self.raw.get()) };
+        // SAFETY: `raw` was initialised by pthread_mutex_init before READY was published, and
+        // `self.state` keeps it mapped.
+        let rc = unsafe { libc::pthread_mutex_lock(self.raw()) };
         match self.locked("pthread_mutex_lock", rc)? {
             Some(g) => Ok(g),
             None => Err(LockError::Os(os("pthread_mutex_lock", self.object(), rc))),
@@ -270,7 +346,7 @@ impl<T: Pod> Mutex<T> {
     pub fn try_lock(&self) -> LockResult<Option<MutexGuard<'_, T>>, MutexGuard<'_, T>> {
         let now = monotonic_deadline(Duration::ZERO);
         // SAFETY: as in `lock`; `now` is a live timespec.
-        let rc = unsafe { pthread_mutex_clocklock(self.raw.get(), libc::CLOCK_MONOTONIC, &now) };
+        let rc = unsafe { pthread_mutex_clocklock(self.raw(), libc::CLOCK_MONOTONIC, &now) };
         self.locked("pthread_mutex_clocklock", rc)
     }
 
@@ -283,31 +359,57 @@ impl<T: Pod> Mutex<T> {
     ) -> LockResult<Option<MutexGuard<'_, T>>, MutexGuard<'_, T>> {
         let abstime = monotonic_deadline(timeout);
         // SAFETY: as in `lock`; `abstime` is a live timespec.
-        let rc =
-            unsafe { pthread_mutex_clocklock(self.raw.get(), libc::CLOCK_MONOTONIC, &abstime) };
+        let rc = unsafe { pthread_mutex_clocklock(self.raw(), libc::CLOCK_MONOTONIC, &abstime) };
         self.locked("pthread_mutex_clocklock", rc)
     }
+}
 
-    /// The raw pthread mutex, for [`Condvar`](super::Condvar).
-    pub(crate) fn raw(&self) -> *mut libc::pthread_mutex_t {
-        self.raw.get()
-    }
+/// `pthread_mutex_init` with the robust, process-shared, error-checking attributes.
+fn init_raw(raw: *mut libc::pthread_mutex_t, object: impl FnOnce() -> Object) -> Result<()> {
+    let mut attr = std::mem::MaybeUninit::<libc::pthread_mutexattr_t>::uninit();
+    let a = attr.as_mut_ptr();
+    // SAFETY: `a` points to attribute storage that pthread_mutexattr_init initialises first;
+    // the setters and pthread_mutex_init then only use initialised attributes; `raw` is valid,
+    // aligned storage for a pthread_mutex_t that no other thread uses yet (the caller won the
+    // claim).
+    let rc = unsafe {
+        let mut rc = libc::pthread_mutexattr_init(a);
+        if rc == 0 {
+            rc = libc::pthread_mutexattr_setpshared(a, libc::PTHREAD_PROCESS_SHARED);
+            if rc == 0 {
+                rc = libc::pthread_mutexattr_setrobust(a, libc::PTHREAD_MUTEX_ROBUST);
+            }
+            if rc == 0 {
+                rc = libc::pthread_mutexattr_settype(a, libc::PTHREAD_MUTEX_ERRORCHECK);
+            }
+            if rc == 0 {
+                rc = libc::pthread_mutex_init(raw, a);
+            }
+            libc::pthread_mutexattr_destroy(a);
+        }
+        rc
+    };
+    check("pthread_mutex_init", object(), rc)
 }
 
 impl<T: Pod> fmt::Debug for Mutex<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Mutex")
-            .field("addr", &(self as *const Self))
+            .field("addr", &self.state.addr())
             .finish_non_exhaustive()
     }
 }
 
 /// The held lock: dereferences to the data; unlocks (`pthread_mutex_unlock`) when dropped.
 ///
-/// Not `Send`: the lock belongs to the thread that took it.
+/// It borrows the [`Mutex`] handle and also holds a clone of it, so that the memory stays mapped
+/// even if the guard is forgotten (see the [module documentation](self)). Not `Send`: the lock
+/// belongs to the thread that took it.
 #[must_use = "the lock is released as soon as the guard is dropped"]
 pub struct MutexGuard<'a, T: Pod> {
     mutex: &'a Mutex<T>,
+    /// Keeps the memory mapped for as long as the guard lives — for ever if it is forgotten.
+    keep: Mutex<T>,
     _not_send: PhantomData<*const ()>,
 }
 
@@ -315,21 +417,29 @@ pub struct MutexGuard<'a, T: Pod> {
 unsafe impl<T: Pod + Sync> Sync for MutexGuard<'_, T> {}
 
 impl<'a, T: Pod> MutexGuard<'a, T> {
-    /// `pthread_mutex_consistent(&m)` — after [`LockError::OwnerDied`], declares the data
-    /// repaired, so that unlocking leaves a normal mutex. An error if the mutex was not in the
-    /// owner-died state (`EINVAL`).
+    /// After [`LockError::OwnerDied`], declares the data repaired, so that the next locker gets
+    /// the lock normally. An invalid-argument error if nothing needed repair.
     pub fn mark_consistent(&mut self) -> Result<()> {
-        // SAFETY: the mutex is initialised and held by this thread (the guard).
-        let rc = unsafe { libc::pthread_mutex_consistent(self.mutex.raw.get()) };
-        check("pthread_mutex_consistent", self.mutex.object(), rc)
+        let repair = &self.mutex.state.repair;
+        // Relaxed: under the lock, which orders it.
+        if repair.load(Ordering::Relaxed) == 0 {
+            return Err(Error::invalid(
+                "mark_consistent",
+                self.mutex.object(),
+                "the mutex is not in the owner-died state",
+            ));
+        }
+        repair.store(0, Ordering::Relaxed);
+        Ok(())
     }
 
     /// `pthread_mutex_unlock(&m)` now, reporting the error that drop would ignore.
     pub fn unlock(self) -> Result<()> {
         let m = self.mutex;
-        std::mem::forget(self);
-        // SAFETY: the mutex is initialised and held by this thread; the guard is gone.
-        let rc = unsafe { libc::pthread_mutex_unlock(m.raw.get()) };
+        // SAFETY: the mutex is initialised and held by this thread (the guard), and mapped (the
+        // guard's `keep`); `disarm` below makes sure the guard does not unlock it again.
+        let rc = unsafe { libc::pthread_mutex_unlock(m.raw()) };
+        self.disarm();
         check("pthread_mutex_unlock", m.object(), rc)
     }
 
@@ -338,17 +448,12 @@ impl<'a, T: Pod> MutexGuard<'a, T> {
         self.mutex
     }
 
-    /// Gives up the guard without unlocking, for [`Condvar`](super::Condvar), which hands the
-    /// lock to pthread_cond_wait and back.
-    pub(crate) fn into_mutex(self) -> &'a Mutex<T> {
-        let m = self.mutex;
-        std::mem::forget(self);
-        m
-    }
-
-    /// A guard for a mutex this thread holds (after pthread_cond_wait re-acquired it).
-    pub(crate) fn held(mutex: &'a Mutex<T>) -> MutexGuard<'a, T> {
-        mutex.guard()
+    /// Gives up the guard without unlocking (the lock is already released), letting go of its
+    /// hold on the memory.
+    pub(crate) fn disarm(self) {
+        let this = ManuallyDrop::new(self);
+        // SAFETY: `this` is never dropped or used again, so `keep` is moved out exactly once.
+        drop(unsafe { std::ptr::read(&this.keep) });
     }
 }
 
@@ -356,22 +461,27 @@ impl<T: Pod> Deref for MutexGuard<'_, T> {
     type Target = T;
 
     fn deref(&self) -> &T {
-        // SAFETY: the lock is held, so nobody who follows the protocol writes the data now.
-        unsafe { &*self.mutex.data.get() }
+        // SAFETY: the lock is held, and the trust model of `Mutex` (peers touch the data only
+        // under the lock) means nobody writes it while this reference lives; `keep` keeps it
+        // mapped.
+        unsafe { &*self.mutex.state.data.get() }
     }
 }
 
 impl<T: Pod> DerefMut for MutexGuard<'_, T> {
     fn deref_mut(&mut self) -> &mut T {
-        // SAFETY: the lock is held and `&mut self` makes this the only reference through the guard.
-        unsafe { &mut *self.mutex.data.get() }
+        // SAFETY: this `&mut T` is exclusive only because of the trust model of `Mutex`: every
+        // process touches the data only while it holds the lock, which this thread holds now;
+        // `&mut self` makes it the only reference through the guard, and `keep` keeps it mapped.
+        unsafe { &mut *self.mutex.state.data.get() }
     }
 }
 
 impl<T: Pod> Drop for MutexGuard<'_, T> {
     fn drop(&mut self) {
-        // SAFETY: the mutex is initialised and held by this thread.
-        unsafe { libc::pthread_mutex_unlock(self.mutex.raw.get()) };
+        // SAFETY: the mutex is initialised and held by this thread, and still mapped: `keep` is
+        // dropped only after this.
+        unsafe { libc::pthread_mutex_unlock(self.mutex.raw()) };
     }
 }
 

@@ -4,6 +4,14 @@
 //! These locks protect no data of their own (they hand out no `&mut T`), so using them wrongly —
 //! two threads with the same index, an index of another lock — breaks mutual exclusion but never
 //! memory safety.
+//!
+//! # Trust
+//! They tolerate peers that scribble on their bytes: every word is an atomic, the participant
+//! count is read and validated once, when the handle is made, and kept in the handle (so indices
+//! are always below it, and it is at most [`MAX_PARTICIPANTS`], the arrays' length), and every
+//! value read from a shared word is only compared, never used as an index or in arithmetic that
+//! could overflow. A scribbling peer can break mutual exclusion or keep others waiting — as a
+//! participant that dies inside the lock does — but cannot cause undefined behaviour or a panic.
 
 use std::fmt;
 
@@ -14,8 +22,10 @@ pub(crate) mod sealed {
     pub trait Raw: Sync {
         /// The algorithm's name in messages.
         fn name(&self) -> &'static str;
-        /// The number of participants.
+        /// The number of participants (kept in the handle, at most `MAX_PARTICIPANTS`).
         fn count(&self) -> usize;
+        /// The address of the lock's state, for messages.
+        fn addr(&self) -> *const u8;
         /// The entry protocol for participant `me` (< `count()`); returns inside the critical
         /// section.
         fn acquire(&self, me: usize);
@@ -48,7 +58,7 @@ pub trait ParticipantLock: sealed::Raw {
                 Object::Other(format!(
                     "ipckit::sync::{} at {:p}",
                     self.name(),
-                    self.as_raw()
+                    self.addr()
                 )),
                 format!("participant {me} is not in 0..{n}"),
             ));
@@ -108,7 +118,10 @@ pub const MAX_PARTICIPANTS: usize = 32;
 
 /// Checks a participant count for the N-process locks.
 #[cfg(not(loom))]
-pub(crate) fn check_count<T: super::place::Shared>(region: &[u8], n: usize) -> Result<u32> {
+pub(crate) fn check_count<T: super::place::Shared>(
+    region: &crate::shared::SharedRegion,
+    n: usize,
+) -> Result<u32> {
     if n == 0 || n > MAX_PARTICIPANTS {
         return Err(Error::invalid(
             "init_in",
@@ -117,6 +130,13 @@ pub(crate) fn check_count<T: super::place::Shared>(region: &[u8], n: usize) -> R
         ));
     }
     Ok(n as u32)
+}
+
+/// A participant count read from shared memory, bounded to `1..=MAX_PARTICIPANTS` (after
+/// [`stored_count`] accepted it, a peer may still have changed it).
+#[cfg_attr(loom, allow(dead_code))]
+pub(crate) fn bounded_count(n: u32) -> usize {
+    (n as usize).clamp(1, MAX_PARTICIPANTS)
 }
 
 /// The stored participant count of an N-process lock, validated.
@@ -131,16 +151,16 @@ pub(crate) fn stored_count(n: u32) -> std::result::Result<(), String> {
 }
 
 /// Declares a two-participant lock (participants 0 and 1) from its two per-participant flags and
-/// its one shared word, and gives it what Dekker's and Peterson's locks have in common: the
-/// `#[repr(C)]` layout after a [`Header`](super::place::Header), `new` / `init_in` / `open_in`
-/// (every word 0), `Default`, `Debug` and the [`ParticipantLock`] plumbing. The algorithm itself
-/// stays with the type, as two inherent methods: `acquire_with::<FENCED>(me)` (the entry
-/// protocol, fenced unless a loom model shows the fences are needed) and `leave(me)` (the exit
-/// protocol).
+/// its one shared word, and gives it what Dekker's and Peterson's locks have in common: the handle
+/// type `$lock` over the `#[repr(C)]` state `$state` (a [`Header`](super::place::Header), the
+/// flags, the word), `new` / `init_in` / `open_in` (every word 0), `SIZE` / `ALIGN`, `Default`,
+/// `Debug` and the [`ParticipantLock`] plumbing. The algorithm itself stays with the type, as two
+/// inherent methods of `$state`: `acquire_with::<FENCED>(me)` (the entry protocol, fenced unless a
+/// loom model shows the fences are needed) and `leave(me)` (the exit protocol).
 macro_rules! two_participant_lock {
     (
         $(#[$attr:meta])*
-        pub struct $lock:ident {
+        pub struct $lock:ident($state:ident) {
             $(#[$flags_attr:meta])*
             $flags:ident: [AtomicU32; 2],
             $(#[$word_attr:meta])*
@@ -149,8 +169,18 @@ macro_rules! two_participant_lock {
         magic = $magic:expr;
     ) => {
         $(#[$attr])*
-        #[repr(C)]
+        ///
+        /// A handle that keeps the memory mapped (clone it to share it between threads); placed with
+        /// `init_in`, found with `open_in`, `SIZE` bytes aligned to `ALIGN`. Tolerates peers that
+        /// scribble on it: wrong locking at worst (see [`ParticipantLock`]).
+        #[derive(Clone)]
         pub struct $lock {
+            state: $crate::sync::place::Placed<$state>,
+        }
+
+        /// The lock's bytes in shared memory.
+        #[repr(C)]
+        pub(crate) struct $state {
             header: $crate::sync::place::Header,
             $(#[$flags_attr])*
             $flags: [$crate::sync::atomic::AtomicU32; 2],
@@ -158,8 +188,9 @@ macro_rules! two_participant_lock {
             $word: $crate::sync::atomic::AtomicU32,
         }
 
-        // SAFETY: repr(C), header first, the rest atomics: every bit pattern is valid.
-        unsafe impl $crate::sync::place::Shared for $lock {
+        // SAFETY: repr(C), header first, the rest atomics: every bit pattern is valid and every
+        // byte is inside an atomic.
+        unsafe impl $crate::sync::place::Shared for $state {
             const MAGIC: [u8; 4] = $magic;
             const VERSION: u32 = 1;
             const NAME: &'static str = stringify!($lock);
@@ -170,34 +201,54 @@ macro_rules! two_participant_lock {
         }
 
         impl $lock {
+            /// The bytes the lock takes in shared memory.
+            pub const SIZE: usize = std::mem::size_of::<$state>();
+            /// The alignment the lock needs.
+            pub const ALIGN: usize = std::mem::align_of::<$state>();
+
             /// A lock in ordinary memory, for threads.
             pub fn new() -> $lock {
                 use $crate::sync::atomic::AtomicU32;
                 use $crate::sync::place::{Header, Shared};
                 $lock {
-                    header: Header::ready(Self::MAGIC, Self::VERSION, std::mem::size_of::<Self>()),
-                    $flags: [AtomicU32::new(0), AtomicU32::new(0)],
-                    $word: AtomicU32::new(0),
+                    state: $crate::sync::place::Placed::own($state {
+                        header: Header::ready($state::MAGIC, $state::VERSION, Self::SIZE),
+                        $flags: [AtomicU32::new(0), AtomicU32::new(0)],
+                        $word: AtomicU32::new(0),
+                    }),
                 }
             }
 
             /// Initialises the lock at the start of `region`, once, even when processes race.
             #[cfg(not(loom))]
-            pub fn init_in(region: &mut [u8]) -> $crate::error::Result<&$lock> {
+            pub fn init_in(
+                region: $crate::shared::SharedRegion,
+            ) -> $crate::error::Result<$lock> {
                 use $crate::sync::atomic::Ordering;
-                $crate::sync::place::init_in::<$lock>(region, |l| {
+                let state = $crate::sync::place::init_in::<$state>(region, |l| {
                     l.$flags[0].store(0, Ordering::Relaxed);
                     l.$flags[1].store(0, Ordering::Relaxed);
                     l.$word.store(0, Ordering::Relaxed);
                     Ok(())
-                })
+                })?;
+                Ok($lock { state })
             }
 
             /// Validates and returns the lock another process initialised at the start of
             /// `region`.
             #[cfg(not(loom))]
-            pub fn open_in(region: &mut [u8]) -> $crate::error::Result<&$lock> {
-                $crate::sync::place::open_in::<$lock>(region)
+            pub fn open_in(
+                region: $crate::shared::SharedRegion,
+            ) -> $crate::error::Result<$lock> {
+                let state = $crate::sync::place::open_in::<$state>(region)?;
+                Ok($lock { state })
+            }
+
+            /// The entry protocol; `FENCED = false` only in the loom model that shows the fences
+            /// are needed.
+            #[cfg_attr(not(loom), allow(dead_code))]
+            pub(crate) fn acquire_with<const FENCED: bool>(&self, me: usize) {
+                self.state.acquire_with::<FENCED>(me);
             }
         }
 
@@ -216,8 +267,12 @@ macro_rules! two_participant_lock {
                 2
             }
 
+            fn addr(&self) -> *const u8 {
+                self.state.addr()
+            }
+
             fn acquire(&self, me: usize) {
-                self.acquire_with::<true>(me);
+                self.state.acquire_with::<true>(me);
             }
 
             fn as_raw(&self) -> &dyn $crate::sync::participant::sealed::Raw {
@@ -225,13 +280,15 @@ macro_rules! two_participant_lock {
             }
 
             fn release(&self, me: usize) {
-                self.leave(me);
+                self.state.leave(me);
             }
         }
 
         impl std::fmt::Debug for $lock {
             fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.debug_struct(stringify!($lock)).finish_non_exhaustive()
+                f.debug_struct(stringify!($lock))
+                    .field("addr", &self.state.addr())
+                    .finish_non_exhaustive()
             }
         }
     };

@@ -23,7 +23,7 @@ use super::participant::{sc_fence, two_participant_lock};
 
 two_participant_lock! {
     /// Peterson's two-participant lock in shared memory (participants 0 and 1).
-    pub struct Peterson {
+    pub struct Peterson(PetersonState) {
         /// `flag[i]` is 1 while participant `i` wants or holds the lock.
         flag: [AtomicU32; 2],
         /// The participant that volunteered last to wait.
@@ -32,7 +32,7 @@ two_participant_lock! {
     magic = *b"IKPT";
 }
 
-impl Peterson {
+impl PetersonState {
     /// The entry protocol; `FENCED = false` only in the loom model that shows the fences are
     /// needed.
     pub(crate) fn acquire_with<const FENCED: bool>(&self, me: usize) {

@@ -1,6 +1,6 @@
 //! The header every `sync` primitive starts with, the create-once protocol that initialises a
 //! primitive in place while other processes may race to do the same, and the checks that turn a
-//! byte region into a reference to a primitive.
+//! [`SharedRegion`] into a handle to a primitive ([`Placed`]).
 //!
 //! # The protocol
 //! The `state` word of a zero-filled region is `UNINIT`. [`Header::claim`] moves it to
@@ -9,11 +9,18 @@
 //! ([`Header::publish`]). Everybody else waits (bounded) until an acquire load sees `READY`, and then
 //! validates the header before using the body, exactly as an opener does.
 
+use std::fmt;
+use std::ops::Deref;
+use std::ptr::NonNull;
+use std::sync::Arc;
 #[cfg(not(loom))]
 use std::time::Duration;
 
 use super::atomic::{AtomicU32, Ordering};
-use crate::error::{Error, Object, Result};
+use crate::error::Object;
+#[cfg(not(loom))]
+use crate::error::{Error, Result};
+use crate::shared::SharedRegion;
 
 /// `state`: nobody has claimed the region (a fresh, zero-filled one).
 pub(crate) const UNINIT: u32 = 0;
@@ -176,9 +183,10 @@ fn show_magic(m: [u8; 4]) -> String {
 /// A primitive that lives in shared memory and starts with a [`Header`].
 ///
 /// # Safety
-/// The implementing type must be `#[repr(C)]` with the header as its first field, and every bit
-/// pattern must be a valid value of it (atomics, `UnsafeCell`s of C structs and `Pod` data), so that
-/// a reference to it may be made over any bytes another process wrote.
+/// The implementing type must be `#[repr(C)]` with the header as its first field, every bit
+/// pattern must be a valid value of it, and every byte that is not padding must be inside an atomic
+/// or an `UnsafeCell` (of a C struct or of `Pod` data), so that a `&Self` may be made over bytes
+/// other processes write at any time without claiming they do not change.
 #[cfg_attr(loom, allow(dead_code))]
 pub(crate) unsafe trait Shared: Sized {
     /// The type's four-letter magic.
@@ -203,11 +211,104 @@ pub(crate) fn object_at<T: Shared>(addr: *const u8) -> Object {
     Object::Other(format!("ipckit::sync::{} at {addr:p}", T::NAME))
 }
 
-/// The `T` at the start of `region`, after checking size and alignment.
+/// A placed primitive: a pointer to its state `S` and what keeps that state alive — a clone of the
+/// [`SharedRegion`] it lives in (so the mapping stays mapped for as long as any handle or guard
+/// exists), or, for a primitive built in ordinary memory, an `Arc` of it.
+///
+/// It hands out only `&S`, never `&mut S`: `S` is made of atomics and `UnsafeCell`s
+/// ([`Shared`]), so a shared reference to it claims neither immutability nor exclusivity over the
+/// bytes other processes write.
+pub(crate) struct Placed<S> {
+    ptr: NonNull<S>,
+    keep: Keep<S>,
+}
+
+/// What keeps a [`Placed`] state alive.
+enum Keep<S> {
+    /// In shared memory: the region (and so its mapping).
+    #[cfg_attr(loom, allow(dead_code))]
+    Region(SharedRegion),
+    /// In ordinary memory, for threads (and loom).
+    Own(Arc<S>),
+}
+
+impl<S> Clone for Placed<S> {
+    fn clone(&self) -> Placed<S> {
+        Placed {
+            ptr: self.ptr,
+            keep: match &self.keep {
+                Keep::Region(r) => Keep::Region(r.clone()),
+                Keep::Own(a) => Keep::Own(Arc::clone(a)),
+            },
+        }
+    }
+}
+
+// SAFETY: a Placed gives only `&S` (Deref), so sending or sharing it is sending or sharing `&S`,
+// which `S: Sync` allows; what keeps the state alive (a SharedRegion, an Arc) is Send + Sync.
+unsafe impl<S: Sync + Send> Send for Placed<S> {}
+// SAFETY: as for Send.
+unsafe impl<S: Sync + Send> Sync for Placed<S> {}
+
+impl<S> Placed<S> {
+    /// `state` in ordinary memory.
+    pub(crate) fn own(state: S) -> Placed<S> {
+        let arc = Arc::new(state);
+        Placed {
+            // An Arc's pointer is never null.
+            ptr: NonNull::from(&*arc),
+            keep: Keep::Own(arc),
+        }
+    }
+
+    /// The region the state lives in, if it is in shared memory.
+    #[cfg_attr(loom, allow(dead_code))]
+    pub(crate) fn region(&self) -> Option<&SharedRegion> {
+        match &self.keep {
+            Keep::Region(r) => Some(r),
+            Keep::Own(_) => None,
+        }
+    }
+
+    /// The address of the state.
+    pub(crate) fn addr(&self) -> *const u8 {
+        self.ptr.as_ptr().cast()
+    }
+}
+
+impl<S> Deref for Placed<S> {
+    type Target = S;
+
+    fn deref(&self) -> &S {
+        // SAFETY: `ptr` points to an aligned `S` that `keep` keeps alive (mapped, or allocated) for
+        // as long as `self` lives. In shared memory it was checked to fit and be aligned
+        // (`place`), and every bit pattern is a valid `S` (`Shared`), whatever other processes
+        // write; `S` is atomics and `UnsafeCell`s, so `&S` claims no immutability of those bytes.
+        unsafe { self.ptr.as_ref() }
+    }
+}
+
+impl<S> fmt::Debug for Placed<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Placed")
+            .field("addr", &self.ptr)
+            .field("region", &self.region())
+            .finish()
+    }
+}
+
+/// The `T` at the start of `region`, after checking writability, size and alignment.
 #[cfg(not(loom))]
-pub(crate) fn place<'a, T: Shared>(op: &'static str, region: &'a mut [u8]) -> Result<&'a T> {
-    let addr = region.as_mut_ptr();
+fn place<T: Shared>(op: &'static str, region: SharedRegion) -> Result<Placed<T>> {
+    let addr = region.as_ptr();
     let (size, align) = (std::mem::size_of::<T>(), std::mem::align_of::<T>());
+    if !region.is_writable() {
+        return Err(Error::invalid(
+            op,
+            object_at::<T>(addr),
+            format!("{} is mapped read-only", region.object()),
+        ));
+    }
     if region.len() < size {
         return Err(Error::invalid(
             op,
@@ -225,23 +326,26 @@ pub(crate) fn place<'a, T: Shared>(op: &'static str, region: &'a mut [u8]) -> Re
             format!("needs {align}-byte alignment"),
         ));
     }
-    // SAFETY: large enough and aligned (checked); every bit pattern is a valid T (`Shared`);
-    // the region is borrowed exclusively for 'a, and T's atomics and `UnsafeCell`s permit the
-    // mutation other processes do.
-    Ok(unsafe { &*addr.cast::<T>() })
+    // A SharedRegion's pointer is never null.
+    let ptr = NonNull::new(addr.cast::<T>())
+        .ok_or_else(|| Error::invalid(op, object_at::<T>(addr), "null address"))?;
+    Ok(Placed {
+        ptr,
+        keep: Keep::Region(region),
+    })
 }
 
 /// `init_in`: claims the region and initialises it with `init`, or waits for the process that
 /// claimed it and validates its work.
 #[cfg(not(loom))]
 pub(crate) fn init_in<T: Shared>(
-    region: &mut [u8],
+    region: SharedRegion,
     init: impl FnOnce(&T) -> Result<()>,
-) -> Result<&T> {
+) -> Result<Placed<T>> {
     const OP: &str = "init_in";
     let t = place::<T>(OP, region)?;
     if t.header().claim() == Claim::Won {
-        if let Err(e) = init(t) {
+        if let Err(e) = init(&t) {
             t.header().abandon();
             return Err(e);
         }
@@ -254,13 +358,13 @@ pub(crate) fn init_in<T: Shared>(
 
 /// `open_in`: the primitive another process initialised in `region`, validated.
 #[cfg(not(loom))]
-pub(crate) fn open_in<T: Shared>(region: &mut [u8]) -> Result<&T> {
+pub(crate) fn open_in<T: Shared>(region: SharedRegion) -> Result<Placed<T>> {
     const OP: &str = "open_in";
     let t = place::<T>(OP, region)?;
     if t.header().state() == UNINIT {
         return Err(Error::invalid(
             OP,
-            object_at::<T>(t as *const T as *const u8),
+            object_at::<T>(t.addr()),
             "the region holds no initialised primitive (call init_in first)",
         ));
     }
@@ -269,8 +373,8 @@ pub(crate) fn open_in<T: Shared>(region: &mut [u8]) -> Result<&T> {
 
 /// Waits for `READY` and checks header and body.
 #[cfg(not(loom))]
-fn validate<'a, T: Shared>(op: &'static str, t: &'a T) -> Result<&'a T> {
-    let object = || object_at::<T>(t as *const T as *const u8);
+fn validate<T: Shared>(op: &'static str, t: Placed<T>) -> Result<Placed<T>> {
+    let object = || object_at::<T>(t.addr());
     match t.header().settled_state() {
         None => Err(Error::os(
             op,
@@ -301,28 +405,4 @@ fn validate<'a, T: Shared>(op: &'static str, t: &'a T) -> Result<&'a T> {
             format!("state word {state:#010x} is none of UNINIT, INITIALISING, READY"),
         )),
     }
-}
-
-/// The bytes of one `T` at `offset` in `region`, checked for bounds and alignment.
-pub(crate) fn region_at<T>(region: &mut [u8], offset: usize) -> Result<&mut [u8]> {
-    let ty = std::any::type_name::<T>();
-    let (size, align) = (std::mem::size_of::<T>(), std::mem::align_of::<T>());
-    let len = region.len();
-    let object = || Object::Other(format!("region of {len} bytes at {:p}", region.as_ptr()));
-    let end = offset.checked_add(size).filter(|&end| end <= len);
-    let Some(end) = end else {
-        return Err(Error::invalid(
-            "region_at",
-            object(),
-            format!("{ty} ({size} bytes) at offset {offset} does not fit"),
-        ));
-    };
-    if (region.as_ptr() as usize).wrapping_add(offset) % align != 0 {
-        return Err(Error::invalid(
-            "region_at",
-            object(),
-            format!("{ty} needs {align}-byte alignment but offset {offset} is not aligned"),
-        ));
-    }
-    Ok(&mut region[offset..end])
 }

@@ -10,21 +10,41 @@
 //! # References
 //! [futex(2)](https://man7.org/linux/man-pages/man2/futex.2.html),
 //! [sem_overview(7)](https://man7.org/linux/man-pages/man7/sem_overview.7.html) (the same idea)
+//!
+//! # Trust
+//! A peer that writes the semaphore's bytes can give it any count or wake sleepers, which breaks
+//! what the semaphore counts, but nothing more: every word is an atomic, every value read is
+//! bounded before use, and the kernel checks the futex word itself.
 
 use std::fmt;
 use std::time::Duration;
 
 use super::atomic::{AtomicU32, Ordering};
 use super::futex;
-use super::place::{Header, Shared};
-use crate::error::{Error, Result};
+use super::place::{Header, Placed, Shared};
+use crate::error::Error;
+#[cfg(not(loom))]
+use crate::error::Result;
+#[cfg(not(loom))]
+use crate::shared::SharedRegion;
 
 /// The largest value a [`Semaphore`] holds (`SEM_VALUE_MAX` on Linux).
 pub const SEMAPHORE_MAX: u32 = i32::MAX as u32;
 
-/// A counting semaphore in shared memory.
-#[repr(C)]
+/// A counting semaphore in shared memory, placed with [`init_in`](Semaphore::init_in) and found
+/// with [`open_in`](Semaphore::open_in): a handle that keeps the memory mapped (clone it to share
+/// it between threads). [`SIZE`](Semaphore::SIZE) bytes aligned to [`ALIGN`](Semaphore::ALIGN).
+///
+/// Tolerates peers that scribble on it (see the [module documentation](self)): wrong counts at
+/// worst, never undefined behaviour.
+#[derive(Clone)]
 pub struct Semaphore {
+    state: Placed<State>,
+}
+
+/// The semaphore's bytes in shared memory.
+#[repr(C)]
+struct State {
     header: Header,
     /// The count; the futex word sleepers wait on while it is 0.
     value: AtomicU32,
@@ -33,8 +53,9 @@ pub struct Semaphore {
     waiters: AtomicU32,
 }
 
-// SAFETY: repr(C), header first, the rest atomics: every bit pattern is valid.
-unsafe impl Shared for Semaphore {
+// SAFETY: repr(C), header first, the rest atomics: every bit pattern is valid and every byte is
+// inside an atomic.
+unsafe impl Shared for State {
     const MAGIC: [u8; 4] = *b"IKSM";
     const VERSION: u32 = 1;
     const NAME: &'static str = "Semaphore";
@@ -53,13 +74,20 @@ unsafe impl Shared for Semaphore {
 }
 
 impl Semaphore {
+    /// The bytes a semaphore takes in shared memory.
+    pub const SIZE: usize = std::mem::size_of::<State>();
+    /// The alignment a semaphore needs.
+    pub const ALIGN: usize = std::mem::align_of::<State>();
+
     /// A semaphore holding `value` in ordinary memory, for threads (values above
     /// [`SEMAPHORE_MAX`] are clamped).
     pub fn new(value: u32) -> Semaphore {
         Semaphore {
-            header: Header::ready(Self::MAGIC, Self::VERSION, std::mem::size_of::<Self>()),
-            value: AtomicU32::new(value.min(SEMAPHORE_MAX)),
-            waiters: AtomicU32::new(0),
+            state: Placed::own(State {
+                header: Header::ready(State::MAGIC, State::VERSION, Self::SIZE),
+                value: AtomicU32::new(value.min(SEMAPHORE_MAX)),
+                waiters: AtomicU32::new(0),
+            }),
         }
     }
 
@@ -67,40 +95,42 @@ impl Semaphore {
     /// processes race (the losers' `value` is ignored). `value` must be at most
     /// [`SEMAPHORE_MAX`].
     #[cfg(not(loom))]
-    pub fn init_in(region: &mut [u8], value: u32) -> Result<&Semaphore> {
+    pub fn init_in(region: SharedRegion, value: u32) -> Result<Semaphore> {
         if value > SEMAPHORE_MAX {
             return Err(Error::TooLarge {
                 op: "init_in",
-                object: super::place::object_at::<Self>(region.as_ptr()),
+                object: super::place::object_at::<State>(region.as_ptr()),
                 what: "initial value",
                 len: value as usize,
                 limit: SEMAPHORE_MAX as usize,
                 limit_name: "SEMAPHORE_MAX",
             });
         }
-        super::place::init_in::<Semaphore>(region, |s| {
+        let state = super::place::init_in::<State>(region, |s| {
             s.value.store(value, Ordering::Relaxed);
             s.waiters.store(0, Ordering::Relaxed);
             Ok(())
-        })
+        })?;
+        Ok(Semaphore { state })
     }
 
     /// Validates and returns the semaphore another process initialised at the start of
     /// `region`.
     #[cfg(not(loom))]
-    pub fn open_in(region: &mut [u8]) -> Result<&Semaphore> {
-        super::place::open_in::<Semaphore>(region)
+    pub fn open_in(region: SharedRegion) -> Result<Semaphore> {
+        let state = super::place::open_in::<State>(region)?;
+        Ok(Semaphore { state })
     }
 
     /// Takes one if the count is above zero, without waiting.
     pub fn try_wait(&self) -> bool {
-        let mut v = self.value.load(Ordering::Relaxed);
+        let value = &self.state.value;
+        let mut v = value.load(Ordering::Relaxed);
+        // A count above SEMAPHORE_MAX (a peer wrote it) is taken from like any other; `v > 0`
+        // keeps `v - 1` from underflowing.
         while v > 0 {
             // Acquire: what the poster did before `post` happens before what we do after.
-            match self
-                .value
-                .compare_exchange_weak(v, v - 1, Ordering::Acquire, Ordering::Relaxed)
-            {
+            match value.compare_exchange_weak(v, v - 1, Ordering::Acquire, Ordering::Relaxed) {
                 Ok(_) => return true,
                 Err(now) => v = now,
             }
@@ -122,44 +152,43 @@ impl Semaphore {
 
     /// One futex sleep while the count is 0.
     fn sleep(&self, timeout: Option<Duration>) {
-        futex::counted_wait(&self.value, 0, &self.waiters, timeout);
+        futex::counted_wait(&self.state.value, 0, &self.state.waiters, timeout);
     }
 
     /// `futex(&value, FUTEX_WAKE, 1)` after adding one — gives one back and wakes a sleeper if
     /// there is one. Fails (`EOVERFLOW`, nothing changed) at [`SEMAPHORE_MAX`].
-    pub fn post(&self) -> Result<()> {
-        let mut v = self.value.load(Ordering::Relaxed);
+    pub fn post(&self) -> crate::error::Result<()> {
+        let value = &self.state.value;
+        let mut v = value.load(Ordering::Relaxed);
         loop {
             if v >= SEMAPHORE_MAX {
                 return Err(Error::os(
                     "post",
-                    super::place::object_at::<Self>(self as *const Self as *const u8),
+                    super::place::object_at::<State>(self.state.addr()),
                     std::io::Error::from_raw_os_error(libc::EOVERFLOW),
                 ));
             }
             // Release: pairs with the acquire of the taker.
-            match self
-                .value
-                .compare_exchange_weak(v, v + 1, Ordering::Release, Ordering::Relaxed)
-            {
+            match value.compare_exchange_weak(v, v + 1, Ordering::Release, Ordering::Relaxed) {
                 Ok(_) => break,
                 Err(now) => v = now,
             }
         }
         // Its fence orders our store to `value` before its load of `waiters`.
-        futex::counted_wake(&self.value, &self.waiters, 1);
+        futex::counted_wake(value, &self.state.waiters, 1);
         Ok(())
     }
 
     /// The count now (it may change at once).
     pub fn value(&self) -> u32 {
-        self.value.load(Ordering::Relaxed)
+        self.state.value.load(Ordering::Relaxed)
     }
 }
 
 impl fmt::Debug for Semaphore {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Semaphore")
+            .field("addr", &self.state.addr())
             .field("value", &self.value())
             .finish_non_exhaustive()
     }

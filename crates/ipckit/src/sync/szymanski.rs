@@ -25,10 +25,14 @@
 use std::fmt;
 
 use super::atomic::{AtomicU32, Backoff, Ordering};
+#[cfg(not(loom))]
+use super::participant::bounded_count;
 use super::participant::{sc_fence, sealed, stored_count, MAX_PARTICIPANTS};
-use super::place::{Header, Shared};
+use super::place::{Header, Placed, Shared};
 #[cfg(not(loom))]
 use crate::error::Result;
+#[cfg(not(loom))]
+use crate::shared::SharedRegion;
 
 /// Outside.
 const OUTSIDE: u32 = 0;
@@ -42,8 +46,21 @@ const DOORWAY: u32 = 3;
 const CLOSED: u32 = 4;
 
 /// Szymanski's lock for up to [`MAX_PARTICIPANTS`] participants, in shared memory.
-#[repr(C)]
+///
+/// A handle that keeps the memory mapped (clone it to share it between threads); placed with
+/// [`init_in`](Szymanski::init_in), found with [`open_in`](Szymanski::open_in), [`SIZE`](Szymanski::SIZE) bytes
+/// aligned to [`ALIGN`](Szymanski::ALIGN). Tolerates peers that scribble on it: wrong locking at worst
+/// (see [`ParticipantLock`](super::ParticipantLock)).
+#[derive(Clone)]
 pub struct Szymanski {
+    state: Placed<State>,
+    /// The participant count, read once (and validated) when the handle was made.
+    n: usize,
+}
+
+/// The lock's bytes in shared memory.
+#[repr(C)]
+struct State {
     header: Header,
     /// The number of participants `n`.
     n: AtomicU32,
@@ -51,8 +68,9 @@ pub struct Szymanski {
     flag: [AtomicU32; MAX_PARTICIPANTS],
 }
 
-// SAFETY: repr(C), header first, the rest atomics: every bit pattern is valid.
-unsafe impl Shared for Szymanski {
+// SAFETY: repr(C), header first, the rest atomics: every bit pattern is valid and every byte is
+// inside an atomic.
+unsafe impl Shared for State {
     const MAGIC: [u8; 4] = *b"IKSZ";
     const VERSION: u32 = 1;
     const NAME: &'static str = "Szymanski";
@@ -67,42 +85,57 @@ unsafe impl Shared for Szymanski {
 }
 
 impl Szymanski {
+    /// The bytes the lock takes in shared memory.
+    pub const SIZE: usize = std::mem::size_of::<State>();
+    /// The alignment the lock needs.
+    pub const ALIGN: usize = std::mem::align_of::<State>();
+
     /// A lock for `n` participants (clamped to 1..=[`MAX_PARTICIPANTS`]) in ordinary memory, for
     /// threads.
     pub fn new(n: usize) -> Szymanski {
+        let n = n.clamp(1, MAX_PARTICIPANTS);
         Szymanski {
-            header: Header::ready(Self::MAGIC, Self::VERSION, std::mem::size_of::<Self>()),
-            n: AtomicU32::new(n.clamp(1, MAX_PARTICIPANTS) as u32),
-            flag: std::array::from_fn(|_| AtomicU32::new(OUTSIDE)),
+            state: Placed::own(State {
+                header: Header::ready(State::MAGIC, State::VERSION, Self::SIZE),
+                n: AtomicU32::new(n as u32),
+                flag: std::array::from_fn(|_| AtomicU32::new(OUTSIDE)),
+            }),
+            n,
         }
     }
 
     /// Initialises a lock for `n` participants (1..=[`MAX_PARTICIPANTS`]) at the start of
     /// `region`, once, even when processes race (the losers' `n` is ignored).
     #[cfg(not(loom))]
-    pub fn init_in(region: &mut [u8], n: usize) -> Result<&Szymanski> {
-        let n = super::participant::check_count::<Self>(region, n)?;
-        super::place::init_in::<Szymanski>(region, |s| {
+    pub fn init_in(region: SharedRegion, n: usize) -> Result<Szymanski> {
+        let n = super::participant::check_count::<State>(&region, n)?;
+        let state = super::place::init_in::<State>(region, |s| {
             s.n.store(n, Ordering::Relaxed);
             for flag in &s.flag {
                 flag.store(OUTSIDE, Ordering::Relaxed);
             }
             Ok(())
-        })
+        })?;
+        Ok(Szymanski::from_state(state))
     }
 
     /// Validates and returns the lock another process initialised at the start of `region`.
     #[cfg(not(loom))]
-    pub fn open_in(region: &mut [u8]) -> Result<&Szymanski> {
-        super::place::open_in::<Szymanski>(region)
+    pub fn open_in(region: SharedRegion) -> Result<Szymanski> {
+        let state = super::place::open_in::<State>(region)?;
+        Ok(Szymanski::from_state(state))
     }
 
-    fn n(&self) -> usize {
-        (self.n.load(Ordering::Relaxed) as usize).clamp(1, MAX_PARTICIPANTS)
+    /// The handle, with the participant count read once and bounded (`check` validated it a
+    /// moment ago, but a peer may have changed it since).
+    #[cfg(not(loom))]
+    fn from_state(state: Placed<State>) -> Szymanski {
+        let n = bounded_count(state.n.load(Ordering::Relaxed));
+        Szymanski { state, n }
     }
 
     fn flag(&self, k: usize) -> u32 {
-        self.flag[k].load(Ordering::Acquire)
+        self.state.flag[k].load(Ordering::Acquire)
     }
 
     /// Waits until `ok` holds for the flag of every participant in `range`.
@@ -114,7 +147,7 @@ impl Szymanski {
     }
 
     fn set(&self, me: usize, value: u32) {
-        self.flag[me].store(value, Ordering::Release);
+        self.state.flag[me].store(value, Ordering::Release);
     }
 }
 
@@ -124,11 +157,15 @@ impl sealed::Raw for Szymanski {
     }
 
     fn count(&self) -> usize {
-        self.n()
+        self.n
+    }
+
+    fn addr(&self) -> *const u8 {
+        self.state.addr()
     }
 
     fn acquire(&self, me: usize) {
-        let n = self.n();
+        let n = self.n;
         self.set(me, WANTS);
         // Fence 1: orders the store flag[me] = 1 before the loads of the entrance check.
         sc_fence::<true>();
@@ -156,7 +193,7 @@ impl sealed::Raw for Szymanski {
     }
 
     fn release(&self, me: usize) {
-        self.await_all(me + 1..self.n(), |f| !(WAITING..=DOORWAY).contains(&f));
+        self.await_all(me + 1..self.n, |f| !(WAITING..=DOORWAY).contains(&f));
         self.set(me, OUTSIDE);
     }
 }
@@ -164,7 +201,8 @@ impl sealed::Raw for Szymanski {
 impl fmt::Debug for Szymanski {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Szymanski")
-            .field("participants", &self.n())
+            .field("addr", &self.state.addr())
+            .field("participants", &self.n)
             .finish_non_exhaustive()
     }
 }
