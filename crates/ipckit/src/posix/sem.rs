@@ -920,7 +920,7 @@ mod tests {
         let bytes = region.bytes();
         assert_eq!(bytes.load_u32(0, Ordering::Relaxed).unwrap(), FREE);
         // A slot that says "ready" is not initialised again.
-        bytes.write(0, &READY).unwrap();
+        bytes.atomic_u32(0).unwrap().store(READY, Ordering::Relaxed);
         let e = RawSemaphore::init_in(region, 1).unwrap_err();
         assert_eq!(e.kind(), io::ErrorKind::InvalidInput, "{e}");
     }
@@ -928,7 +928,8 @@ mod tests {
     #[test]
     fn garbage_state_word_is_corrupt() {
         let region = region(RawSemaphore::SLOT_SIZE);
-        region.bytes().write(0, &0xdead_beef_u32).unwrap();
+        let state = region.bytes().atomic_u32(0).unwrap();
+        state.store(0xdead_beef, Ordering::Relaxed);
         let e = RawSemaphore::from_region(region).unwrap_err();
         assert!(matches!(e, Error::Corrupt { .. }), "{e}");
     }
@@ -944,7 +945,8 @@ mod tests {
         let misaligned = region.slice(4..4 + RawSemaphore::SLOT_SIZE).unwrap();
         assert!(RawSemaphore::from_region(misaligned).is_err(), "misaligned");
         drop(region);
-        slot.bytes().write(0, &READY).unwrap();
+        let state = slot.bytes().atomic_u32(0).unwrap();
+        state.store(READY, Ordering::Relaxed);
         let sem = RawSemaphore::from_region(slot).unwrap();
         // Only the handle holds the heap memory now; reading the state word is still sound.
         assert_eq!(sem.slot().state.load(Ordering::Relaxed), READY);

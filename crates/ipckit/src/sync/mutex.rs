@@ -102,7 +102,7 @@ extern "C" {
 ///
 /// A guard borrows its handle, so it cannot outlive it:
 ///
-/// ```compile_fail
+/// ```compile_fail,E0597
 /// # use std::sync::Arc;
 /// # use ipckit::{shared::{HeapMemory, SharedRegion}, sync::Mutex};
 /// let region = SharedRegion::new(Arc::new(HeapMemory::new(4096)))?;

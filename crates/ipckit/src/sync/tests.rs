@@ -12,6 +12,13 @@ fn heap(len: usize) -> SharedRegion {
     SharedRegion::new(Arc::new(HeapMemory::new(len))).unwrap()
 }
 
+/// A peer's write of the 32-bit word at byte `offset`, with an access of the size the primitives
+/// use (Miri's weak-memory model wants accesses to a location to be of one size).
+fn poke(region: &SharedRegion, offset: usize, value: u32) {
+    let word = region.bytes().atomic_u32(offset).unwrap();
+    word.store(value, Ordering::Relaxed);
+}
+
 /// Iterations per thread: few under Miri, which is slow.
 const ITERS: u64 = if cfg!(miri) { 10 } else { 300 };
 
@@ -70,9 +77,8 @@ fn handles_keep_the_memory_alive_and_share_one_primitive() {
 
 #[test]
 fn headers_are_validated_before_use() {
-    let region = heap(4096);
-    let bytes = region.bytes();
     // Nothing there yet.
+    let region = heap(4096);
     let e = Dekker::open_in(region.clone()).unwrap_err();
     assert!(matches!(e, Error::InvalidArgument { .. }), "{e}");
     Dekker::init_in(region.clone()).unwrap();
@@ -80,90 +86,94 @@ fn headers_are_validated_before_use() {
     let e = Peterson::open_in(region.clone()).unwrap_err();
     assert!(e.to_string().contains("magic"), "{e}");
     // A layout version this build does not know.
-    bytes.write(4, &99u32).unwrap();
+    poke(&region, 4, 99);
     let e = Dekker::open_in(region.clone()).unwrap_err();
     assert!(e.to_string().contains("version"), "{e}");
-    bytes.write(4, &1u32).unwrap();
+    poke(&region, 4, 1);
     // A size that is not this type's.
-    bytes.write(12, &7u32).unwrap();
+    poke(&region, 12, 7);
     let e = Dekker::open_in(region.clone()).unwrap_err();
     assert!(e.to_string().contains("size"), "{e}");
     // A state word that is no state.
-    bytes.write(8, &0x1234_5678u32).unwrap();
+    poke(&region, 8, 0x1234_5678);
     let e = Dekker::open_in(region.clone()).unwrap_err();
     assert!(matches!(e, Error::Corrupt { .. }), "{e}");
-    assert!(Dekker::init_in(region.clone()).is_err());
+    assert!(Dekker::init_in(region).is_err());
+
     // Participant counts out of range in the body.
-    bytes.fill(0).unwrap();
+    let region = heap(4096);
     FilterLock::init_in(region.clone(), 3).unwrap();
     for bad in [0u32, MAX_PARTICIPANTS as u32 + 1, u32::MAX] {
-        bytes.write(16, &bad).unwrap();
+        poke(&region, 16, bad);
         let e = FilterLock::open_in(region.clone()).unwrap_err();
         assert!(matches!(e, Error::Corrupt { .. }), "{bad}: {e}");
     }
     // Event mode and state words that are not 0 or 1.
-    bytes.fill(0).unwrap();
+    let region = heap(4096);
     Event::init_in(region.clone(), EventMode::Auto, false).unwrap();
-    bytes.write(20, &5u32).unwrap();
-    assert!(Event::open_in(region.clone()).is_err());
+    poke(&region, 20, 5);
+    assert!(Event::open_in(region).is_err());
     // A semaphore count above the maximum.
-    bytes.fill(0).unwrap();
+    let region = heap(4096);
     Semaphore::init_in(region.clone(), 0).unwrap();
-    bytes.write(16, &u32::MAX).unwrap();
-    assert!(Semaphore::open_in(region.clone()).is_err());
-    // Too small, misaligned, read-only regions.
-    bytes.fill(0).unwrap();
+    poke(&region, 16, u32::MAX);
+    assert!(Semaphore::open_in(region).is_err());
+    // Too small, misaligned regions.
+    let region = heap(4096);
     assert!(Bakery::init_in(region.slice(..64).unwrap(), 2).is_err());
     assert!(Bakery::init_in(region.slice(4..).unwrap(), 2).is_err());
 }
 
-/// Fills everything after the header and the participant count with `byte`, and the count with
+/// Sets the 32-bit words `words` (byte offsets) to `value`, and the participant count to
 /// `u32::MAX`.
-fn scribble(region: &SharedRegion, size: usize, byte: u8) {
-    let bytes = region.bytes();
-    bytes.write_at(20, &vec![byte; size - 20]).unwrap();
-    bytes.write(16, &u32::MAX).unwrap();
+fn scribble(region: &SharedRegion, words: std::ops::Range<usize>, value: u32) {
+    for offset in words.step_by(4) {
+        poke(region, offset, value);
+    }
+    poke(region, 16, u32::MAX);
 }
 
 #[test]
 fn classic_locks_survive_hostile_bytes() {
-    // Every word of the body set to all-ones by a hostile peer, the count included: the handles
+    // The words of the body set to all-ones by a hostile peer, the count included: the handles
     // keep the count they validated, index nothing out of bounds, do not overflow, and enter.
     let region = heap(4096);
     let l = Dekker::init_in(region.clone()).unwrap();
-    scribble(&region, Dekker::SIZE, 0xFF);
+    scribble(&region, 20..Dekker::SIZE, u32::MAX);
     drop(l.lock(0).unwrap());
     assert!(l.lock(2).is_err());
 
     let region = heap(4096);
     let l = Peterson::init_in(region.clone()).unwrap();
-    scribble(&region, Peterson::SIZE, 0xFF);
+    scribble(&region, 20..Peterson::SIZE, u32::MAX);
     drop(l.lock(1).unwrap());
 
     // (Other participants' levels all-ones would mean "everybody waits above you": a hang, as
     // with a participant that dies inside. Victim words of all-ones are only compared.)
     let region = heap(4096);
     let l = FilterLock::init_in(region.clone(), 3).unwrap();
-    scribble(&region, FilterLock::SIZE, 0);
     let victims = 20 + 4 * MAX_PARTICIPANTS;
-    region
-        .bytes()
-        .write_at(victims, &[0xFF; 4 * MAX_PARTICIPANTS])
-        .unwrap();
+    scribble(&region, victims..FilterLock::SIZE, u32::MAX);
     assert_eq!(l.participants(), 3);
     drop(l.lock(2).unwrap());
     assert!(l.lock(3).is_err());
 
+    // Every ticket u64::MAX (and every `choosing` word all-ones): ours saturates instead of
+    // overflowing, and index order decides.
     let region = heap(4096);
     let l = Bakery::init_in(region.clone(), 3).unwrap();
-    scribble(&region, Bakery::SIZE, 0xFF);
-    // Every ticket is u64::MAX: ours saturates instead of overflowing, and index order decides.
+    let tickets = Bakery::SIZE - 8 * MAX_PARTICIPANTS;
+    scribble(&region, 20..20 + 4 * MAX_PARTICIPANTS, u32::MAX);
+    for offset in (tickets..Bakery::SIZE).step_by(8) {
+        let ticket = region.bytes().atomic_u64(offset).unwrap();
+        ticket.store(u64::MAX, Ordering::Relaxed);
+    }
     drop(l.lock(0).unwrap());
     assert!(l.lock(MAX_PARTICIPANTS).is_err());
 
     let region = heap(4096);
     let s = Semaphore::init_in(region.clone(), 0).unwrap();
-    region.bytes().write(16, &u32::MAX).unwrap();
+    poke(&region, 16, u32::MAX);
     assert!(
         s.try_wait(),
         "a huge count is taken from, not trusted further"
@@ -176,9 +186,9 @@ fn classic_locks_survive_hostile_bytes() {
 fn barrier_keeps_the_count_it_validated() {
     let region = heap(4096);
     let b = Barrier::init_in(region.clone(), 1).unwrap();
-    region.bytes().write(16, &0u32).unwrap(); // a peer sets the count to 0
+    poke(&region, 16, 0); // a peer sets the count to 0
     assert_eq!(b.participants(), 1);
     assert!(b.wait());
-    region.bytes().write(20, &77u32).unwrap(); // and the arrivals above the count
+    poke(&region, 20, 77); // and the arrivals above the count
     assert!(b.wait(), "a round with too many arrivals ends at once");
 }
