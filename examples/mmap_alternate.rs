@@ -21,6 +21,7 @@ use std::os::fd::AsFd;
 use std::process::{Child, Command, ExitCode, Stdio};
 use std::time::Duration;
 
+use ipckit::mmap::Mmap;
 use ipckit::posix::sem::RawSemaphore;
 use ipckit::posix::shm::{Memfd, Seals};
 
@@ -49,14 +50,18 @@ fn line_text(i: u32, n: u32) -> String {
     )
 }
 
-/// The two semaphores and the line buffer of a mapping.
-fn split(bytes: &mut [u8]) -> AnyResult<(&mut [u8], &mut [u8], &mut [u8])> {
-    if bytes.len() < SIZE {
-        return Err(format!("the mapping has {} bytes, {SIZE} needed", bytes.len()).into());
+/// The two semaphore slots of a mapping (the line buffer is copied in and out by offset).
+#[allow(clippy::mut_from_ref)] // TODO(sync): goes with the `unsafe` below.
+fn slots(map: &Mmap) -> AnyResult<(&mut [u8], &mut [u8])> {
+    if map.backed_len()? < SIZE {
+        let len = map.backed_len()?;
+        return Err(format!("the mapping has {len} bytes, {SIZE} needed").into());
     }
-    let (empty, rest) = bytes.split_at_mut(SLOT);
-    let (full, line) = rest.split_at_mut(SLOT);
-    Ok((empty, full, &mut line[..SIZE - LINE_AT]))
+    // SAFETY: TODO(sync): replaced by SharedRegion placement. The slots are used only through
+    // sem_* calls, never read or written as plain bytes, but the promise of `&mut` is not kept
+    // (the other process uses them too) until semaphore placement takes a region.
+    let slots = unsafe { map.shared()?.get(..LINE_AT)?.as_bytes_mut_unchecked()? };
+    Ok(slots.split_at_mut(SLOT))
 }
 
 /// Kills and reaps the child if the parent gives up early, before the semaphores are destroyed.
@@ -74,8 +79,8 @@ impl Drop for Reap {
 fn parent(lines: u32) -> AnyResult<()> {
     let memfd = Memfd::create("mmap_alternate", SIZE as u64)?;
     memfd.seal(Seals::SHRINK | Seals::GROW)?;
-    let mut map = memfd.map()?;
-    let (empty, full, line) = split(map.bytes_mut()?)?;
+    let map = memfd.map()?;
+    let (empty, full) = slots(&map)?;
     // Declared before the child, so they are destroyed after it has been reaped.
     let empty = RawSemaphore::init_in(empty, 1)?;
     let full = RawSemaphore::init_in(full, 0)?;
@@ -95,11 +100,13 @@ fn parent(lines: u32) -> AnyResult<()> {
             }
         }
         // The buffer is shared memory: check the length before using it.
-        let len = u32::from_ne_bytes(line[..4].try_into()?) as usize;
+        let len = map.read::<u32>(LINE_AT)? as usize;
         if len > LINE_MAX {
             return Err(format!("line {i}: length {len} exceeds the buffer ({LINE_MAX})").into());
         }
-        let text = String::from_utf8_lossy(&line[4..4 + len]).into_owned();
+        let mut text = vec![0; len];
+        map.read_at(TEXT_AT, &mut text)?;
+        let text = String::from_utf8_lossy(&text).into_owned();
         empty.post()?;
         let expected = line_text(i, lines);
         if text != expected {
@@ -125,8 +132,8 @@ fn child(lines: u32) -> AnyResult<()> {
     let fd = std::io::stdin().as_fd().try_clone_to_owned()?;
     // The seals promise the mapping cannot shrink under this process (which would be SIGBUS).
     let memfd = Memfd::from_fd(fd, Seals::SHRINK | Seals::GROW)?;
-    let mut map = memfd.map()?;
-    let (empty, full, line) = split(map.bytes_mut()?)?;
+    let map = memfd.map()?;
+    let (empty, full) = slots(&map)?;
     let empty = RawSemaphore::from_region(empty)?;
     let full = RawSemaphore::from_region(full)?;
     for i in 0..lines {
@@ -137,8 +144,8 @@ fn child(lines: u32) -> AnyResult<()> {
         }
         let text = line_text(i, lines);
         let len = text.len().min(LINE_MAX);
-        line[..4].copy_from_slice(&(len as u32).to_ne_bytes());
-        line[4..4 + len].copy_from_slice(&text.as_bytes()[..len]);
+        map.write(LINE_AT, &(len as u32))?;
+        map.write_at(TEXT_AT, &text.as_bytes()[..len])?;
         full.post()?;
     }
     Ok(())

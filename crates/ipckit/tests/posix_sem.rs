@@ -8,7 +8,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use ipckit::posix::sem::{NamedSemaphore, RawSemaphore, Semaphore, SEM_NAME_MAX, SEM_VALUE_MAX};
-use ipckit::sysv::shm::Segment;
+use ipckit::sysv::shm::{Attachment, Segment};
 use ipckit::{Error, Key};
 use ipckit_testkit::interrupt::interrupted_in;
 use ipckit_testkit::task::Task;
@@ -279,11 +279,32 @@ fn timed_wait_interrupted_by_a_signal_is_retried() {
 
 const SLOT: usize = RawSemaphore::SLOT_SIZE;
 
+/// TODO(sync): replaced by SharedRegion placement. The segment's bytes as a plain slice, for the
+/// `sync` placement API that still takes `&mut [u8]`.
+struct Bytes(Attachment);
+
+impl std::ops::Deref for Bytes {
+    type Target = [u8];
+
+    fn deref(&self) -> &[u8] {
+        // SAFETY: TODO(sync): replaced by SharedRegion placement. Not a true promise: other
+        // processes write these bytes; kept only until `sync` placement takes a region.
+        unsafe { self.0.shared().as_bytes_unchecked() }
+    }
+}
+
+impl std::ops::DerefMut for Bytes {
+    fn deref_mut(&mut self) -> &mut [u8] {
+        // SAFETY: as in `deref`.
+        unsafe { self.0.shared().as_bytes_mut_unchecked() }.expect("a writable attachment")
+    }
+}
+
 /// Child of `unnamed_semaphores_in_a_segment_hand_turns_between_processes`: opens the two slots
 /// the parent initialised, checks a slot cannot be initialised twice, then takes from slot 0 and
 /// gives to slot 1 twice.
 fn unnamed_child(id: i32) {
-    let mut mem = Segment::from_id(id).attach().unwrap();
+    let mut mem = Bytes(Segment::from_id(id).attach().unwrap());
     let (a, rest) = mem.split_at_mut(SLOT);
     let (b, rest) = rest.split_at_mut(SLOT);
     let err = RawSemaphore::init_in(b, 0).unwrap_err();
@@ -308,7 +329,7 @@ fn unnamed_semaphores_in_a_segment_hand_turns_between_processes() {
     let seg = Segment::create(Key::PRIVATE, 4 * SLOT)
         .unwrap()
         .into_owned();
-    let mut mem = seg.attach().unwrap();
+    let mut mem = Bytes(seg.attach().unwrap());
     let (a, rest) = mem.split_at_mut(SLOT);
     let (b, _) = rest.split_at_mut(SLOT);
     let a = RawSemaphore::init_in(a, 0).unwrap();
@@ -327,11 +348,11 @@ fn unnamed_semaphores_in_a_segment_hand_turns_between_processes() {
 #[test]
 fn initialiser_drop_destroys_and_frees_the_slot_for_a_new_init() {
     let seg = Segment::create(Key::PRIVATE, SLOT).unwrap().into_owned();
-    let mut mem = seg.attach().unwrap();
+    let mut mem = Bytes(seg.attach().unwrap());
     let sem = RawSemaphore::init_in(&mut mem[..], 3).unwrap();
     assert_eq!(sem.value().unwrap(), 3);
     drop(sem);
-    assert_eq!(mem.view::<u32>(0).unwrap(), &0, "state word back to free");
+    assert_eq!(mem.0.read::<u32>(0).unwrap(), 0, "state word back to free");
     let err = RawSemaphore::from_region(&mut mem[..]).unwrap_err();
     assert_eq!(err.kind(), ErrorKind::InvalidInput, "{err}");
     let sem = RawSemaphore::init_in(&mut mem[..], 1).unwrap();
@@ -344,7 +365,7 @@ fn short_misaligned_or_dirty_regions_are_refused() {
     let seg = Segment::create(Key::PRIVATE, 4 * SLOT)
         .unwrap()
         .into_owned();
-    let mut mem = seg.attach().unwrap();
+    let mut mem = Bytes(seg.attach().unwrap());
     let err = RawSemaphore::init_in(&mut mem[..SLOT - 1], 0).unwrap_err();
     assert!(err.to_string().contains("bytes"), "{err}");
     let err = RawSemaphore::init_in(&mut mem[4..4 + SLOT], 0).unwrap_err();

@@ -12,6 +12,27 @@ use ipckit_testkit::{child_role, spawn_self};
 
 const ITERS: u64 = 200;
 
+/// TODO(sync): replaced by SharedRegion placement. The segment's bytes as a plain slice, for the
+/// `sync` placement API that still takes `&mut [u8]`.
+struct Bytes(Attachment);
+
+impl std::ops::Deref for Bytes {
+    type Target = [u8];
+
+    fn deref(&self) -> &[u8] {
+        // SAFETY: TODO(sync): replaced by SharedRegion placement. Not a true promise: other
+        // processes write these bytes; kept only until `sync` placement takes a region.
+        unsafe { self.0.shared().as_bytes_unchecked() }
+    }
+}
+
+impl std::ops::DerefMut for Bytes {
+    fn deref_mut(&mut self) -> &mut [u8] {
+        // SAFETY: as in `deref`.
+        unsafe { self.0.shared().as_bytes_mut_unchecked() }.expect("a writable attachment")
+    }
+}
+
 /// The shared board: the counter and the occupancy check, after the lock.
 #[repr(C)]
 struct Board {
@@ -50,7 +71,7 @@ fn contend<L: ParticipantLock>(
 ) {
     if let Some(role) = child_role() {
         let (id, me) = role.split_once(':').unwrap();
-        let mut map = Segment::from_id(id.parse().unwrap()).attach().unwrap();
+        let mut map = Bytes(Segment::from_id(id.parse().unwrap()).attach().unwrap());
         let (head, rest) = map.split_at_mut(2048);
         work(open(head).unwrap(), board(rest), me.parse().unwrap(), ITERS);
         return;
@@ -61,7 +82,7 @@ fn contend<L: ParticipantLock>(
         .open(Key::PRIVATE)
         .unwrap()
         .into_owned();
-    let mut map: Attachment = seg.attach().unwrap();
+    let mut map = Bytes(seg.attach().unwrap());
     let (head, rest) = map.split_at_mut(2048);
     let lock = init(head, procs).unwrap();
     assert_eq!(lock.participants(), procs);

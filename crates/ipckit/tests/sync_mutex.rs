@@ -16,7 +16,28 @@ use ipckit_testkit::{child_role, spawn_self};
 
 const SIZE: usize = 4096;
 
-fn segment() -> (OwnedSegment, Attachment) {
+/// TODO(sync): replaced by SharedRegion placement. The segment's bytes as a plain slice, for the
+/// `sync` placement API that still takes `&mut [u8]`.
+struct Bytes(Attachment);
+
+impl std::ops::Deref for Bytes {
+    type Target = [u8];
+
+    fn deref(&self) -> &[u8] {
+        // SAFETY: TODO(sync): replaced by SharedRegion placement. Not a true promise: other
+        // processes write these bytes; kept only until `sync` placement takes a region.
+        unsafe { self.0.shared().as_bytes_unchecked() }
+    }
+}
+
+impl std::ops::DerefMut for Bytes {
+    fn deref_mut(&mut self) -> &mut [u8] {
+        // SAFETY: as in `deref`.
+        unsafe { self.0.shared().as_bytes_mut_unchecked() }.expect("a writable attachment")
+    }
+}
+
+fn segment() -> (OwnedSegment, Bytes) {
     let seg = Segment::options()
         .size(SIZE)
         .exclusive(true)
@@ -24,15 +45,15 @@ fn segment() -> (OwnedSegment, Attachment) {
         .expect("create segment")
         .into_owned();
     let map = seg.attach().expect("attach");
-    (seg, map)
+    (seg, Bytes(map))
 }
 
 /// The role argument `role` of this process (`name:shmid:extra`), and the attached segment.
-fn child_segment(role: &str) -> (Vec<String>, Attachment) {
+fn child_segment(role: &str) -> (Vec<String>, Bytes) {
     let parts: Vec<String> = role.split(':').map(String::from).collect();
     let id: i32 = parts[1].parse().expect("shmid in role");
     let map = Segment::from_id(id).attach().expect("child attach");
-    (parts, map)
+    (parts, Bytes(map))
 }
 
 fn spawn(test: &str, what: &str, seg: &Segment, extra: &str) -> Child {

@@ -14,7 +14,28 @@ use ipckit::sysv::shm::{Attachment, OwnedSegment, Segment};
 use ipckit::Key;
 use ipckit_testkit::{child_role, spawn_self};
 
-fn segment() -> (OwnedSegment, Attachment) {
+/// TODO(sync): replaced by SharedRegion placement. The segment's bytes as a plain slice, for the
+/// `sync` placement API that still takes `&mut [u8]`.
+struct Bytes(Attachment);
+
+impl std::ops::Deref for Bytes {
+    type Target = [u8];
+
+    fn deref(&self) -> &[u8] {
+        // SAFETY: TODO(sync): replaced by SharedRegion placement. Not a true promise: other
+        // processes write these bytes; kept only until `sync` placement takes a region.
+        unsafe { self.0.shared().as_bytes_unchecked() }
+    }
+}
+
+impl std::ops::DerefMut for Bytes {
+    fn deref_mut(&mut self) -> &mut [u8] {
+        // SAFETY: as in `deref`.
+        unsafe { self.0.shared().as_bytes_mut_unchecked() }.expect("a writable attachment")
+    }
+}
+
+fn segment() -> (OwnedSegment, Bytes) {
     let seg = Segment::options()
         .size(4096)
         .exclusive(true)
@@ -22,16 +43,16 @@ fn segment() -> (OwnedSegment, Attachment) {
         .expect("create segment")
         .into_owned();
     let map = seg.attach().expect("attach");
-    (seg, map)
+    (seg, Bytes(map))
 }
 
 /// `(what, index)` from a child's role `what:shmid:index`, and the attached segment.
-fn child_segment(role: &str) -> (String, usize, Attachment) {
+fn child_segment(role: &str) -> (String, usize, Bytes) {
     let parts: Vec<&str> = role.split(':').collect();
     let map = Segment::from_id(parts[1].parse().unwrap())
         .attach()
         .expect("child attach");
-    (parts[0].to_string(), parts[2].parse().unwrap(), map)
+    (parts[0].to_string(), parts[2].parse().unwrap(), Bytes(map))
 }
 
 fn spawn(test: &str, what: &str, seg: &Segment, index: usize) -> Child {

@@ -236,8 +236,11 @@ pub fn run_mutex(demo: &MutexDemo, launcher: &Launcher) -> Result<MutexReport> {
         .exclusive(true)
         .open(Key::PRIVATE)?
         .into_owned();
-    let mut map = seg.attach()?;
-    let shm = cut(&mut map, true)?;
+    let map = seg.attach()?;
+    // SAFETY: TODO(sync): replaced by SharedRegion placement. Not a true promise: the
+    // workers write these bytes concurrently; kept only until `sync` placement takes a region.
+    let bytes = unsafe { map.shared().as_bytes_mut_unchecked()? };
+    let shm = cut(bytes, true)?;
     let n = demo.procs;
     let mut sem: Option<OwnedSemSet> = None;
     let mut posix: Option<RawSemaphore<'_>> = None;
@@ -324,8 +327,11 @@ pub(super) fn worker(spec: &str) -> Option<Result<()>> {
 }
 
 fn work(algo: Algo, shmid: i32, semid: i32, me: usize, iters: u64) -> Result<()> {
-    let mut map = Segment::from_id(shmid).attach()?;
-    let shm = cut(&mut map, false)?;
+    let map = Segment::from_id(shmid).attach()?;
+    // SAFETY: TODO(sync): replaced by SharedRegion placement. Not a true promise: the
+    // workers write these bytes concurrently; kept only until `sync` placement takes a region.
+    let bytes = unsafe { map.shared().as_bytes_mut_unchecked()? };
+    let shm = cut(bytes, false)?;
     let (board, start) = (shm.board, shm.start);
     // The critical section, the same for every algorithm.
     let critical = |i: u64| {

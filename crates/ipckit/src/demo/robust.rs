@@ -72,8 +72,11 @@ pub fn run_robust(launcher: &Launcher, mut on_step: impl FnMut(&Step)) -> Result
         .exclusive(true)
         .open(Key::PRIVATE)?
         .into_owned();
-    let mut map = seg.attach()?;
-    let (m, inside) = cut(&mut map, true)?;
+    let map = seg.attach()?;
+    // SAFETY: TODO(sync): replaced by SharedRegion placement. Not a true promise: the
+    // workers write these bytes concurrently; kept only until `sync` placement takes a region.
+    let bytes = unsafe { map.shared().as_bytes_mut_unchecked()? };
+    let (m, inside) = cut(bytes, true)?;
     let mut steps = Vec::new();
     let mut step = |name: &'static str, detail: String| {
         let s = Step { name, detail };
@@ -179,8 +182,11 @@ pub(super) fn worker(spec: &str) -> Option<Result<()>> {
     let (role, id) = spec.split_once(':')?;
     let id: i32 = id.parse().ok()?;
     let run = |hold: bool| -> Result<()> {
-        let mut map = Segment::from_id(id).attach()?;
-        let (m, inside) = cut(&mut map, false)?;
+        let map = Segment::from_id(id).attach()?;
+        // SAFETY: TODO(sync): replaced by SharedRegion placement. Not a true promise: the
+        // workers write these bytes concurrently; kept only until `sync` placement takes a region.
+        let bytes = unsafe { map.shared().as_bytes_mut_unchecked()? };
+        let (m, inside) = cut(bytes, false)?;
         let mut g = m.lock()?;
         if hold {
             g.a -= AMOUNT;

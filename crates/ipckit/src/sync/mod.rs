@@ -38,8 +38,10 @@
 //! use ipckit::{sysv::shm::Segment, Key};
 //!
 //! let seg = Segment::create(Key::PRIVATE, 4096)?.into_owned();
-//! let mut map = seg.attach()?;
-//! let mut regions = Regions::new(&mut map);
+//! let map = seg.attach()?;
+//! // SAFETY: TODO(sync): replaced by SharedRegion placement (not a true promise meanwhile).
+//! let bytes = unsafe { map.shared().as_bytes_mut_unchecked()? };
+//! let mut regions = Regions::new(bytes);
 //! let lock = Mutex::<[u64; 4]>::init_in(regions.take::<Mutex<[u64; 4]>>()?, [0; 4])?;
 //! let items = Semaphore::init_in(regions.take::<Semaphore>()?, 0)?;
 //! # Ok::<(), ipckit::Error>(())

@@ -58,8 +58,10 @@ extern "C" {
 /// use ipckit::{sysv::shm::Segment, Key};
 ///
 /// let seg = Segment::create(Key::PRIVATE, 4096)?.into_owned();
-/// let mut map = seg.attach()?;
-/// let m = Mutex::<u64>::init_in(&mut map, 0)?;
+/// let map = seg.attach()?;
+/// // SAFETY: TODO(sync): replaced by SharedRegion placement (not a true promise meanwhile).
+/// let bytes = unsafe { map.shared().as_bytes_mut_unchecked()? };
+/// let m = Mutex::<u64>::init_in(bytes, 0)?;
 /// let mut guard = match m.lock() {
 ///     Ok(guard) => guard,
 ///     Err(LockError::OwnerDied(mut guard)) => {
