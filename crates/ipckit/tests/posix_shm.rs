@@ -473,6 +473,93 @@ fn receiver_refuses_a_memfd_without_the_required_seals() {
 }
 
 #[test]
+fn memfd_shrunk_then_sealed_maps_with_its_sealed_size() {
+    // The sender's side: three pages, then shrunk to one and sealed against shrinking. (A shrink
+    // and seal that land between the receiver's reads of the seals and of the size cannot be
+    // timed from here; the unit test `mmap::tests::a_shrink_then_seal_between_the_reads_leaves_no_stale_size`
+    // runs them at exactly that moment.)
+    let page = ipckit::mmap::page_size();
+    let sender = Memfd::create("shrunk", 3 * page as u64).unwrap();
+    let early = sender
+        .map_with(ipckit::mmap::MmapOptions::new().read_only())
+        .unwrap();
+    assert_eq!(early.backed_len().unwrap(), 3 * page);
+    sender.resize(page as u64).unwrap();
+    sender.seal(Seals::SHRINK).unwrap();
+    assert_eq!(
+        early.backed_len().unwrap(),
+        page,
+        "an unsealed mapping asks fstat"
+    );
+
+    let received =
+        Memfd::from_fd(sender.as_fd().try_clone_to_owned().unwrap(), Seals::SHRINK).unwrap();
+    let map = received.map_read_only().unwrap();
+    assert_eq!((map.len(), map.backed_len().unwrap()), (page, page));
+    // Mapped longer than the file: the sealed size bounds every accessor.
+    let long = received
+        .map_with(ipckit::mmap::MmapOptions::new().read_only().len(3 * page))
+        .unwrap();
+    assert_eq!((long.len(), long.backed_len().unwrap()), (3 * page, page));
+    for m in [&map, &long, &early] {
+        assert!(m.read::<u8>(page - 1).is_ok());
+        assert!(m.read::<u8>(page).is_err());
+        assert!(m.read_at(page - 1, &mut [0; 2]).is_err());
+        assert_eq!(m.shared().unwrap().len(), page);
+    }
+    for m in [&long, &early] {
+        let err = m.read::<u8>(page).unwrap_err();
+        assert!(
+            err.to_string().contains("past the end of the file"),
+            "{err}"
+        );
+    }
+}
+
+#[test]
+fn sealed_bytes_are_lent_only_when_nobody_can_write_them() {
+    let data: Vec<u8> = (0..4096u32).map(|i| (i * 7) as u8).collect();
+    let memfd = Memfd::create("frozen", 4096).unwrap();
+    let refused = |map: ipckit::mmap::Mmap, what: &str| {
+        let err = map.sealed_bytes().unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::InvalidInput, "{what}: {err}");
+        assert!(err.to_string().contains("F_SEAL_WRITE"), "{what}: {err}");
+    };
+    memfd.map().unwrap().write_at(0, &data).unwrap(); // unmapped at once
+    refused(memfd.map_read_only().unwrap(), "not sealed");
+    memfd.seal(Seals::SHRINK).unwrap();
+    refused(memfd.map_read_only().unwrap(), "not sealed against writing");
+    // (The read-only mappings above had to go first: a shared mapping of a descriptor open for
+    // writing could be made writable with mprotect, and the kernel refuses F_SEAL_WRITE (EBUSY)
+    // while one exists.)
+    memfd.seal(Seals::WRITE).unwrap();
+
+    let frozen = memfd.map_read_only().unwrap();
+    assert_eq!(frozen.sealed_bytes().unwrap(), &data[..]);
+    // A private writable mapping of the sealed file writes only its own copy: still refused.
+    let private = ipckit::mmap::MmapOptions::new()
+        .private()
+        .read_write()
+        .clone();
+    refused(memfd.map_with(&private).unwrap(), "writable");
+
+    // Sealed against writing but not against shrinking: the bytes could still go away.
+    let write_only = Memfd::create("write-only", 64).unwrap();
+    write_only.seal(Seals::WRITE).unwrap();
+    assert!(write_only.map_read_only().unwrap().sealed_bytes().is_err());
+    // FUTURE_WRITE leaves the sender's existing writable mapping working.
+    let future = Memfd::create("future", 64).unwrap();
+    let sender = future.map().unwrap();
+    future.seal(Seals::FUTURE_WRITE | Seals::SHRINK).unwrap();
+    sender.write_at(0, b"still writing").unwrap();
+    assert!(future.map_read_only().unwrap().sealed_bytes().is_err());
+    assert!(ipckit::mmap::Mmap::anonymous(64)
+        .unwrap()
+        .sealed_bytes()
+        .is_err());
+}
+
+#[test]
 fn memfd_names_are_checked_before_the_call() {
     let err = Memfd::create("a\0b", 10).unwrap_err();
     assert!(
