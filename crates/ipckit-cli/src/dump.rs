@@ -97,8 +97,8 @@ const LINE: usize = 16;
 /// the first of a run of such lines becomes a single `*`. A last line holds the offset just past the
 /// end. Empty input writes nothing, as `hexdump -C -n 0` does.
 ///
-/// Each line is copied out of `bytes` before it is compared and printed, so memory another process
-/// writes while the dump runs still yields well-formed lines.
+/// `bytes` is plain memory: [`run`] copies the selection out of the segment first, so a process
+/// writing the segment meanwhile cannot change what is being formatted.
 pub fn write_canonical(out: &mut impl Write, bytes: &[u8], base: u64) -> io::Result<()> {
     if bytes.is_empty() {
         return Ok(());

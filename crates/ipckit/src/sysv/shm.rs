@@ -437,7 +437,7 @@ impl Mapping {
 /// copy. Order accesses with a lock or a semaphore, or with the atomics. When you *know* nobody
 /// else writes (a lock held, the peers not started yet), [`view_unchecked`](Self::view_unchecked)
 /// and [`view_mut_unchecked`](Self::view_mut_unchecked) lend a reference as an `unsafe` promise.
-/// See [`shared`](crate::shared) for the model.
+/// See [`shared`] for the model.
 ///
 /// ```
 /// use ipckit::{sysv::shm::Segment, Key};
@@ -523,14 +523,14 @@ pub struct Attachment {
 /// reference to them is lent in safe code: copies (atomic word loads) may be torn by a concurrent
 /// writer and are untrusted input to validate. [`view_unchecked`](Self::view_unchecked) lends a
 /// `&T` when you can promise that nobody writes meanwhile. See [`Attachment`] and
-/// [`shared`](crate::shared).
+/// [`shared`].
 pub struct ReadOnlyAttachment {
     map: Mapping,
 }
 
 impl Attachment {
     /// The segment's bytes, to copy in and out by offset and to use atomics in place: see
-    /// [`shared`](crate::shared) for why no plain `&[u8]` is handed out.
+    /// [`shared`] for why no plain `&[u8]` is handed out.
     pub fn shared(&self) -> SharedSlice<'_> {
         self.map.shared()
     }
