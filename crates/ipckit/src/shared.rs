@@ -149,6 +149,14 @@ macro_rules! atomic_struct {
 /// untrusted input), never undefined behaviour. Order them against other processes with the
 /// atomics ([`atomic`](Self::atomic), [`load_u32`](Self::load_u32) …) or a lock.
 ///
+/// The copies access each aligned machine word inside their range as one `AtomicUsize` and the
+/// bytes at either end as `AtomicU8`, as `vm-memory` copies guest memory by aligned chunks (with
+/// atomics here instead of volatile accesses). Two threads of one process that copy overlapping,
+/// differently aligned ranges at the same moment therefore race with atomics of different sizes,
+/// which every platform Rust supports executes as ordinary loads and stores but which Rust's memory
+/// model does not yet define; ipckit's own code orders such accesses (a record is read only after
+/// the acquire that publishes it), and so should yours.
+///
 /// A slice made from a read-only mapping refuses writes and in-place atomics (an error, not a
 /// fault); its [`load_u32`](Self::load_u32) and [`load_u64`](Self::load_u64) still work.
 #[derive(Clone, Copy)]
