@@ -55,9 +55,9 @@ fn name(p: &Person) -> String {
 fn writer(path: &Path) -> AnyResult<()> {
     let file = OpenOptions::new().read(true).write(true).open(path)?;
     file.set_len((RECORDS * RECORD) as u64)?;
-    let mut map = MmapOptions::new().read_write().map(&file)?;
-    for (i, slot) in map.records_mut::<Person>()?.iter_mut().enumerate() {
-        *slot = person(i);
+    let map = MmapOptions::new().read_write().map(&file)?;
+    for i in 0..map.record_count::<Person>()? {
+        map.write_record(i, &person(i))?;
     }
     map.flush()?;
     println!("writer: wrote {RECORDS} records of {RECORD} bytes");
@@ -76,9 +76,9 @@ fn reader(path: &Path, kept: usize) -> AnyResult<()> {
     );
     let mut errors = 0;
     for i in 0..RECORDS {
-        match map.record::<Person>(i) {
-            Ok(p) if i < kept && *p == person(i) => {
-                println!("  record {i}: name {} age {}", name(p), p.age)
+        match map.read_record::<Person>(i) {
+            Ok(p) if i < kept && p == person(i) => {
+                println!("  record {i}: name {} age {}", name(&p), p.age)
             }
             Ok(p) => return Err(format!("record {i}: unexpected {p:?}").into()),
             Err(e) if i >= kept => {
@@ -93,8 +93,8 @@ fn reader(path: &Path, kept: usize) -> AnyResult<()> {
     if errors > 0 {
         println!("  records {kept}..{RECORDS}: {errors} errors, no SIGBUS");
     }
-    if map.records::<Person>()?.len() != kept {
-        return Err(format!("records() should return the {kept} records in the file").into());
+    if map.record_count::<Person>()? != kept {
+        return Err(format!("record_count() should count the {kept} records in the file").into());
     }
     Ok(())
 }

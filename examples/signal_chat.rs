@@ -179,7 +179,7 @@ fn reader(fifo_path: &Path) -> Res<Ended> {
 /// The line announced by the signal value `seq`, or `None` for the end marker. The segment is
 /// written by another process, so everything is checked before use.
 fn read_line(segment: &ReadOnlyAttachment, seq: i32) -> Res<Option<String>> {
-    let header = *segment.view::<Header>(0)?;
+    let header = segment.read::<Header>(0)?;
     if i64::from(header.seq) != i64::from(seq) {
         return Err(format!(
             "the segment holds line {}, the signal announced {seq}",
@@ -194,9 +194,10 @@ fn read_line(segment: &ReadOnlyAttachment, seq: i32) -> Res<Option<String>> {
     if header.end == 1 {
         return Ok(None);
     }
-    let text = std::str::from_utf8(&segment[TEXT_OFFSET..TEXT_OFFSET + len])
-        .map_err(|e| format!("line {seq} is not UTF-8: {e}"))?;
-    Ok(Some(text.to_string()))
+    let mut text = vec![0; len];
+    segment.read_at(TEXT_OFFSET, &mut text)?;
+    let text = String::from_utf8(text).map_err(|e| format!("line {seq} is not UTF-8: {e}"))?;
+    Ok(Some(text))
 }
 
 // ----------------------------------------------------------------------------------------------
@@ -217,7 +218,7 @@ fn writer(fifo_path: &Path, lines: impl Iterator<Item = String>) -> Res<Ended> {
         .create(true)
         .open(Key::PRIVATE)?
         .into_owned();
-    let mut memory = segment.attach()?;
+    let memory = segment.attach()?;
     println!("segment {}", segment.id());
     std::io::stdout().flush()?;
 
@@ -233,18 +234,18 @@ fn writer(fifo_path: &Path, lines: impl Iterator<Item = String>) -> Res<Ended> {
     let mut seq = 0;
     for line in lines {
         seq += 1;
-        write_line(&mut memory, seq, Some(&line))?;
+        write_line(&memory, seq, Some(&line))?;
         if let Ended::Interrupted = exchange(seq, Signal::USR1, seq as i32)? {
             return Ok(Ended::Interrupted);
         }
     }
     seq += 1;
-    write_line(&mut memory, seq, None)?;
+    write_line(&memory, seq, None)?;
     exchange(seq, Signal::USR1, seq as i32)
 }
 
 /// Puts line `seq` (or the end marker, for `None`) into the segment: text first, then the header.
-fn write_line(memory: &mut Attachment, seq: u32, text: Option<&str>) -> Res<()> {
+fn write_line(memory: &Attachment, seq: u32, text: Option<&str>) -> Res<()> {
     let bytes = text.unwrap_or("").as_bytes();
     if bytes.len() > TEXT_CAPACITY {
         return Err(format!(
@@ -253,13 +254,14 @@ fn write_line(memory: &mut Attachment, seq: u32, text: Option<&str>) -> Res<()> 
         )
         .into());
     }
-    memory[TEXT_OFFSET..TEXT_OFFSET + bytes.len()].copy_from_slice(bytes);
-    *memory.view_mut::<Header>(0)? = Header {
+    memory.write_at(TEXT_OFFSET, bytes)?;
+    let header = Header {
         seq,
         len: bytes.len() as u32,
         end: u32::from(text.is_none()),
         reserved: 0,
     };
+    memory.write(0, &header)?;
     Ok(())
 }
 

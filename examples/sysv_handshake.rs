@@ -119,10 +119,10 @@ fn supervise(children: &mut [Child], mut on_failure: impl FnMut()) -> AnyResult<
 
 /// Writer `index`: writes `index * values + 0 .. index * values + values - 1`.
 fn writer(segment: Segment, sems: SemSet, index: u32, values: u32) -> AnyResult<()> {
-    let mut slot = segment.attach()?;
+    let slot = segment.attach()?;
     for n in 0..values {
         sems.wait(EMPTY)?;
-        *slot.view_mut::<u32>(0)? = index * values + n;
+        slot.write(0, &(index * values + n))?;
         sems.post(FULL)?;
     }
     Ok(())
@@ -135,7 +135,7 @@ fn reader(segment: Segment, sems: SemSet, writers: u32, values: u32) -> AnyResul
     let mut seen = vec![0u32; total as usize];
     for _ in 0..total {
         sems.wait(FULL)?;
-        let value = *slot.view::<u32>(0)?;
+        let value = slot.read::<u32>(0)?;
         sems.post(EMPTY)?;
         // Shared memory is untrusted: check the value before using it as an index.
         let count = seen

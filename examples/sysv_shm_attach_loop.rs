@@ -52,19 +52,19 @@ fn run() -> Result<bool, Box<dyn Error>> {
     let before = mappings()?;
     let mut while_attached = None;
     for i in 0..iterations {
-        let mut attachment = segment.attach()?;
-        let counter = attachment.view_mut::<u64>(0)?;
-        if *counter != i {
-            return Err(format!("pass {i}: the counter reads {}", *counter).into());
+        let attachment = segment.attach()?;
+        let counter = attachment.read::<u64>(0)?;
+        if counter != i {
+            return Err(format!("pass {i}: the counter reads {counter}").into());
         }
-        *counter = i + 1;
+        attachment.write(0, &(i + 1))?;
         if i == 0 {
             while_attached = Some(mappings()?);
         }
         // `attachment` is dropped here: shmdt.
     }
     let after = mappings()?;
-    let counter = *segment.attach_read_only()?.view::<u64>(0)?;
+    let counter = segment.attach_read_only()?.read::<u64>(0)?;
 
     println!(
         "segment id {}: attached and detached {iterations} times, counter = {counter}",

@@ -1,6 +1,7 @@
 //! `ipckit dump -m ID`: the bytes of a System V shared-memory segment, as `hexdump -C` shows them.
 //!
-//! The segment is attached read-only, so dumping it cannot change it. The formatter
+//! The segment is attached read-only, so dumping it cannot change it, and the selected bytes are
+//! copied out first (other processes may be writing them; the dump shows one copy). The formatter
 //! ([`write_canonical`]) is a pure function that reproduces util-linux's `hexdump -C` layout byte
 //! for byte, including the `*` line for repeated lines and the final offset line.
 
@@ -38,8 +39,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
     let attachment = Segment::from_id(args.id)
         .attach_read_only()
         .map_err(|e| anyhow!("dump: {}", describe(&object, &e)))?;
-    let bytes: &[u8] = &attachment;
-    let size = bytes.len();
+    let size = attachment.len();
     let start = args.offset;
     if start > size {
         bail!("dump: {object}: --offset {start} is beyond the end of the segment ({size} bytes)");
@@ -52,13 +52,16 @@ pub fn run(args: Args) -> Result<ExitCode> {
         Some(len) => len,
         None => size - start,
     };
-    let selection = &bytes[start..start + len];
+    let mut selection = vec![0; len];
+    attachment
+        .read_at(start, &mut selection)
+        .map_err(|e| anyhow!("dump: {}", describe(&object, &e)))?;
 
     let mut out = BufWriter::with_capacity(1 << 16, io::stdout().lock());
     let written = if args.raw {
-        out.write_all(selection)
+        out.write_all(&selection)
     } else {
-        write_canonical(&mut out, selection, start as u64)
+        write_canonical(&mut out, &selection, start as u64)
     }
     .and_then(|()| out.flush());
     match written {
@@ -94,8 +97,8 @@ const LINE: usize = 16;
 /// the first of a run of such lines becomes a single `*`. A last line holds the offset just past the
 /// end. Empty input writes nothing, as `hexdump -C -n 0` does.
 ///
-/// Each line is copied out of `bytes` before it is compared and printed, so memory another process
-/// writes while the dump runs still yields well-formed lines.
+/// `bytes` is plain memory: [`run`] copies the selection out of the segment first, so a process
+/// writing the segment meanwhile cannot change what is being formatted.
 pub fn write_canonical(out: &mut impl Write, bytes: &[u8], base: u64) -> io::Result<()> {
     if bytes.is_empty() {
         return Ok(());

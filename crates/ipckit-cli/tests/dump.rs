@@ -22,8 +22,8 @@ fn segment_with(bytes: &[u8]) -> OwnedSegment {
         .open(Key::PRIVATE)
         .expect("create segment")
         .into_owned();
-    let mut map = shm.attach().expect("attach");
-    map.copy_from_slice(bytes);
+    let map = shm.attach().expect("attach");
+    map.write_at(0, bytes).expect("write");
     shm
 }
 

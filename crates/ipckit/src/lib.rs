@@ -45,14 +45,14 @@
 //! let lock = SemSet::create(Key::PRIVATE, 1)?.into_owned();
 //! lock.set(0, 1)?; // one holder at a time
 //!
-//! let mut memory = segment.attach()?;
+//! let memory = segment.attach()?;
 //! lock.wait_undo(0)?;
-//! *memory.view_mut::<Reading>(0)? = Reading { sensor: 7, celsius: 21.5 };
+//! memory.write(0, &Reading { sensor: 7, celsius: 21.5 })?; // a copy in, no `&mut` to shared bytes
 //! lock.post_undo(0)?;
 //!
 //! let copy = segment.attach_read_only()?; // another process would attach by `segment.id()`
-//! assert_eq!(copy.view::<Reading>(0)?.celsius, 21.5);
-//! assert!(memory.view::<Reading>(4093).is_err()); // out of bounds: an error, never UB
+//! assert_eq!(copy.read::<Reading>(0)?.celsius, 21.5); // a copy out, to validate like any input
+//! assert!(memory.read::<Reading>(4093).is_err()); // out of bounds: an error, never UB
 //! # Ok::<(), ipckit::Error>(())
 //! ```
 #![warn(missing_docs)]

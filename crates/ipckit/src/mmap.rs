@@ -43,7 +43,7 @@ pub fn page_size() -> usize {
 /// ```no_run
 /// use ipckit::mmap::MmapOptions;
 /// let file = std::fs::OpenOptions::new().read(true).write(true).open("records.bin")?;
-/// let mut map = MmapOptions::new().read_write().len(80).map(&file)?;
+/// let map = MmapOptions::new().read_write().len(80).map(&file)?;
 /// map.write_at(0, b"hello")?;
 /// map.flush()?;
 /// # Ok::<(), Box<dyn std::error::Error>>(())
@@ -214,6 +214,18 @@ impl MmapOptions {
     /// Maps `fd`, naming `object` in every error of the mapping (used by `posix::shm` with the
     /// object's name).
     pub(crate) fn map_object(&self, fd: BorrowedFd<'_>, object: Object) -> Result<Mmap> {
+        self.map_object_racing(fd, object, || {})
+    }
+
+    /// [`map_object`](Self::map_object), running `race` between reading the seals and reading
+    /// the size: the moment at which a peer's shrink-then-seal must not leave the mapping with a
+    /// stale size (the tests shrink and seal there).
+    fn map_object_racing(
+        &self,
+        fd: BorrowedFd<'_>,
+        object: Object,
+        race: impl FnOnce(),
+    ) -> Result<Mmap> {
         const OP: &str = "mmap";
         let bad = |reason: String| Error::invalid(OP, object.clone(), reason);
         let page = page_size() as u64;
@@ -252,6 +264,7 @@ impl MmapOptions {
         // a size read before the seals would be the stale, larger one (SIGBUS on access). Files
         // that cannot be sealed answer EINVAL: no seals.
         let seals = rustix::fs::fcntl_get_seals(fd).unwrap_or(SealFlags::empty());
+        race();
         let stat = rustix::fs::fstat(fd).map_err(|e| Error::os("fstat", object.clone(), e))?;
         if FileType::from_raw_mode(stat.st_mode) != FileType::RegularFile {
             return Err(bad(
@@ -368,28 +381,53 @@ fn backed(file_len: u64, offset: u64, len: usize) -> usize {
 
 /// A live memory mapping of a file or of anonymous memory; unmapped (`munmap`) when dropped.
 ///
-/// Made by [`MmapOptions`] (or [`Mmap::anonymous`]). Every accessor — [`bytes`](Self::bytes),
-/// [`read_at`](Self::read_at), [`view`](Self::view), [`record`](Self::record),
-/// [`records`](Self::records) and their `_mut` forms — covers only the bytes that the file backs at
-/// the time of the call: the mapping remembers the file and asks `fstat` for its size each time
-/// (one cheap system call), so a request past the end of the file is an invalid-argument error
-/// instead of a `SIGBUS`. Anonymous mappings, and files sealed against shrinking
-/// ([`Seals::SHRINK`](crate::posix::shm::Seals::SHRINK)), cannot lose bytes and skip that call.
-/// Writing needs a mapping made [`read_write`](MmapOptions::read_write).
+/// Made by [`MmapOptions`] (or [`Mmap::anonymous`]). Copy values in and out by offset
+/// ([`read`](Self::read), [`write`](Self::write), [`read_at`](Self::read_at),
+/// [`write_at`](Self::write_at)) or by record index ([`read_record`](Self::read_record),
+/// [`write_record`](Self::write_record), [`record_count`](Self::record_count)); share counters and
+/// flags through atomics in place ([`atomic_u32`](Self::atomic_u32),
+/// [`atomic_u64`](Self::atomic_u64), and [`shared`](Self::shared) for the rest). Every accessor
+/// covers only the bytes that the file backs at the time of the call: the mapping remembers the
+/// file and asks `fstat` for its size each time (one cheap system call), so a request past the end
+/// of the file is an invalid-argument error instead of a `SIGBUS`. Anonymous mappings, and files
+/// sealed against shrinking ([`Seals::SHRINK`](crate::posix::shm::Seals::SHRINK)), cannot lose
+/// bytes and skip that call. Writing needs a mapping made [`read_write`](MmapOptions::read_write).
 ///
 /// # Other processes, and why the constructors are safe
-/// A shared mapping's bytes are shared: another process may write them while you hold a slice or a
-/// view, and another process may **truncate the file** while you hold one. A truncation between the
-/// accessor's size check and your use of the slice still raises `SIGBUS` when you touch a page that
-/// is gone — the kernel's behaviour, which no check before the access can rule out. memmap2 makes
-/// its constructors `unsafe` for these two reasons. ipckit keeps them safe, as it keeps
-/// [`sysv::shm`](crate::sysv::shm) attachments safe: every value a view can produce is a plain
-/// `Pod` value valid for any bytes, shared bytes are documented as untrusted input to validate and
-/// to coordinate (a semaphore, a lock, the atomics), and the truncation race ends the process with
-/// a signal rather than letting it read memory it does not own. When the other side is not
-/// trusted, copy out with [`read_at`](Self::read_at) instead of holding slices, or share a
-/// [`Memfd`](crate::posix::shm::Memfd) the receiver requires to be sealed against shrinking: then
-/// no truncation can happen at all.
+/// memmap2 makes its constructors `unsafe` because another process may write or truncate the file
+/// while a `&[u8]` of it is alive. An `Mmap` lends no plain reference to bytes that anyone can
+/// change, so the first reason does not apply: copies and in-place atomics are atomic accesses
+/// (see [`shared`](crate::shared)), and bytes another process writes meanwhile are torn values to
+/// validate, never undefined behaviour. Plain references exist only behind `unsafe fn`s
+/// ([`view_unchecked`](Self::view_unchecked), [`view_mut_unchecked`](Self::view_mut_unchecked))
+/// whose callers promise that nobody else writes, and from [`sealed_bytes`](Self::sealed_bytes)
+/// over a sealed memfd that nobody can write.
+///
+/// Truncation remains a hazard: the size check runs before each access, and a process that
+/// truncates the file between the check and the access (or while you keep a
+/// [`SharedSlice`] or an atomic from this mapping) makes the access raise `SIGBUS`, which ends the
+/// process. That is the kernel's behaviour and no check made before the access can rule it out; it
+/// is a crash, never a read of memory the process does not own. A file that cannot shrink removes
+/// the hazard: share a [`Memfd`](crate::posix::shm::Memfd) sealed with
+/// [`Seals::SHRINK`](crate::posix::shm::Seals::SHRINK) before it is mapped, and have the receiver
+/// require that seal ([`Memfd::from_fd`](crate::posix::shm::Memfd::from_fd)).
+///
+/// The bytes cannot be borrowed as a plain slice (there is no `bytes()`):
+///
+/// ```compile_fail,E0599
+/// let map = ipckit::mmap::Mmap::anonymous(4096)?;
+/// let bytes: &[u8] = map.bytes()?;
+/// # Ok::<(), ipckit::Error>(())
+/// ```
+///
+/// while copying out compiles:
+///
+/// ```
+/// let map = ipckit::mmap::Mmap::anonymous(4096)?;
+/// let mut bytes = [0; 16];
+/// map.read_at(0, &mut bytes)?;
+/// # Ok::<(), ipckit::Error>(())
+/// ```
 pub struct Mmap {
     /// The address `mmap` returned; page-aligned.
     ptr: NonNull<u8>,
@@ -418,9 +456,10 @@ pub struct Mmap {
 // SAFETY: a mapping belongs to the process, not to a thread: any thread may use the memory and
 // unmap it, and the duplicated descriptor is an ordinary OwnedFd.
 unsafe impl Send for Mmap {}
-// SAFETY: through `&Mmap` this process only reads plain bytes, uses atomics, or hands out raw
-// pointers; every non-atomic write needs `&mut Mmap`, which is exclusive. Writes by other processes
-// are outside Rust's model either way; see the type documentation.
+// SAFETY: through `&Mmap` safe code reaches the bytes only through `SharedSlice` (atomic accesses),
+// atomics and raw pointers, or as a plain slice when nobody can write them (`sealed_bytes`); other
+// plain references exist only behind `unsafe fn`s whose callers promise that nobody else writes.
+// Other threads are therefore just more atomic accessors.
 unsafe impl Sync for Mmap {}
 
 impl Mmap {
@@ -526,18 +565,8 @@ impl Mmap {
     }
 
     /// The checked byte range of `count` (or one) `T` at `offset`, within the mapping and within
-    /// the `backed` bytes the file backs.
-    fn range<T>(
-        &self,
-        op: &'static str,
-        offset: usize,
-        count: Option<usize>,
-        backed: usize,
-    ) -> Result<Range<usize>> {
-        self.range_of::<T>(op, offset, count, None, backed)
-    }
-
-    /// [`range`](Self::range), naming record `index` in the error past the end of the file.
+    /// the `backed` bytes the file backs; aligned for `T` if `aligned` (in-place access), not for
+    /// copies. `index` names the record in the error past the end of the file.
     fn range_of<T>(
         &self,
         op: &'static str,
@@ -545,8 +574,13 @@ impl Mmap {
         count: Option<usize>,
         index: Option<usize>,
         backed: usize,
+        aligned: bool,
     ) -> Result<Range<usize>> {
-        let r = self.region().range::<T>(op, offset, count)?;
+        let r = if aligned {
+            self.region().range::<T>(op, offset, count)?
+        } else {
+            self.region().span::<T>(op, offset, count)?
+        };
         if r.end > backed {
             let ty = std::any::type_name::<T>();
             let what = match (count, index) {
@@ -569,31 +603,38 @@ impl Mmap {
     }
 
     /// The first `backed` bytes.
-    fn backed_bytes(&self, backed: usize) -> &[u8] {
+    fn backed_shared(&self, backed: usize) -> SharedSlice<'_> {
         debug_assert!(backed <= self.len);
-        // SAFETY: mapped while `self` lives (munmap only in drop); the first `backed <= len` bytes
-        // are backed by the file or anonymous, so reads do not fault, and are initialized.
-        unsafe { std::slice::from_raw_parts(self.ptr.as_ptr(), backed) }
+        // SAFETY: the first `backed <= len` bytes are mapped (writable if `self.writable`) for as
+        // long as `self` lives (munmap only in drop/unmap, which take `self`); this type lends no
+        // plain reference to bytes anyone can write, except through `unsafe fn`s whose callers
+        // promise that nobody else accesses them meanwhile.
+        unsafe { SharedSlice::from_raw_parts(self.ptr, backed, self.writable, &self.object) }
     }
 
-    /// The first `backed` bytes, for writing; only for writable mappings.
-    fn backed_bytes_mut(&mut self, backed: usize) -> &mut [u8] {
-        debug_assert!(backed <= self.len && self.writable);
-        // SAFETY: as in `backed_bytes`; the mapping is writable (checked by the callers) and
-        // `&mut self` makes this the only reference into it from this mapping.
-        unsafe { std::slice::from_raw_parts_mut(self.ptr.as_ptr(), backed) }
+    /// The bytes of `count` (or one) `T` at `offset`, checked like
+    /// [`range_of`](Self::range_of) against the bytes the file backs now: the slice of the
+    /// backed bytes and the range in it.
+    fn access<T>(
+        &self,
+        op: &'static str,
+        offset: usize,
+        count: Option<usize>,
+        index: Option<usize>,
+        aligned: bool,
+    ) -> Result<(SharedSlice<'_>, Range<usize>)> {
+        let backed = self.backed_len()?;
+        let r = self.range_of::<T>(op, offset, count, index, backed, aligned)?;
+        Ok((self.backed_shared(backed), r))
     }
 
     /// The bytes the file backs now (all of them for anonymous memory), to copy in and out by
     /// offset and to use atomics in place: see [`shared`](crate::shared) for why no plain `&[u8]`
-    /// is handed out. A slice kept while another process truncates the file can still fault
-    /// (`SIGBUS`); see the type's documentation.
+    /// is handed out. The slice's length is fixed when it is made: if another process truncates
+    /// the file while you keep it, touching the lost pages raises `SIGBUS` (see the type's
+    /// documentation); a file sealed against shrinking cannot.
     pub fn shared(&self) -> Result<SharedSlice<'_>> {
-        let backed = self.backed_len()?;
-        // SAFETY: the first `backed <= len` bytes are mapped (writable if `self.writable`) for as
-        // long as `self` lives (munmap only in drop/unmap, which take `self`), and this type
-        // hands out no plain reference to them in safe code.
-        Ok(unsafe { SharedSlice::from_raw_parts(self.ptr, backed, self.writable, &self.object) })
+        Ok(self.backed_shared(self.backed_len()?))
     }
 
     /// The bytes as a plain slice, when nobody can change them: the mapping is read-only and the
@@ -606,109 +647,48 @@ impl Mmap {
             return Err(Error::invalid(
                 "sealed_bytes",
                 self.object.clone(),
-                "other processes can write these bytes: copy them out (read_at, shared), or                  seal the memfd with F_SEAL_WRITE and F_SEAL_SHRINK and map it read-only",
+                "other processes can write these bytes: copy them out (read_at, shared), or seal \
+                 the memfd with F_SEAL_WRITE and F_SEAL_SHRINK and map it read-only",
             ));
         }
         let backed = self.backed_len()?;
-        // SAFETY: `frozen`: the mapping is read-only and the file sealed against writes and
-        // shrinking, so no process can change or remove these bytes while `self` lives.
+        // SAFETY: `frozen`: the mapping is read-only and the file was sealed against writes and
+        // shrinking before it was mapped, so no process can change or remove these bytes while
+        // `self` lives (and `atomic_u32`/`atomic_u64` refuse read-only mappings); `backed <= len`
+        // bytes are mapped, and the kernel initialised them.
         Ok(unsafe { std::slice::from_raw_parts(self.ptr.as_ptr(), backed) })
     }
 
-    /// The bytes the file backs now (all of them for anonymous memory); see
-    /// [`backed_len`](Self::backed_len).
-    pub fn bytes(&self) -> Result<&[u8]> {
-        let backed = self.backed_len()?;
-        Ok(self.backed_bytes(backed))
-    }
-
-    /// The bytes the file backs now, for writing. Fails on a read-only mapping.
-    pub fn bytes_mut(&mut self) -> Result<&mut [u8]> {
-        self.check_writable("bytes_mut")?;
-        let backed = self.backed_len()?;
-        Ok(self.backed_bytes_mut(backed))
-    }
-
     /// Copies `buf.len()` bytes from byte `offset` of the mapping into `buf`. Fails, copying
-    /// nothing, if they are not all inside the mapping and the file. Copying out keeps no borrow
-    /// of shared bytes: the way to read what an untrusted process writes.
+    /// nothing, if they are not all inside the mapping and the file. Another process writing
+    /// meanwhile can tear the copy: validate it.
     pub fn read_at(&self, offset: usize, buf: &mut [u8]) -> Result<()> {
-        let backed = self.backed_len()?;
-        let r = self.range::<u8>("read_at", offset, Some(buf.len()), backed)?;
-        buf.copy_from_slice(&self.backed_bytes(backed)[r]);
-        Ok(())
+        let (bytes, r) = self.access::<u8>("read_at", offset, Some(buf.len()), None, false)?;
+        bytes.read_at(r.start, buf)
     }
 
     /// Copies `data` to byte `offset` of the mapping. Fails, writing nothing, on a read-only
     /// mapping or if the bytes are not all inside the mapping and the file.
-    pub fn write_at(&mut self, offset: usize, data: &[u8]) -> Result<()> {
+    pub fn write_at(&self, offset: usize, data: &[u8]) -> Result<()> {
         self.check_writable("write_at")?;
-        let backed = self.backed_len()?;
-        let r = self.range::<u8>("write_at", offset, Some(data.len()), backed)?;
-        self.backed_bytes_mut(backed)[r].copy_from_slice(data);
-        Ok(())
+        let (bytes, r) = self.access::<u8>("write_at", offset, Some(data.len()), None, false)?;
+        bytes.write_at(r.start, data)
     }
 
-    /// The `T` at byte `offset`. Fails with an invalid-argument error naming the type and the
-    /// offset if it is misaligned, does not fit in the mapping, or lies past the end of the file.
-    pub fn view<T: AnyBitPattern>(&self, offset: usize) -> Result<&T> {
-        self.one("view", offset, None)
+    /// A copy of the `T` at byte `offset` (any alignment). Fails with an invalid-argument error
+    /// naming the type and the offset if it does not fit in the mapping or lies past the end of
+    /// the file. Another process writing meanwhile can tear the value: validate it.
+    pub fn read<T: Pod>(&self, offset: usize) -> Result<T> {
+        let (bytes, r) = self.access::<T>("read", offset, None, None, false)?;
+        bytes.read(r.start)
     }
 
-    /// One `T` at `offset`, for `view` and `record` (`index` names the record in errors).
-    fn one<T: AnyBitPattern>(
-        &self,
-        op: &'static str,
-        offset: usize,
-        index: Option<usize>,
-    ) -> Result<&T> {
-        let backed = self.backed_len()?;
-        let r = self.range_of::<T>(op, offset, None, index, backed)?;
-        bytemuck::try_from_bytes(&self.backed_bytes(backed)[r]).map_err(|e| self.cast(op, e))
-    }
-
-    /// One `T` at `offset`, for writing, for `view_mut` and `record_mut`.
-    fn one_mut<T: Pod>(
-        &mut self,
-        op: &'static str,
-        offset: usize,
-        index: Option<usize>,
-    ) -> Result<&mut T> {
-        self.check_writable(op)?;
-        let backed = self.backed_len()?;
-        let r = self.range_of::<T>(op, offset, None, index, backed)?;
-        let object = self.object.clone();
-        bytemuck::try_from_bytes_mut(&mut self.backed_bytes_mut(backed)[r])
-            .map_err(|e| Error::invalid(op, object, format!("{e:?}")))
-    }
-
-    /// `count` values of `T` from byte `offset`, checked like [`view`](Self::view). Zero-sized
-    /// types are refused.
-    pub fn slice<T: AnyBitPattern>(&self, offset: usize, count: usize) -> Result<&[T]> {
-        let backed = self.backed_len()?;
-        let r = self.range::<T>("slice", offset, Some(count), backed)?;
-        bytemuck::try_cast_slice(&self.backed_bytes(backed)[r]).map_err(|e| self.cast("slice", e))
-    }
-
-    /// The `T` at byte `offset`, for writing; checked like [`view`](Self::view), and fails on a
-    /// read-only mapping.
-    pub fn view_mut<T: Pod>(&mut self, offset: usize) -> Result<&mut T> {
-        self.one_mut("view_mut", offset, None)
-    }
-
-    /// `count` values of `T` from byte `offset`, for writing; checked like
-    /// [`view_mut`](Self::view_mut). Zero-sized types are refused.
-    pub fn slice_mut<T: Pod>(&mut self, offset: usize, count: usize) -> Result<&mut [T]> {
-        self.check_writable("slice_mut")?;
-        let backed = self.backed_len()?;
-        let r = self.range::<T>("slice_mut", offset, Some(count), backed)?;
-        let object = self.object.clone();
-        bytemuck::try_cast_slice_mut(&mut self.backed_bytes_mut(backed)[r])
-            .map_err(|e| Error::invalid("slice_mut", object, format!("{e:?}")))
-    }
-
-    fn cast(&self, op: &'static str, e: bytemuck::PodCastError) -> Error {
-        Error::invalid(op, self.object.clone(), format!("{e:?}"))
+    /// Writes `value` at byte `offset` (any alignment); checked like [`read`](Self::read), and
+    /// fails on a read-only mapping.
+    pub fn write<T: Pod>(&self, offset: usize, value: &T) -> Result<()> {
+        self.check_writable("write")?;
+        let (bytes, r) = self.access::<T>("write", offset, None, None, false)?;
+        bytes.write(r.start, value)
     }
 
     /// The byte offset of record `index` of type `T` (`index × size_of::<T>()`), checked for
@@ -726,72 +706,93 @@ impl Mmap {
         })
     }
 
-    /// Record `index` of a mapping that holds an array of `T` from its first byte (a
+    /// How many whole records of type `T` the file backs now, from the first byte of the
+    /// mapping; a partial record at the end of the file is not counted. Zero-sized types are
+    /// refused.
+    pub fn record_count<T>(&self) -> Result<usize> {
+        let backed = self.backed_len()?;
+        backed.checked_div(mem::size_of::<T>()).ok_or_else(|| {
+            Error::invalid(
+                "record_count",
+                self.object.clone(),
+                format!(
+                    "records of zero-sized {} cannot be counted",
+                    std::any::type_name::<T>()
+                ),
+            )
+        })
+    }
+
+    /// A copy of record `index` of a mapping that holds an array of `T` from its first byte (a
     /// `#[repr(C)]` `Pod` struct): the `T` at byte `index × size_of::<T>()`. A record past the end
     /// of the file is an error, also when it lies inside the mapping.
-    pub fn record<T: AnyBitPattern>(&self, index: usize) -> Result<&T> {
-        let offset = self.record_offset::<T>("record", index)?;
-        self.one("record", offset, Some(index))
+    pub fn read_record<T: Pod>(&self, index: usize) -> Result<T> {
+        let offset = self.record_offset::<T>("read_record", index)?;
+        let (bytes, r) = self.access::<T>("read_record", offset, None, Some(index), false)?;
+        bytes.read(r.start)
     }
 
-    /// Record `index`, for writing; see [`record`](Self::record).
-    pub fn record_mut<T: Pod>(&mut self, index: usize) -> Result<&mut T> {
-        let offset = self.record_offset::<T>("record_mut", index)?;
-        self.one_mut("record_mut", offset, Some(index))
+    /// Writes record `index`; see [`read_record`](Self::read_record). Fails on a read-only
+    /// mapping.
+    pub fn write_record<T: Pod>(&self, index: usize, value: &T) -> Result<()> {
+        self.check_writable("write_record")?;
+        let offset = self.record_offset::<T>("write_record", index)?;
+        let (bytes, r) = self.access::<T>("write_record", offset, None, Some(index), false)?;
+        bytes.write(r.start, value)
     }
 
-    /// Every whole record of type `T` that the file backs now, from the first byte; a partial
-    /// record at the end of the file is left out. Zero-sized types are refused.
-    pub fn records<T: AnyBitPattern>(&self) -> Result<&[T]> {
-        let backed = self.backed_len()?;
-        let count = backed.checked_div(mem::size_of::<T>()).unwrap_or(1);
-        let r = self.range::<T>("records", 0, Some(count), backed)?;
-        bytemuck::try_cast_slice(&self.backed_bytes(backed)[r]).map_err(|e| self.cast("records", e))
+    /// The `T` at byte `offset` as a plain reference (aligned, inside the mapping and the file,
+    /// checked).
+    ///
+    /// # Safety
+    /// For as long as the reference lives, nobody writes those `size_of::<T>()` bytes: no other
+    /// process or mapping of the file, no atomic or copy of this process; and nobody truncates the
+    /// file below them (that would raise `SIGBUS`, see the type's documentation).
+    pub unsafe fn view_unchecked<T: AnyBitPattern>(&self, offset: usize) -> Result<&T> {
+        let (bytes, r) = self.access::<T>("view_unchecked", offset, None, None, true)?;
+        // SAFETY: forwarded to the caller (same contract); `r` is checked and aligned.
+        unsafe { bytes.view_unchecked(r.start) }
     }
 
-    /// Every whole record of type `T` that the file backs now, for writing; see
-    /// [`records`](Self::records).
-    pub fn records_mut<T: Pod>(&mut self) -> Result<&mut [T]> {
-        self.check_writable("records_mut")?;
-        let backed = self.backed_len()?;
-        let count = backed.checked_div(mem::size_of::<T>()).unwrap_or(1);
-        let r = self.range::<T>("records_mut", 0, Some(count), backed)?;
-        let object = self.object.clone();
-        bytemuck::try_cast_slice_mut(&mut self.backed_bytes_mut(backed)[r])
-            .map_err(|e| Error::invalid("records_mut", object, format!("{e:?}")))
+    /// The `T` at byte `offset` as a plain mutable reference (aligned, inside the mapping and the
+    /// file, checked); fails on a read-only mapping.
+    ///
+    /// # Safety
+    /// For as long as the reference lives, nothing else reads or writes those `size_of::<T>()`
+    /// bytes (no other process or mapping of the file, no atomic or copy of this process), and
+    /// nobody truncates the file below them.
+    pub unsafe fn view_mut_unchecked<T: Pod>(&mut self, offset: usize) -> Result<&mut T> {
+        self.check_writable("view_mut_unchecked")?;
+        let (bytes, r) = self.access::<T>("view_mut_unchecked", offset, None, None, true)?;
+        // SAFETY: forwarded to the caller (same contract); `r` is checked and aligned.
+        unsafe { bytes.view_mut_unchecked(r.start) }
     }
 
     /// A pointer to a `T` at byte `offset`, checked to be aligned and inside the mapping and the
     /// file: where to place a process-shared object (a lock, a semaphore) that is used through
-    /// raw pointers or atomics. Using it is the caller's `unsafe` responsibility.
+    /// raw pointers or atomics. Raw pointers carry no borrow: using it is the caller's `unsafe`
+    /// responsibility.
     pub fn ptr_at<T>(&self, offset: usize) -> Result<NonNull<T>> {
-        let backed = self.backed_len()?;
-        let r = self.range::<T>("ptr_at", offset, None, backed)?;
+        let (_, r) = self.access::<T>("ptr_at", offset, None, None, true)?;
         // SAFETY: `r.start <= len`, so the result stays inside (or one past the end of) the
         // mapping, which is one allocation.
         Ok(unsafe { self.ptr.add(r.start) }.cast::<T>())
     }
 
-    /// A reference to an atomic of type `A` at `offset`, in a writable mapping.
-    fn atomic<A>(&self, op: &'static str, offset: usize) -> Result<&A> {
-        self.check_writable(op)?;
-        let backed = self.backed_len()?;
-        let r = self.range::<A>(op, offset, None, backed)?;
-        // SAFETY: `range` checked that an aligned `A` fits inside the mapping and the file; the
-        // atomics accept every bit pattern; the writable mapping outlives the borrow of `self`.
-        Ok(unsafe { &*self.ptr.as_ptr().add(r.start).cast::<A>() })
-    }
-
     /// The `AtomicU32` at byte `offset` (4-byte aligned, inside the mapping and the file) of a
     /// writable mapping, for lock-free sharing with other threads and processes.
     pub fn atomic_u32(&self, offset: usize) -> Result<&AtomicU32> {
-        self.atomic::<AtomicU32>("atomic_u32", offset)
+        self.check_writable("atomic_u32")?;
+        let (bytes, r) = self.access::<AtomicU32>("atomic_u32", offset, None, None, true)?;
+        bytes.atomic_u32(r.start)
     }
 
     /// The `AtomicU64` at byte `offset` (8-byte aligned, inside the mapping and the file) of a
     /// writable mapping, for lock-free sharing with other threads and processes.
     pub fn atomic_u64(&self, offset: usize) -> Result<&AtomicU64> {
-        self.atomic::<AtomicU64>("atomic_u64", offset)
+        self.check_writable("atomic_u64")?;
+        let (bytes, r) = self.access::<AtomicU64>("atomic_u64", offset, None, None, true)?;
+        bytes.atomic_u64(r.start)
     }
 
     fn msync(&self, op: &'static str, range: Range<usize>, flags: MsyncFlags) -> Result<()> {
@@ -888,5 +889,29 @@ impl fmt::Debug for Mmap {
             .field("shared", &self.shared)
             .field("writable", &self.writable)
             .finish()
+    }
+}
+
+#[cfg(all(test, not(miri)))]
+mod tests {
+    use super::*;
+    use crate::posix::shm::{Memfd, Seals};
+
+    /// The seals are read before the size: a sender that shrinks and then seals between the two
+    /// reads is seen with its final size. (Read in the other order, the size would be the old one
+    /// and the seal would make the mapping trust it: `SIGBUS` past the new end.)
+    #[test]
+    fn a_shrink_then_seal_between_the_reads_leaves_no_stale_size() {
+        let page = page_size();
+        let memfd = Memfd::create("race", 2 * page as u64).unwrap();
+        let map = MmapOptions::new()
+            .map_object_racing(memfd.as_fd(), Object::Other("race".into()), || {
+                memfd.resize(page as u64).unwrap();
+                memfd.seal(Seals::SHRINK).unwrap();
+            })
+            .unwrap();
+        assert_eq!(map.backed_len().unwrap(), page);
+        assert!(map.read::<u8>(page).is_err(), "past the end of the file");
+        assert!(map.read::<u8>(page - 1).is_ok());
     }
 }

@@ -39,7 +39,7 @@ use std::sync::atomic::{
 };
 use std::sync::Arc;
 
-use bytemuck::{Pod, Zeroable};
+use bytemuck::{AnyBitPattern, Pod, Zeroable};
 
 use crate::error::{Error, Object, Result};
 use crate::view::Region;
@@ -148,6 +148,14 @@ macro_rules! atomic_struct {
 /// writer can make a copy see a mix of old and new bytes (a torn value, to validate like any
 /// untrusted input), never undefined behaviour. Order them against other processes with the
 /// atomics ([`atomic`](Self::atomic), [`load_u32`](Self::load_u32) …) or a lock.
+///
+/// The copies access each aligned machine word inside their range as one `AtomicUsize` and the
+/// bytes at either end as `AtomicU8`, as `vm-memory` copies guest memory by aligned chunks (with
+/// atomics here instead of volatile accesses). Two threads of one process that copy overlapping,
+/// differently aligned ranges at the same moment therefore race with atomics of different sizes,
+/// which every platform Rust supports executes as ordinary loads and stores but which Rust's memory
+/// model does not yet define; ipckit's own code orders such accesses (a record is read only after
+/// the acquire that publishes it), and so should yours.
 ///
 /// A slice made from a read-only mapping refuses writes and in-place atomics (an error, not a
 /// fault); its [`load_u32`](Self::load_u32) and [`load_u64`](Self::load_u64) still work.
@@ -342,8 +350,13 @@ impl<'a> SharedSlice<'a> {
     /// mapping (atomic read-modify-write needs write access; use [`load_u32`](Self::load_u32) on a
     /// read-only one).
     pub fn view<T: AtomicPod>(&self, offset: usize) -> Result<&'a T> {
-        self.check_writable("view")?;
-        let r = self.region().range::<T>("view", offset, None)?;
+        self.view_for("view", offset)
+    }
+
+    /// [`view`](Self::view), naming `op` in errors.
+    fn view_for<T: AtomicPod>(&self, op: &'static str, offset: usize) -> Result<&'a T> {
+        self.check_writable(op)?;
+        let r = self.region().range::<T>(op, offset, None)?;
         // SAFETY: `range` checked that a `T` fits at `offset` and that the address is aligned for
         // it; every bit pattern is a valid `T` and every byte of it is inside an atomic
         // (AtomicPod), so the reference claims neither immutability nor exclusivity; the memory
@@ -370,17 +383,17 @@ impl<'a> SharedSlice<'a> {
     /// The atomic `A` (`AtomicU32`, `AtomicU64` …) at byte `offset`; checked like
     /// [`view`](Self::view).
     pub fn atomic<A: AtomicPod>(&self, offset: usize) -> Result<&'a A> {
-        self.view(offset)
+        self.view_for("atomic", offset)
     }
 
     /// The `AtomicU32` at byte `offset`.
     pub fn atomic_u32(&self, offset: usize) -> Result<&'a AtomicU32> {
-        self.view(offset)
+        self.view_for("atomic_u32", offset)
     }
 
     /// The `AtomicU64` at byte `offset`.
     pub fn atomic_u64(&self, offset: usize) -> Result<&'a AtomicU64> {
-        self.view(offset)
+        self.view_for("atomic_u64", offset)
     }
 
     /// Loads the `u32` at byte `offset` (4-byte aligned) atomically with `order` (`Relaxed`,
@@ -425,6 +438,37 @@ impl<'a> SharedSlice<'a> {
         // SAFETY: mapped and writable for 'a (checked), len <= isize::MAX; exclusivity for the
         // slice's life is the caller's promise.
         Ok(unsafe { std::slice::from_raw_parts_mut(self.ptr.as_ptr(), self.len) })
+    }
+
+    /// The `T` at byte `offset` as a plain reference: aligned and in bounds (checked).
+    ///
+    /// # Safety
+    /// For as long as the returned reference lives, nobody — no other process, no other mapping,
+    /// no atomic or `SharedSlice` of this process — writes the `size_of::<T>()` bytes at `offset`.
+    pub unsafe fn view_unchecked<T: AnyBitPattern>(&self, offset: usize) -> Result<&'a T> {
+        let r = self.region().range::<T>("view_unchecked", offset, None)?;
+        // SAFETY: `range` checked that an aligned `T` fits at `offset`; the bytes are mapped and
+        // readable for 'a and every bit pattern is a valid `T`; that nobody writes them while the
+        // reference lives is the caller's promise.
+        Ok(unsafe { &*self.ptr.as_ptr().add(r.start).cast::<T>() })
+    }
+
+    /// The `T` at byte `offset` as a plain mutable reference: aligned, in bounds and writable
+    /// (checked).
+    ///
+    /// # Safety
+    /// For as long as the returned reference lives, nothing else reads or writes the
+    /// `size_of::<T>()` bytes at `offset`: no other process, no other mapping, no other reference,
+    /// atomic or `SharedSlice` of this process.
+    #[allow(clippy::mut_from_ref)]
+    pub unsafe fn view_mut_unchecked<T: Pod>(&self, offset: usize) -> Result<&'a mut T> {
+        self.check_writable("view_mut_unchecked")?;
+        let r = self
+            .region()
+            .range::<T>("view_mut_unchecked", offset, None)?;
+        // SAFETY: as in `view_unchecked`, and the memory is writable (checked); exclusive access
+        // for the reference's life is the caller's promise.
+        Ok(unsafe { &mut *self.ptr.as_ptr().add(r.start).cast::<T>() })
     }
 }
 
@@ -803,6 +847,23 @@ mod tests {
         assert!(ro.fill(0).is_err());
         assert_eq!(ro.load_u32(0, Ordering::Acquire).unwrap(), 7);
         assert_eq!(ro.read::<u32>(0).unwrap(), 7);
+    }
+
+    #[test]
+    fn unchecked_views_check_bounds_alignment_and_write_access() {
+        let mem = heap(64);
+        let s = mem.shared().unwrap();
+        s.write(8, &41u64).unwrap();
+        // SAFETY: nothing else touches the heap memory while the references live.
+        unsafe {
+            *s.view_mut_unchecked::<u64>(8).unwrap() += 1;
+            assert_eq!(*s.view_unchecked::<u64>(8).unwrap(), 42);
+            assert!(s.view_unchecked::<u64>(4).is_err(), "misaligned");
+            assert!(s.view_unchecked::<u64>(64).is_err(), "past the end");
+            let ro = SharedSlice::from_raw_parts(s.ptr, 64, false, s.object);
+            assert!(ro.view_mut_unchecked::<u64>(8).is_err(), "read-only");
+            assert_eq!(*ro.view_unchecked::<u64>(8).unwrap(), 42);
+        }
     }
 
     #[test]

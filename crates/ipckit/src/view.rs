@@ -1,55 +1,64 @@
-//! Typed views into mapped memory: the overflow, bounds and alignment checks shared by every module
-//! that hands out `&T` or `&[T]` over shared bytes ([`sysv::shm`](crate::sysv::shm),
-//! [`mmap`](crate::mmap)).
+//! The overflow, bounds and alignment checks shared by every accessor of mapped memory
+//! ([`shared`](crate::shared), [`sysv::shm`](crate::sysv::shm), [`mmap`](crate::mmap)).
 //!
-//! A [`Region`] describes the bytes a view may use (where they start and how many there are) and
-//! what they belong to, so that a refused request says which type, which offset and which size.
+//! A [`Region`] describes the bytes an accessor may use (where they start and how many there are)
+//! and what they belong to, so that a refused request says which type, which offset and which size.
+//! It only computes ranges: it never touches the bytes, so its tests run under Miri.
 
 use std::mem;
 use std::ops::Range;
 
-use bytemuck::{AnyBitPattern, Pod};
-
 use crate::error::{Error, Object, Result};
 
-/// Bytes that typed views may cover: `len` bytes from address `addr`, belonging to `object`.
+/// Bytes that accessors may cover: `len` bytes from address `addr`, belonging to `object`.
 pub(crate) struct Region<'a> {
     /// What the bytes belong to; named by every error.
     pub(crate) object: &'a Object,
-    /// What the bytes are called in messages ("segment", "mapping").
+    /// What the bytes are called in messages ("segment", "mapping", "shared memory").
     pub(crate) noun: &'static str,
     /// The address of byte 0, for the alignment check.
     pub(crate) addr: usize,
-    /// How many bytes views may cover.
+    /// How many bytes accessors may cover.
     pub(crate) len: usize,
 }
 
 impl Region<'_> {
-    /// The region of the bytes of `bytes`.
-    pub(crate) fn of<'a>(object: &'a Object, noun: &'static str, bytes: &[u8]) -> Region<'a> {
-        Region {
-            object,
-            noun,
-            addr: bytes.as_ptr() as usize,
-            len: bytes.len(),
-        }
-    }
-
     fn bad(&self, op: &'static str, reason: String) -> Error {
         Error::invalid(op, self.object.clone(), reason)
     }
 
     /// The byte range of one `T` (`count` None) or of `count` values of `T` at `offset`, checked
     /// for overflow, bounds and alignment, with errors that name the type, the offset and the
-    /// region's size. Slices of zero-sized types are refused.
+    /// region's size. Slices of zero-sized types are refused. For in-place access.
     pub(crate) fn range<T>(
         &self,
         op: &'static str,
         offset: usize,
         count: Option<usize>,
     ) -> Result<Range<usize>> {
+        let r = self.span::<T>(op, offset, count)?;
+        let (ty, align) = (std::any::type_name::<T>(), mem::align_of::<T>());
+        let (len, noun) = (self.len, self.noun);
+        if self.addr.wrapping_add(offset) % align != 0 {
+            return Err(self.bad(
+                op,
+                format!(
+                    "{ty} needs {align}-byte alignment but offset {offset} is not aligned ({len}-byte {noun})"
+                ),
+            ));
+        }
+        Ok(r)
+    }
+
+    /// [`range`](Self::range) without the alignment check: for copies, which need none.
+    pub(crate) fn span<T>(
+        &self,
+        op: &'static str,
+        offset: usize,
+        count: Option<usize>,
+    ) -> Result<Range<usize>> {
         let ty = std::any::type_name::<T>();
-        let (size, align) = (mem::size_of::<T>(), mem::align_of::<T>());
+        let size = mem::size_of::<T>();
         let (len, noun) = (self.len, self.noun);
         if count.is_some() && size == 0 {
             let reason = format!(
@@ -82,90 +91,13 @@ impl Region<'_> {
                 ),
             ));
         }
-        if self.addr.wrapping_add(offset) % align != 0 {
-            return Err(self.bad(
-                op,
-                format!(
-                    "{ty} needs {align}-byte alignment but offset {offset} is not aligned ({len}-byte {noun})"
-                ),
-            ));
-        }
         Ok(offset..end)
-    }
-
-    fn cast_error(&self, op: &'static str, e: bytemuck::PodCastError) -> Error {
-        self.bad(op, format!("{e:?}"))
-    }
-
-    /// The `T` at `offset` of `bytes`, which are the region's bytes.
-    pub(crate) fn view<'b, T: AnyBitPattern>(
-        &self,
-        op: &'static str,
-        bytes: &'b [u8],
-        offset: usize,
-    ) -> Result<&'b T> {
-        debug_assert_eq!(
-            (bytes.as_ptr() as usize, bytes.len()),
-            (self.addr, self.len)
-        );
-        let r = self.range::<T>(op, offset, None)?;
-        bytemuck::try_from_bytes(&bytes[r]).map_err(|e| self.cast_error(op, e))
-    }
-
-    /// `count` values of `T` at `offset` of `bytes`, which are the region's bytes.
-    pub(crate) fn slice<'b, T: AnyBitPattern>(
-        &self,
-        op: &'static str,
-        bytes: &'b [u8],
-        offset: usize,
-        count: usize,
-    ) -> Result<&'b [T]> {
-        debug_assert_eq!(
-            (bytes.as_ptr() as usize, bytes.len()),
-            (self.addr, self.len)
-        );
-        let r = self.range::<T>(op, offset, Some(count))?;
-        bytemuck::try_cast_slice(&bytes[r]).map_err(|e| self.cast_error(op, e))
-    }
-
-    /// The `T` at `offset` of `bytes`, which are the region's bytes, for writing.
-    pub(crate) fn view_mut<'b, T: Pod>(
-        &self,
-        op: &'static str,
-        bytes: &'b mut [u8],
-        offset: usize,
-    ) -> Result<&'b mut T> {
-        debug_assert_eq!(
-            (bytes.as_ptr() as usize, bytes.len()),
-            (self.addr, self.len)
-        );
-        let r = self.range::<T>(op, offset, None)?;
-        bytemuck::try_from_bytes_mut(&mut bytes[r]).map_err(|e| self.cast_error(op, e))
-    }
-
-    /// `count` values of `T` at `offset` of `bytes`, which are the region's bytes, for writing.
-    pub(crate) fn slice_mut<'b, T: Pod>(
-        &self,
-        op: &'static str,
-        bytes: &'b mut [u8],
-        offset: usize,
-        count: usize,
-    ) -> Result<&'b mut [T]> {
-        debug_assert_eq!(
-            (bytes.as_ptr() as usize, bytes.len()),
-            (self.addr, self.len)
-        );
-        let r = self.range::<T>(op, offset, Some(count))?;
-        bytemuck::try_cast_slice_mut(&mut bytes[r]).map_err(|e| self.cast_error(op, e))
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[repr(C, align(8))]
-    struct Aligned([u8; 64]);
 
     fn region(object: &Object, addr: usize, len: usize) -> Region<'_> {
         Region {
@@ -199,17 +131,14 @@ mod tests {
     }
 
     #[test]
-    fn views_cast_the_checked_bytes() {
+    fn span_checks_bounds_and_overflow_but_not_alignment() {
         let obj = Object::ShmId(1);
-        let mut buf = Aligned([0; 64]);
-        buf.0[8..12].copy_from_slice(&7u32.to_ne_bytes());
-        let r = Region::of(&obj, "segment", &buf.0);
-        assert_eq!(*r.view::<u32>("view", &buf.0, 8).unwrap(), 7);
-        assert_eq!(r.slice::<u32>("slice", &buf.0, 8, 2).unwrap(), &[7, 0]);
-        *r.view_mut::<u32>("view_mut", &mut buf.0, 12).unwrap() = 9;
-        assert_eq!(
-            r.slice_mut::<u32>("slice_mut", &mut buf.0, 8, 2).unwrap(),
-            &[7, 9]
-        );
+        let r = region(&obj, 4096, 100);
+        assert_eq!(r.span::<u64>("read", 4, None).unwrap(), 4..12);
+        assert!(r.range::<u64>("view", 4, None).is_err());
+        assert_eq!(r.span::<u32>("read", 3, Some(2)).unwrap(), 3..11);
+        assert!(r.span::<u64>("read", 93, None).is_err());
+        assert!(r.span::<u64>("read", 8, Some(usize::MAX)).is_err());
+        assert!(r.span::<()>("read", 0, Some(1)).is_err());
     }
 }

@@ -55,6 +55,11 @@ fn read_write(path: &Path) -> File {
         .unwrap()
 }
 
+/// A copy of the bytes the file backs now.
+fn bytes(map: &Mmap) -> Vec<u8> {
+    map.shared().unwrap().to_vec()
+}
+
 fn assert_invalid_naming(err: &Error, path: &Path, words: &[&str]) {
     assert!(
         matches!(err, Error::InvalidArgument { .. }),
@@ -95,7 +100,7 @@ fn offset_length_and_overflow_are_checked_before_mmap() {
     let map = MmapOptions::new().offset(page as u64).map(&file).unwrap();
     assert_eq!(map.len(), page);
     assert_eq!(map.offset(), page as u64);
-    assert_eq!(map.bytes().unwrap()[1], (page + 1) as u8);
+    assert_eq!(map.read::<u8>(1).unwrap(), (page + 1) as u8);
 }
 
 #[test]
@@ -119,13 +124,13 @@ fn protection_is_checked_against_how_the_file_was_opened() {
     assert_invalid_naming(&err, &path, &["O_APPEND"]);
 
     // A private mapping may be written even though the file was opened read-only.
-    let mut private = MmapOptions::new()
+    let private = MmapOptions::new()
         .private()
         .read_write()
         .map(&read_only)
         .unwrap();
     private.write_at(0, b"private").unwrap();
-    assert_eq!(&private.bytes().unwrap()[..7], b"private");
+    assert_eq!(&bytes(&private)[..7], b"private");
     assert_eq!(std::fs::read(&path).unwrap(), vec![b'o'; 64]);
 }
 
@@ -134,14 +139,15 @@ fn read_only_mapping_refuses_every_write_accessor() {
     let (path, _rm) = temp_file("ro", 64, |_| 0);
     let mut map = MmapOptions::new().map(&read_write(&path)).unwrap();
     assert!(!map.is_writable() && map.is_shared() && !map.is_anonymous());
-    assert!(map.bytes_mut().is_err());
     assert!(map.write_at(0, b"x").is_err());
-    assert!(map.view_mut::<u32>(0).is_err());
-    assert!(map.slice_mut::<u32>(0, 1).is_err());
-    assert!(map.record_mut::<Person>(0).is_err());
-    assert!(map.records_mut::<Person>().is_err());
+    assert!(map.write(0, &1u32).is_err());
+    assert!(map.write_record(0, &person(0)).is_err());
     assert!(map.atomic_u32(0).is_err());
-    let err = map.bytes_mut().unwrap_err();
+    assert!(map.atomic_u64(0).is_err());
+    assert!(map.shared().unwrap().write_at(0, b"x").is_err());
+    // SAFETY: nothing is borrowed: the call is refused.
+    assert!(unsafe { map.view_mut_unchecked::<u32>(0) }.is_err());
+    let err = map.write_at(0, b"x").unwrap_err();
     assert!(err.to_string().contains("read-only"), "{err}");
     assert_eq!(std::fs::read(&path).unwrap(), vec![0; 64]);
 }
@@ -175,12 +181,12 @@ fn access_past_the_end_of_the_file_is_an_error_not_sigbus() {
             .map(&file)
             .unwrap();
         assert_eq!(ten.backed_len().unwrap(), 5 * PERSON);
-        assert_eq!(ten.records::<Person>().unwrap().len(), 5);
+        assert_eq!(ten.record_count::<Person>().unwrap(), 5);
         for i in 0..5 {
-            assert_eq!(*ten.record::<Person>(i).unwrap(), person(i));
+            assert_eq!(ten.read_record::<Person>(i).unwrap(), person(i));
         }
         for i in 5..10 {
-            let err = ten.record::<Person>(i).unwrap_err();
+            let err = ten.read_record::<Person>(i).unwrap_err();
             assert_eq!(err.kind(), ErrorKind::InvalidInput);
             let text = err.to_string();
             assert!(text.contains(&format!("record {i}")), "{text}");
@@ -196,12 +202,19 @@ fn access_past_the_end_of_the_file_is_an_error_not_sigbus() {
         let mut buf = [0u8; 8];
         assert!(far.read_at(2 * page, &mut buf).is_err());
         assert!(far.write_at(2 * page, &buf).is_err());
-        assert!(far.view::<u64>(2 * page).is_err());
-        assert!(far.slice::<u8>(0, 3 * page).is_err());
-        assert!(far.record_mut::<Person>(2 * page / PERSON).is_err());
+        assert!(far.read::<u64>(2 * page).is_err());
+        assert!(far.write(2 * page, &0u64).is_err());
+        assert!(far.read_at(0, &mut vec![0; 3 * page]).is_err());
+        assert!(far.write_record(2 * page / PERSON, &person(0)).is_err());
         assert!(far.ptr_at::<u64>(2 * page).is_err());
-        assert_eq!(far.bytes().unwrap().len(), 5 * PERSON);
-        assert_eq!(far.bytes_mut().unwrap().len(), 5 * PERSON);
+        assert!(far.atomic_u64(2 * page).is_err());
+        // SAFETY: nothing is borrowed: the calls are refused.
+        unsafe {
+            assert!(far.view_unchecked::<u64>(2 * page).is_err());
+            assert!(far.view_mut_unchecked::<u64>(2 * page).is_err());
+        }
+        assert_eq!(far.shared().unwrap().len(), 5 * PERSON);
+        assert!(far.shared().unwrap().read::<u8>(5 * PERSON).is_err());
         println!("child: every access past the end was an error");
         return;
     }
@@ -250,28 +263,28 @@ fn raw_access_past_the_end_of_the_file_raises_sigbus() {
 fn accessors_follow_the_file_as_it_grows_and_shrinks() {
     let (path, _rm) = temp_file("follow", 2 * PERSON, |_| 0);
     let file = read_write(&path);
-    let mut map = MmapOptions::new()
+    let map = MmapOptions::new()
         .read_write()
         .len(10 * PERSON)
         .map(&file)
         .unwrap();
     assert_eq!(map.len(), 10 * PERSON);
-    assert_eq!(map.records::<Person>().unwrap().len(), 2);
-    assert!(map.record::<Person>(5).is_err());
+    assert_eq!(map.record_count::<Person>().unwrap(), 2);
+    assert!(map.read_record::<Person>(5).is_err());
 
     file.set_len(6 * PERSON as u64).unwrap();
-    assert_eq!(map.records::<Person>().unwrap().len(), 6);
-    *map.record_mut::<Person>(5).unwrap() = person(5);
-    assert_eq!(*map.record::<Person>(5).unwrap(), person(5));
+    assert_eq!(map.record_count::<Person>().unwrap(), 6);
+    map.write_record(5, &person(5)).unwrap();
+    assert_eq!(map.read_record::<Person>(5).unwrap(), person(5));
 
     file.set_len(PERSON as u64 + 3).unwrap();
     assert_eq!(map.backed_len().unwrap(), PERSON + 3);
     assert_eq!(
-        map.records::<Person>().unwrap().len(),
+        map.record_count::<Person>().unwrap(),
         1,
         "partial record left out"
     );
-    assert!(map.record::<Person>(1).is_err());
+    assert!(map.read_record::<Person>(1).is_err());
 }
 
 #[test]
@@ -282,16 +295,16 @@ fn mapping_of_a_memfd_sealed_against_shrinking_keeps_its_bytes() {
         .map_with(MmapOptions::new().read_write().len(8192))
         .unwrap();
     assert_eq!(map.backed_len().unwrap(), 4096);
-    assert!(map.view::<u8>(4096).is_err());
+    assert!(map.read::<u8>(4096).is_err());
     assert!(memfd.resize(0).is_err(), "sealed");
-    assert_eq!(map.bytes().unwrap().len(), 4096);
+    assert_eq!(map.shared().unwrap().len(), 4096);
 }
 
 #[test]
 fn private_mapping_writes_are_not_seen_by_the_file() {
     let (path, _rm) = temp_file("private", 4096, |_| b'-');
     let file = read_write(&path);
-    let mut private = MmapOptions::new()
+    let private = MmapOptions::new()
         .private()
         .read_write()
         .map(&file)
@@ -299,8 +312,8 @@ fn private_mapping_writes_are_not_seen_by_the_file() {
     let shared = MmapOptions::new().map(&file).unwrap();
     private.write_at(0, b"private").unwrap();
     private.flush().unwrap();
-    assert_eq!(&private.bytes().unwrap()[..7], b"private");
-    assert_eq!(&shared.bytes().unwrap()[..7], b"-------");
+    assert_eq!(&bytes(&private)[..7], b"private");
+    assert_eq!(&bytes(&shared)[..7], b"-------");
     drop(private);
     assert_eq!(std::fs::read(&path).unwrap(), vec![b'-'; 4096]);
 }
@@ -309,12 +322,12 @@ fn private_mapping_writes_are_not_seen_by_the_file() {
 fn shared_writes_reach_the_file_and_other_mappings() {
     let (path, _rm) = temp_file("shared", 4096, |_| 0);
     let file = read_write(&path);
-    let mut map = MmapOptions::new().read_write().map(&file).unwrap();
+    let map = MmapOptions::new().read_write().map(&file).unwrap();
     let other = MmapOptions::new().map(&File::open(&path).unwrap()).unwrap();
     map.write_at(0, b"shared").unwrap();
     map.flush().unwrap();
     assert_eq!(&std::fs::read(&path).unwrap()[..6], b"shared");
-    assert_eq!(&other.bytes().unwrap()[..6], b"shared");
+    assert_eq!(&bytes(&other)[..6], b"shared");
 
     map.write_at(4000, b"async").unwrap();
     map.flush_async().unwrap();
@@ -323,7 +336,7 @@ fn shared_writes_reach_the_file_and_other_mappings() {
     assert!(map.flush_range(4090, 10).is_err(), "past the mapping");
     assert!(map.flush_range(usize::MAX, 2).is_err(), "overflow");
 
-    let mut dropped = MmapOptions::new()
+    let dropped = MmapOptions::new()
         .read_write()
         .flush_on_drop(true)
         .map(&file)
@@ -334,41 +347,52 @@ fn shared_writes_reach_the_file_and_other_mappings() {
 }
 
 #[test]
-fn typed_views_are_checked_for_size_alignment_and_bounds() {
+fn typed_copies_and_records_are_checked_for_size_and_bounds() {
     let (path, _rm) = temp_file("typed", 100, |i| i as u8);
     let mut map = MmapOptions::new()
         .read_write()
         .len(4096)
         .map(&read_write(&path))
         .unwrap();
-    assert_eq!(map.records::<u64>().unwrap().len(), 12, "96 of 100 bytes");
-    assert!(map.view::<u32>(96).is_ok());
-    let text = map.view::<u32>(97).unwrap_err().to_string();
-    assert!(text.contains("alignment"), "{text}");
-    let text = map.view::<u64>(4).unwrap_err().to_string();
-    assert!(text.contains("u64") && text.contains(" 4 "), "{text}");
-    let text = map.record::<u64>(12).unwrap_err().to_string();
+    assert_eq!(map.record_count::<u64>().unwrap(), 12, "96 of 100 bytes");
+    assert!(map.read::<u32>(96).is_ok());
+    assert!(map.read::<u32>(97).is_err(), "past the end of the file");
+    // Copies need no alignment.
+    assert_eq!(
+        map.read::<u64>(4).unwrap(),
+        u64::from_ne_bytes([4, 5, 6, 7, 8, 9, 10, 11])
+    );
+    let text = map.read_record::<u64>(12).unwrap_err().to_string();
     assert!(
         text.contains("record 12") && text.contains("first 100"),
         "{text}"
     );
-    assert!(map.record::<u64>(usize::MAX).is_err(), "index overflow");
     assert!(
-        map.view::<[u8; 4097]>(0).is_err(),
+        map.read_record::<u64>(usize::MAX).is_err(),
+        "index overflow"
+    );
+    assert!(
+        map.read::<[u8; 4097]>(0).is_err(),
         "larger than the mapping"
     );
-    assert!(map.slice::<u32>(0, 25).is_ok());
-    assert!(map.slice::<u32>(0, 26).is_err());
-    assert!(map.slice::<()>(0, 1).is_err(), "zero-sized type");
-    assert!(map.records::<()>().is_err(), "zero-sized type");
-    assert!(map.slice_mut::<u16>(98, 1).is_ok());
-    assert!(map.slice_mut::<u16>(99, 1).is_err());
-    *map.view_mut::<u32>(0).unwrap() = u32::from_ne_bytes(*b"abcd");
+    assert!(map.record_count::<()>().is_err(), "zero-sized type");
+    map.write(0, &u32::from_ne_bytes(*b"abcd")).unwrap();
     let mut buf = [0; 4];
     map.read_at(0, &mut buf).unwrap();
     assert_eq!(&buf, b"abcd");
     assert!(map.read_at(98, &mut buf).is_err());
     assert_eq!(&std::fs::read(&path).unwrap()[..4], b"abcd");
+
+    // In-place access is aligned.
+    let text = map.atomic_u64(4).unwrap_err().to_string();
+    assert!(text.contains("alignment") && text.contains(" 4 "), "{text}");
+    // SAFETY: no other mapping or process touches the file while the reference lives.
+    unsafe {
+        *map.view_mut_unchecked::<u32>(4).unwrap() = u32::from_ne_bytes(*b"efgh");
+        assert!(map.view_unchecked::<u32>(97).is_err());
+        assert!(map.view_unchecked::<u64>(4).is_err(), "misaligned");
+    }
+    assert_eq!(&std::fs::read(&path).unwrap()[..8], b"abcdefgh");
 }
 
 #[test]
@@ -377,14 +401,14 @@ fn anonymous_mapping_is_zeroed_and_bounds_checked() {
     assert!(map.is_anonymous() && map.is_shared() && map.is_writable());
     assert_eq!(map.len(), 4096);
     assert_eq!(map.backed_len().unwrap(), 4096);
-    assert!(map.bytes().unwrap().iter().all(|&b| b == 0));
+    assert!(bytes(&map).iter().all(|&b| b == 0));
     assert!(map.ptr_at::<u64>(8).is_ok());
     assert!(map.ptr_at::<u64>(4).is_err(), "misaligned");
     assert!(map.ptr_at::<u64>(4092).is_err(), "past the end");
     map.atomic_u32(4092)
         .unwrap()
         .store(7, std::sync::atomic::Ordering::Release);
-    assert_eq!(map.view::<u32>(4092).unwrap(), &7);
+    assert_eq!(map.read::<u32>(4092).unwrap(), 7);
     assert!(map.atomic_u64(4092).is_err());
 
     assert!(Mmap::anonymous(0).is_err());
@@ -423,12 +447,12 @@ fn anonymous_shared_mapping_is_shared_with_a_forked_child() {
     assert_eq!(waited, pid);
     assert!(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0);
     assert_eq!(
-        shared.bytes().unwrap()[0],
+        shared.read::<u8>(0).unwrap(),
         42,
         "the child's write is shared"
     );
     assert_eq!(
-        private.bytes().unwrap()[0],
+        private.read::<u8>(0).unwrap(),
         0,
         "a private mapping is copied"
     );

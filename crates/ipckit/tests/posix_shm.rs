@@ -165,13 +165,13 @@ fn resize_changes_the_size_and_mappings_see_the_file() {
     let shm = SharedMemory::create_exclusive(&name, 4096)
         .unwrap()
         .into_owned();
-    let mut first = shm.map().unwrap();
+    let first = shm.map().unwrap();
     assert_eq!(first.len(), 4096);
     first.write_at(4000, b"tail").unwrap();
 
     shm.resize(3 * 4096).unwrap();
     assert_eq!(shm.size().unwrap(), 3 * 4096);
-    let mut second = shm.map().unwrap();
+    let second = shm.map().unwrap();
     assert_eq!(second.len(), 3 * 4096);
     let mut buf = [0; 4];
     second.read_at(4000, &mut buf).unwrap();
@@ -182,7 +182,7 @@ fn resize_changes_the_size_and_mappings_see_the_file() {
     shm.resize(100).unwrap();
     assert_eq!(first.backed_len().unwrap(), 100);
     assert_eq!(second.backed_len().unwrap(), 100);
-    assert_eq!(second.bytes().unwrap().len(), 100);
+    assert_eq!(second.shared().unwrap().len(), 100);
     let err = second.read_at(4000, &mut buf).unwrap_err();
     assert!(
         err.to_string().contains("past the end of the file"),
@@ -198,7 +198,7 @@ fn unlink_removes_the_name_but_not_open_handles_or_mappings() {
     let name = unique_name("unlink");
     let _guard = unlink_guard(&name);
     let shm = SharedMemory::create_exclusive(&name, 64).unwrap();
-    let mut map = shm.map().unwrap();
+    let map = shm.map().unwrap();
     map.write_at(0, b"still here").unwrap();
 
     SharedMemory::unlink(&name).unwrap();
@@ -212,7 +212,7 @@ fn unlink_removes_the_name_but_not_open_handles_or_mappings() {
     assert_eq!(err.op(), "shm_unlink");
 
     drop(shm);
-    assert_eq!(&map.bytes().unwrap()[..10], b"still here");
+    assert_eq!(&map.read::<[u8; 10]>(0).unwrap(), b"still here");
 }
 
 #[test]
@@ -226,7 +226,7 @@ fn owned_shared_memory_unlinks_on_drop() {
     assert!(dev_shm(&name).exists());
     drop(owned);
     assert!(!dev_shm(&name).exists(), "the name survived the drop");
-    assert_eq!(map.bytes().unwrap().len(), 64, "the mapping survives");
+    assert_eq!(map.shared().unwrap().len(), 64, "the mapping survives");
 
     let kept = SharedMemory::create_exclusive(&name, 64)
         .unwrap()
@@ -258,7 +258,7 @@ fn read_only_handle_makes_only_read_only_mappings() {
     assert!(err.to_string().contains("read-only"), "{err}");
     assert_eq!(err.object(), &Object::PosixShm(name.clone()));
     let map = ro.map_read_only().unwrap();
-    assert_eq!(&map.bytes().unwrap()[..2], b"ro");
+    assert_eq!(&map.read::<[u8; 2]>(0).unwrap(), b"ro");
     assert!(!map.is_writable());
 
     let err = SharedMemory::options()
@@ -277,7 +277,7 @@ fn another_process_opens_by_name_and_sees_the_bytes() {
     if child_role().as_deref() == Some("open-by-name") {
         let name = std::env::var(NAME_VAR).unwrap();
         let shm = SharedMemory::open(&name).unwrap();
-        let mut map = shm.map().unwrap();
+        let map = shm.map().unwrap();
         let mut buf = [0; 11];
         map.read_at(0, &mut buf).unwrap();
         assert_eq!(&buf, b"from parent");
@@ -289,7 +289,7 @@ fn another_process_opens_by_name_and_sees_the_bytes() {
         .unwrap()
         .into_owned();
     let map = {
-        let mut map = shm.map().unwrap();
+        let map = shm.map().unwrap();
         map.write_at(0, b"from parent").unwrap();
         map
     };
@@ -368,7 +368,7 @@ fn c_program_creates_and_writes_and_ipckit_reads() {
     let shm = SharedMemory::open(&name).unwrap().into_owned();
     assert_eq!(shm.size().unwrap(), 4096);
     let map = shm.map_read_only().unwrap();
-    let bytes = map.bytes().unwrap();
+    let bytes = map.shared().unwrap().to_vec();
     assert_eq!(&bytes[..12], b"written by C");
     for (i, b) in bytes.iter().enumerate().skip(12) {
         assert_eq!(*b, (i * 7) as u8, "byte {i}");
@@ -383,12 +383,10 @@ fn ipckit_creates_and_writes_and_c_program_reads() {
         .unwrap()
         .into_owned();
     {
-        let mut map = shm.map().unwrap();
-        let bytes = map.bytes_mut().unwrap();
-        for (i, b) in bytes.iter_mut().enumerate() {
-            *b = (i * 3) as u8;
-        }
+        let map = shm.map().unwrap();
+        let mut bytes: Vec<u8> = (0..8192).map(|i| (i * 3) as u8).collect();
         bytes[..17].copy_from_slice(b"written by ipckit");
+        map.write_at(0, &bytes).unwrap();
     }
     let out = Command::new(&exe).arg(&name).output().unwrap();
     assert!(
@@ -430,7 +428,7 @@ fn memfd_seals_forbid_growing_shrinking_and_writing_with_eperm() {
     let err = memfd.map().unwrap_err();
     assert_eq!(err.raw_os_error(), Some(libc::EPERM), "{err}");
     let map = memfd.map_read_only().unwrap();
-    assert_eq!(&map.bytes().unwrap()[..7], b"written");
+    assert_eq!(&map.read::<[u8; 7]>(0).unwrap(), b"written");
     let err = memfd.seal(Seals::FUTURE_WRITE).unwrap_err();
     assert_eq!(err.raw_os_error(), Some(libc::EPERM), "sealed seals: {err}");
 }
@@ -475,6 +473,93 @@ fn receiver_refuses_a_memfd_without_the_required_seals() {
 }
 
 #[test]
+fn memfd_shrunk_then_sealed_maps_with_its_sealed_size() {
+    // The sender's side: three pages, then shrunk to one and sealed against shrinking. (A shrink
+    // and seal that land between the receiver's reads of the seals and of the size cannot be
+    // timed from here; the unit test `mmap::tests::a_shrink_then_seal_between_the_reads_leaves_no_stale_size`
+    // runs them at exactly that moment.)
+    let page = ipckit::mmap::page_size();
+    let sender = Memfd::create("shrunk", 3 * page as u64).unwrap();
+    let early = sender
+        .map_with(ipckit::mmap::MmapOptions::new().read_only())
+        .unwrap();
+    assert_eq!(early.backed_len().unwrap(), 3 * page);
+    sender.resize(page as u64).unwrap();
+    sender.seal(Seals::SHRINK).unwrap();
+    assert_eq!(
+        early.backed_len().unwrap(),
+        page,
+        "an unsealed mapping asks fstat"
+    );
+
+    let received =
+        Memfd::from_fd(sender.as_fd().try_clone_to_owned().unwrap(), Seals::SHRINK).unwrap();
+    let map = received.map_read_only().unwrap();
+    assert_eq!((map.len(), map.backed_len().unwrap()), (page, page));
+    // Mapped longer than the file: the sealed size bounds every accessor.
+    let long = received
+        .map_with(ipckit::mmap::MmapOptions::new().read_only().len(3 * page))
+        .unwrap();
+    assert_eq!((long.len(), long.backed_len().unwrap()), (3 * page, page));
+    for m in [&map, &long, &early] {
+        assert!(m.read::<u8>(page - 1).is_ok());
+        assert!(m.read::<u8>(page).is_err());
+        assert!(m.read_at(page - 1, &mut [0; 2]).is_err());
+        assert_eq!(m.shared().unwrap().len(), page);
+    }
+    for m in [&long, &early] {
+        let err = m.read::<u8>(page).unwrap_err();
+        assert!(
+            err.to_string().contains("past the end of the file"),
+            "{err}"
+        );
+    }
+}
+
+#[test]
+fn sealed_bytes_are_lent_only_when_nobody_can_write_them() {
+    let data: Vec<u8> = (0..4096u32).map(|i| (i * 7) as u8).collect();
+    let memfd = Memfd::create("frozen", 4096).unwrap();
+    let refused = |map: ipckit::mmap::Mmap, what: &str| {
+        let err = map.sealed_bytes().unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::InvalidInput, "{what}: {err}");
+        assert!(err.to_string().contains("F_SEAL_WRITE"), "{what}: {err}");
+    };
+    memfd.map().unwrap().write_at(0, &data).unwrap(); // unmapped at once
+    refused(memfd.map_read_only().unwrap(), "not sealed");
+    memfd.seal(Seals::SHRINK).unwrap();
+    refused(memfd.map_read_only().unwrap(), "not sealed against writing");
+    // (The read-only mappings above had to go first: a shared mapping of a descriptor open for
+    // writing could be made writable with mprotect, and the kernel refuses F_SEAL_WRITE (EBUSY)
+    // while one exists.)
+    memfd.seal(Seals::WRITE).unwrap();
+
+    let frozen = memfd.map_read_only().unwrap();
+    assert_eq!(frozen.sealed_bytes().unwrap(), &data[..]);
+    // A private writable mapping of the sealed file writes only its own copy: still refused.
+    let private = ipckit::mmap::MmapOptions::new()
+        .private()
+        .read_write()
+        .clone();
+    refused(memfd.map_with(&private).unwrap(), "writable");
+
+    // Sealed against writing but not against shrinking: the bytes could still go away.
+    let write_only = Memfd::create("write-only", 64).unwrap();
+    write_only.seal(Seals::WRITE).unwrap();
+    assert!(write_only.map_read_only().unwrap().sealed_bytes().is_err());
+    // FUTURE_WRITE leaves the sender's existing writable mapping working.
+    let future = Memfd::create("future", 64).unwrap();
+    let sender = future.map().unwrap();
+    future.seal(Seals::FUTURE_WRITE | Seals::SHRINK).unwrap();
+    sender.write_at(0, b"still writing").unwrap();
+    assert!(future.map_read_only().unwrap().sealed_bytes().is_err());
+    assert!(ipckit::mmap::Mmap::anonymous(64)
+        .unwrap()
+        .sealed_bytes()
+        .is_err());
+}
+
+#[test]
 fn memfd_names_are_checked_before_the_call() {
     let err = Memfd::create("a\0b", 10).unwrap_err();
     assert!(
@@ -498,7 +583,9 @@ fn sealed_memfd_inherited_by_a_child_is_readable() {
         let memfd = Memfd::from_fd(fd, Seals::SHRINK | Seals::GROW | Seals::WRITE).unwrap();
         assert_eq!(memfd.size().unwrap(), 8192);
         let map = memfd.map_read_only().unwrap();
-        let words = map.records::<u32>().unwrap();
+        // Sealed against writing and mapped read-only: nobody can change the bytes, so they may
+        // be borrowed in place.
+        let words: &[u32] = bytemuck::cast_slice(map.sealed_bytes().unwrap());
         assert_eq!(words.len(), 2048);
         assert!(words.iter().enumerate().all(|(i, &w)| w == i as u32 * 5));
         assert!(memfd.map().is_err(), "sealed against writing");
@@ -507,10 +594,9 @@ fn sealed_memfd_inherited_by_a_child_is_readable() {
     }
     let memfd = Memfd::create("inherited", 8192).unwrap();
     {
-        let mut map = memfd.map().unwrap();
-        for (i, w) in map.records_mut::<u32>().unwrap().iter_mut().enumerate() {
-            *w = i as u32 * 5;
-        }
+        let map = memfd.map().unwrap();
+        let words: Vec<u32> = (0..2048).map(|i| i * 5).collect();
+        map.shared().unwrap().write_slice(0, &words).unwrap();
     }
     memfd
         .seal(Seals::SHRINK | Seals::GROW | Seals::WRITE | Seals::SEAL)

@@ -1,4 +1,4 @@
-//! System V shared memory: creation and lookup by key, attachments that detach on drop, typed views,
+//! System V shared memory: creation and lookup by key, attachments that detach on drop, typed copies,
 //! stat, IPC_SET, deferred removal, other processes (re-executed tests, C programs, the example).
 //!
 //! Every segment is created exclusively under a unique key or as IPC_PRIVATE and is owned by an
@@ -33,15 +33,15 @@ fn id_from_env() -> Segment {
 #[test]
 fn create_and_open_by_key_share_the_same_bytes() {
     let (key, seg) = keyed(4096);
-    let mut writer = seg.attach().unwrap();
-    writer[..5].copy_from_slice(b"hello");
+    let writer = seg.attach().unwrap();
+    writer.write_at(0, b"hello").unwrap();
 
     let opened = Segment::open(key).unwrap();
     assert_eq!(opened.id(), seg.id());
     // create without IPC_EXCL opens the existing segment too
     assert_eq!(Segment::create(key, 4096).unwrap().id(), seg.id());
     let reader = opened.attach().unwrap();
-    assert_eq!(&reader[..5], b"hello");
+    assert_eq!(&reader.read::<[u8; 5]>(0).unwrap(), b"hello");
     assert_eq!(reader.segment(), *seg);
     assert_ne!(
         reader.as_ptr(),
@@ -163,14 +163,18 @@ fn stat_reports_size_creator_attachments_and_times() {
 fn attachment_detaches_on_drop() {
     let seg = private(4096);
     for _ in 0..1000 {
-        let mut a = seg.attach().unwrap();
-        a[0] = a[0].wrapping_add(1);
+        let a = seg.attach().unwrap();
+        a.write(0, &a.read::<u8>(0).unwrap().wrapping_add(1))
+            .unwrap();
         let r = seg.attach_read_only().unwrap();
         assert_eq!(seg.stat().unwrap().nattch, 2);
         drop((a, r));
         assert_eq!(seg.stat().unwrap().nattch, 0);
     }
-    assert_eq!(seg.attach().unwrap()[0], (1000 % 256) as u8);
+    assert_eq!(
+        seg.attach().unwrap().read::<u8>(0).unwrap(),
+        (1000 % 256) as u8
+    );
 
     let a = seg.attach().unwrap();
     a.detach().unwrap();
@@ -182,12 +186,22 @@ fn attachment_detaches_on_drop() {
 #[test]
 fn read_only_attachment_sees_writes_of_another_attachment() {
     let seg = private(4096);
-    let mut rw = seg.attach().unwrap();
+    let rw = seg.attach().unwrap();
     let ro = seg.attach_read_only().unwrap();
-    assert_eq!(&ro[..4], &[0, 0, 0, 0], "new segments are zeroed");
+    assert_eq!(
+        ro.read::<[u8; 4]>(0).unwrap(),
+        [0; 4],
+        "new segments are zeroed"
+    );
 
-    rw[..4].copy_from_slice(b"abcd");
-    assert_eq!(&ro[..4], b"abcd");
+    rw.write_at(0, b"abcd").unwrap();
+    assert_eq!(&ro.read::<[u8; 4]>(0).unwrap(), b"abcd");
+    let err = ro.shared().write_at(0, b"x").unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::InvalidInput, "refused, not a fault");
+    assert!(
+        ro.shared().atomic_u32(8).is_err(),
+        "no atomics in place on read-only memory"
+    );
     rw.atomic_u32(8)
         .unwrap()
         .store(0xdead_beef, Ordering::Release);
@@ -229,7 +243,11 @@ fn read_only_attachment_faults_on_write() {
         out.status,
         String::from_utf8_lossy(&out.stdout)
     );
-    assert_eq!(seg.attach().unwrap()[0], 0, "nothing was written");
+    assert_eq!(
+        seg.attach().unwrap().read::<u8>(0).unwrap(),
+        0,
+        "nothing was written"
+    );
 }
 
 #[repr(C)]
@@ -243,9 +261,9 @@ struct Header {
 }
 
 #[test]
-fn pod_struct_round_trips_through_typed_views() {
+fn pod_struct_round_trips_through_typed_copies() {
     let seg = private(4096);
-    let mut w = seg.attach().unwrap();
+    let w = seg.attach().unwrap();
     let header = Header {
         magic: 0x4950_4b54,
         version: 3,
@@ -253,61 +271,78 @@ fn pod_struct_round_trips_through_typed_views() {
         len: 1 << 40,
         values: [1, 2, 3, u32::MAX],
     };
-    *w.view_mut::<Header>(64).unwrap() = header;
-    w.slice_mut::<u16>(256, 3)
-        .unwrap()
-        .copy_from_slice(&[7, 8, 9]);
+    w.write(64, &header).unwrap();
+    w.write(257, &[7u16, 8, 9]).unwrap(); // copies need no alignment
 
     let r = seg.attach_read_only().unwrap();
-    assert_eq!(*r.view::<Header>(64).unwrap(), header);
-    assert_eq!(r.view::<u32>(64).unwrap(), &0x4950_4b54);
-    assert_eq!(&r[64..68], &0x4950_4b54u32.to_ne_bytes());
-    assert_eq!(r.slice::<u16>(256, 3).unwrap(), &[7, 8, 9]);
-    assert_eq!(w.slice::<u32>(80, 4).unwrap(), &[1, 2, 3, u32::MAX]);
-    assert_eq!(r.slice::<u64>(0, 0).unwrap(), &[] as &[u64]);
+    assert_eq!(r.read::<Header>(64).unwrap(), header);
+    assert_eq!(r.read::<u32>(64).unwrap(), 0x4950_4b54);
+    let mut bytes = [0; 4];
+    r.read_at(64, &mut bytes).unwrap();
+    assert_eq!(bytes, 0x4950_4b54u32.to_ne_bytes());
+    assert_eq!(r.read::<[u16; 3]>(257).unwrap(), [7, 8, 9]);
+    let mut values = [0u32; 4];
+    w.shared().read_slice(80, &mut values).unwrap();
+    assert_eq!(values, [1, 2, 3, u32::MAX]);
+    // SAFETY: no other attachment or process writes the segment while the references live.
+    unsafe {
+        assert_eq!(*r.view_unchecked::<Header>(64).unwrap(), header);
+        assert_eq!(*w.view_unchecked::<u64>(72).unwrap(), 1 << 40);
+    }
 }
 
 #[test]
-fn typed_views_reject_misaligned_out_of_bounds_and_oversize_requests() {
-    // 100 bytes: the mapping is a whole page, but views stop at the segment's size.
+fn accessors_reject_misaligned_out_of_bounds_and_oversize_requests() {
+    // 100 bytes: the mapping is a whole page, but accessors stop at the segment's size.
     let seg = private(100);
     let mut a = seg.attach().unwrap();
     let r = seg.attach_read_only().unwrap();
     assert_eq!(a.len(), 100);
     assert!(!a.is_empty());
 
-    let err = a.view::<u32>(98).unwrap_err();
+    let err = a.read::<u32>(98).unwrap_err();
     assert_eq!(err.kind(), ErrorKind::InvalidInput);
     assert_eq!(err.object(), &Object::ShmId(seg.id()));
     let text = err.to_string();
-    for part in ["u32", "98", "100"] {
+    for part in ["4 bytes", "98", "100"] {
         assert!(text.contains(part), "{part} missing in: {text}");
     }
-    let text = a.view::<u64>(4).unwrap_err().to_string();
-    assert!(text.contains("alignment") && text.contains("u64"), "{text}");
+    let err = a.atomic_u64(4).unwrap_err();
+    assert_eq!(err.op(), "atomic_u64");
+    let text = err.to_string();
+    assert!(
+        text.contains("alignment") && text.contains("AtomicU64"),
+        "{text}"
+    );
     assert!(text.contains(" 4 ") && text.contains("100"), "{text}");
 
-    assert!(a.view::<u32>(96).is_ok());
-    assert!(a.view::<u32>(97).is_err(), "misaligned and out of bounds");
-    assert!(a.view::<u32>(usize::MAX).is_err(), "offset overflow");
-    assert!(a.view::<[u8; 101]>(0).is_err(), "larger than the segment");
-    assert!(a.view::<[u8; 100]>(0).is_ok());
-    assert!(a.slice::<u64>(0, 12).is_ok());
-    assert!(a.slice::<u64>(0, 13).is_err(), "104 bytes > 100");
-    assert!(a.slice::<u64>(8, usize::MAX).is_err(), "count overflow");
-    assert!(a.slice::<u64>(usize::MAX - 7, 1).is_err(), "end overflow");
-    assert!(a.slice::<()>(0, 1).is_err(), "zero-sized type");
-    assert!(a.view_mut::<u16>(99).is_err());
-    assert!(a.view_mut::<u16>(3).is_err());
-    assert!(a.slice_mut::<u32>(4, 25).is_err());
-    assert!(a.slice_mut::<u32>(4, 24).is_ok());
-    assert!(r.view::<u16>(100).is_err());
-    assert!(r.slice::<u32>(2, 1).is_err());
+    assert!(a.read::<u32>(96).is_ok());
+    assert!(a.read::<u32>(97).is_err(), "out of bounds");
+    assert!(a.read::<u32>(usize::MAX).is_err(), "offset overflow");
+    assert!(a.read::<[u8; 101]>(0).is_err(), "larger than the segment");
+    assert!(a.read::<[u8; 100]>(0).is_ok());
+    assert!(a.write(99, &0u16).is_err());
+    assert!(a.write(3, &0u16).is_ok(), "copies need no alignment");
+    assert!(a.write_at(4, &[0; 97]).is_err());
+    assert!(a.write_at(4, &[0; 96]).is_ok());
+    assert!(
+        a.read_at(usize::MAX - 7, &mut [0; 8]).is_err(),
+        "end overflow"
+    );
+    assert!(r.read::<u16>(99).is_err());
+    assert!(r.read_at(2, &mut [0; 99]).is_err());
     assert!(a.atomic_u32(2).is_err(), "misaligned");
     assert!(a.atomic_u32(96).is_ok());
     assert!(a.atomic_u64(96).is_err(), "needs 8 bytes, 4 left");
     assert!(a.atomic_u64(88).is_ok());
     assert!(r.load_u64(96).is_err());
+    // SAFETY: nothing is borrowed: every call is refused.
+    unsafe {
+        assert!(a.view_unchecked::<u32>(98).is_err());
+        assert!(a.view_unchecked::<u64>(4).is_err(), "misaligned");
+        assert!(a.view_mut_unchecked::<u16>(99).is_err());
+        assert!(r.view_unchecked::<u16>(100).is_err());
+    }
 }
 
 #[test]
@@ -340,15 +375,19 @@ fn atomics_count_across_threads_and_attachments() {
 fn removed_segment_lives_until_the_last_detach() {
     let (key, owned) = keyed(4096);
     let seg = *owned;
-    let mut first = seg.attach().unwrap();
-    first[..4].copy_from_slice(b"kept");
+    let first = seg.attach().unwrap();
+    first.write_at(0, b"kept").unwrap();
     owned.remove().unwrap();
 
     let st = seg.stat().unwrap();
     assert!(st.is_marked_for_removal(), "mode {:#o}", st.perm.mode);
     assert_eq!(st.perm.key, Key::PRIVATE, "the key is released at once");
     assert_eq!(st.nattch, 1);
-    assert_eq!(&first[..4], b"kept", "attached memory stays valid");
+    assert_eq!(
+        &first.read::<[u8; 4]>(0).unwrap(),
+        b"kept",
+        "attached memory stays valid"
+    );
     assert_eq!(Segment::open(key).unwrap_err().kind(), ErrorKind::NotFound);
 
     // The key is free for a new segment while the old one still lives.
@@ -358,7 +397,7 @@ fn removed_segment_lives_until_the_last_detach() {
 
     // Linux still lets the segment be attached by id.
     let second = seg.attach_read_only().unwrap();
-    assert_eq!(&second[..4], b"kept");
+    assert_eq!(&second.read::<[u8; 4]>(0).unwrap(), b"kept");
     assert_eq!(seg.stat().unwrap().nattch, 2);
 
     drop(first);
@@ -376,10 +415,10 @@ fn removed_segment_lives_until_the_last_detach() {
 #[test]
 fn child_process_writes_into_a_segment_by_id() {
     if child_role().as_deref() == Some("writer") {
-        let mut a = id_from_env().attach().unwrap();
+        let a = id_from_env().attach().unwrap();
         let text = format!("written by {}", std::process::id());
-        a[..text.len()].copy_from_slice(text.as_bytes());
-        *a.view_mut::<u32>(64).unwrap() = 0xc0ffee;
+        a.write_at(0, text.as_bytes()).unwrap();
+        a.write(64, &0xc0ffee_u32).unwrap();
         return;
     }
     let seg = private(4096);
@@ -394,8 +433,10 @@ fn child_process_writes_into_a_segment_by_id() {
 
     let r = seg.attach_read_only().unwrap();
     let text = format!("written by {pid}");
-    assert_eq!(&r[..text.len()], text.as_bytes());
-    assert_eq!(*r.view::<u32>(64).unwrap(), 0xc0ffee);
+    let mut got = vec![0; text.len()];
+    r.read_at(0, &mut got).unwrap();
+    assert_eq!(got, text.as_bytes());
+    assert_eq!(r.read::<u32>(64).unwrap(), 0xc0ffee);
     drop(r);
     let st = seg.stat().unwrap();
     assert_eq!(st.nattch, 0, "the child's attachment ended with it");
@@ -542,10 +583,11 @@ fn c_program_writes_a_segment_that_ipckit_reads() {
     assert_eq!(st.perm.permissions(), 0o600);
 
     let r = seg.attach_read_only().unwrap();
-    let h = *r.view::<CHeader>(0).unwrap();
+    let h = r.read::<CHeader>(0).unwrap();
     assert_eq!(h.magic, 0x4950_4b54);
     assert_eq!(h.count as usize, C_SIZE - 16);
-    let body = &r[16..];
+    let bytes = r.shared().to_vec();
+    let body = &bytes[16..];
     assert!(body.iter().enumerate().all(|(i, &b)| b == pattern(i + 16)));
     assert_eq!(body.iter().map(|&b| u64::from(b)).sum::<u64>(), h.sum);
 }
@@ -555,17 +597,15 @@ fn ipckit_writes_a_segment_that_a_c_program_verifies() {
     let exe = CProgram::compile("shm_c", C_PROGRAM);
     let (key, seg) = keyed(C_SIZE);
 
-    let mut w = seg.attach().unwrap();
-    let mut sum = 0u64;
-    for i in 16..C_SIZE {
-        w[i] = pattern(i);
-        sum += u64::from(w[i]);
-    }
-    *w.view_mut::<CHeader>(0).unwrap() = CHeader {
+    let w = seg.attach().unwrap();
+    let body: Vec<u8> = (16..C_SIZE).map(pattern).collect();
+    w.write_at(16, &body).unwrap();
+    let header = CHeader {
         magic: 0x4950_4b54,
         count: (C_SIZE - 16) as u32,
-        sum,
+        sum: body.iter().map(|&b| u64::from(b)).sum(),
     };
+    w.write(0, &header).unwrap();
 
     let check = || {
         Command::new(&exe)
@@ -576,7 +616,7 @@ fn ipckit_writes_a_segment_that_a_c_program_verifies() {
     let out = check();
     assert_eq!(out.status.code(), Some(0), "{out:?}");
     // The verdict can fail: one flipped bit and the C program rejects the segment.
-    w[5000] ^= 1;
+    w.write(5000, &(w.read::<u8>(5000).unwrap() ^ 1)).unwrap();
     let out = check();
     assert_eq!(out.status.code(), Some(1), "{out:?}");
     assert_eq!(seg.stat().unwrap().nattch, 1, "only our attachment is left");

@@ -74,7 +74,7 @@ fn ftruncate(object: &Object, fd: BorrowedFd<'_>, len: u64) -> Result<()> {
 /// ```no_run
 /// use ipckit::posix::shm::SharedMemory;
 /// let shm = SharedMemory::options().size(4096).mode(0o640).exclusive(true).open("/demo")?;
-/// let mut map = shm.map()?;
+/// let map = shm.map()?;
 /// map.write_at(0, b"hello")?;
 /// # Ok::<(), ipckit::Error>(())
 /// ```
@@ -380,7 +380,9 @@ impl Seals {
     pub const GROW: Seals = Seals(SealFlags::GROW.bits());
     /// `F_SEAL_WRITE`: the contents can no longer change: `write` and new shared writable
     /// mappings fail with `EPERM`. Adding it fails with `EBUSY` while a shared writable mapping of
-    /// the file exists in any process: unmap those first.
+    /// the file exists in any process: unmap those first. With [`SHRINK`](Self::SHRINK), nobody
+    /// can change or remove the bytes any more, so a read-only mapping made afterwards lends them
+    /// as a plain slice ([`Mmap::sealed_bytes`]).
     pub const WRITE: Seals = Seals(SealFlags::WRITE.bits());
     /// `F_SEAL_FUTURE_WRITE` (Linux 5.1): like [`WRITE`](Self::WRITE) for every new `write` and
     /// new writable mapping, but the writable mappings that exist keep working — the sender keeps
@@ -528,8 +530,16 @@ impl Memfd {
     /// the seals in `required` (pass [`Seals::empty`] to require none).
     ///
     /// A sender that did not seal is refused with a [`Corrupt`](Error::Corrupt) error naming the
-    /// missing seals, and `fd` is closed. Require [`Seals::SHRINK`] before mapping memory you do
-    /// not control, and `SHRINK | GROW` to trust [`size`](Self::size) from then on.
+    /// missing seals, and `fd` is closed. What to require:
+    /// - [`Seals::SHRINK`] before mapping memory you do not control: a sender that truncates the
+    ///   file under your mapping makes accesses raise `SIGBUS`;
+    /// - `SHRINK | GROW` to trust [`size`](Self::size) from then on;
+    /// - `WRITE | SHRINK` to borrow the bytes in place, without copying, from a read-only mapping
+    ///   ([`map_read_only`](Self::map_read_only), then [`Mmap::sealed_bytes`]): nobody can change
+    ///   them any more. Otherwise copy values out ([`Mmap::read`], [`Mmap::read_at`]).
+    ///
+    /// The seals checked here are read again when the file is mapped, before its size, so a sender
+    /// that shrinks and then seals between the two is seen with its final size.
     pub fn from_fd(fd: OwnedFd, required: Seals) -> Result<Memfd> {
         let raw = fd.as_raw_fd();
         let name = std::fs::read_link(format!("/proc/self/fd/{raw}"))

@@ -15,9 +15,9 @@
 
 use std::fmt;
 use std::mem::{self, MaybeUninit};
-use std::ops::{Deref, DerefMut};
+use std::ops::Deref;
 use std::ptr::NonNull;
-use std::sync::atomic::{fence, AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::SystemTime;
 
 use bytemuck::{AnyBitPattern, Pod};
@@ -26,7 +26,6 @@ use crate::error::{Error, Object, Result};
 use crate::key::Key;
 use crate::shared::{self, SharedSlice};
 use crate::sysv::{check_mode, check_rc, get_option_setters, time_from_raw, GetOptions, Perm};
-use crate::view::Region;
 
 /// `SHM_DEST` in [`Perm::mode`]: the segment is marked for removal and is destroyed when the last
 /// attachment is detached.
@@ -324,12 +323,10 @@ struct Mapping {
 // SAFETY: a mapping belongs to the process, not to a thread: any thread may use the memory and
 // `shmdt` it.
 unsafe impl Send for Mapping {}
-// SAFETY: through `&Mapping` (and so through `&Attachment` / `&ReadOnlyAttachment`) this process
-// only reads plain bytes or uses atomics; every non-atomic write needs `&mut Attachment`, which is
-// exclusive. Sharing one attachment between threads therefore adds no race that two attachments
-// of the same segment (one per thread) would not already allow, and it is what makes the atomics
-// useful between threads. Writes by other processes are outside Rust's model either way; see
-// `Attachment`.
+// SAFETY: through `&Mapping` (and so through `&Attachment` / `&ReadOnlyAttachment`) safe code
+// reaches the bytes only through `SharedSlice`, whose every access is atomic, and raw pointers;
+// plain references exist only behind `unsafe fn`s whose callers promise that nobody else writes.
+// Other threads and other processes are therefore just more atomic accessors.
 unsafe impl Sync for Mapping {}
 
 impl Mapping {
@@ -372,61 +369,10 @@ impl Mapping {
 
     fn shared(&self) -> SharedSlice<'_> {
         // SAFETY: `ptr..ptr+len` is mapped (writable unless SHM_RDONLY) for as long as `self`
-        // lives (shmdt only in drop/detach, which take `self`), and len <= isize::MAX.
+        // lives (shmdt only in drop/detach, which take `self`), len <= isize::MAX, and the
+        // attachments lend no plain reference to the bytes except through `unsafe fn`s whose
+        // callers promise that nobody else accesses them meanwhile.
         unsafe { SharedSlice::from_raw_parts(self.ptr, self.len, self.writable, &self.object) }
-    }
-
-    fn bytes(&self) -> &[u8] {
-        // SAFETY: `ptr..ptr+len` is mapped for as long as `self` lives (shmdt only in drop), the
-        // kernel zero-fills new segments so every byte is initialized, and len <= isize::MAX.
-        unsafe { std::slice::from_raw_parts(self.ptr.as_ptr(), self.len) }
-    }
-
-    /// Only for writable mappings (`Attachment`).
-    fn bytes_mut(&mut self) -> &mut [u8] {
-        // SAFETY: as in `bytes`; the mapping is writable (no SHM_RDONLY) and `&mut self` makes
-        // this the only reference into it from this attachment.
-        unsafe { std::slice::from_raw_parts_mut(self.ptr.as_ptr(), self.len) }
-    }
-
-    /// The segment's bytes as a [`Region`] for typed views, named by the segment's id.
-    fn region<'a>(&self, object: &'a Object) -> Region<'a> {
-        Region::of(object, "segment", self.bytes())
-    }
-
-    fn view<T: AnyBitPattern>(&self, offset: usize) -> Result<&T> {
-        let object = self.segment.object();
-        self.region(&object).view("view", self.bytes(), offset)
-    }
-
-    fn slice<T: AnyBitPattern>(&self, offset: usize, count: usize) -> Result<&[T]> {
-        let object = self.segment.object();
-        self.region(&object)
-            .slice("slice", self.bytes(), offset, count)
-    }
-
-    fn view_mut<T: Pod>(&mut self, offset: usize) -> Result<&mut T> {
-        let object = self.segment.object();
-        let region = self.region(&object);
-        region.view_mut("view_mut", self.bytes_mut(), offset)
-    }
-
-    fn slice_mut<T: Pod>(&mut self, offset: usize, count: usize) -> Result<&mut [T]> {
-        let object = self.segment.object();
-        let region = self.region(&object);
-        region.slice_mut("slice_mut", self.bytes_mut(), offset, count)
-    }
-
-    /// A reference to an atomic of type `A` (with the size and alignment of `T`) at `offset`.
-    fn atomic<T, A>(&self, op: &'static str, offset: usize) -> Result<&A> {
-        debug_assert_eq!(mem::size_of::<T>(), mem::size_of::<A>());
-        debug_assert_eq!(mem::align_of::<T>(), mem::align_of::<A>());
-        let object = self.segment.object();
-        let r = self.region(&object).range::<A>(op, offset, None)?;
-        // SAFETY: `range` checked that `A` fits in the mapping at `offset` and that the address is
-        // aligned for `A`; AtomicU32/AtomicU64 have the layout of u32/u64 and accept every bit
-        // pattern; the mapping lives as long as the returned borrow of `self`.
-        Ok(unsafe { &*self.ptr.as_ptr().add(r.start).cast::<A>() })
     }
 }
 
@@ -475,39 +421,116 @@ impl Mapping {
 
 /// A segment attached for reading and writing; detached (`shmdt`) when dropped.
 ///
-/// Dereferences to the segment's bytes (`&[u8]` and `&mut [u8]`, as long as [`ShmStat::size`]),
-/// and offers typed views ([`view`](Self::view), [`view_mut`](Self::view_mut), [`slice`](Self::slice),
-/// [`slice_mut`](Self::slice_mut)) and atomics ([`atomic_u32`](Self::atomic_u32),
-/// [`atomic_u64`](Self::atomic_u64)).
+/// Copy values in and out by offset ([`read`](Self::read), [`write`](Self::write),
+/// [`read_at`](Self::read_at), [`write_at`](Self::write_at)), share counters and flags through
+/// atomics in place ([`atomic_u32`](Self::atomic_u32), [`atomic_u64`](Self::atomic_u64), and
+/// [`shared`](Self::shared) for the rest: slices, [`AtomicPod`](crate::shared::AtomicPod) structs).
+/// Every offset is checked: a request that does not fit is an invalid-argument error naming the
+/// segment, the offset and the size.
 ///
 /// # Other writers
-/// The bytes are shared: another process, or another attachment of the same segment in this
-/// process, may change them at any moment, also while you hold a slice or a view. A Rust reference
-/// promises that the bytes behind it do not change, and shared memory cannot keep that promise by
-/// itself. Coordinate access so that nobody writes while others read (a System V semaphore, a
-/// process-shared lock), or share values through the atomics, which are made for concurrent
-/// access. Treat what you read as untrusted input and validate it before use.
+/// Another process, or another attachment of the same segment, may write the bytes at any moment,
+/// so an attachment never lends a plain `&[u8]`, `&T` or `&mut T` to them in safe code: such a
+/// reference would promise bytes that do not change (or that nobody else sees), which shared
+/// memory cannot keep. Copies are made with atomic word accesses, so a concurrent writer gives a
+/// torn value, never undefined behaviour; treat what you read as untrusted input and validate the
+/// copy. Order accesses with a lock or a semaphore, or with the atomics. When you *know* nobody
+/// else writes (a lock held, the peers not started yet), [`view_unchecked`](Self::view_unchecked)
+/// and [`view_mut_unchecked`](Self::view_mut_unchecked) lend a reference as an `unsafe` promise.
+/// See [`shared`] for the model.
+///
+/// ```
+/// use ipckit::{sysv::shm::Segment, Key};
+/// let segment = Segment::create(Key::PRIVATE, 4096)?.into_owned();
+/// let memory = segment.attach()?;
+/// memory.write(8, &[1u32, 2, 3])?;
+/// assert_eq!(memory.read::<[u32; 3]>(8)?, [1, 2, 3]);
+/// # Ok::<(), ipckit::Error>(())
+/// ```
+///
+/// The bytes cannot be borrowed as a slice beside an atomic in safe code:
+///
+/// ```compile_fail,E0308
+/// # use ipckit::{sysv::shm::Segment, Key};
+/// # use std::sync::atomic::Ordering;
+/// # let segment = Segment::create(Key::PRIVATE, 4096)?.into_owned();
+/// let memory = segment.attach()?;
+/// let bytes: &[u8] = &memory; // no Deref to [u8]
+/// memory.atomic_u32(0)?.store(1, Ordering::Relaxed);
+/// # Ok::<(), ipckit::Error>(())
+/// ```
+///
+/// nor viewed in place without `unsafe`:
+///
+/// ```compile_fail,E0133
+/// # use ipckit::{sysv::shm::Segment, Key};
+/// # let segment = Segment::create(Key::PRIVATE, 4096)?.into_owned();
+/// let memory = segment.attach()?;
+/// let value: &u32 = memory.view_unchecked(0)?; // an unsafe fn: the caller promises no writer
+/// # Ok::<(), ipckit::Error>(())
+/// ```
+///
+/// (With the promise written down, it compiles:)
+///
+/// ```
+/// # use ipckit::{sysv::shm::Segment, Key};
+/// # let segment = Segment::create(Key::PRIVATE, 4096)?.into_owned();
+/// let memory = segment.attach()?;
+/// // SAFETY: nothing else attaches this private segment, and this code writes nothing while
+/// // `value` and `bytes` live.
+/// let value: &u32 = unsafe { memory.view_unchecked(0)? };
+/// let bytes: &[u8] = unsafe { memory.shared().as_bytes_unchecked() };
+/// assert_eq!((*value, bytes[0]), (0, 0));
+/// # Ok::<(), ipckit::Error>(())
+/// ```
+///
+/// What [`shared`](Self::shared) lends cannot outlive the attachment:
+///
+/// ```compile_fail,E0597
+/// # use ipckit::{sysv::shm::Segment, Key};
+/// # let segment = Segment::create(Key::PRIVATE, 4096)?.into_owned();
+/// let bytes = {
+///     let memory = segment.attach()?;
+///     memory.shared() // borrows `memory`, which is detached at the end of the block
+/// };
+/// bytes.read::<u8>(0)?;
+/// # Ok::<(), ipckit::Error>(())
+/// ```
+///
+/// (The same code with the attachment kept alive compiles:)
+///
+/// ```
+/// # use ipckit::{sysv::shm::Segment, Key};
+/// # let segment = Segment::create(Key::PRIVATE, 4096)?.into_owned();
+/// let memory = segment.attach()?;
+/// let bytes = memory.shared();
+/// bytes.read::<u8>(0)?;
+/// # Ok::<(), ipckit::Error>(())
+/// ```
 pub struct Attachment {
     map: Mapping,
 }
 
 /// A segment attached read-only (`SHM_RDONLY`); detached (`shmdt`) when dropped.
 ///
-/// Dereferences to the segment's bytes as `&[u8]` only, and offers typed views
-/// ([`view`](Self::view), [`slice`](Self::slice)) and atomic loads ([`load_u32`](Self::load_u32),
-/// [`load_u64`](Self::load_u64)). The page protection is read-only: nothing can write through it.
+/// Copy values out by offset ([`read`](Self::read), [`read_at`](Self::read_at)) and load shared
+/// counters atomically ([`load_u32`](Self::load_u32), [`load_u64`](Self::load_u64)). The page
+/// protection is read-only: nothing can write through it, and [`shared`](Self::shared) refuses
+/// writes and in-place atomics with an error.
 ///
 /// # Other writers
-/// Other processes and writable attachments may change the bytes while you hold a slice or a
-/// view: coordinate with a lock or a semaphore, or read shared values with the atomic loads.
-/// Treat what you read as untrusted input. See [`Attachment`].
+/// Other processes and writable attachments may change the bytes at any moment, so no plain
+/// reference to them is lent in safe code: copies (atomic word loads) may be torn by a concurrent
+/// writer and are untrusted input to validate. [`view_unchecked`](Self::view_unchecked) lends a
+/// `&T` when you can promise that nobody writes meanwhile. See [`Attachment`] and
+/// [`shared`].
 pub struct ReadOnlyAttachment {
     map: Mapping,
 }
 
 impl Attachment {
     /// The segment's bytes, to copy in and out by offset and to use atomics in place: see
-    /// [`shared`](crate::shared) for why no plain `&[u8]` is handed out.
+    /// [`shared`] for why no plain `&[u8]` is handed out.
     pub fn shared(&self) -> SharedSlice<'_> {
         self.map.shared()
     }
@@ -517,12 +540,13 @@ impl Attachment {
         self.map.segment
     }
 
-    /// The address of the first byte.
+    /// The address of the first byte. Raw pointers carry no borrow: using them is the caller's
+    /// `unsafe` responsibility.
     pub fn as_ptr(&self) -> *const u8 {
         self.map.ptr.as_ptr()
     }
 
-    /// The address of the first byte, for writing.
+    /// The address of the first byte, for writing; see [`as_ptr`](Self::as_ptr).
     pub fn as_mut_ptr(&mut self) -> *mut u8 {
         self.map.ptr.as_ptr()
     }
@@ -537,39 +561,60 @@ impl Attachment {
         self.map.len == 0
     }
 
-    /// The `T` at byte `offset`. Fails with an invalid-argument error naming the type, the offset
-    /// and the segment size if it does not fit or is misaligned.
-    pub fn view<T: AnyBitPattern>(&self, offset: usize) -> Result<&T> {
-        self.map.view(offset)
+    /// A copy of the `T` at byte `offset` (any alignment). Fails with an invalid-argument error
+    /// naming the offset and the segment size if it does not fit. Another process writing
+    /// meanwhile can tear the value: validate it.
+    pub fn read<T: Pod>(&self, offset: usize) -> Result<T> {
+        self.shared().read(offset)
     }
 
-    /// `count` values of `T` starting at byte `offset`, checked like [`view`](Self::view).
-    /// Zero-sized types are refused.
-    pub fn slice<T: AnyBitPattern>(&self, offset: usize, count: usize) -> Result<&[T]> {
-        self.map.slice(offset, count)
+    /// Writes `value` at byte `offset` (any alignment); checked like [`read`](Self::read).
+    pub fn write<T: Pod>(&self, offset: usize, value: &T) -> Result<()> {
+        self.shared().write(offset, value)
     }
 
-    /// The `T` at byte `offset`, for writing; checked like [`view`](Self::view).
-    pub fn view_mut<T: Pod>(&mut self, offset: usize) -> Result<&mut T> {
-        self.map.view_mut(offset)
+    /// Copies `buf.len()` bytes starting at byte `offset` into `buf`; checked like
+    /// [`read`](Self::read).
+    pub fn read_at(&self, offset: usize, buf: &mut [u8]) -> Result<()> {
+        self.shared().read_at(offset, buf)
     }
 
-    /// `count` values of `T` starting at byte `offset`, for writing; checked like
-    /// [`view`](Self::view). Zero-sized types are refused.
-    pub fn slice_mut<T: Pod>(&mut self, offset: usize, count: usize) -> Result<&mut [T]> {
-        self.map.slice_mut(offset, count)
+    /// Copies `data` to the bytes starting at `offset`; checked like [`read`](Self::read).
+    pub fn write_at(&self, offset: usize, data: &[u8]) -> Result<()> {
+        self.shared().write_at(offset, data)
     }
 
     /// The `AtomicU32` at byte `offset` (4-byte aligned, in bounds), for lock-free sharing with
     /// other threads and processes.
     pub fn atomic_u32(&self, offset: usize) -> Result<&AtomicU32> {
-        self.map.atomic::<u32, AtomicU32>("atomic_u32", offset)
+        self.shared().atomic_u32(offset)
     }
 
     /// The `AtomicU64` at byte `offset` (8-byte aligned, in bounds), for lock-free sharing with
     /// other threads and processes.
     pub fn atomic_u64(&self, offset: usize) -> Result<&AtomicU64> {
-        self.map.atomic::<u64, AtomicU64>("atomic_u64", offset)
+        self.shared().atomic_u64(offset)
+    }
+
+    /// The `T` at byte `offset` as a plain reference (aligned and in bounds, checked).
+    ///
+    /// # Safety
+    /// For as long as the reference lives, nobody writes those `size_of::<T>()` bytes: no other
+    /// process, no other attachment, no atomic or [`shared`](Self::shared) write of this process.
+    /// Holding a lock that every writer takes is the usual way to know it.
+    pub unsafe fn view_unchecked<T: AnyBitPattern>(&self, offset: usize) -> Result<&T> {
+        // SAFETY: forwarded to the caller (same contract).
+        unsafe { self.shared().view_unchecked(offset) }
+    }
+
+    /// The `T` at byte `offset` as a plain mutable reference (aligned and in bounds, checked).
+    ///
+    /// # Safety
+    /// For as long as the reference lives, nothing else reads or writes those `size_of::<T>()`
+    /// bytes: no other process, no other attachment, no atomic or copy of this process.
+    pub unsafe fn view_mut_unchecked<T: Pod>(&mut self, offset: usize) -> Result<&mut T> {
+        // SAFETY: forwarded to the caller (same contract).
+        unsafe { self.shared().view_mut_unchecked(offset) }
     }
 
     /// `shmdt(addr)` — detaches now, reporting the error that drop would ignore.
@@ -604,39 +649,39 @@ impl ReadOnlyAttachment {
         self.map.len == 0
     }
 
-    /// The `T` at byte `offset`. Fails with an invalid-argument error naming the type, the offset
-    /// and the segment size if it does not fit or is misaligned.
-    pub fn view<T: AnyBitPattern>(&self, offset: usize) -> Result<&T> {
-        self.map.view(offset)
+    /// A copy of the `T` at byte `offset` (any alignment). Fails with an invalid-argument error
+    /// naming the offset and the segment size if it does not fit. Another process writing
+    /// meanwhile can tear the value: validate it.
+    pub fn read<T: Pod>(&self, offset: usize) -> Result<T> {
+        self.shared().read(offset)
     }
 
-    /// `count` values of `T` starting at byte `offset`, checked like [`view`](Self::view).
-    /// Zero-sized types are refused.
-    pub fn slice<T: AnyBitPattern>(&self, offset: usize, count: usize) -> Result<&[T]> {
-        self.map.slice(offset, count)
+    /// Copies `buf.len()` bytes starting at byte `offset` into `buf`; checked like
+    /// [`read`](Self::read).
+    pub fn read_at(&self, offset: usize, buf: &mut [u8]) -> Result<()> {
+        self.shared().read_at(offset, buf)
     }
 
     /// Loads the `u32` at byte `offset` (4-byte aligned, in bounds) atomically, with acquire
-    /// ordering: it pairs with a release store (or stronger) of a writer. Implemented as a relaxed
-    /// load and an acquire fence, the form Rust allows on read-only memory.
+    /// ordering: it pairs with a release store (or stronger) of a writer.
     pub fn load_u32(&self, offset: usize) -> Result<u32> {
-        let value = self
-            .map
-            .atomic::<u32, AtomicU32>("load_u32", offset)?
-            .load(Ordering::Relaxed);
-        fence(Ordering::Acquire);
-        Ok(value)
+        self.shared().load_u32(offset, Ordering::Acquire)
     }
 
     /// Loads the `u64` at byte `offset` (8-byte aligned, in bounds) atomically, with acquire
     /// ordering; see [`load_u32`](Self::load_u32).
     pub fn load_u64(&self, offset: usize) -> Result<u64> {
-        let value = self
-            .map
-            .atomic::<u64, AtomicU64>("load_u64", offset)?
-            .load(Ordering::Relaxed);
-        fence(Ordering::Acquire);
-        Ok(value)
+        self.shared().load_u64(offset, Ordering::Acquire)
+    }
+
+    /// The `T` at byte `offset` as a plain reference (aligned and in bounds, checked).
+    ///
+    /// # Safety
+    /// For as long as the reference lives, nobody writes those `size_of::<T>()` bytes: no other
+    /// process and no writable attachment of this one.
+    pub unsafe fn view_unchecked<T: AnyBitPattern>(&self, offset: usize) -> Result<&T> {
+        // SAFETY: forwarded to the caller (same contract).
+        unsafe { self.shared().view_unchecked(offset) }
     }
 
     /// `shmdt(addr)` — detaches now, reporting the error that drop would ignore.
@@ -657,27 +702,5 @@ unsafe impl shared::Mapping for Attachment {
 unsafe impl shared::Mapping for ReadOnlyAttachment {
     fn shared(&self) -> Result<SharedSlice<'_>> {
         Ok(self.map.shared())
-    }
-}
-
-impl Deref for Attachment {
-    type Target = [u8];
-
-    fn deref(&self) -> &[u8] {
-        self.map.bytes()
-    }
-}
-
-impl DerefMut for Attachment {
-    fn deref_mut(&mut self) -> &mut [u8] {
-        self.map.bytes_mut()
-    }
-}
-
-impl Deref for ReadOnlyAttachment {
-    type Target = [u8];
-
-    fn deref(&self) -> &[u8] {
-        self.map.bytes()
     }
 }

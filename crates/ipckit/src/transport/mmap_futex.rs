@@ -85,11 +85,10 @@ pub(super) fn host(role: Role, at: &Rendezvous, options: &Options) -> Result<Box
     let draft_guard = FileGuard(draft.clone());
     file.set_len((HEADER + capacity) as u64)
         .map_err(|e| Error::os("ftruncate", object(&draft), e))?;
-    let mut map = Mmap::options().shared().read_write().map(&file)?;
-    let header = map.bytes_mut()?;
-    header[OFF_MAGIC..OFF_MAGIC + 4].copy_from_slice(&MAGIC.to_le_bytes());
-    header[OFF_VERSION..OFF_VERSION + 4].copy_from_slice(&VERSION.to_le_bytes());
-    header[OFF_CAPACITY..OFF_CAPACITY + 8].copy_from_slice(&(capacity as u64).to_le_bytes());
+    let map = Mmap::options().shared().read_write().map(&file)?;
+    map.write(OFF_MAGIC, &MAGIC.to_le_bytes())?;
+    map.write(OFF_VERSION, &VERSION.to_le_bytes())?;
+    map.write(OFF_CAPACITY, &(capacity as u64).to_le_bytes())?;
     // link(2) never replaces: a taken name is AlreadyExists, as O_CREAT | O_EXCL was.
     std::fs::hard_link(&draft, &path).map_err(|e| Error::os("link", object(&path), e))?;
     let guard = FileGuard(path);
@@ -142,7 +141,7 @@ unsafe impl Send for Slot {}
 impl Slot {
     fn end(role: Role, map: Mmap, path: &Path, guard: Option<FileGuard>) -> Result<End> {
         let op = "connect";
-        let bytes = map.bytes()?;
+        let bytes = map.shared()?;
         if bytes.len() < HEADER {
             return Err(Error::corrupt(
                 op,
@@ -150,19 +149,15 @@ impl Slot {
                 format!("file of {} bytes has no header", bytes.len()),
             ));
         }
-        let word = |o: usize| u32::from_le_bytes(bytes[o..o + 4].try_into().unwrap_or_default());
-        if word(OFF_MAGIC) != MAGIC || word(OFF_VERSION) != VERSION {
+        let word = |o: usize| bytes.read(o).map(u32::from_le_bytes);
+        if word(OFF_MAGIC)? != MAGIC || word(OFF_VERSION)? != VERSION {
             return Err(Error::corrupt(
                 op,
                 object(path),
                 "not an ipckit mmap+futex file (magic/version)",
             ));
         }
-        let capacity = u64::from_le_bytes(
-            bytes[OFF_CAPACITY..OFF_CAPACITY + 8]
-                .try_into()
-                .unwrap_or_default(),
-        );
+        let capacity = u64::from_le_bytes(bytes.read(OFF_CAPACITY)?);
         let room = (bytes.len() - HEADER) as u64;
         if capacity == 0 || capacity > room {
             return Err(Error::corrupt(
@@ -273,12 +268,10 @@ impl Slot {
             }
         }
         // `msg.len() <= capacity` (`Sender::send` checks it against `max_message`), so the range
-        // lies inside the mapping (checked in `end`); `copy` tolerates overlap, which could only
-        // garble a message the receiver checks.
-        // SAFETY: in bounds (above), and the slot is ours (WRITING) until we publish FULL.
-        unsafe {
-            std::ptr::copy(msg.as_ptr(), self.payload.as_ptr(), msg.len());
-        }
+        // lies inside the mapping (checked in `end`).
+        // SAFETY: in bounds (above), and the mapping is writable and accessed only atomically
+        // by this process; a hostile peer writing meanwhile only garbles the message.
+        unsafe { crate::shared::copy_in(msg, self.payload.as_ptr()) };
         self.set_field_u64(OFF_LEN, msg.len() as u64);
         self.word(OFF_TAG).store(tag, Ordering::Relaxed);
         self.publish(FULL);
@@ -333,14 +326,10 @@ impl super::RecvImpl for Slot {
         }
         let len = len as usize;
         buf.clear();
-        buf.reserve(len);
+        buf.resize(len, 0);
         // SAFETY: `len <= capacity` (checked just now), so the source range lies inside the
-        // mapping; `buf` has room for `len` bytes and is our own memory, disjoint from the
-        // mapping; `set_len` follows the copy of exactly `len` initialized bytes.
-        unsafe {
-            std::ptr::copy_nonoverlapping(self.payload.as_ptr(), buf.as_mut_ptr(), len);
-            buf.set_len(len);
-        }
+        // mapping, which this process accesses only atomically.
+        unsafe { crate::shared::copy_out(self.payload.as_ptr(), buf) };
         self.publish(EMPTY);
         Ok((tag == TAG_DATA).then_some(len))
     }

@@ -85,10 +85,10 @@ pub(super) fn host(role: Role, at: &Rendezvous, options: &Options) -> Result<Box
         .create(true)
         .open(shm_key)?
         .into_owned();
-    let mut attachment = segment.attach()?;
-    put_u32(&mut attachment, OFF_MAGIC, MAGIC);
-    put_u32(&mut attachment, OFF_VERSION, VERSION);
-    attachment[OFF_CAPACITY..OFF_CAPACITY + 8].copy_from_slice(&(capacity as u64).to_le_bytes());
+    let attachment = segment.attach()?;
+    put_u32(&attachment, OFF_MAGIC, MAGIC)?;
+    put_u32(&attachment, OFF_VERSION, VERSION)?;
+    attachment.write(OFF_CAPACITY, &(capacity as u64).to_le_bytes())?;
     let me = std::process::id();
     let pid_at = if role == Role::Send {
         OFF_SENDER
@@ -105,16 +105,16 @@ pub(super) fn host(role: Role, at: &Rendezvous, options: &Options) -> Result<Box
     }))
 }
 
-fn put_u32(bytes: &mut [u8], offset: usize, value: u32) {
-    bytes[offset..offset + 4].copy_from_slice(&value.to_le_bytes());
+fn put_u32(a: &Attachment, offset: usize, value: u32) -> Result<()> {
+    a.write(offset, &value.to_le_bytes())
 }
 
-fn get_u32(bytes: &[u8], offset: usize) -> u32 {
-    u32::from_le_bytes(bytes[offset..offset + 4].try_into().unwrap_or_default())
+fn get_u32(a: &Attachment, offset: usize) -> Result<u32> {
+    a.read(offset).map(u32::from_le_bytes)
 }
 
-fn get_u64(bytes: &[u8], offset: usize) -> u64 {
-    u64::from_le_bytes(bytes[offset..offset + 8].try_into().unwrap_or_default())
+fn get_u64(a: &Attachment, offset: usize) -> Result<u64> {
+    a.read(offset).map(u64::from_le_bytes)
 }
 
 impl HostImpl for Host {
@@ -200,8 +200,8 @@ impl Endpoint {
 
     /// The slot's capacity, validated against the segment's size.
     fn capacity(&self, op: &'static str) -> Result<usize> {
-        let magic = get_u32(&self.attachment, OFF_MAGIC);
-        let version = get_u32(&self.attachment, OFF_VERSION);
+        let magic = get_u32(&self.attachment, OFF_MAGIC)?;
+        let version = get_u32(&self.attachment, OFF_VERSION)?;
         if magic != MAGIC || version != VERSION {
             return Err(Error::corrupt(
                 op,
@@ -209,7 +209,7 @@ impl Endpoint {
                 format!("header magic {magic:#x} version {version} (expected {MAGIC:#x} version {VERSION})"),
             ));
         }
-        let capacity = get_u64(&self.attachment, OFF_CAPACITY);
+        let capacity = get_u64(&self.attachment, OFF_CAPACITY)?;
         let room = (self.attachment.len() - HEADER) as u64;
         if capacity > room {
             return Err(Error::corrupt(
@@ -259,10 +259,10 @@ impl Endpoint {
                 limit_name: "the segment's message slot",
             });
         }
-        let a = &mut self.attachment;
-        a[HEADER..HEADER + msg.len()].copy_from_slice(msg);
-        a[OFF_LEN..OFF_LEN + 8].copy_from_slice(&(msg.len() as u64).to_le_bytes());
-        put_u32(a, OFF_TAG, tag);
+        let a = &self.attachment;
+        a.write_at(HEADER, msg)?;
+        a.write(OFF_LEN, &(msg.len() as u64).to_le_bytes())?;
+        put_u32(a, OFF_TAG, tag)?;
         self.sems.post(FULL)
     }
 }
@@ -306,8 +306,8 @@ impl super::RecvImpl for Endpoint {
     fn recv(&mut self, buf: &mut Vec<u8>) -> Result<Option<usize>> {
         self.wait("recv", FULL, OFF_SENDER, "sender")?;
         let capacity = self.capacity("recv")?;
-        let len = get_u64(&self.attachment, OFF_LEN);
-        let tag = get_u32(&self.attachment, OFF_TAG);
+        let len = get_u64(&self.attachment, OFF_LEN)?;
+        let tag = get_u32(&self.attachment, OFF_TAG)?;
         if len > capacity as u64 || tag > TAG_END || (tag == TAG_END && len != 0) {
             return Err(Error::corrupt(
                 "recv",
@@ -317,7 +317,8 @@ impl super::RecvImpl for Endpoint {
         }
         let len = len as usize;
         buf.clear();
-        buf.extend_from_slice(&self.attachment[HEADER..HEADER + len]);
+        buf.resize(len, 0);
+        self.attachment.read_at(HEADER, buf)?;
         self.sems.post(EMPTY)?;
         Ok((tag == TAG_DATA).then_some(len))
     }
