@@ -30,7 +30,10 @@ use crate::shared::SharedRegion;
 /// [`init_in`](Barrier::init_in) and found with [`open_in`](Barrier::open_in): a handle that keeps
 /// the memory mapped. [`SIZE`](Barrier::SIZE) bytes aligned to [`ALIGN`](Barrier::ALIGN).
 ///
-/// Tolerates peers that scribble on it (see the [module documentation](self)).
+/// **Trust:** tolerates peers that scribble on its bytes — every word is an atomic, and the
+/// participant count is validated once and kept in the handle — with a round released early or
+/// held up at worst, never undefined behaviour (see [`sync`](crate::sync#trust)). A participant
+/// that dies leaves the others waiting.
 #[derive(Clone)]
 pub struct Barrier {
     state: Placed<State>,

@@ -33,8 +33,10 @@ use crate::shared::SharedRegion;
 /// [`init_in`](Condvar::init_in), found with [`open_in`](Condvar::open_in), [`SIZE`](Condvar::SIZE)
 /// bytes aligned to [`ALIGN`](Condvar::ALIGN).
 ///
-/// **Trust:** the processes sharing it must not scribble on its bytes (see the
-/// [module documentation](self)).
+/// **Trust:** the processes sharing it must not scribble on its bytes: glibc's `pthread_cond_t`
+/// keeps counters and futex words whose corruption it does not expect (see
+/// [`sync`](crate::sync#trust)). A process killed while waiting may take a notification with it:
+/// prefer [`notify_all`](Condvar::notify_all) where processes may die, and wait in a loop.
 #[derive(Clone)]
 pub struct Condvar {
     state: Placed<State>,

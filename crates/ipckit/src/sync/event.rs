@@ -38,7 +38,9 @@ pub enum EventMode {
 /// found with [`open_in`](Event::open_in): a handle that keeps the memory mapped (clone it to share
 /// it between threads). [`SIZE`](Event::SIZE) bytes aligned to [`ALIGN`](Event::ALIGN).
 ///
-/// Tolerates peers that scribble on it (see the [module documentation](self)).
+/// **Trust:** tolerates peers that scribble on its bytes — every word is an atomic, and values
+/// read are only compared — with a wrongly set or cleared event at worst, never undefined
+/// behaviour (see [`sync`](crate::sync#trust)).
 #[derive(Clone)]
 pub struct Event {
     state: Placed<State>,

@@ -75,8 +75,18 @@ extern "C" {
 /// keeps the memory mapped (clone it to share it between threads), [`SIZE`](Mutex::SIZE) bytes
 /// aligned to [`ALIGN`](Mutex::ALIGN).
 ///
-/// **Trust:** the processes sharing it must not scribble on its bytes (see the
-/// [module documentation](self)): glibc follows pointers stored in the mutex.
+/// **Owner died:** when a holder dies, the next locker gets [`LockError::OwnerDied`] with the
+/// lock; it repairs the data and calls [`MutexGuard::mark_consistent`]. Until somebody does,
+/// every locker is told the same: dropping the guard unrepaired (a `?` on the error) never makes
+/// the mutex unusable. (ipckit makes glibc's mutex consistent at once and keeps the "needs
+/// repair" state in a word of its own, because glibc would otherwise declare the mutex
+/// `ENOTRECOVERABLE` for ever.)
+///
+/// **Trust:** the processes sharing it must not scribble on its bytes: glibc links held robust
+/// mutexes into a per-thread list through pointers stored *in* the mutex and follows them, so a
+/// peer that writes them can make glibc write where it likes in this process; and the guard's
+/// `&mut T` is sound only if every process touches the data under the lock (see
+/// [`sync`](crate::sync#trust)). All processes must use the same C library ABI.
 ///
 /// ```no_run
 /// use std::sync::Arc;
@@ -403,8 +413,9 @@ impl<T: Pod> fmt::Debug for Mutex<T> {
 /// The held lock: dereferences to the data; unlocks (`pthread_mutex_unlock`) when dropped.
 ///
 /// It borrows the [`Mutex`] handle and also holds a clone of it, so that the memory stays mapped
-/// even if the guard is forgotten (see the [module documentation](self)). Not `Send`: the lock
-/// belongs to the thread that took it.
+/// even if the guard is forgotten (`mem::forget`: then for ever): glibc links a held robust
+/// mutex into a per-thread list stored in the mutexes themselves, which must never point at
+/// unmapped memory. Not `Send`: the lock belongs to the thread that took it.
 #[must_use = "the lock is released as soon as the guard is dropped"]
 pub struct MutexGuard<'a, T: Pod> {
     mutex: &'a Mutex<T>,

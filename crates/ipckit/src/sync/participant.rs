@@ -40,7 +40,15 @@ pub(crate) mod sealed {
 /// `0..participants()`: [`Dekker`](super::Dekker), [`Peterson`](super::Peterson),
 /// [`FilterLock`](super::FilterLock), [`Szymanski`](super::Szymanski), [`Bakery`](super::Bakery).
 ///
-/// Every index must be used by at most one thread at a time.
+/// Every index must be used by at most one thread at a time. A participant that dies inside the
+/// lock leaves it locked for ever.
+///
+/// **Trust:** these locks tolerate peers that scribble on their bytes. Every word is an atomic;
+/// the participant count is validated once, when the handle is made, and kept in the handle (so
+/// an index is always below it, and it never exceeds the arrays' length [`MAX_PARTICIPANTS`]);
+/// every value read from a shared word is only compared, never used as an index or in arithmetic
+/// that could overflow. A scribbling peer can break mutual exclusion or keep the others waiting,
+/// never cause undefined behaviour or a panic in this process. They protect no data of their own.
 pub trait ParticipantLock: sealed::Raw {
     /// The number of participants the lock was made for.
     fn participants(&self) -> usize {
@@ -172,7 +180,8 @@ macro_rules! two_participant_lock {
         ///
         /// A handle that keeps the memory mapped (clone it to share it between threads); placed with
         /// `init_in`, found with `open_in`, `SIZE` bytes aligned to `ALIGN`. Tolerates peers that
-        /// scribble on it: wrong locking at worst (see [`ParticipantLock`]).
+        /// scribble on it: wrong locking at worst (see
+        /// [`ParticipantLock`](crate::sync::ParticipantLock)).
         #[derive(Clone)]
         pub struct $lock {
             state: $crate::sync::place::Placed<$state>,

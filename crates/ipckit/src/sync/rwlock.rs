@@ -34,8 +34,15 @@ const PREFER_WRITER_NONRECURSIVE: libc::c_int = 2;
 ///
 /// A handle that keeps the memory mapped (clone it to share it between threads), placed with
 /// [`init_in`](RwLock::init_in), found with [`open_in`](RwLock::open_in), [`SIZE`](RwLock::SIZE)
-/// bytes aligned to [`ALIGN`](RwLock::ALIGN). **Trust:** the processes sharing it must not
-/// scribble on its bytes (see the [module documentation](self)).
+/// bytes aligned to [`ALIGN`](RwLock::ALIGN).
+///
+/// **Not robust:** a process that dies holding it leaves it held for ever (POSIX has no robust
+/// reader-writer lock); use [`Mutex`](super::Mutex) where processes may die inside.
+///
+/// **Trust:** the processes sharing it must not scribble on its bytes: glibc's
+/// `pthread_rwlock_t` keeps counters and futex words whose corruption it does not expect, and the
+/// guards' `&T` / `&mut T` are sound only if every process touches the data under the lock (see
+/// [`sync`](crate::sync#trust)).
 pub struct RwLock<T: Pod> {
     state: Placed<State<T>>,
 }

@@ -35,8 +35,10 @@ pub const SEMAPHORE_MAX: u32 = i32::MAX as u32;
 /// with [`open_in`](Semaphore::open_in): a handle that keeps the memory mapped (clone it to share
 /// it between threads). [`SIZE`](Semaphore::SIZE) bytes aligned to [`ALIGN`](Semaphore::ALIGN).
 ///
-/// Tolerates peers that scribble on it (see the [module documentation](self)): wrong counts at
-/// worst, never undefined behaviour.
+/// **Trust:** tolerates peers that scribble on its bytes — every word is an atomic and every
+/// value read is bounded before use — with wrong counts at worst, never undefined behaviour (see
+/// [`sync`](crate::sync#trust)). Like any semaphore it has no owner: a process that dies between
+/// `wait` and `post` never gives its unit back.
 #[derive(Clone)]
 pub struct Semaphore {
     state: Placed<State>,
