@@ -147,18 +147,28 @@ impl Event {
 
     /// Whether the event is set now (without clearing an auto-reset event).
     pub fn is_set(&self) -> bool {
-        self.state.state.load(Ordering::Acquire) == 1
+        // Any non-zero word counts as set (only a scribbling peer writes other values), so that a
+        // waiter never spins on a word FUTEX_WAIT refuses to sleep on (it sleeps only while 0).
+        self.state.state.load(Ordering::Acquire) != 0
     }
 
     /// Passes if the event is set (clearing it in auto mode), without waiting.
     pub fn try_wait(&self) -> bool {
         match self.mode() {
             EventMode::Manual => self.is_set(),
-            EventMode::Auto => self
-                .state
-                .state
-                .compare_exchange(1, 0, Ordering::Acquire, Ordering::Relaxed)
-                .is_ok(),
+            EventMode::Auto => {
+                // Clears any non-zero word (see `is_set`); exactly one waiter wins the exchange.
+                let state = &self.state.state;
+                let mut v = state.load(Ordering::Relaxed);
+                while v != 0 {
+                    // Acquire: what the setter did before `set` happens before what we do after.
+                    match state.compare_exchange_weak(v, 0, Ordering::Acquire, Ordering::Relaxed) {
+                        Ok(_) => return true,
+                        Err(now) => v = now,
+                    }
+                }
+                false
+            }
         }
     }
 

@@ -171,6 +171,15 @@ fn classic_locks_survive_hostile_bytes() {
     drop(l.lock(0).unwrap());
     assert!(l.lock(MAX_PARTICIPANTS).is_err());
 
+    // An event word that is neither 0 nor 1 counts as set: a waiter passes instead of spinning
+    // on a word the futex would not sleep on.
+    let region = heap(4096);
+    let e = Event::init_in(region.clone(), EventMode::Auto, false).unwrap();
+    poke(&region, 20, 7);
+    assert!(e.is_set());
+    assert!(e.try_wait());
+    assert!(!e.is_set(), "and the waiter it released cleared it");
+
     let region = heap(4096);
     let s = Semaphore::init_in(region.clone(), 0).unwrap();
     poke(&region, 16, u32::MAX);
