@@ -332,16 +332,32 @@ impl State {
         if let Some(got) = peek(self)? {
             return Ok(Some(got));
         }
-        // Empty. Acquire: pairs with the producer's Release store of CLOSED (or ACTIVE), so
-        // the second look below sees its last record header.
+        // Empty. The rule: drain what was published, then look at the close state, and only
+        // then judge liveness — a producer that closes normally between any two of these steps
+        // must never read as dead. Acquire: pairs with the producer's Release store of CLOSED
+        // (or ACTIVE), so the second look below sees its last record header.
         let died = match ctl.prod.state.load(Ordering::Acquire) {
             LANE_ACTIVE => {
                 let due = *due.get_or_insert_with(|| self.last_check.due());
+                #[cfg(test)]
+                hooks::before_liveness_check();
                 if !due || seg.is_alive("fcntl(F_OFD_GETLK)", lane_lock_byte(i))? {
                     return Ok(None);
                 }
-                // Relaxed: for the message only.
-                Some(ctl.prod.pid.load(Ordering::Relaxed))
+                // The lock is free: the producer died, or it closed after our load of ACTIVE
+                // (it stores CLOSED before it drops its lock; the kernel's lock-table lock,
+                // taken by its unlock and by our F_OFD_GETLK, orders that store before this
+                // load). Acquire: as above.
+                match ctl.prod.state.load(Ordering::Acquire) {
+                    LANE_ACTIVE => {
+                        // Relaxed: for the message only.
+                        Some(ctl.prod.pid.load(Ordering::Relaxed))
+                    }
+                    LANE_CLOSED => None,
+                    other => {
+                        return Err(corrupt(Corrupt(format!("lane state {other}"))));
+                    }
+                }
             }
             LANE_CLOSED => None,
             // A bit without a stream: left by a hostile writer; the producer protocol never
@@ -373,6 +389,28 @@ impl State {
                 })
             }
             None => Ok(None),
+        }
+    }
+}
+
+/// Test hooks: code run at chosen instants of the consumer, to make races deterministic.
+#[cfg(test)]
+pub(crate) mod hooks {
+    use std::cell::RefCell;
+
+    thread_local! {
+        static BEFORE_LIVENESS_CHECK: RefCell<Option<Box<dyn FnOnce()>>> = RefCell::new(None);
+    }
+
+    /// Runs `f` once, the next time this thread's consumer has found an active lane empty and
+    /// is about to ask whether its producer is alive.
+    pub(crate) fn set_before_liveness_check(f: impl FnOnce() + 'static) {
+        BEFORE_LIVENESS_CHECK.with(|h| *h.borrow_mut() = Some(Box::new(f)));
+    }
+
+    pub(super) fn before_liveness_check() {
+        if let Some(f) = BEFORE_LIVENESS_CHECK.with(|h| h.borrow_mut().take()) {
+            f();
         }
     }
 }
@@ -419,5 +457,25 @@ impl fmt::Debug for RecvSlot<'_> {
             .field("lane", &self.lane)
             .field("len", &self.rec.len)
             .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::hooks;
+    use crate::channel::Options;
+
+    /// The producer closes normally right between the consumer's load of its lane's state
+    /// (ACTIVE) and the consumer's liveness check (its lock is free by then): a clean close,
+    /// never `PeerDied`. The hook makes the interleaving deterministic.
+    #[test]
+    fn producer_closing_between_state_load_and_liveness_check_is_a_clean_close() {
+        let channel = Options::new().anonymous().unwrap();
+        let mut rx = channel.consumer().unwrap();
+        let mut tx = channel.producer().unwrap();
+        tx.send(b"last words").unwrap();
+        assert_eq!(rx.recv().unwrap().unwrap(), b"last words");
+        hooks::set_before_liveness_check(move || tx.close().unwrap());
+        assert_eq!(rx.try_recv().unwrap(), None, "the end of the stream, not a death");
     }
 }

@@ -13,7 +13,10 @@
 //! A record starts at a multiple of 8 and never wraps around the ring end, so the consumer can lend
 //! it in place (`recv_ref`). When a record does not fit before the end, the producer first writes a
 //! PAD record (`len == u32::MAX`) meaning "skip to the ring start". If the ring has room for the
-//! pad and the record, both are published by one store of `tail`; otherwise the pad is published
+//! pad and the record, both are written and published by the record's commit — the record's
+//! header at offset 0 first, then the pad's header, whose store publishes both — so a
+//! reservation that is never committed (a dropped slot, a producer killed in the middle of its
+//! copy) has changed nothing the consumer reads; otherwise the pad is published
 //! alone, so that a record of up to `capacity - 8` bytes always fits once the consumer has caught
 //! up (a pad published together with a full-size record could never fit).
 //!
@@ -68,8 +71,14 @@ pub(crate) fn stamp(pos: u64) -> u32 {
 }
 
 /// A reserved, unpublished record: where to write the payload, and what `commit` publishes.
+///
+/// Reserving writes nothing the consumer can see: a pad the record needs before it (to skip the
+/// ring's end) is only written by `commit`, after the record. A reservation that is dropped, or
+/// whose producer dies, leaves the lane exactly as the last commit left it.
 #[derive(Debug)]
 pub(crate) struct Reservation {
+    /// Position of the pad that precedes the record at the ring start, if the record wraps.
+    pad: Option<u64>,
     /// Position of the record header.
     start: u64,
     /// Payload length.
@@ -134,7 +143,10 @@ impl ProducerRing {
     }
 
     /// Reserves a record with a `len`-byte payload (`len <= cap - 8`, checked by the caller):
-    /// `Ok(None)` if the ring is full now. Nothing is published except, possibly, a pad.
+    /// `Ok(None)` if the ring is full now. Nothing of the reservation is published (written where
+    /// the consumer looks) before `commit`. When only a pad fits before the ring end, the pad is
+    /// published alone, as a complete record of its own, and `Ok(None)` returned: the lane is
+    /// consistent at every instruction.
     pub(crate) fn try_reserve(
         &mut self,
         ctl: &LaneCtl,
@@ -145,13 +157,15 @@ impl ProducerRing {
         debug_assert!(len as u64 <= self.cap - RECORD_HEADER as u64);
         let rec = record_size(len);
         let mut start = self.tail;
+        let mut pad = None;
         let off = self.tail & (self.cap - 1);
         let to_end = self.cap - off;
         if rec > to_end {
             if self.has_room(ctl, to_end + rec)? {
-                // Pad, then the record at offset 0 (published by its own commit). The word at
-                // offset 0 holds the previous lap's first header, never this lap's stamp.
-                buf.write_header(off as usize, PAD, stamp(self.tail));
+                // A pad, then the record at offset 0, both written and published by `commit`:
+                // nothing here is visible before it (the consumer polls the pad's place, which
+                // still holds an older lap's header or a cleared word).
+                pad = Some(self.tail);
                 start = start.wrapping_add(to_end);
             } else if self.has_room(ctl, to_end)? {
                 // Publish the pad alone: once the consumer skips it, the record fits at offset 0.
@@ -165,6 +179,7 @@ impl ProducerRing {
             return Ok(None);
         }
         Ok(Some(Reservation {
+            pad,
             start,
             len: len as u32,
             end: start.wrapping_add(rec),
@@ -190,6 +205,11 @@ impl ProducerRing {
             buf.clear_header((r.end & (self.cap - 1)) as usize);
         }
         buf.write_header((r.start & (self.cap - 1)) as usize, r.len, stamp(r.start));
+        if let Some(pad) = r.pad {
+            // Last: the consumer reaches the record at offset 0 only through the pad, so the
+            // pad's Release store publishes both (and the record header is in place before it).
+            buf.write_header((pad & (self.cap - 1)) as usize, PAD, stamp(pad));
+        }
         self.publish(ctl, consumer, r.end);
     }
 
@@ -494,6 +514,54 @@ mod tests {
                 (8u64 | u64::from(stamp(pos + cap)) << 32).to_le_bytes()
             })
             .collect()
+    }
+
+    /// A reservation that needs a pad (it does not fit before the ring end) and is dropped, or
+    /// whose producer stops before committing, publishes nothing: neither the pad nor the record.
+    /// The lane goes on from where the last commit left it.
+    #[test]
+    fn dropped_wrapping_reservation_publishes_no_pad() {
+        const CAP: usize = 4096;
+        let channel = Options::new()
+            .lane_capacity(CAP)
+            .max_producers(2)
+            .anonymous()
+            .unwrap();
+        // Lane 0, attached throughout so that the stream does not end.
+        let _holder = channel.producer().unwrap();
+        let mut tx = channel.producer().unwrap();
+        assert_eq!(tx.lane(), 1);
+        let mut rx = channel.consumer().unwrap();
+        // The tail 1000 bytes before the ring end.
+        tx.send(&vec![1; CAP - 1000 - RECORD_HEADER]).unwrap();
+        assert_eq!(rx.try_recv().unwrap().unwrap().len(), CAP - 1000 - 8);
+        for round in 0..3u8 {
+            // 2000 bytes do not fit in the last 1000: a pad would come first.
+            let mut slot = tx.try_reserve(2000).unwrap();
+            slot.fill(0xee);
+            drop(slot);
+            match rx.try_recv() {
+                Err(Error::WouldBlock { .. }) => {}
+                other => panic!("round {round}: a dropped slot published {other:?}"),
+            }
+        }
+        // What comes next fits before the end and arrives, and so does a wrapping one.
+        tx.send(&[2; 100]).unwrap();
+        let mut slot = tx.try_reserve(2000).unwrap();
+        slot.fill(3);
+        slot.commit();
+        tx.send(&[4; 10]).unwrap();
+        assert_eq!(rx.try_recv().unwrap().unwrap(), [2; 100]);
+        assert_eq!(rx.try_recv().unwrap().unwrap(), [3; 2000]);
+        assert_eq!(rx.try_recv().unwrap().unwrap(), [4; 10]);
+        assert!(matches!(rx.try_recv(), Err(Error::WouldBlock { .. })));
+        // The lane is still whole: a new producer on it (after this one closes) works.
+        drop(tx);
+        assert!(matches!(rx.try_recv(), Err(Error::WouldBlock { .. })));
+        let mut tx = channel.producer().unwrap();
+        assert_eq!(tx.lane(), 1);
+        tx.send(b"next").unwrap();
+        assert_eq!(rx.try_recv().unwrap().unwrap(), b"next");
     }
 
     #[test]
