@@ -6,7 +6,9 @@ use std::os::fd::BorrowedFd;
 use std::time::Duration;
 
 use super::atomic::Ordering;
-use super::header::{lane_lock_byte, CONSUMER_CLOSED, LANE_ACTIVE, LANE_CLOSED, LANE_FREE};
+use super::header::{
+    lane_lock_byte, CONSUMER_CLOSED, LANE_ACTIVE, LANE_CLOSED, LANE_FREE, STREAM_ENDED,
+};
 use super::ring::{ConsumerRing, Corrupt, Record, RingBuf};
 use super::segment::Segment;
 use super::wait::{wait_for, CheckDue, Wait};
@@ -22,8 +24,9 @@ use crate::error::{Error, Result};
 ///
 /// Every receiving method returns `Ok(Some(message))`, or `Ok(None)` at the **end of the
 /// stream**: at least one producer has attached, every producer has closed (or died and was
-/// reported), and every message was received. Like a FIFO, a producer that attaches afterwards
-/// starts a new stream. Errors: [`Error::WouldBlock`] (`try_*`: empty now), [`Error::Timeout`]
+/// reported), and every message was received. The end is final: a producer that tries to attach
+/// afterwards is refused with [`Error::Closed`], so its messages are never silently dropped
+/// (see the [module documentation](super)). Errors: [`Error::WouldBlock`] (`try_*`: empty now), [`Error::Timeout`]
 /// (`*_timeout`), [`Error::PeerDied`] (once per producer that died; its committed messages were
 /// delivered first, and the channel stays usable), [`Error::Corrupt`] (the shared memory failed
 /// validation; nothing invalid was used).
@@ -281,6 +284,10 @@ impl State {
         // (Release), so a count we see comes with its bit, and "count > 0 and no bit" really
         // means every producer we know of is gone.
         let ever = h.members.producers_ever.load(Ordering::Acquire);
+        if ever & STREAM_ENDED != 0 {
+            // We received the end of the stream already; no producer can have attached since.
+            return Ok(Some(Got::End));
+        }
         let mask = h.members.active_lanes.load(Ordering::Acquire) & geo.lane_mask();
         // Round-robin: lanes from `next` up, then those below it.
         let from = u64::MAX << self.next;
@@ -297,7 +304,20 @@ impl State {
         // Acquire: as above; lanes freed by this pass are gone from it.
         let mask = h.members.active_lanes.load(Ordering::Acquire) & geo.lane_mask();
         if ever > 0 && mask == 0 {
-            return Ok(Some(Got::End));
+            // End of the stream, unless a producer counted itself in since we read `ever`: the
+            // compare-exchange fails then, and the next poll finds its lane. Setting the flag
+            // refuses later producers (`claim`) instead of leaving their messages unread.
+            // AcqRel: pairs with the producers' AcqRel update of the count. Acquire (failure):
+            // nothing read.
+            let ended = h.members.producers_ever.compare_exchange(
+                ever,
+                ever | STREAM_ENDED,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            );
+            if ended.is_ok() {
+                return Ok(Some(Got::End));
+            }
         }
         Ok(None)
     }

@@ -9,7 +9,7 @@ use super::atomic::Ordering;
 use super::header::{CONSUMER_ATTACHED, CONSUMER_CLOSED, CONSUMER_LOCK_BYTE, LANE_CLOSED};
 use super::ring::{ProducerRing, Reservation, RingBuf};
 use super::segment::Segment;
-use super::wait::{wait_for, CheckDue, Wait};
+use super::wait::{wait_for, CheckDue, Deadline, Wait};
 use super::{Options, Patience};
 use crate::error::{Error, Result};
 
@@ -232,6 +232,71 @@ impl Producer {
         }
         let got = wait_for(&ctl.space, self.wait, patience.deadline(), poll)?;
         got.ok_or_else(|| patience.error(op, seg.object(), "the lane is full"))
+    }
+
+    /// Waits until the consumer has received everything this producer sent (committed), at
+    /// most `timeout`: a message is received once the consumer's `recv`/`recv_into` returned it,
+    /// or its `recv_ref` slot was dropped. Returns at once if there is nothing outstanding. This
+    /// is the producer's delivery acknowledgement: "sent" means "in the lane"; after
+    /// `wait_consumed` returns `Ok`, it means "received".
+    ///
+    /// The wait spins briefly, then sleeps on the lane's futex (woken by each receive), and
+    /// checks the consumer's liveness every 100 ms. With no consumer attached yet, it waits for
+    /// one.
+    ///
+    /// Errors: [`Error::Closed`] if the consumer closed with messages of ours unreceived;
+    /// [`Error::PeerDied`] if it died; [`Error::Timeout`] otherwise.
+    pub fn wait_consumed(&mut self, timeout: Duration) -> Result<()> {
+        const OP: &str = "wait_consumed";
+        let seg = &self.seg;
+        let ctl = seg.lane(self.lane);
+        let header = seg.header();
+        let tail = self.ring.published();
+        let last_check = &mut self.last_check;
+        let poll = || -> Result<Option<()>> {
+            // The state first, then head (both Acquire): the consumer releases what it read
+            // (Release stores of head) before it stores CLOSED (Release), so a CLOSED seen here
+            // comes with its final head.
+            let consumer = header.members.consumer_state.load(Ordering::Acquire);
+            if ctl.cons.head.load(Ordering::Acquire) == tail {
+                return Ok(Some(()));
+            }
+            match consumer {
+                CONSUMER_CLOSED => Err(Error::Closed {
+                    op: OP,
+                    object: seg.object().clone(),
+                    reason: "the consumer closed the channel before receiving everything sent",
+                }),
+                CONSUMER_ATTACHED
+                    if last_check.due()
+                        && !seg.is_alive("fcntl(F_OFD_GETLK)", CONSUMER_LOCK_BYTE)? =>
+                {
+                    // Dead, or it closed (or received the rest) after our loads: look again.
+                    // Acquire: as above.
+                    let state = header.members.consumer_state.load(Ordering::Acquire);
+                    if ctl.cons.head.load(Ordering::Acquire) == tail {
+                        return Ok(Some(()));
+                    }
+                    match state {
+                        CONSUMER_ATTACHED => Err(Error::PeerDied {
+                            op: OP,
+                            object: seg.object().clone(),
+                            peer: "consumer",
+                            // Relaxed: for the message only.
+                            pid: header.members.consumer_pid.load(Ordering::Relaxed),
+                        }),
+                        _ => Ok(None),
+                    }
+                }
+                _ => Ok(None),
+            }
+        };
+        let got = wait_for(&ctl.space, self.wait, Deadline::after(timeout), poll)?;
+        got.ok_or_else(|| Error::Timeout {
+            op: OP,
+            object: seg.object().clone(),
+            timeout,
+        })
     }
 
     /// Closes the lane: the consumer receives what was sent, then (once every producer has

@@ -122,6 +122,11 @@ impl ProducerRing {
         Ok(ProducerRing { cap, tail, head })
     }
 
+    /// The position after the last record (or pad) this producer published.
+    pub(crate) fn published(&self) -> u64 {
+        self.tail
+    }
+
     /// Whether `need` bytes are free after our tail, re-reading the consumer's head if the cached
     /// one says no.
     fn has_room(&mut self, ctl: &LaneCtl, need: u64) -> Result<bool, Corrupt> {
