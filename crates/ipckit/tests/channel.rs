@@ -186,7 +186,11 @@ fn a_late_producer_joins_the_stream_or_is_refused_never_ignored() {
             }
         }
         let sent = late.join().unwrap();
-        assert_eq!(sent.unwrap_or(0), from_late, "round {round}: messages were lost");
+        assert_eq!(
+            sent.unwrap_or(0),
+            from_late,
+            "round {round}: messages were lost"
+        );
     }
 }
 
@@ -326,19 +330,16 @@ fn zero_copy_reserve_commit_and_recv_ref_round_trip() {
     let mut rx = Consumer::open(&name).unwrap();
     let mut tx = Producer::open(&name).unwrap();
     for n in 0..100u32 {
-        let mut slot = tx.reserve(64 + n as usize).unwrap();
+        let slot = tx.reserve(64 + n as usize).unwrap();
         assert_eq!(slot.len(), 64 + n as usize);
-        for (i, b) in slot.iter_mut().enumerate() {
-            *b = (i as u32 ^ n) as u8;
-        }
+        let bytes: Vec<u8> = (0..slot.len()).map(|i| (i as u32 ^ n) as u8).collect();
+        slot.shared().write_at(0, &bytes).unwrap();
         slot.commit();
         let got = rx.recv_ref().unwrap().unwrap();
         assert_eq!(got.lane(), tx.lane());
         assert_eq!(got.len(), 64 + n as usize);
-        assert!(got
-            .iter()
-            .enumerate()
-            .all(|(i, &b)| b == (i as u32 ^ n) as u8));
+        assert_eq!(got.shared().len(), got.len());
+        assert_eq!(got.shared().to_vec(), bytes);
     }
     // recv_into reuses its buffer.
     tx.send(&[9u8; 300]).unwrap();
@@ -354,8 +355,8 @@ fn abandoned_send_slot_publishes_nothing() {
     let mut rx = Consumer::open(&name).unwrap();
     let mut tx = Producer::open(&name).unwrap();
     {
-        let mut slot = tx.reserve(100).unwrap();
-        slot.fill(0xAB);
+        let slot = tx.reserve(100).unwrap();
+        slot.shared().fill(0xAB).unwrap();
         // Dropped here without commit.
     }
     assert!(would_block(rx.try_recv()));

@@ -500,8 +500,8 @@ fn producer_killed_between_reserve_and_commit_leaves_a_usable_lane() {
         tx.send(&message(5, 0, CAP - 5000 - 8)).unwrap();
         // Once it is received, the pad and the record both fit: one reservation for both.
         tx.wait_consumed(Duration::from_secs(30)).unwrap();
-        let mut slot = tx.reserve(30_000).unwrap();
-        slot[..15_000].fill(0x5a);
+        let slot = tx.reserve(30_000).unwrap();
+        slot.shared().get(..15_000).unwrap().fill(0x5a).unwrap();
         println!("{READY}");
         std::thread::sleep(Duration::from_secs(60));
         return;
@@ -600,7 +600,10 @@ fn a_participant_stopped_inside_open_or_close_blocks_nobody_for_ever() {
     let n = name.clone();
     let e = within(limit, move || Producer::open(&n).unwrap_err());
     assert!(matches!(e, Error::Timeout { .. }), "{e}");
-    assert!(e.to_string().contains(&name), "the error names the channel: {e}");
+    assert!(
+        e.to_string().contains(&name),
+        "the error names the channel: {e}"
+    );
     let e = within(limit, move || rx.close().unwrap_err());
     assert!(matches!(e, Error::Timeout { .. }), "{e}");
     signal(child.pid(), libc::SIGCONT);

@@ -1,7 +1,6 @@
 //! The receiving side: the one consumer of a channel, which reads every lane.
 
 use std::fmt;
-use std::ops::Deref;
 use std::os::fd::BorrowedFd;
 use std::time::Duration;
 
@@ -14,6 +13,7 @@ use super::segment::Segment;
 use super::wait::{wait_for, CheckDue, Wait};
 use super::{Options, Patience};
 use crate::error::{Error, Result};
+use crate::shared::SharedSlice;
 
 /// The receiving end of a channel: there is at most one per channel. Open with
 /// [`Consumer::open`], [`Options::consumer`] or [`Consumer::from_fd`].
@@ -169,8 +169,8 @@ impl Consumer {
     /// released, and its room given back to the producer, when the slot is dropped. `Ok(None)`
     /// at the end of the stream.
     ///
-    /// The slot's bytes are shared memory: a hostile producer could change them while you hold
-    /// them. For untrusted peers, use the copying [`recv`](Self::recv) and validate the copy.
+    /// The slot's bytes are shared memory, lent as a [`SharedSlice`]: a hostile producer could
+    /// change them while you hold them, so copy out what you validate.
     pub fn recv_ref(&mut self) -> Result<Option<RecvSlot<'_>>> {
         self.recv_slot("recv_ref", Patience::Forever)
     }
@@ -437,7 +437,9 @@ pub(crate) mod hooks {
 
 /// A received message lent in place ([`Consumer::recv_ref`]); released when dropped.
 ///
-/// Dereferences to the message's bytes. They are shared memory: see [`Consumer::recv_ref`].
+/// [`shared`](Self::shared) gives its bytes as a [`SharedSlice`]: they are the lane's shared
+/// memory, which a hostile producer could change while you hold them, so they are never lent
+/// as `&[u8]`. Copy out what you validate ([`SharedSlice::read_at`], [`SharedSlice::to_vec`]).
 pub struct RecvSlot<'a> {
     consumer: &'a mut Consumer,
     lane: usize,
@@ -449,19 +451,23 @@ impl RecvSlot<'_> {
     pub fn lane(&self) -> usize {
         self.lane
     }
-}
 
-impl Deref for RecvSlot<'_> {
-    type Target = [u8];
+    /// The message's length in bytes.
+    pub fn len(&self) -> usize {
+        self.rec.len
+    }
 
-    fn deref(&self) -> &[u8] {
-        let ptr = self.consumer.st.lanes[self.lane]
+    /// Whether the message is empty.
+    pub fn is_empty(&self) -> bool {
+        self.rec.len == 0
+    }
+
+    /// The message's bytes in the lane (validated to lie inside it by `peek`).
+    pub fn shared(&self) -> SharedSlice<'_> {
+        let c = &*self.consumer;
+        c.st.lanes[self.lane]
             .buf
-            .ptr(self.rec.offset, self.rec.len);
-        // SAFETY: the record lies inside the lane's ring (validated by `peek`, checked by
-        // `ptr`); it is published and not yet released, so its producer does not write it (a
-        // hostile one might: documented); the borrow is tied to the slot.
-        unsafe { std::slice::from_raw_parts(ptr, self.rec.len) }
+            .shared(self.rec.offset, self.rec.len, c.seg.object())
     }
 }
 
@@ -496,6 +502,10 @@ mod tests {
         tx.send(b"last words").unwrap();
         assert_eq!(rx.recv().unwrap().unwrap(), b"last words");
         hooks::set_before_liveness_check(move || tx.close().unwrap());
-        assert_eq!(rx.try_recv().unwrap(), None, "the end of the stream, not a death");
+        assert_eq!(
+            rx.try_recv().unwrap(),
+            None,
+            "the end of the stream, not a death"
+        );
     }
 }

@@ -75,9 +75,11 @@
 //! Every value read from the segment is validated before use (geometry at open against the file
 //! size; indices and record headers on each access), so a hostile or buggy peer with write access
 //! can make this side receive garbage bytes or [`Error::Corrupt`](crate::Error::Corrupt) — never
-//! an out-of-bounds access, a panic or an endless loop. A message borrowed in place
-//! ([`Consumer::recv_ref`]) can be changed by such a peer while it is held: prefer the copying
-//! receive for untrusted peers. A peer that truncates a *named* segment makes the others fault
+//! an out-of-bounds access, a panic or an endless loop. Ring bytes are only ever touched
+//! atomically (headers as atomics, payloads by word-wise relaxed-atomic copies), and messages
+//! written or read in place ([`Producer::reserve`], [`Consumer::recv_ref`]) are lent as
+//! [`SharedSlice`](crate::shared::SharedSlice)s, never as `&[u8]`: such a peer can change their
+//! bytes while they are held (copy out what you validate), but cannot cause undefined behaviour. A peer that truncates a *named* segment makes the others fault
 //! (SIGBUS) on their next access, as with any shared file mapping; anonymous channels are sealed
 //! against that (`F_SEAL_SHRINK`).
 //!

@@ -1,7 +1,6 @@
 //! The sending side: one producer owns one lane.
 
 use std::fmt;
-use std::ops::{Deref, DerefMut};
 use std::os::fd::BorrowedFd;
 use std::time::Duration;
 
@@ -12,6 +11,7 @@ use super::segment::Segment;
 use super::wait::{wait_for, CheckDue, Deadline, Wait};
 use super::{Options, Patience};
 use crate::error::{Error, Result};
+use crate::shared::SharedSlice;
 
 /// The sending end of a channel: owns one lane (a single-producer ring) until it is closed or
 /// dropped. Open with [`Producer::open`], [`Options::producer`] or [`Producer::from_fd`].
@@ -327,9 +327,11 @@ impl Drop for Producer {
 
 /// Room for one message in the lane, lent for writing in place ([`Producer::reserve`]).
 ///
-/// Dereferences to the message's bytes (`&mut [u8]` of the reserved length). [`commit`]
-/// publishes it; dropping the slot without committing publishes nothing, and the next message
-/// reuses the room.
+/// [`shared`](Self::shared) gives the message's bytes as a [`SharedSlice`] of the reserved
+/// length, written with [`write_at`](SharedSlice::write_at) and friends: they are the lane's
+/// shared memory, which a hostile peer could write too, so they are never lent as `&mut [u8]`.
+/// They hold whatever was there before. [`commit`] publishes the message; dropping the slot
+/// without committing publishes nothing, and the next message reuses the room.
 ///
 /// [`commit`]: SendSlot::commit
 pub struct SendSlot<'a> {
@@ -347,36 +349,28 @@ impl SendSlot<'_> {
         }
     }
 
-    fn raw(&self) -> (*mut u8, usize) {
-        let r = self
-            .res
+    fn reservation(&self) -> &Reservation {
+        self.res
             .as_ref()
-            .expect("a slot holds its reservation until commit");
-        let cap = self.producer.buf_cap();
-        (
-            self.producer.buf.ptr(r.payload_offset(cap), r.len()),
-            r.len(),
-        )
+            .expect("a slot holds its reservation until commit")
     }
-}
 
-impl Deref for SendSlot<'_> {
-    type Target = [u8];
-
-    fn deref(&self) -> &[u8] {
-        let (ptr, len) = self.raw();
-        // SAFETY: the reserved bytes lie in the lane's ring (checked by `RingBuf::ptr`), are not
-        // published, so no consumer reads them, and only this producer writes its lane; the
-        // borrow is tied to the slot, which borrows the producer mutably.
-        unsafe { std::slice::from_raw_parts(ptr, len) }
+    /// The message's length in bytes (as reserved).
+    pub fn len(&self) -> usize {
+        self.reservation().len()
     }
-}
 
-impl DerefMut for SendSlot<'_> {
-    fn deref_mut(&mut self) -> &mut [u8] {
-        let (ptr, len) = self.raw();
-        // SAFETY: as in `deref`; `&mut self` makes this the only reference to the bytes.
-        unsafe { std::slice::from_raw_parts_mut(ptr, len) }
+    /// Whether the message is empty.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The message's bytes in the lane, to write in place.
+    pub fn shared(&self) -> SharedSlice<'_> {
+        let r = self.reservation();
+        let p = &*self.producer;
+        p.buf
+            .shared(r.payload_offset(p.buf_cap()), r.len(), p.seg.object())
     }
 }
 

@@ -329,8 +329,15 @@ mod buf {
     use std::ptr::NonNull;
 
     use super::super::atomic::{AtomicU64, Ordering};
+    use crate::error::Object;
+    use crate::shared::{self, SharedSlice};
 
     /// One lane's ring bytes: `cap` bytes at `base`, inside a live shared mapping.
+    ///
+    /// Other processes write these bytes whenever they like (a hostile peer included), so this
+    /// process touches them only atomically: headers as `AtomicU64`, payloads through
+    /// `crate::shared`'s word-wise relaxed-atomic copies, and lent out only as [`SharedSlice`]s
+    /// — never as `&[u8]`.
     ///
     /// Every access checks its bounds (a failed check would be a bug of the ring code, which
     /// validates all positions first: the assertions are defence in depth and never fire on
@@ -343,8 +350,9 @@ mod buf {
 
     impl RingBuf {
         /// # Safety
-        /// `base..base + cap` must be readable and writable, 8-aligned, and stay mapped for as
-        /// long as this value is used.
+        /// `base..base + cap` must be readable and writable, 8-aligned, stay mapped for as long
+        /// as this value is used, and be accessed by this process only atomically (through
+        /// `RingBuf`s and `SharedSlice`s).
         pub(crate) unsafe fn new(base: NonNull<u8>, cap: usize) -> RingBuf {
             RingBuf { base, cap }
         }
@@ -355,8 +363,8 @@ mod buf {
                 "ring header offset {off}"
             );
             // SAFETY: in bounds and 8-aligned (asserted; `base` is 8-aligned); the mapping is
-            // live (contract of `new`); AtomicU64 accepts any bit pattern, and other processes
-            // access these bytes only atomically or not at all while we do.
+            // live (contract of `new`); AtomicU64 accepts any bit pattern, and this process
+            // accesses these bytes only atomically.
             unsafe { AtomicU64::from_ptr(self.base.as_ptr().add(off).cast()) }
         }
 
@@ -404,7 +412,7 @@ mod buf {
         }
 
         /// The address of `len` bytes at `off`, bounds-checked.
-        pub(crate) fn ptr(&self, off: usize, len: usize) -> *mut u8 {
+        fn ptr(&self, off: usize, len: usize) -> *mut u8 {
             assert!(
                 off <= self.cap && len <= self.cap - off,
                 "ring range {off}+{len}"
@@ -413,25 +421,38 @@ mod buf {
             unsafe { self.base.as_ptr().add(off) }
         }
 
-        /// Copies `src` into the ring at `off`.
+        /// Copies `src` into the ring at `off` (relaxed atomic stores; published by the
+        /// record's header).
         pub(crate) fn write(&self, off: usize, src: &[u8]) {
             let dst = self.ptr(off, src.len());
-            // SAFETY: `dst..dst + len` is inside the ring (checked by `ptr`); `src` is our own
-            // memory, which cannot overlap the shared mapping's unpublished bytes we own.
-            unsafe { std::ptr::copy_nonoverlapping(src.as_ptr(), dst, src.len()) };
+            // SAFETY: `dst..dst + len` is inside the ring (checked by `ptr`), writable and
+            // accessed only atomically by this process (contract of `new`).
+            unsafe { shared::copy_in(src, dst) };
         }
 
-        /// Appends `len` bytes at `off` to `out` (no zero-filling; no allocation when `out` has
-        /// the capacity).
+        /// Appends `len` bytes at `off` to `out` (relaxed atomic loads, after the header's
+        /// Acquire load; no allocation when `out` has the capacity).
         pub(crate) fn append_to(&self, off: usize, len: usize, out: &mut Vec<u8>) {
             let src = self.ptr(off, len);
-            out.reserve(len);
-            let spare = &mut out.spare_capacity_mut()[..len];
-            // SAFETY: `src..src + len` is inside the ring (checked by `ptr`); `spare` is `len`
-            // bytes of `out`'s own unused capacity, which cannot overlap the mapping.
-            unsafe { std::ptr::copy_nonoverlapping(src, spare.as_mut_ptr().cast::<u8>(), len) };
-            // SAFETY: the `len` bytes after the old length were initialised just above.
-            unsafe { out.set_len(out.len() + len) };
+            let old = out.len();
+            out.resize(old + len, 0);
+            // SAFETY: `src..src + len` is inside the ring (checked by `ptr`), readable and
+            // accessed only atomically by this process (contract of `new`).
+            unsafe { shared::copy_out(src, &mut out[old..]) };
+        }
+
+        /// `len` bytes at `off` as a [`SharedSlice`] named `object`.
+        pub(crate) fn shared<'a>(
+            &'a self,
+            off: usize,
+            len: usize,
+            object: &'a Object,
+        ) -> SharedSlice<'a> {
+            let ptr = self.ptr(off, len);
+            // SAFETY: inside the ring (checked by `ptr`), which stays mapped while `self` lives
+            // (the borrow) and which this process accesses only atomically (contract of `new`);
+            // `ptr` is non-null, being inside a mapping.
+            unsafe { SharedSlice::from_raw_parts(NonNull::new_unchecked(ptr), len, true, object) }
         }
     }
 }
@@ -542,9 +563,11 @@ mod tests {
         assert_eq!(rx.try_recv().unwrap().unwrap().len(), CAP - 1000 - 8);
         for round in 0..3u8 {
             // 2000 bytes do not fit in the last 1000: a pad would come first.
-            let mut slot = tx.try_reserve(2000).unwrap();
-            slot.fill(0xee);
-            drop(slot);
+            {
+                let slot = tx.try_reserve(2000).unwrap();
+                slot.shared().fill(0xee).unwrap();
+                // Dropped here without commit.
+            }
             match rx.try_recv() {
                 Err(Error::WouldBlock { .. }) => {}
                 other => panic!("round {round}: a dropped slot published {other:?}"),
@@ -552,8 +575,8 @@ mod tests {
         }
         // What comes next fits before the end and arrives, and so does a wrapping one.
         tx.send(&[2; 100]).unwrap();
-        let mut slot = tx.try_reserve(2000).unwrap();
-        slot.fill(3);
+        let slot = tx.try_reserve(2000).unwrap();
+        slot.shared().fill(3).unwrap();
         slot.commit();
         tx.send(&[4; 10]).unwrap();
         assert_eq!(rx.try_recv().unwrap().unwrap(), [2; 100]);

@@ -33,8 +33,8 @@ use rustix::mm::{Advice, MapFlags, ProtFlags};
 use super::atomic::Ordering;
 use super::header::{
     lane_lock_byte, Geometry, Header, LaneCtl, CONSUMER_ATTACHED, CONSUMER_LOCK_BYTE,
-    CONSUMER_NONE, INIT_LOCK_BYTE, INIT_MARKER, LANE_ACTIVE, LANE_CLOSED, LANE_FREE, LOCK_BASE, MAGIC, STREAM_ENDED,
-    MAX_PRODUCERS, PAGE,
+    CONSUMER_NONE, INIT_LOCK_BYTE, INIT_MARKER, LANE_ACTIVE, LANE_CLOSED, LANE_FREE, LOCK_BASE,
+    MAGIC, MAX_PRODUCERS, PAGE, STREAM_ENDED,
 };
 use super::lock;
 use super::ring::RingBuf;
@@ -274,7 +274,9 @@ impl Segment {
             let n = rustix::io::pwrite(fd, &INIT_MARKER.to_le_bytes(), 0)
                 .map_err(|e| os("pwrite")(e.into()))?;
             if n != 8 {
-                return Err(os("pwrite")(io::Error::other("short write of the init marker")));
+                return Err(os("pwrite")(io::Error::other(
+                    "short write of the init marker",
+                )));
             }
             rustix::fs::ftruncate(fd, shape.geo.total as u64)
                 .map_err(|e| os("ftruncate")(e.into()))?;
