@@ -457,67 +457,58 @@ mod buf {
     }
 }
 
-/// The ring's bytes in a loom model: one tracked cell per 8-byte word for payloads, so loom
-/// reports any payload access that is not ordered by the header/head protocol as a data race, and
-/// one loom atomic per word for headers, which the consumer polls while the producer writes them.
-/// (Keeping the two apart assumes what the protocol guarantees: the consumer reads a header only
-/// at its head, and the producer writes payload only after its own header position.)
+/// The ring's bytes in a loom model: **one** loom atomic per 8-byte word, used for headers and
+/// payloads alike, as in shared memory. Headers are stored and loaded with the orderings of the
+/// real ring; payload words with relaxed stores and loads, as `crate::shared`'s copies do. So
+/// loom explores every value a read may return: a payload read not ordered after its write (by
+/// the header's Release/Acquire pair) can return an older value and fail the model's content
+/// check, and a stale payload word of an earlier lap sits exactly where the consumer polls for
+/// the next header, so "a stale payload word read as a header" is a reachable state if the
+/// protocol allowed it.
 #[cfg(loom)]
 mod buf {
-    use loom::cell::UnsafeCell;
     use loom::sync::atomic::{AtomicU64, Ordering};
 
     pub(crate) struct RingBuf {
-        words: Box<[UnsafeCell<u64>]>,
-        headers: Box<[AtomicU64]>,
+        words: Box<[AtomicU64]>,
     }
 
     impl RingBuf {
         pub(crate) fn new_model(cap: usize) -> RingBuf {
             RingBuf {
-                words: (0..cap / 8).map(|_| UnsafeCell::new(0)).collect(),
-                headers: (0..cap / 8).map(|_| AtomicU64::new(0)).collect(),
+                words: (0..cap / 8).map(|_| AtomicU64::new(0)).collect(),
             }
         }
 
-        fn store(&self, word: usize, value: u64) {
-            // SAFETY: loom checks that no other access to this word is concurrent with this one.
-            self.words[word].with_mut(|p| unsafe { *p = value });
-        }
-
-        fn load(&self, word: usize) -> u64 {
-            // SAFETY: as in `store`.
-            self.words[word].with(|p| unsafe { *p })
-        }
-
         pub(crate) fn write_header(&self, off: usize, len: u32, stamp: u32) {
-            self.headers[off / 8].store(u64::from(len) | u64::from(stamp) << 32, Ordering::Release);
+            self.words[off / 8].store(u64::from(len) | u64::from(stamp) << 32, Ordering::Release);
         }
 
         pub(crate) fn clear_header(&self, off: usize) {
-            self.headers[off / 8].store(0, Ordering::Relaxed);
+            self.words[off / 8].store(0, Ordering::Relaxed);
         }
 
         /// A prefetch touches nothing the model tracks.
         pub(crate) fn prefetch(&self, _off: usize) {}
 
         pub(crate) fn read_header(&self, off: usize) -> (u32, u32) {
-            let w = self.headers[off / 8].load(Ordering::Acquire);
+            let w = self.words[off / 8].load(Ordering::Acquire);
             (w as u32, (w >> 32) as u32)
         }
 
-        /// Writes whole words (payloads are padded to 8 in their record).
+        /// Writes whole words (payloads are padded to 8 in their record), relaxed.
         pub(crate) fn write(&self, off: usize, src: &[u8]) {
             for (i, chunk) in src.chunks(8).enumerate() {
                 let mut w = [0u8; 8];
                 w[..chunk.len()].copy_from_slice(chunk);
-                self.store(off / 8 + i, u64::from_le_bytes(w));
+                self.words[off / 8 + i].store(u64::from_le_bytes(w), Ordering::Relaxed);
             }
         }
 
+        /// Reads whole words, relaxed.
         pub(crate) fn read(&self, off: usize, dst: &mut [u8]) {
             for (i, chunk) in dst.chunks_mut(8).enumerate() {
-                let w = self.load(off / 8 + i).to_le_bytes();
+                let w = self.words[off / 8 + i].load(Ordering::Relaxed).to_le_bytes();
                 chunk.copy_from_slice(&w[..chunk.len()]);
             }
         }
