@@ -508,7 +508,9 @@ mod buf {
         /// Reads whole words, relaxed.
         pub(crate) fn read(&self, off: usize, dst: &mut [u8]) {
             for (i, chunk) in dst.chunks_mut(8).enumerate() {
-                let w = self.words[off / 8 + i].load(Ordering::Relaxed).to_le_bytes();
+                let w = self.words[off / 8 + i]
+                    .load(Ordering::Relaxed)
+                    .to_le_bytes();
                 chunk.copy_from_slice(&w[..chunk.len()]);
             }
         }
