@@ -864,6 +864,133 @@ pub(crate) fn process_alive(pid: u32) -> bool {
     }
 }
 
+/// A peer process watched for death: through a pidfd where the kernel has them (immune to the
+/// pid being reused), else through `/proc/<pid>/stat`.
+pub(crate) struct Peer {
+    pid: u32,
+    /// `None` when `pidfd_open` is not available; then `/proc` is asked.
+    pidfd: Option<std::os::fd::OwnedFd>,
+    /// The pid did not exist any more when the watch began.
+    gone: bool,
+}
+
+impl Peer {
+    /// Starts watching `pid`.
+    pub(crate) fn new(pid: u32) -> Peer {
+        let opened = i32::try_from(pid)
+            .ok()
+            .and_then(rustix::process::Pid::from_raw)
+            .map(|p| rustix::process::pidfd_open(p, rustix::process::PidfdFlags::empty()));
+        match opened {
+            Some(Ok(fd)) => Peer {
+                pid,
+                pidfd: Some(fd),
+                gone: false,
+            },
+            Some(Err(rustix::io::Errno::SRCH)) | None => Peer {
+                pid,
+                pidfd: None,
+                gone: true,
+            },
+            Some(Err(_)) => Peer {
+                pid,
+                pidfd: None,
+                gone: false,
+            },
+        }
+    }
+
+    /// The pid watched.
+    pub(crate) fn pid(&self) -> u32 {
+        self.pid
+    }
+
+    /// Whether the process still runs (a pidfd turns readable when the process exits).
+    pub(crate) fn alive(&self) -> bool {
+        if self.gone {
+            return false;
+        }
+        match &self.pidfd {
+            Some(fd) => {
+                use rustix::event::{poll, PollFd, PollFlags, Timespec};
+                let mut fds = [PollFd::new(fd, PollFlags::IN)];
+                let zero = Timespec {
+                    tv_sec: 0,
+                    tv_nsec: 0,
+                };
+                // An error is not a death: fall back on /proc.
+                match poll(&mut fds, Some(&zero)) {
+                    Ok(0) => true,
+                    Ok(_) => false,
+                    Err(_) => process_alive(self.pid),
+                }
+            }
+            None => process_alive(self.pid),
+        }
+    }
+}
+
+/// The peer whose pid a transport finds in shared memory: re-watched whenever the recorded pid
+/// changes; `None` while no peer recorded itself (pid 0) or the pid is this process's own.
+#[derive(Default)]
+pub(crate) struct PeerSlot(Option<Peer>);
+
+impl PeerSlot {
+    /// The watch of `pid`, as now recorded.
+    pub(crate) fn watch(&mut self, pid: u32) -> Option<&Peer> {
+        if pid == 0 || pid == std::process::id() {
+            self.0 = None;
+            return None;
+        }
+        if self.0.as_ref().map(Peer::pid) != Some(pid) {
+            self.0 = Some(Peer::new(pid));
+        }
+        self.0.as_ref()
+    }
+}
+
+/// The one waiting rule of every transport: **drain what the peer published, then its close
+/// state, and only then judge its liveness.**
+///
+/// `step(wait)` looks for what the peer published (a message, the end marker, a free slot) and,
+/// when there is nothing, waits for it at most `wait` (`None`: do not wait); `Some` ends the wait.
+/// Between steps, `check` fails on an abort and `judge` names a peer that is gone (or a peer that
+/// never came within the connect timeout). A peer judged gone is only reported after one more
+/// look with `step(None)`: a peer that published its last message (or its end marker) and then
+/// exited is not dead but finished, and what it left is returned. So a clean close is never
+/// reported as a death, and a death is reported within one [`SLICE`] of the last look.
+pub(crate) fn await_peer<T>(
+    mut step: impl FnMut(Option<Duration>) -> Result<Option<T>>,
+    mut check: impl FnMut() -> Result<()>,
+    mut judge: impl FnMut() -> Option<Error>,
+) -> Result<T> {
+    loop {
+        if let Some(got) = step(Some(SLICE))? {
+            return Ok(got);
+        }
+        check()?;
+        if let Some(err) = judge() {
+            // The peer is gone now, so whatever it published is there now: one last look.
+            return match step(None)? {
+                Some(got) => Ok(got),
+                None => Err(err),
+            };
+        }
+    }
+}
+
+/// The error of a wait for a peer that never connected.
+pub(crate) fn no_peer(op: &'static str, object: Object, peer: &str, waited: Duration) -> Error {
+    Error::os(
+        op,
+        object,
+        std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            format!("no {peer} connected within {} s", waited.as_secs_f64()),
+        ),
+    )
+}
+
 /// `poll(fd, POLLIN, timeout)` — waits until `fd` is readable (a listener has a connection
 /// waiting); `false` on timeout. `None` waits without limit.
 pub(crate) fn wait_readable(
@@ -1016,6 +1143,41 @@ mod tests {
     fn name_keys_are_never_private() {
         assert_ne!(name_key("", 0).value(), 0);
         assert_ne!(name_key("a", 1), name_key("a", 2));
+    }
+
+    /// The rule of [`await_peer`]: a peer judged gone gets one more look, and what it left is
+    /// returned (a sender that posted its end marker and exited between a timed-out wait and the
+    /// judgement, as `sysv-shm+sem` saw it); only when that look finds nothing is it dead.
+    #[test]
+    fn a_dead_peer_gets_one_more_look() {
+        let mut looks = 0;
+        let got = await_peer(
+            |wait| {
+                looks += 1;
+                // The timed wait finds nothing; the look after the judgement finds the marker.
+                Ok(wait.is_none().then_some("end"))
+            },
+            || Ok(()),
+            || Some(no_peer("recv", Object::Other("x".into()), "sender", SLICE)),
+        );
+        assert_eq!(got.unwrap(), "end");
+        assert_eq!(looks, 2);
+        let err = await_peer(
+            |_| Ok(None::<()>),
+            || Ok(()),
+            || Some(no_peer("recv", Object::Other("x".into()), "sender", SLICE)),
+        )
+        .unwrap_err();
+        assert_eq!(err.kind(), std::io::ErrorKind::TimedOut);
+    }
+
+    #[test]
+    fn a_reaped_child_is_not_alive_and_this_process_is() {
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let peer = Peer::new(child.id());
+        child.wait().unwrap();
+        assert!(!peer.alive());
+        assert!(Peer::new(std::process::id()).alive());
     }
 
     #[test]
