@@ -115,3 +115,31 @@ fn a_sender_that_closed_and_exited_is_not_reported_dead() {
     assert_eq!(said, "END", "a clean close read as {said:?}");
     assert!(receiver.wait().success());
 }
+
+/// Issue #10, item 3: the safe connect refuses to adopt a descriptor by number, even one that is
+/// an open pipe; the descriptor stays open and owned by its owner.
+#[test]
+fn safe_code_never_adopts_a_descriptor_by_number() {
+    use std::os::fd::AsRawFd;
+    let (r, w) = ipckit::pipe::pipe().unwrap();
+    let w = std::os::fd::OwnedFd::from(w);
+    let at = format!("fd={}", w.as_raw_fd());
+    let err = TransportKind::Pipe
+        .connect_sender(&at, &options())
+        .unwrap_err();
+    assert_eq!(err.kind(), std::io::ErrorKind::InvalidInput, "{err}");
+    assert!(err.to_string().contains("unsafe"), "{err}");
+    let err = TransportKind::Pipe
+        .connect_receiver(&at, &options())
+        .unwrap_err();
+    assert_eq!(err.kind(), std::io::ErrorKind::InvalidInput, "{err}");
+    // Still ours: an end made from the OwnedFd itself works.
+    let mut tx = ipckit::transport::Sender::from_pipe(w, &options()).unwrap();
+    let mut rx =
+        ipckit::transport::Receiver::from_pipe(std::os::fd::OwnedFd::from(r), &options()).unwrap();
+    tx.send(b"owned").unwrap();
+    tx.close().unwrap();
+    let mut buf = Vec::new();
+    assert_eq!(rx.recv(&mut buf).unwrap(), Some(5));
+    assert_eq!(rx.recv(&mut buf).unwrap(), None);
+}

@@ -16,7 +16,9 @@
 //! process gets that string (through argv or the environment) and *connects*
 //! ([`TransportKind::connect_sender`], [`TransportKind::connect_receiver`]); a child started by
 //! the host must be prepared with [`Pending::prepare_child`] (an anonymous pipe reaches the child
-//! by inheritance). The host then calls [`Pending::establish`]. Objects the host created are
+//! by inheritance, and the child takes it over with the `unsafe`
+//! [`TransportKind::connect_sender_inherited`] / [`TransportKind::connect_receiver_inherited`]:
+//! no safe function adopts a descriptor by its number). The host then calls [`Pending::establish`]. Objects the host created are
 //! removed when its end is dropped.
 //!
 //! Unrelated processes meet by a NAME instead ([`TransportKind::named_receiver`],
@@ -249,13 +251,74 @@ impl TransportKind {
 
     /// Connects to a process that hosts a receiver, given the rendezvous string
     /// ([`Pending::rendezvous`]) it handed over.
+    ///
+    /// A `pipe` rendezvous names an inherited descriptor (`fd=N`), and adopting a descriptor by
+    /// its number is not something safe code can do (another owner may hold the same number):
+    /// it is refused here with an error of kind `InvalidInput`. Use
+    /// [`connect_sender_inherited`](Self::connect_sender_inherited) (an `unsafe fn`) in a child
+    /// that inherited the pipe end, or [`Sender::from_pipe`] with an `OwnedFd` you own.
+    ///
+    /// ```
+    /// use ipckit::transport::{Options, TransportKind};
+    /// let err = TransportKind::Pipe.connect_sender("fd=0", &Options::new()).unwrap_err();
+    /// assert_eq!(err.kind(), std::io::ErrorKind::InvalidInput);
+    /// ```
     pub fn connect_sender(self, rendezvous: &str, options: &Options) -> Result<Sender> {
+        refuse_descriptor(self, rendezvous)?;
         connect(self, Role::Send, rendezvous, options)?.into_sender()
     }
 
-    /// Connects to a process that hosts a sender, given the rendezvous string it handed over.
+    /// Connects to a process that hosts a sender, given the rendezvous string it handed over. A
+    /// `pipe` rendezvous is refused, as for [`connect_sender`](Self::connect_sender).
     pub fn connect_receiver(self, rendezvous: &str, options: &Options) -> Result<Receiver> {
+        refuse_descriptor(self, rendezvous)?;
         connect(self, Role::Recv, rendezvous, options)?.into_receiver()
+    }
+
+    /// As [`connect_sender`](Self::connect_sender), and also takes over the descriptor a `pipe`
+    /// rendezvous (`fd=N`) names: the way a child started with [`Pending::prepare_child`]
+    /// reaches the pipe end it inherited. For every other kind it is `connect_sender`.
+    ///
+    /// Safe code cannot call it:
+    /// ```compile_fail,E0133
+    /// use ipckit::transport::{Options, TransportKind};
+    /// let _ = TransportKind::Pipe.connect_sender_inherited("fd=3", &Options::new());
+    /// ```
+    ///
+    /// # Safety
+    /// If `rendezvous` names a descriptor, that descriptor must be open in this process, must
+    /// have been handed to it for this transport (inherited across `exec`), and nothing else in
+    /// the process may own, use or close it: the returned end owns it and closes it when
+    /// dropped. (The call checks that it is a pipe, and fails otherwise.)
+    pub unsafe fn connect_sender_inherited(
+        self,
+        rendezvous: &str,
+        options: &Options,
+    ) -> Result<Sender> {
+        if self == TransportKind::Pipe {
+            // SAFETY: the caller guarantees the descriptor is ours to own (this fn's contract).
+            return unsafe { pipe::adopt(Role::Send, rendezvous, options) }?.into_sender();
+        }
+        self.connect_sender(rendezvous, options)
+    }
+
+    /// As [`connect_receiver`](Self::connect_receiver), and also takes over the descriptor a
+    /// `pipe` rendezvous names (see [`connect_sender_inherited`](Self::connect_sender_inherited)).
+    ///
+    /// # Safety
+    /// As for [`connect_sender_inherited`](Self::connect_sender_inherited): a descriptor named
+    /// by `rendezvous` must be open, handed to this process for this transport, and owned by
+    /// nothing else in it.
+    pub unsafe fn connect_receiver_inherited(
+        self,
+        rendezvous: &str,
+        options: &Options,
+    ) -> Result<Receiver> {
+        if self == TransportKind::Pipe {
+            // SAFETY: the caller guarantees the descriptor is ours to own (this fn's contract).
+            return unsafe { pipe::adopt(Role::Recv, rendezvous, options) }?.into_receiver();
+        }
+        self.connect_receiver(rendezvous, options)
     }
 
     /// The receiving side of a meeting by `name` ([`check_name`]): creates the queue, socket,
@@ -296,6 +359,19 @@ impl TransportKind {
     fn is_channel(self) -> bool {
         matches!(self, TransportKind::Channel | TransportKind::ChannelSpin)
     }
+}
+
+/// Refuses a rendezvous that names a descriptor (`pipe`'s `fd=N`) on a safe path.
+fn refuse_descriptor(kind: TransportKind, rendezvous: &str) -> Result<()> {
+    if kind == TransportKind::Pipe {
+        return Err(Error::invalid(
+            "connect",
+            Object::Other(format!("pipe rendezvous {rendezvous:?}")),
+            "a descriptor number cannot be adopted by safe code: use the unsafe \
+             connect_*_inherited, or Sender/Receiver::from_pipe with an OwnedFd",
+        ));
+    }
+    Ok(())
 }
 
 /// Whether a connection attempt failed because the other side has not created its end yet.
@@ -590,7 +666,8 @@ fn host(
 
 fn connect(kind: TransportKind, role: Role, rendezvous: &str, options: &Options) -> Result<End> {
     match kind {
-        TransportKind::Pipe => pipe::connect(role, rendezvous, options),
+        // Only the unsafe `connect_*_inherited` adopt a descriptor by number.
+        TransportKind::Pipe => Err(refuse_descriptor(kind, rendezvous).unwrap_err()),
         TransportKind::Fifo => fifo::connect(role, rendezvous, options),
         TransportKind::UnixStream => unix_stream::connect(role, rendezvous, options),
         TransportKind::UnixSeqpacket => unix_seqpacket::connect(role, rendezvous, options),
@@ -708,6 +785,12 @@ impl Sender {
         self.inner.send(msg)
     }
 
+    /// A `pipe` sender over a pipe's write end this process owns (one it inherited and took
+    /// ownership of, for instance); messages are framed as [`TransportKind::Pipe`] frames them.
+    pub fn from_pipe(fd: std::os::fd::OwnedFd, options: &Options) -> Result<Sender> {
+        pipe::from_owned(Role::Send, fd, options)?.into_sender()
+    }
+
     /// The largest message this sender carries.
     pub fn max_message(&self) -> usize {
         self.inner.max_message()
@@ -768,6 +851,11 @@ impl Receiver {
             buf.clear();
         }
         Ok(got)
+    }
+
+    /// A `pipe` receiver over a pipe's read end this process owns; see [`Sender::from_pipe`].
+    pub fn from_pipe(fd: std::os::fd::OwnedFd, options: &Options) -> Result<Receiver> {
+        pipe::from_owned(Role::Recv, fd, options)?.into_receiver()
     }
 
     /// A handle that makes a `recv` blocked in another thread fail (within about 100 ms), for a
