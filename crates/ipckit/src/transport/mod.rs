@@ -65,10 +65,6 @@ pub use signal::prepare_signals;
 /// ([`AbortHandle`]) or its peer died, where the mechanism cannot wake it for that.
 pub(crate) const SLICE: Duration = Duration::from_millis(100);
 
-/// How long [`Sender::close`] of a host that removes its object on drop waits for the receiver to
-/// take what is still queued (System V queues and semaphores vanish at once when removed).
-pub(crate) const LINGER: Duration = Duration::from_secs(10);
-
 /// The mechanisms a [`Sender`] and [`Receiver`] can run over. `Display` and `FromStr` use the
 /// names in the table (`"unix-stream"`, `"sysv-shm+sem"` …).
 ///
@@ -1065,6 +1061,66 @@ pub(crate) fn await_peer<T>(
             };
         }
     }
+}
+
+/// The senders a message-queue receiver heard from and has not seen close: each sender queues a
+/// hello with its pid when it connects and its pid again with its end marker, so the receiver
+/// knows whom to wait for, whom to watch, and when the stream is over (the last one closed).
+pub(crate) struct Senders {
+    live: Vec<Peer>,
+    heard_any: bool,
+    since: Instant,
+    timeout: Duration,
+}
+
+impl Senders {
+    /// No sender yet; one is waited for up to `timeout` from now.
+    pub(crate) fn new(timeout: Duration) -> Senders {
+        Senders {
+            live: Vec::new(),
+            heard_any: false,
+            since: Instant::now(),
+            timeout,
+        }
+    }
+
+    /// A sender said hello.
+    pub(crate) fn hello(&mut self, pid: u32) {
+        self.heard_any = true;
+        if !self.live.iter().any(|p| p.pid() == pid) {
+            self.live.push(Peer::new(pid));
+        }
+    }
+
+    /// A sender closed; `true` when it was the last one (the stream is over).
+    pub(crate) fn end(&mut self, pid: Option<u32>) -> bool {
+        self.heard_any = true;
+        match pid {
+            Some(pid) => self.live.retain(|p| p.pid() != pid),
+            None => self.live.clear(),
+        }
+        self.live.is_empty()
+    }
+
+    /// A sender that died without closing, or none within the connect timeout; `None` while
+    /// the stream may go on.
+    pub(crate) fn judge(&self, op: &'static str, object: impl Fn() -> Object) -> Option<Error> {
+        if let Some(dead) = self.live.iter().find(|p| !p.alive()) {
+            return Some(Error::PeerDied {
+                op,
+                object: object(),
+                peer: "sender",
+                pid: dead.pid(),
+            });
+        }
+        (!self.heard_any && self.since.elapsed() >= self.timeout)
+            .then(|| no_peer(op, object(), "sender", self.timeout))
+    }
+}
+
+/// A pid as a queue message carries it (4 bytes, little-endian); `None` for another length.
+pub(crate) fn pid_of(data: &[u8]) -> Option<u32> {
+    Some(u32::from_le_bytes(data.try_into().ok()?))
 }
 
 /// The error of a wait for a peer that never connected.
