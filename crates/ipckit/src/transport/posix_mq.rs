@@ -96,7 +96,11 @@ pub(super) fn connect(role: Role, rendezvous: &str, options: &Options) -> Result
         Role::Send => opts.write_only(),
         Role::Recv => opts.read_only(),
     };
-    end(role, Queue::Opened(opts.open(&name)?), options.get_timeout())
+    end(
+        role,
+        Queue::Opened(opts.open(&name)?),
+        options.get_timeout(),
+    )
 }
 
 /// The queue, unlinked on drop when this end created it.

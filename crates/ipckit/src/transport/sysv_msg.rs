@@ -27,9 +27,9 @@
 use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use super::SLICE;
 use super::{aborted, as_named, bad_rendezvous, name_key, no_peer, pid_of, AbortHandle, End};
 use super::{HostImpl, MaxMessage, Options, Peer, Rendezvous, Role, Senders, TransportKind};
-use super::SLICE;
 use crate::error::{Error, Object, Result};
 use crate::sysv::msg::{MsgQueue, OwnedMsgQueue, RecvOptions};
 
@@ -91,7 +91,12 @@ impl HostImpl for Host {
     }
 }
 
-fn end(role: Role, queue: MsgQueue, owned: Option<OwnedMsgQueue>, timeout: Duration) -> Result<End> {
+fn end(
+    role: Role,
+    queue: MsgQueue,
+    owned: Option<OwnedMsgQueue>,
+    timeout: Duration,
+) -> Result<End> {
     // An abort wakes a blocked peer of ours: the owner removes the queue (EIDRM wakes senders
     // and receivers alike); anyone else queues an abort message for a blocked receiver.
     let owner = owned.is_some();

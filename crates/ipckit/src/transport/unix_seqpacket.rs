@@ -64,9 +64,17 @@ fn end(role: Role, conn: SeqpacketConn, max: usize, at: &str) -> Result<End> {
                 max: max_message().bytes,
                 object,
                 abort: AbortHandle::new(None),
+                announce: false,
             }))
         }
-        Role::Recv => End::Recv(Box::new(PacketReceiver::new(fd, max, object, true, None)?)),
+        Role::Recv => End::Recv(Box::new(PacketReceiver::new(
+            fd,
+            max,
+            object,
+            true,
+            None,
+            Duration::MAX,
+        )?)),
     })
 }
 
