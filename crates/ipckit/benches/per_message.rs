@@ -49,9 +49,10 @@ fn per_message(c: &mut Criterion) {
             &size,
             |b, _| {
                 b.iter(|| {
-                    let mut slot = tx.try_reserve(size).expect("reserve");
-                    slot[0] = 1;
-                    slot[size - 1] = 2;
+                    let slot = tx.try_reserve(size).expect("reserve");
+                    let bytes = slot.shared();
+                    bytes.write_at(0, &[1]).expect("write");
+                    bytes.write_at(size - 1, &[2]).expect("write");
                     slot.commit();
                     let got = rx.try_recv_ref().expect("recv").expect("a message");
                     assert_eq!(got.len(), size);

@@ -68,6 +68,7 @@ pub mod key;
 pub mod mmap;
 pub mod pipe;
 pub mod posix;
+pub mod shared;
 pub mod signal;
 pub mod sync;
 pub mod sysv;

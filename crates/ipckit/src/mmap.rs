@@ -27,6 +27,7 @@ use rustix::fs::{FileType, OFlags, SealFlags};
 use rustix::mm::{MapFlags, MsyncFlags, ProtFlags};
 
 use crate::error::{Error, Object, Result};
+use crate::shared::{Mapping, SharedSlice};
 use crate::view::Region;
 
 /// The size of a page, the unit of mappings and of file offsets into them.
@@ -182,6 +183,7 @@ impl MmapOptions {
             file: None,
             offset: 0,
             stable: Some(len),
+            frozen: false,
             object,
             shared: self.shared,
             writable: self.writable,
@@ -246,6 +248,10 @@ impl MmapOptions {
                 ));
             }
         }
+        // Seals first, then the size they freeze: a peer may shrink the file and then seal it, and
+        // a size read before the seals would be the stale, larger one (SIGBUS on access). Files
+        // that cannot be sealed answer EINVAL: no seals.
+        let seals = rustix::fs::fcntl_get_seals(fd).unwrap_or(SealFlags::empty());
         let stat = rustix::fs::fstat(fd).map_err(|e| Error::os("fstat", object.clone(), e))?;
         if FileType::from_raw_mode(stat.st_mode) != FileType::RegularFile {
             return Err(bad(
@@ -274,12 +280,15 @@ impl MmapOptions {
                 )))
             }
         }
-        // A file sealed against shrinking keeps at least the bytes it has now, so the mapping
-        // need not ask again. Files that cannot be sealed answer EINVAL: no seals.
-        let stable = rustix::fs::fcntl_get_seals(fd)
-            .ok()
-            .filter(|seals| seals.contains(SealFlags::SHRINK))
-            .map(|_| backed(file_len, self.offset, len));
+        // A file sealed against shrinking keeps at least the bytes it had when the seals were
+        // read, so the mapping need not ask again.
+        let stable = seals
+            .contains(SealFlags::SHRINK)
+            .then(|| backed(file_len, self.offset, len));
+        // Sealed against writing and shrinking, and mapped read-only: nobody can change or remove
+        // these bytes (F_SEAL_WRITE fails while a writable shared mapping exists and forbids new
+        // ones), so plain references to them are sound.
+        let frozen = seals.contains(SealFlags::WRITE | SealFlags::SHRINK) && !self.writable;
         let file = fd
             .try_clone_to_owned()
             .map_err(|e| Error::os("fcntl(F_DUPFD_CLOEXEC)", object.clone(), e))?;
@@ -302,6 +311,7 @@ impl MmapOptions {
             file: Some(file),
             offset: self.offset,
             stable,
+            frozen,
             object,
             shared: self.shared,
             writable: self.writable,
@@ -394,6 +404,9 @@ pub struct Mmap {
     /// for anonymous memory, the bytes present at mapping time for files sealed against shrinking;
     /// `None` when the file must be asked.
     stable: Option<usize>,
+    /// Whether nobody can write or shrink the bytes: a read-only mapping of a file sealed with
+    /// `F_SEAL_WRITE | F_SEAL_SHRINK` (read before its size).
+    frozen: bool,
     /// What the mapping maps, for errors.
     object: Object,
     shared: bool,
@@ -569,6 +582,37 @@ impl Mmap {
         // SAFETY: as in `backed_bytes`; the mapping is writable (checked by the callers) and
         // `&mut self` makes this the only reference into it from this mapping.
         unsafe { std::slice::from_raw_parts_mut(self.ptr.as_ptr(), backed) }
+    }
+
+    /// The bytes the file backs now (all of them for anonymous memory), to copy in and out by
+    /// offset and to use atomics in place: see [`shared`](crate::shared) for why no plain `&[u8]`
+    /// is handed out. A slice kept while another process truncates the file can still fault
+    /// (`SIGBUS`); see the type's documentation.
+    pub fn shared(&self) -> Result<SharedSlice<'_>> {
+        let backed = self.backed_len()?;
+        // SAFETY: the first `backed <= len` bytes are mapped (writable if `self.writable`) for as
+        // long as `self` lives (munmap only in drop/unmap, which take `self`), and this type
+        // hands out no plain reference to them in safe code.
+        Ok(unsafe { SharedSlice::from_raw_parts(self.ptr, backed, self.writable, &self.object) })
+    }
+
+    /// The bytes as a plain slice, when nobody can change them: the mapping is read-only and the
+    /// file is a [`Memfd`](crate::posix::shm::Memfd) sealed with
+    /// [`Seals::WRITE`](crate::posix::shm::Seals::WRITE) and
+    /// [`Seals::SHRINK`](crate::posix::shm::Seals::SHRINK) before it was mapped — the way to
+    /// hand a receiver bytes it can borrow without copying. Otherwise an invalid-argument error.
+    pub fn sealed_bytes(&self) -> Result<&[u8]> {
+        if !self.frozen {
+            return Err(Error::invalid(
+                "sealed_bytes",
+                self.object.clone(),
+                "other processes can write these bytes: copy them out (read_at, shared), or                  seal the memfd with F_SEAL_WRITE and F_SEAL_SHRINK and map it read-only",
+            ));
+        }
+        let backed = self.backed_len()?;
+        // SAFETY: `frozen`: the mapping is read-only and the file sealed against writes and
+        // shrinking, so no process can change or remove these bytes while `self` lives.
+        Ok(unsafe { std::slice::from_raw_parts(self.ptr.as_ptr(), backed) })
     }
 
     /// The bytes the file backs now (all of them for anonymous memory); see
@@ -811,6 +855,14 @@ impl Mmap {
         drop(map.file.take());
         drop(mem::replace(&mut map.object, Object::Other(String::new())));
         flushed.and(unmapped)
+    }
+}
+
+// SAFETY: the mapping stays at the same address until dropped (`unmap` takes it by value), and
+// `shared` hands out only a SharedSlice.
+unsafe impl Mapping for Mmap {
+    fn shared(&self) -> Result<SharedSlice<'_>> {
+        Mmap::shared(self)
     }
 }
 

@@ -138,10 +138,135 @@ fn recv_returns_end_of_stream_once_every_producer_has_closed() {
     assert_eq!(got, [b"a1".to_vec(), b"b1".to_vec(), b"b2".to_vec()]);
     assert_eq!(rx.try_recv().unwrap(), None, "end of stream stays");
     assert_eq!(rx.recv_timeout(Duration::from_millis(10)).unwrap(), None);
-    // A producer attaching later starts a new stream.
+    // A producer attaching once the end was received is refused at once: its messages would
+    // never be read.
+    let e = Producer::open(&name).unwrap_err();
+    assert!(matches!(e, Error::Closed { .. }), "{e}");
+    assert!(e.to_string().contains("end of the stream"), "{e}");
+    assert_eq!(rx.try_recv().unwrap(), None, "the end is final");
+    // A new consumer starts a new stream.
+    drop(rx);
+    let mut rx = Consumer::open(&name).unwrap();
     let mut c = Producer::open(&name).unwrap();
     c.send(b"c1").unwrap();
     assert_eq!(rx.recv().unwrap().unwrap(), b"c1");
+}
+
+/// Producers joining while the consumer drains: each one either joins the stream (and every one
+/// of its messages is received) or is refused at open — never accepted and then ignored.
+#[test]
+fn a_late_producer_joins_the_stream_or_is_refused_never_ignored() {
+    for round in 0..50 {
+        let (name, _guard) = channel_name("late");
+        let mut rx = Consumer::open(&name).unwrap();
+        let mut first = Producer::open(&name).unwrap();
+        first.send(b"first").unwrap();
+        let late = std::thread::spawn({
+            let name = name.clone();
+            move || -> Option<u64> {
+                std::thread::sleep(Duration::from_micros(round * 20));
+                let mut tx = match Producer::open(&name) {
+                    Ok(tx) => tx,
+                    Err(Error::Closed { .. }) => return None,
+                    Err(e) => panic!("round {round}: {e}"),
+                };
+                for seq in 0..20 {
+                    tx.send(&message(1, seq, 32)).unwrap();
+                }
+                tx.close().unwrap();
+                Some(20)
+            }
+        });
+        first.close().unwrap();
+        let mut from_late = 0;
+        while let Some(m) = rx.recv().unwrap() {
+            if m != b"first" {
+                assert_eq!(check(&m), (1, from_late), "round {round}");
+                from_late += 1;
+            }
+        }
+        let sent = late.join().unwrap();
+        assert_eq!(
+            sent.unwrap_or(0),
+            from_late,
+            "round {round}: messages were lost"
+        );
+    }
+}
+
+#[test]
+fn wait_consumed_returns_once_the_consumer_received_everything() {
+    let (name, _guard) = channel_name("consumed");
+    let mut tx = Producer::open(&name).unwrap();
+    // Nothing sent: nothing to wait for, even without a consumer.
+    tx.wait_consumed(Duration::ZERO).unwrap();
+    for i in 0..10u8 {
+        tx.send(&[i; 100]).unwrap();
+    }
+    // No consumer yet: a timeout.
+    let e = tx.wait_consumed(Duration::from_millis(50)).unwrap_err();
+    assert!(matches!(e, Error::Timeout { .. }), "{e}");
+    let receiver = std::thread::spawn({
+        let name = name.clone();
+        move || {
+            let mut rx = Consumer::open(&name).unwrap();
+            for i in 0..10u8 {
+                std::thread::sleep(Duration::from_millis(5));
+                assert_eq!(rx.recv().unwrap().unwrap(), [i; 100]);
+            }
+            rx
+        }
+    });
+    tx.wait_consumed(Duration::from_secs(30)).unwrap();
+    let rx = receiver.join().unwrap();
+    // A consumer that closes with messages unreceived: `Closed`, not a timeout.
+    tx.send(b"never read").unwrap();
+    rx.close().unwrap();
+    let e = tx.wait_consumed(Duration::from_secs(30)).unwrap_err();
+    assert!(matches!(e, Error::Closed { .. }), "{e}");
+}
+
+/// A POSIX shm object of another program that merely looks like a dead, half-created channel
+/// (all zeros, a whole number of pages) is refused and left exactly as it was.
+#[test]
+fn a_foreign_all_zero_object_is_refused_and_left_untouched() {
+    let (name, _guard) = channel_name("foreign");
+    let path = shm_path(&name);
+    std::fs::write(&path, vec![0u8; 3 * 4096]).unwrap();
+    let e = Consumer::open(&name).unwrap_err();
+    assert!(matches!(e, Error::Corrupt { .. }), "{e}");
+    assert!(e.to_string().contains("not an ipckit channel"), "{e}");
+    let e = Producer::open(&name).unwrap_err();
+    assert!(matches!(e, Error::Corrupt { .. }), "{e}");
+    assert_eq!(std::fs::read(&path).unwrap(), vec![0u8; 3 * 4096]);
+    // And one with data in it.
+    let data: Vec<u8> = (0..8192u32).map(|i| (i * 7) as u8).collect();
+    std::fs::write(&path, &data).unwrap();
+    assert!(Consumer::open(&name).is_err());
+    assert_eq!(std::fs::read(&path).unwrap(), data);
+    // `remove_if_orphaned` (garbage collection) leaves it alone too.
+    assert!(!ipckit::channel::remove_if_orphaned(&name).unwrap());
+    assert_eq!(std::fs::read(&path).unwrap(), data);
+}
+
+/// A channel whose creator died after writing its in-progress marker (and before the magic) is
+/// recognised and initialised by the next opener.
+#[test]
+fn a_creation_that_died_half_way_is_repaired() {
+    let (name, _guard) = channel_name("halfmade");
+    let path = shm_path(&name);
+    for size in [8usize, 64 * 4096] {
+        let mut bytes = vec![0u8; size];
+        bytes[..8].copy_from_slice(b"ipckinit");
+        std::fs::write(&path, &bytes).unwrap();
+        let mut rx = Consumer::open(&name).unwrap();
+        let mut tx = Producer::open(&name).unwrap();
+        tx.send(b"works").unwrap();
+        assert_eq!(rx.recv().unwrap().unwrap(), b"works");
+        drop(tx);
+        drop(rx);
+        assert!(!path.exists());
+    }
 }
 
 #[test]
@@ -205,19 +330,16 @@ fn zero_copy_reserve_commit_and_recv_ref_round_trip() {
     let mut rx = Consumer::open(&name).unwrap();
     let mut tx = Producer::open(&name).unwrap();
     for n in 0..100u32 {
-        let mut slot = tx.reserve(64 + n as usize).unwrap();
+        let slot = tx.reserve(64 + n as usize).unwrap();
         assert_eq!(slot.len(), 64 + n as usize);
-        for (i, b) in slot.iter_mut().enumerate() {
-            *b = (i as u32 ^ n) as u8;
-        }
+        let bytes: Vec<u8> = (0..slot.len()).map(|i| (i as u32 ^ n) as u8).collect();
+        slot.shared().write_at(0, &bytes).unwrap();
         slot.commit();
         let got = rx.recv_ref().unwrap().unwrap();
         assert_eq!(got.lane(), tx.lane());
         assert_eq!(got.len(), 64 + n as usize);
-        assert!(got
-            .iter()
-            .enumerate()
-            .all(|(i, &b)| b == (i as u32 ^ n) as u8));
+        assert_eq!(got.shared().len(), got.len());
+        assert_eq!(got.shared().to_vec(), bytes);
     }
     // recv_into reuses its buffer.
     tx.send(&[9u8; 300]).unwrap();
@@ -233,8 +355,8 @@ fn abandoned_send_slot_publishes_nothing() {
     let mut rx = Consumer::open(&name).unwrap();
     let mut tx = Producer::open(&name).unwrap();
     {
-        let mut slot = tx.reserve(100).unwrap();
-        slot.fill(0xAB);
+        let slot = tx.reserve(100).unwrap();
+        slot.shared().fill(0xAB).unwrap();
         // Dropped here without commit.
     }
     assert!(would_block(rx.try_recv()));

@@ -90,11 +90,12 @@ fn round(seed: u64) -> usize {
             3 => seen(rx.recv_timeout(short).map(drop)),
             4 => seen(rx.try_recv_ref().map(|slot| {
                 if let Some(slot) = slot {
-                    std::hint::black_box(slot.iter().map(|&b| u64::from(b)).sum::<u64>());
+                    let bytes = slot.shared().to_vec();
+                    std::hint::black_box(bytes.iter().map(|&b| u64::from(b)).sum::<u64>());
                 }
             })),
-            5 => seen(tx2.try_reserve(rng.below(4000) as usize).map(|mut slot| {
-                slot.fill(1);
+            5 => seen(tx2.try_reserve(rng.below(4000) as usize).map(|slot| {
+                slot.shared().fill(1).unwrap();
                 slot.commit();
             })),
             _ => {

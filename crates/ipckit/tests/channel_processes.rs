@@ -418,7 +418,9 @@ fn next_open_recovers_after_every_participant_was_killed() {
         "{e}"
     );
     assert_eq!(rx.recv().unwrap(), None);
-    // And the channel works again.
+    // And the channel works again, for a new stream (a new consumer).
+    drop(rx);
+    let mut rx = Consumer::open(&name).unwrap();
     let mut tx = Producer::open(&name).unwrap();
     tx.send(b"again").unwrap();
     assert_eq!(rx.recv().unwrap().unwrap(), b"again");
@@ -484,4 +486,129 @@ fn anonymous_channel_is_shared_with_a_child_through_its_descriptor() {
     chan.set_inheritable(false).unwrap();
     assert_eq!(drain_checked(&mut rx), HashMap::from([(3, 10_000)]));
     child.success();
+}
+
+/// A producer killed between reserve and commit, in the middle of copying a message that wraps
+/// around the ring end: the consumer receives what was committed, learns of the death, and the
+/// lane is whole for the next producer that claims it.
+#[test]
+fn producer_killed_between_reserve_and_commit_leaves_a_usable_lane() {
+    const CAP: usize = 64 * 1024;
+    if child_role().is_some() {
+        let mut tx = Producer::open(&env(NAME_VAR)).unwrap();
+        // The tail 5000 bytes before the ring end, then a 30000-byte reservation: it wraps.
+        tx.send(&message(5, 0, CAP - 5000 - 8)).unwrap();
+        // Once it is received, the pad and the record both fit: one reservation for both.
+        tx.wait_consumed(Duration::from_secs(30)).unwrap();
+        let slot = tx.reserve(30_000).unwrap();
+        slot.shared().get(..15_000).unwrap().fill(0x5a).unwrap();
+        println!("{READY}");
+        std::thread::sleep(Duration::from_secs(60));
+        return;
+    }
+    let (name, _guard) = channel_name("killreserve");
+    // One lane: the next producer gets the same one.
+    let mut rx = Options::new()
+        .lane_capacity(CAP)
+        .max_producers(1)
+        .consumer(&name)
+        .unwrap();
+    let mut child = spawn(
+        "producer_killed_between_reserve_and_commit_leaves_a_usable_lane",
+        "reserver",
+        &[(NAME_VAR, name.clone())],
+        true,
+    );
+    assert_eq!(check(&rx.recv().unwrap().unwrap()), (5, 0));
+    child.wait_ready();
+    let pid = child.pid();
+    child.kill();
+    let killed = Instant::now();
+    let e = rx.recv_timeout(Duration::from_secs(5)).unwrap_err();
+    assert!(
+        matches!(e, Error::PeerDied { peer: "producer", pid: p, .. } if p == pid),
+        "{e}"
+    );
+    assert!(killed.elapsed() < Duration::from_secs(1), "reported late");
+    // The lane works for the next producer, across the ring end too.
+    let mut tx = Producer::open(&name).unwrap();
+    assert_eq!(tx.lane(), 0);
+    for seq in 0..8 {
+        tx.send(&message(6, seq, 20_000)).unwrap();
+        assert_eq!(check(&rx.recv().unwrap().unwrap()), (6, seq));
+    }
+    tx.close().unwrap();
+    assert_eq!(rx.recv().unwrap(), None);
+}
+
+/// Sends SIGSTOP or SIGCONT to `pid`.
+fn signal(pid: u32, sig: libc::c_int) {
+    // SAFETY: kill(2) with a pid of our own child, which we have not reaped yet.
+    assert_eq!(unsafe { libc::kill(pid as libc::pid_t, sig) }, 0);
+}
+
+/// Runs `f` on a thread and returns its result, failing the test if it takes longer than
+/// `limit` (the thread is then left behind: the point is that the test does not hang).
+fn within<T: Send + 'static>(limit: Duration, f: impl FnOnce() -> T + Send + 'static) -> T {
+    let (done, result) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = done.send(f());
+    });
+    result
+        .recv_timeout(limit)
+        .unwrap_or_else(|_| panic!("did not return within {limit:?}"))
+}
+
+/// A participant stopped (SIGSTOP) while it holds the channel's open/leave lock (the child takes
+/// it directly, as one stopped inside an open or a close would hold it): another open and
+/// another close return within the bound instead of waiting for ever.
+#[test]
+fn a_participant_stopped_inside_open_or_close_blocks_nobody_for_ever() {
+    /// The init lock byte: one below the liveness bytes at 2^48 (see the channel's layout).
+    const INIT_LOCK_BYTE: i64 = (1 << 48) - 1;
+    if child_role().is_some() {
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(shm_path(&env(NAME_VAR)))
+            .unwrap();
+        // SAFETY: an all-zero flock is a valid value; fcntl gets a valid pointer to it.
+        let mut fl: libc::flock = unsafe { std::mem::zeroed() };
+        fl.l_type = libc::F_WRLCK as libc::c_short;
+        fl.l_whence = libc::SEEK_SET as libc::c_short;
+        fl.l_start = INIT_LOCK_BYTE;
+        fl.l_len = 1;
+        // SAFETY: as above; the descriptor is open.
+        let rc = unsafe { libc::fcntl(file.as_raw_fd(), libc::F_OFD_SETLK, &mut fl) };
+        assert_eq!(rc, 0, "{}", std::io::Error::last_os_error());
+        println!("{READY}");
+        std::thread::sleep(Duration::from_secs(60));
+        return;
+    }
+    let (name, _guard) = channel_name("stopped");
+    let rx = Consumer::open(&name).unwrap();
+    let mut child = spawn(
+        "a_participant_stopped_inside_open_or_close_blocks_nobody_for_ever",
+        "holder",
+        &[(NAME_VAR, name.clone())],
+        true,
+    );
+    child.wait_ready();
+    signal(child.pid(), libc::SIGSTOP);
+    // The bound is 3 s; allow for a loaded machine, but not for ever.
+    let limit = Duration::from_secs(10);
+    let n = name.clone();
+    let e = within(limit, move || Producer::open(&n).unwrap_err());
+    assert!(matches!(e, Error::Timeout { .. }), "{e}");
+    assert!(
+        e.to_string().contains(&name),
+        "the error names the channel: {e}"
+    );
+    let e = within(limit, move || rx.close().unwrap_err());
+    assert!(matches!(e, Error::Timeout { .. }), "{e}");
+    signal(child.pid(), libc::SIGCONT);
+    child.kill();
+    // Nobody is attached any more: the segment is an orphan, and garbage collection removes it.
+    assert!(channel::remove_if_orphaned(&name).unwrap());
+    assert!(!shm_path(&name).exists());
 }

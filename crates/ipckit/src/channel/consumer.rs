@@ -1,17 +1,19 @@
 //! The receiving side: the one consumer of a channel, which reads every lane.
 
 use std::fmt;
-use std::ops::Deref;
 use std::os::fd::BorrowedFd;
 use std::time::Duration;
 
 use super::atomic::Ordering;
-use super::header::{lane_lock_byte, CONSUMER_CLOSED, LANE_ACTIVE, LANE_CLOSED, LANE_FREE};
+use super::header::{
+    lane_lock_byte, CONSUMER_CLOSED, LANE_ACTIVE, LANE_CLOSED, LANE_FREE, STREAM_ENDED,
+};
 use super::ring::{ConsumerRing, Corrupt, Record, RingBuf};
 use super::segment::Segment;
 use super::wait::{wait_for, CheckDue, Wait};
 use super::{Options, Patience};
 use crate::error::{Error, Result};
+use crate::shared::SharedSlice;
 
 /// The receiving end of a channel: there is at most one per channel. Open with
 /// [`Consumer::open`], [`Options::consumer`] or [`Consumer::from_fd`].
@@ -22,8 +24,9 @@ use crate::error::{Error, Result};
 ///
 /// Every receiving method returns `Ok(Some(message))`, or `Ok(None)` at the **end of the
 /// stream**: at least one producer has attached, every producer has closed (or died and was
-/// reported), and every message was received. Like a FIFO, a producer that attaches afterwards
-/// starts a new stream. Errors: [`Error::WouldBlock`] (`try_*`: empty now), [`Error::Timeout`]
+/// reported), and every message was received. The end is final: a producer that tries to attach
+/// afterwards is refused with [`Error::Closed`], so its messages are never silently dropped
+/// (see the [module documentation](super)). Errors: [`Error::WouldBlock`] (`try_*`: empty now), [`Error::Timeout`]
 /// (`*_timeout`), [`Error::PeerDied`] (once per producer that died; its committed messages were
 /// delivered first, and the channel stays usable), [`Error::Corrupt`] (the shared memory failed
 /// validation; nothing invalid was used).
@@ -166,8 +169,8 @@ impl Consumer {
     /// released, and its room given back to the producer, when the slot is dropped. `Ok(None)`
     /// at the end of the stream.
     ///
-    /// The slot's bytes are shared memory: a hostile producer could change them while you hold
-    /// them. For untrusted peers, use the copying [`recv`](Self::recv) and validate the copy.
+    /// The slot's bytes are shared memory, lent as a [`SharedSlice`]: a hostile producer could
+    /// change them while you hold them, so copy out what you validate.
     pub fn recv_ref(&mut self) -> Result<Option<RecvSlot<'_>>> {
         self.recv_slot("recv_ref", Patience::Forever)
     }
@@ -281,6 +284,10 @@ impl State {
         // (Release), so a count we see comes with its bit, and "count > 0 and no bit" really
         // means every producer we know of is gone.
         let ever = h.members.producers_ever.load(Ordering::Acquire);
+        if ever & STREAM_ENDED != 0 {
+            // We received the end of the stream already; no producer can have attached since.
+            return Ok(Some(Got::End));
+        }
         let mask = h.members.active_lanes.load(Ordering::Acquire) & geo.lane_mask();
         // Round-robin: lanes from `next` up, then those below it.
         let from = u64::MAX << self.next;
@@ -297,7 +304,20 @@ impl State {
         // Acquire: as above; lanes freed by this pass are gone from it.
         let mask = h.members.active_lanes.load(Ordering::Acquire) & geo.lane_mask();
         if ever > 0 && mask == 0 {
-            return Ok(Some(Got::End));
+            // End of the stream, unless a producer counted itself in since we read `ever`: the
+            // compare-exchange fails then, and the next poll finds its lane. Setting the flag
+            // refuses later producers (`claim`) instead of leaving their messages unread.
+            // AcqRel: pairs with the producers' AcqRel update of the count. Acquire (failure):
+            // nothing read.
+            let ended = h.members.producers_ever.compare_exchange(
+                ever,
+                ever | STREAM_ENDED,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            );
+            if ended.is_ok() {
+                return Ok(Some(Got::End));
+            }
         }
         Ok(None)
     }
@@ -332,16 +352,32 @@ impl State {
         if let Some(got) = peek(self)? {
             return Ok(Some(got));
         }
-        // Empty. Acquire: pairs with the producer's Release store of CLOSED (or ACTIVE), so
-        // the second look below sees its last record header.
+        // Empty. The rule: drain what was published, then look at the close state, and only
+        // then judge liveness — a producer that closes normally between any two of these steps
+        // must never read as dead. Acquire: pairs with the producer's Release store of CLOSED
+        // (or ACTIVE), so the second look below sees its last record header.
         let died = match ctl.prod.state.load(Ordering::Acquire) {
             LANE_ACTIVE => {
                 let due = *due.get_or_insert_with(|| self.last_check.due());
+                #[cfg(test)]
+                hooks::before_liveness_check();
                 if !due || seg.is_alive("fcntl(F_OFD_GETLK)", lane_lock_byte(i))? {
                     return Ok(None);
                 }
-                // Relaxed: for the message only.
-                Some(ctl.prod.pid.load(Ordering::Relaxed))
+                // The lock is free: the producer died, or it closed after our load of ACTIVE
+                // (it stores CLOSED before it drops its lock; the kernel's lock-table lock,
+                // taken by its unlock and by our F_OFD_GETLK, orders that store before this
+                // load). Acquire: as above.
+                match ctl.prod.state.load(Ordering::Acquire) {
+                    LANE_ACTIVE => {
+                        // Relaxed: for the message only.
+                        Some(ctl.prod.pid.load(Ordering::Relaxed))
+                    }
+                    LANE_CLOSED => None,
+                    other => {
+                        return Err(corrupt(Corrupt(format!("lane state {other}"))));
+                    }
+                }
             }
             LANE_CLOSED => None,
             // A bit without a stream: left by a hostile writer; the producer protocol never
@@ -377,9 +413,33 @@ impl State {
     }
 }
 
+/// Test hooks: code run at chosen instants of the consumer, to make races deterministic.
+#[cfg(test)]
+pub(crate) mod hooks {
+    use std::cell::RefCell;
+
+    thread_local! {
+        static BEFORE_LIVENESS_CHECK: RefCell<Option<Box<dyn FnOnce()>>> = RefCell::new(None);
+    }
+
+    /// Runs `f` once, the next time this thread's consumer has found an active lane empty and
+    /// is about to ask whether its producer is alive.
+    pub(crate) fn set_before_liveness_check(f: impl FnOnce() + 'static) {
+        BEFORE_LIVENESS_CHECK.with(|h| *h.borrow_mut() = Some(Box::new(f)));
+    }
+
+    pub(super) fn before_liveness_check() {
+        if let Some(f) = BEFORE_LIVENESS_CHECK.with(|h| h.borrow_mut().take()) {
+            f();
+        }
+    }
+}
+
 /// A received message lent in place ([`Consumer::recv_ref`]); released when dropped.
 ///
-/// Dereferences to the message's bytes. They are shared memory: see [`Consumer::recv_ref`].
+/// [`shared`](Self::shared) gives its bytes as a [`SharedSlice`]: they are the lane's shared
+/// memory, which a hostile producer could change while you hold them, so they are never lent
+/// as `&[u8]`. Copy out what you validate ([`SharedSlice::read_at`], [`SharedSlice::to_vec`]).
 pub struct RecvSlot<'a> {
     consumer: &'a mut Consumer,
     lane: usize,
@@ -391,19 +451,23 @@ impl RecvSlot<'_> {
     pub fn lane(&self) -> usize {
         self.lane
     }
-}
 
-impl Deref for RecvSlot<'_> {
-    type Target = [u8];
+    /// The message's length in bytes.
+    pub fn len(&self) -> usize {
+        self.rec.len
+    }
 
-    fn deref(&self) -> &[u8] {
-        let ptr = self.consumer.st.lanes[self.lane]
+    /// Whether the message is empty.
+    pub fn is_empty(&self) -> bool {
+        self.rec.len == 0
+    }
+
+    /// The message's bytes in the lane (validated to lie inside it by `peek`).
+    pub fn shared(&self) -> SharedSlice<'_> {
+        let c = &*self.consumer;
+        c.st.lanes[self.lane]
             .buf
-            .ptr(self.rec.offset, self.rec.len);
-        // SAFETY: the record lies inside the lane's ring (validated by `peek`, checked by
-        // `ptr`); it is published and not yet released, so its producer does not write it (a
-        // hostile one might: documented); the borrow is tied to the slot.
-        unsafe { std::slice::from_raw_parts(ptr, self.rec.len) }
+            .shared(self.rec.offset, self.rec.len, c.seg.object())
     }
 }
 
@@ -419,5 +483,29 @@ impl fmt::Debug for RecvSlot<'_> {
             .field("lane", &self.lane)
             .field("len", &self.rec.len)
             .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::hooks;
+    use crate::channel::Options;
+
+    /// The producer closes normally right between the consumer's load of its lane's state
+    /// (ACTIVE) and the consumer's liveness check (its lock is free by then): a clean close,
+    /// never `PeerDied`. The hook makes the interleaving deterministic.
+    #[test]
+    fn producer_closing_between_state_load_and_liveness_check_is_a_clean_close() {
+        let channel = Options::new().anonymous().unwrap();
+        let mut rx = channel.consumer().unwrap();
+        let mut tx = channel.producer().unwrap();
+        tx.send(b"last words").unwrap();
+        assert_eq!(rx.recv().unwrap().unwrap(), b"last words");
+        hooks::set_before_liveness_check(move || tx.close().unwrap());
+        assert_eq!(
+            rx.try_recv().unwrap(),
+            None,
+            "the end of the stream, not a death"
+        );
     }
 }

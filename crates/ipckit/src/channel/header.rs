@@ -17,8 +17,13 @@ use super::wait::WaitCell;
 
 /// "ipckchan" in little-endian: the first 8 bytes of every channel segment.
 pub(crate) const MAGIC: u64 = u64::from_le_bytes(*b"ipckchan");
-/// The layout version; a segment of another version is refused as corrupt.
-pub(crate) const VERSION: u32 = 1;
+/// "ipckinit" in little-endian: the first 8 bytes of a channel segment while its creator
+/// initialises it (written before the object is sized; replaced by [`MAGIC`] last). An opener
+/// repairs only an object that starts with it (see `segment`, "Identity").
+pub(crate) const INIT_MARKER: u64 = u64::from_le_bytes(*b"ipckinit");
+/// The layout version; a segment of another version is refused as corrupt. Version 2: the
+/// init marker, and the end-of-stream flag in `producers_ever`.
+pub(crate) const VERSION: u32 = 2;
 /// The granularity of the layout (and of mappings).
 pub(crate) const PAGE: usize = 4096;
 
@@ -50,6 +55,10 @@ pub(crate) const LANE_ACTIVE: u32 = 1;
 /// `LaneCtl::state`: the producer closed; the consumer drains the lane, then frees it.
 pub(crate) const LANE_CLOSED: u32 = 2;
 
+/// In `producers_ever`: the consumer has received the end of the stream; producers may no
+/// longer attach (until another consumer attaches, or recovery).
+pub(crate) const STREAM_ENDED: u64 = 1 << 63;
+
 /// `consumer_state`: no consumer has attached yet (or recovery cleared a dead one).
 pub(crate) const CONSUMER_NONE: u32 = 0;
 /// `consumer_state`: a consumer is attached (alive iff its liveness byte is locked).
@@ -73,7 +82,8 @@ pub(crate) struct Header {
 #[repr(C, align(128))]
 pub(crate) struct IdLine {
     /// [`MAGIC`] once initialised; stored last, with Release, so a reader that sees it (Acquire)
-    /// sees the geometry. 0 while the creator is still initialising (or died doing so).
+    /// sees the geometry. [`INIT_MARKER`] while the creator is still initialising (or died doing
+    /// so).
     pub(crate) magic: AtomicU64,
     /// [`VERSION`].
     pub(crate) version: AtomicU32,
@@ -92,8 +102,11 @@ pub(crate) struct MemberLine {
     /// it claims the lane, cleared by the consumer before it frees the lane; the consumer scans
     /// only these lanes.
     pub(crate) active_lanes: AtomicU64,
-    /// How many producers ever attached (since creation or recovery). End of stream is "at least
-    /// one producer attached, and no lane is active any more".
+    /// How many producers ever attached (since creation, recovery or the consumer's attach),
+    /// plus [`STREAM_ENDED`]. End of stream is "at least one producer attached, and no lane is
+    /// active any more"; the consumer that finds it sets `STREAM_ENDED` by a compare-exchange
+    /// against the count it read, so that a producer counting itself in meanwhile makes it
+    /// look again, and a producer that finds the flag is refused (never silently ignored).
     pub(crate) producers_ever: AtomicU64,
     /// [`CONSUMER_NONE`], [`CONSUMER_ATTACHED`] or [`CONSUMER_CLOSED`].
     pub(crate) consumer_state: AtomicU32,

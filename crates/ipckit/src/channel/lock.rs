@@ -15,6 +15,7 @@
 
 use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd};
+use std::time::{Duration, Instant};
 
 /// A `struct flock` for `len` bytes at `start`; `l_pid` must be 0 for OFD locks.
 fn flock(kind: libc::c_int, start: u64, len: u64) -> libc::flock {
@@ -49,15 +50,23 @@ pub(crate) fn try_lock(fd: BorrowedFd<'_>, byte: u64) -> io::Result<bool> {
     }
 }
 
-/// `fcntl(fd, F_OFD_SETLKW, {F_WRLCK, start, 1})` — takes a write lock on one byte, waiting for
-/// it (retried on `EINTR`). Used for the short open/teardown critical section.
-pub(crate) fn lock(fd: BorrowedFd<'_>, byte: u64) -> io::Result<()> {
+/// `fcntl(fd, F_OFD_SETLK, {F_WRLCK, start, 1})`, retried with backoff (sleeps of 50 µs
+/// doubling up to 5 ms) until it succeeds or `timeout` has passed: `Ok(false)` then. Used for
+/// the short open/teardown critical section. Never `F_OFD_SETLKW`: its holder may be stopped
+/// (SIGSTOP, a debugger) for ever, and a waiter must be able to give up.
+pub(crate) fn lock_within(fd: BorrowedFd<'_>, byte: u64, timeout: Duration) -> io::Result<bool> {
+    let deadline = Instant::now() + timeout;
+    let mut pause = Duration::from_micros(50);
     loop {
-        let mut fl = flock(libc::F_WRLCK, byte, 1);
-        match fcntl_lock(fd, libc::F_OFD_SETLKW, &mut fl) {
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            other => return other,
+        if try_lock(fd, byte)? {
+            return Ok(true);
         }
+        let now = Instant::now();
+        if now >= deadline {
+            return Ok(false);
+        }
+        std::thread::sleep(pause.min(deadline - now));
+        pause = (pause * 2).min(Duration::from_millis(5));
     }
 }
 

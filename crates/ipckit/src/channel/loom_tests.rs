@@ -210,3 +210,84 @@ fn sleeping_consumer_is_woken_by_a_concurrent_send() {
         producer.join().unwrap();
     });
 }
+
+/// Header and payload share the ring's words: a lap-0 payload made of words that would each pass
+/// for a record header of lap 1 at its own position, then lap-1 records whose header places fall
+/// on those words. The consumer must receive exactly what was sent — a stale payload word is
+/// never taken for a header (the producer clears the next header's place before publishing).
+#[test]
+fn stale_payload_words_are_never_read_as_headers() {
+    /// The header word of an 8-byte record at position `pos`.
+    fn forged(pos: u64) -> [u8; 8] {
+        (8u64 | u64::from(super::ring::stamp(pos)) << 32).to_le_bytes()
+    }
+    model(2, || {
+        let shared = Arc::new((lane(), WaitCell::new()));
+        // Lap 0: a 48-byte payload at 8..56 (record 0..56), forging lap-1 headers (positions
+        // 64 + 8..56), then an empty record at 56..64. Lap 1: 16 bytes (64..88), empty (88..96),
+        // 8 bytes (96..112): each next header's place is a forged word.
+        let big: Vec<u8> = (1..7).flat_map(|i| forged(64 + 8 * i)).collect();
+        let msgs: Vec<Vec<u8>> = vec![big, vec![], payload(1, 16), vec![], payload(2, 8)];
+        let s = shared.clone();
+        let sent = msgs.clone();
+        let producer = thread::spawn(move || {
+            let (lane, consumer) = &*s;
+            let mut ring = ProducerRing::new(CAP, 0, 0).unwrap();
+            for m in &sent {
+                send(&mut ring, lane, consumer, m);
+            }
+        });
+        let (lane, consumer) = &*shared;
+        let mut ring = ConsumerRing::new(CAP, 0).unwrap();
+        for m in &msgs {
+            let got = wait_for(consumer, Wait::Blocking, Deadline::Never, || {
+                take(&mut ring, lane)
+            })
+            .unwrap()
+            .expect("no deadline");
+            assert_eq!(&got, m);
+        }
+        producer.join().unwrap();
+        assert_eq!(take(&mut ring, lane), Ok(None), "a phantom record");
+    });
+}
+
+/// A reservation that wraps (it needs a pad before the ring end) is dropped without commit, then
+/// the producer goes on: nothing of the dropped one is ever seen (neither its pad nor its record)
+/// and every later message arrives, in order, whatever the consumer's progress.
+#[test]
+fn dropped_wrapping_reservation_is_never_seen() {
+    model(2, || {
+        let shared = Arc::new((lane(), WaitCell::new()));
+        let s = shared.clone();
+        let producer = thread::spawn(move || {
+            let (lane, consumer) = &*s;
+            let mut ring = ProducerRing::new(CAP, 0, 0).unwrap();
+            // 40 bytes (0..48): 16 bytes left before the end.
+            send(&mut ring, lane, consumer, &payload(1, 40));
+            // 24 bytes (32 with the header) do not fit in 16: pad + record, when there is room.
+            let r = wait_for(&lane.ctl.space, Wait::Blocking, Deadline::Never, || {
+                ring.try_reserve(&lane.ctl, &lane.buf, consumer, 24)
+                    .map_err(|c| c.0)
+            })
+            .unwrap()
+            .expect("no deadline");
+            lane.buf.write(r.payload_offset(CAP), &payload(9, 24));
+            let _never_committed = r;
+            send(&mut ring, lane, consumer, &payload(2, 8));
+            send(&mut ring, lane, consumer, &payload(3, 24));
+        });
+        let (lane, consumer) = &*shared;
+        let mut ring = ConsumerRing::new(CAP, 0).unwrap();
+        for (tag, len) in [(1u8, 40usize), (2, 8), (3, 24)] {
+            let got = wait_for(consumer, Wait::Blocking, Deadline::Never, || {
+                take(&mut ring, lane)
+            })
+            .unwrap()
+            .expect("no deadline");
+            assert_eq!(got, payload(tag, len));
+        }
+        producer.join().unwrap();
+        assert_eq!(take(&mut ring, lane), Ok(None));
+    });
+}

@@ -18,6 +18,7 @@
 //! // In others (started before or after the consumer):
 //! let mut tx = Producer::open("/jobs")?;
 //! tx.send(b"hello")?;
+//! tx.wait_consumed(std::time::Duration::from_secs(60))?; // everything sent was received
 //! tx.close()?; // the consumer's recv returns None once every producer has closed
 //! # Ok::<(), ipckit::Error>(())
 //! ```
@@ -42,8 +43,16 @@
 //! - Either side may start first; both create the channel if it does not exist (with the
 //!   creator's [`Options`]: an opener's lane capacity and lane count are ignored).
 //! - End of stream: once a producer has attached, [`Consumer::recv`] returns `Ok(None)` when every
-//!   producer has closed (or died and was reported) and everything was received. A producer that
-//!   attaches later starts a new stream, as with a FIFO.
+//!   producer has closed (or died and was reported) and everything was received. The end is
+//!   final for that consumer: **a producer that tries to attach after the consumer received the
+//!   end of the stream is refused at once** with [`Error::Closed`](crate::Error::Closed) (never
+//!   accepted and then ignored), and the consumer's later receives keep returning `Ok(None)`.
+//!   A producer that attached before the end was seen is part of the stream: the end waits for
+//!   it. A new consumer (after this one closes) starts a new stream.
+//! - Delivery: a successful `send` means the message is in the lane. [`Producer::wait_consumed`]
+//!   waits until the consumer has received everything the producer sent (or fails with
+//!   `Closed`, `PeerDied` or `Timeout`), which is what "delivered" should mean to a program
+//!   that exits after sending.
 //! - When the last participant leaves normally, the name is unlinked and unreceived messages are
 //!   discarded with the segment (as with a pipe whose ends are all closed). Keep the consumer (or a
 //!   producer) attached while messages must survive.
@@ -52,15 +61,25 @@
 //!   parent's descriptions, so the parent's handles count as alive while such a child lives
 //!   (the descriptors are close-on-exec, so `fork` + `exec` is fine).
 //! - A producer whose consumer closed gets [`Error::Closed`](crate::Error::Closed); one whose
-//!   consumer died gets `PeerDied` while it waits for room (a full lane).
+//!   consumer died gets `PeerDied` while it waits for room (a full lane) or in `wait_consumed`.
+//! - A clean close is never reported as a death: the consumer drains what a producer
+//!   published, then looks at its close state, and only then asks whether it is alive.
+//! - No wait is unbounded: open and close take the channel's open/leave lock by polling, and
+//!   give up with [`Error::Timeout`](crate::Error::Timeout) after 3 s if its holder is stopped
+//!   (SIGSTOP, a debugger) inside an open or a close.
+//! - Identity: an opener takes a file for a channel only if it starts with the channel's magic
+//!   (or its creator's in-progress marker, for a creation that died half-way); anything else,
+//!   an all-zero object included, is refused as `Corrupt` and left untouched.
 //!
 //! # Untrusted memory
 //! Every value read from the segment is validated before use (geometry at open against the file
 //! size; indices and record headers on each access), so a hostile or buggy peer with write access
 //! can make this side receive garbage bytes or [`Error::Corrupt`](crate::Error::Corrupt) — never
-//! an out-of-bounds access, a panic or an endless loop. A message borrowed in place
-//! ([`Consumer::recv_ref`]) can be changed by such a peer while it is held: prefer the copying
-//! receive for untrusted peers. A peer that truncates a *named* segment makes the others fault
+//! an out-of-bounds access, a panic or an endless loop. Ring bytes are only ever touched
+//! atomically (headers as atomics, payloads by word-wise relaxed-atomic copies), and messages
+//! written or read in place ([`Producer::reserve`], [`Consumer::recv_ref`]) are lent as
+//! [`SharedSlice`](crate::shared::SharedSlice)s, never as `&[u8]`: such a peer can change their
+//! bytes while they are held (copy out what you validate), but cannot cause undefined behaviour. A peer that truncates a *named* segment makes the others fault
 //! (SIGBUS) on their next access, as with any shared file mapping; anonymous channels are sealed
 //! against that (`F_SEAL_SHRINK`).
 //!

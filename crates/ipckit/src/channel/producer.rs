@@ -1,7 +1,6 @@
 //! The sending side: one producer owns one lane.
 
 use std::fmt;
-use std::ops::{Deref, DerefMut};
 use std::os::fd::BorrowedFd;
 use std::time::Duration;
 
@@ -9,9 +8,10 @@ use super::atomic::Ordering;
 use super::header::{CONSUMER_ATTACHED, CONSUMER_CLOSED, CONSUMER_LOCK_BYTE, LANE_CLOSED};
 use super::ring::{ProducerRing, Reservation, RingBuf};
 use super::segment::Segment;
-use super::wait::{wait_for, CheckDue, Wait};
+use super::wait::{wait_for, CheckDue, Deadline, Wait};
 use super::{Options, Patience};
 use crate::error::{Error, Result};
+use crate::shared::SharedSlice;
 
 /// The sending end of a channel: owns one lane (a single-producer ring) until it is closed or
 /// dropped. Open with [`Producer::open`], [`Options::producer`] or [`Producer::from_fd`].
@@ -234,6 +234,71 @@ impl Producer {
         got.ok_or_else(|| patience.error(op, seg.object(), "the lane is full"))
     }
 
+    /// Waits until the consumer has received everything this producer sent (committed), at
+    /// most `timeout`: a message is received once the consumer's `recv`/`recv_into` returned it,
+    /// or its `recv_ref` slot was dropped. Returns at once if there is nothing outstanding. This
+    /// is the producer's delivery acknowledgement: "sent" means "in the lane"; after
+    /// `wait_consumed` returns `Ok`, it means "received".
+    ///
+    /// The wait spins briefly, then sleeps on the lane's futex (woken by each receive), and
+    /// checks the consumer's liveness every 100 ms. With no consumer attached yet, it waits for
+    /// one.
+    ///
+    /// Errors: [`Error::Closed`] if the consumer closed with messages of ours unreceived;
+    /// [`Error::PeerDied`] if it died; [`Error::Timeout`] otherwise.
+    pub fn wait_consumed(&mut self, timeout: Duration) -> Result<()> {
+        const OP: &str = "wait_consumed";
+        let seg = &self.seg;
+        let ctl = seg.lane(self.lane);
+        let header = seg.header();
+        let tail = self.ring.published();
+        let last_check = &mut self.last_check;
+        let poll = || -> Result<Option<()>> {
+            // The state first, then head (both Acquire): the consumer releases what it read
+            // (Release stores of head) before it stores CLOSED (Release), so a CLOSED seen here
+            // comes with its final head.
+            let consumer = header.members.consumer_state.load(Ordering::Acquire);
+            if ctl.cons.head.load(Ordering::Acquire) == tail {
+                return Ok(Some(()));
+            }
+            match consumer {
+                CONSUMER_CLOSED => Err(Error::Closed {
+                    op: OP,
+                    object: seg.object().clone(),
+                    reason: "the consumer closed the channel before receiving everything sent",
+                }),
+                CONSUMER_ATTACHED
+                    if last_check.due()
+                        && !seg.is_alive("fcntl(F_OFD_GETLK)", CONSUMER_LOCK_BYTE)? =>
+                {
+                    // Dead, or it closed (or received the rest) after our loads: look again.
+                    // Acquire: as above.
+                    let state = header.members.consumer_state.load(Ordering::Acquire);
+                    if ctl.cons.head.load(Ordering::Acquire) == tail {
+                        return Ok(Some(()));
+                    }
+                    match state {
+                        CONSUMER_ATTACHED => Err(Error::PeerDied {
+                            op: OP,
+                            object: seg.object().clone(),
+                            peer: "consumer",
+                            // Relaxed: for the message only.
+                            pid: header.members.consumer_pid.load(Ordering::Relaxed),
+                        }),
+                        _ => Ok(None),
+                    }
+                }
+                _ => Ok(None),
+            }
+        };
+        let got = wait_for(&ctl.space, self.wait, Deadline::after(timeout), poll)?;
+        got.ok_or_else(|| Error::Timeout {
+            op: OP,
+            object: seg.object().clone(),
+            timeout,
+        })
+    }
+
     /// Closes the lane: the consumer receives what was sent, then (once every producer has
     /// closed) the end of the stream. The last participant to leave removes the channel's name.
     /// Dropping the producer does the same, ignoring errors.
@@ -262,9 +327,11 @@ impl Drop for Producer {
 
 /// Room for one message in the lane, lent for writing in place ([`Producer::reserve`]).
 ///
-/// Dereferences to the message's bytes (`&mut [u8]` of the reserved length). [`commit`]
-/// publishes it; dropping the slot without committing publishes nothing, and the next message
-/// reuses the room.
+/// [`shared`](Self::shared) gives the message's bytes as a [`SharedSlice`] of the reserved
+/// length, written with [`write_at`](SharedSlice::write_at) and friends: they are the lane's
+/// shared memory, which a hostile peer could write too, so they are never lent as `&mut [u8]`.
+/// They hold whatever was there before. [`commit`] publishes the message; dropping the slot
+/// without committing publishes nothing, and the next message reuses the room.
 ///
 /// [`commit`]: SendSlot::commit
 pub struct SendSlot<'a> {
@@ -282,36 +349,28 @@ impl SendSlot<'_> {
         }
     }
 
-    fn raw(&self) -> (*mut u8, usize) {
-        let r = self
-            .res
+    fn reservation(&self) -> &Reservation {
+        self.res
             .as_ref()
-            .expect("a slot holds its reservation until commit");
-        let cap = self.producer.buf_cap();
-        (
-            self.producer.buf.ptr(r.payload_offset(cap), r.len()),
-            r.len(),
-        )
+            .expect("a slot holds its reservation until commit")
     }
-}
 
-impl Deref for SendSlot<'_> {
-    type Target = [u8];
-
-    fn deref(&self) -> &[u8] {
-        let (ptr, len) = self.raw();
-        // SAFETY: the reserved bytes lie in the lane's ring (checked by `RingBuf::ptr`), are not
-        // published, so no consumer reads them, and only this producer writes its lane; the
-        // borrow is tied to the slot, which borrows the producer mutably.
-        unsafe { std::slice::from_raw_parts(ptr, len) }
+    /// The message's length in bytes (as reserved).
+    pub fn len(&self) -> usize {
+        self.reservation().len()
     }
-}
 
-impl DerefMut for SendSlot<'_> {
-    fn deref_mut(&mut self) -> &mut [u8] {
-        let (ptr, len) = self.raw();
-        // SAFETY: as in `deref`; `&mut self` makes this the only reference to the bytes.
-        unsafe { std::slice::from_raw_parts_mut(ptr, len) }
+    /// Whether the message is empty.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The message's bytes in the lane, to write in place.
+    pub fn shared(&self) -> SharedSlice<'_> {
+        let r = self.reservation();
+        let p = &*self.producer;
+        p.buf
+            .shared(r.payload_offset(p.buf_cap()), r.len(), p.seg.object())
     }
 }
 

@@ -13,7 +13,10 @@
 //! A record starts at a multiple of 8 and never wraps around the ring end, so the consumer can lend
 //! it in place (`recv_ref`). When a record does not fit before the end, the producer first writes a
 //! PAD record (`len == u32::MAX`) meaning "skip to the ring start". If the ring has room for the
-//! pad and the record, both are published by one store of `tail`; otherwise the pad is published
+//! pad and the record, both are written and published by the record's commit — the record's
+//! header at offset 0 first, then the pad's header, whose store publishes both — so a
+//! reservation that is never committed (a dropped slot, a producer killed in the middle of its
+//! copy) has changed nothing the consumer reads; otherwise the pad is published
 //! alone, so that a record of up to `capacity - 8` bytes always fits once the consumer has caught
 //! up (a pad published together with a full-size record could never fit).
 //!
@@ -68,8 +71,14 @@ pub(crate) fn stamp(pos: u64) -> u32 {
 }
 
 /// A reserved, unpublished record: where to write the payload, and what `commit` publishes.
+///
+/// Reserving writes nothing the consumer can see: a pad the record needs before it (to skip the
+/// ring's end) is only written by `commit`, after the record. A reservation that is dropped, or
+/// whose producer dies, leaves the lane exactly as the last commit left it.
 #[derive(Debug)]
 pub(crate) struct Reservation {
+    /// Position of the pad that precedes the record at the ring start, if the record wraps.
+    pad: Option<u64>,
     /// Position of the record header.
     start: u64,
     /// Payload length.
@@ -113,6 +122,11 @@ impl ProducerRing {
         Ok(ProducerRing { cap, tail, head })
     }
 
+    /// The position after the last record (or pad) this producer published.
+    pub(crate) fn published(&self) -> u64 {
+        self.tail
+    }
+
     /// Whether `need` bytes are free after our tail, re-reading the consumer's head if the cached
     /// one says no.
     fn has_room(&mut self, ctl: &LaneCtl, need: u64) -> Result<bool, Corrupt> {
@@ -134,7 +148,10 @@ impl ProducerRing {
     }
 
     /// Reserves a record with a `len`-byte payload (`len <= cap - 8`, checked by the caller):
-    /// `Ok(None)` if the ring is full now. Nothing is published except, possibly, a pad.
+    /// `Ok(None)` if the ring is full now. Nothing of the reservation is published (written where
+    /// the consumer looks) before `commit`. When only a pad fits before the ring end, the pad is
+    /// published alone, as a complete record of its own, and `Ok(None)` returned: the lane is
+    /// consistent at every instruction.
     pub(crate) fn try_reserve(
         &mut self,
         ctl: &LaneCtl,
@@ -145,13 +162,15 @@ impl ProducerRing {
         debug_assert!(len as u64 <= self.cap - RECORD_HEADER as u64);
         let rec = record_size(len);
         let mut start = self.tail;
+        let mut pad = None;
         let off = self.tail & (self.cap - 1);
         let to_end = self.cap - off;
         if rec > to_end {
             if self.has_room(ctl, to_end + rec)? {
-                // Pad, then the record at offset 0 (published by its own commit). The word at
-                // offset 0 holds the previous lap's first header, never this lap's stamp.
-                buf.write_header(off as usize, PAD, stamp(self.tail));
+                // A pad, then the record at offset 0, both written and published by `commit`:
+                // nothing here is visible before it (the consumer polls the pad's place, which
+                // still holds an older lap's header or a cleared word).
+                pad = Some(self.tail);
                 start = start.wrapping_add(to_end);
             } else if self.has_room(ctl, to_end)? {
                 // Publish the pad alone: once the consumer skips it, the record fits at offset 0.
@@ -165,6 +184,7 @@ impl ProducerRing {
             return Ok(None);
         }
         Ok(Some(Reservation {
+            pad,
             start,
             len: len as u32,
             end: start.wrapping_add(rec),
@@ -190,6 +210,11 @@ impl ProducerRing {
             buf.clear_header((r.end & (self.cap - 1)) as usize);
         }
         buf.write_header((r.start & (self.cap - 1)) as usize, r.len, stamp(r.start));
+        if let Some(pad) = r.pad {
+            // Last: the consumer reaches the record at offset 0 only through the pad, so the
+            // pad's Release store publishes both (and the record header is in place before it).
+            buf.write_header((pad & (self.cap - 1)) as usize, PAD, stamp(pad));
+        }
         self.publish(ctl, consumer, r.end);
     }
 
@@ -304,8 +329,15 @@ mod buf {
     use std::ptr::NonNull;
 
     use super::super::atomic::{AtomicU64, Ordering};
+    use crate::error::Object;
+    use crate::shared::{self, SharedSlice};
 
     /// One lane's ring bytes: `cap` bytes at `base`, inside a live shared mapping.
+    ///
+    /// Other processes write these bytes whenever they like (a hostile peer included), so this
+    /// process touches them only atomically: headers as `AtomicU64`, payloads through
+    /// `crate::shared`'s word-wise relaxed-atomic copies, and lent out only as [`SharedSlice`]s
+    /// — never as `&[u8]`.
     ///
     /// Every access checks its bounds (a failed check would be a bug of the ring code, which
     /// validates all positions first: the assertions are defence in depth and never fire on
@@ -318,8 +350,9 @@ mod buf {
 
     impl RingBuf {
         /// # Safety
-        /// `base..base + cap` must be readable and writable, 8-aligned, and stay mapped for as
-        /// long as this value is used.
+        /// `base..base + cap` must be readable and writable, 8-aligned, stay mapped for as long
+        /// as this value is used, and be accessed by this process only atomically (through
+        /// `RingBuf`s and `SharedSlice`s).
         pub(crate) unsafe fn new(base: NonNull<u8>, cap: usize) -> RingBuf {
             RingBuf { base, cap }
         }
@@ -330,8 +363,8 @@ mod buf {
                 "ring header offset {off}"
             );
             // SAFETY: in bounds and 8-aligned (asserted; `base` is 8-aligned); the mapping is
-            // live (contract of `new`); AtomicU64 accepts any bit pattern, and other processes
-            // access these bytes only atomically or not at all while we do.
+            // live (contract of `new`); AtomicU64 accepts any bit pattern, and this process
+            // accesses these bytes only atomically.
             unsafe { AtomicU64::from_ptr(self.base.as_ptr().add(off).cast()) }
         }
 
@@ -379,7 +412,7 @@ mod buf {
         }
 
         /// The address of `len` bytes at `off`, bounds-checked.
-        pub(crate) fn ptr(&self, off: usize, len: usize) -> *mut u8 {
+        fn ptr(&self, off: usize, len: usize) -> *mut u8 {
             assert!(
                 off <= self.cap && len <= self.cap - off,
                 "ring range {off}+{len}"
@@ -388,90 +421,96 @@ mod buf {
             unsafe { self.base.as_ptr().add(off) }
         }
 
-        /// Copies `src` into the ring at `off`.
+        /// Copies `src` into the ring at `off` (relaxed atomic stores; published by the
+        /// record's header).
         pub(crate) fn write(&self, off: usize, src: &[u8]) {
             let dst = self.ptr(off, src.len());
-            // SAFETY: `dst..dst + len` is inside the ring (checked by `ptr`); `src` is our own
-            // memory, which cannot overlap the shared mapping's unpublished bytes we own.
-            unsafe { std::ptr::copy_nonoverlapping(src.as_ptr(), dst, src.len()) };
+            // SAFETY: `dst..dst + len` is inside the ring (checked by `ptr`), writable and
+            // accessed only atomically by this process (contract of `new`).
+            unsafe { shared::copy_in(src, dst) };
         }
 
-        /// Appends `len` bytes at `off` to `out` (no zero-filling; no allocation when `out` has
-        /// the capacity).
+        /// Appends `len` bytes at `off` to `out` (relaxed atomic loads, after the header's
+        /// Acquire load; no allocation when `out` has the capacity).
         pub(crate) fn append_to(&self, off: usize, len: usize, out: &mut Vec<u8>) {
             let src = self.ptr(off, len);
-            out.reserve(len);
-            let spare = &mut out.spare_capacity_mut()[..len];
-            // SAFETY: `src..src + len` is inside the ring (checked by `ptr`); `spare` is `len`
-            // bytes of `out`'s own unused capacity, which cannot overlap the mapping.
-            unsafe { std::ptr::copy_nonoverlapping(src, spare.as_mut_ptr().cast::<u8>(), len) };
-            // SAFETY: the `len` bytes after the old length were initialised just above.
-            unsafe { out.set_len(out.len() + len) };
+            let old = out.len();
+            out.resize(old + len, 0);
+            // SAFETY: `src..src + len` is inside the ring (checked by `ptr`), readable and
+            // accessed only atomically by this process (contract of `new`).
+            unsafe { shared::copy_out(src, &mut out[old..]) };
+        }
+
+        /// `len` bytes at `off` as a [`SharedSlice`] named `object`.
+        pub(crate) fn shared<'a>(
+            &'a self,
+            off: usize,
+            len: usize,
+            object: &'a Object,
+        ) -> SharedSlice<'a> {
+            let ptr = self.ptr(off, len);
+            // SAFETY: inside the ring (checked by `ptr`), which stays mapped while `self` lives
+            // (the borrow) and which this process accesses only atomically (contract of `new`);
+            // `ptr` is non-null, being inside a mapping.
+            unsafe { SharedSlice::from_raw_parts(NonNull::new_unchecked(ptr), len, true, object) }
         }
     }
 }
 
-/// The ring's bytes in a loom model: one tracked cell per 8-byte word for payloads, so loom
-/// reports any payload access that is not ordered by the header/head protocol as a data race, and
-/// one loom atomic per word for headers, which the consumer polls while the producer writes them.
-/// (Keeping the two apart assumes what the protocol guarantees: the consumer reads a header only
-/// at its head, and the producer writes payload only after its own header position.)
+/// The ring's bytes in a loom model: **one** loom atomic per 8-byte word, used for headers and
+/// payloads alike, as in shared memory. Headers are stored and loaded with the orderings of the
+/// real ring; payload words with relaxed stores and loads, as `crate::shared`'s copies do. So
+/// loom explores every value a read may return: a payload read not ordered after its write (by
+/// the header's Release/Acquire pair) can return an older value and fail the model's content
+/// check, and a stale payload word of an earlier lap sits exactly where the consumer polls for
+/// the next header, so "a stale payload word read as a header" is a reachable state if the
+/// protocol allowed it.
 #[cfg(loom)]
 mod buf {
-    use loom::cell::UnsafeCell;
     use loom::sync::atomic::{AtomicU64, Ordering};
 
     pub(crate) struct RingBuf {
-        words: Box<[UnsafeCell<u64>]>,
-        headers: Box<[AtomicU64]>,
+        words: Box<[AtomicU64]>,
     }
 
     impl RingBuf {
         pub(crate) fn new_model(cap: usize) -> RingBuf {
             RingBuf {
-                words: (0..cap / 8).map(|_| UnsafeCell::new(0)).collect(),
-                headers: (0..cap / 8).map(|_| AtomicU64::new(0)).collect(),
+                words: (0..cap / 8).map(|_| AtomicU64::new(0)).collect(),
             }
         }
 
-        fn store(&self, word: usize, value: u64) {
-            // SAFETY: loom checks that no other access to this word is concurrent with this one.
-            self.words[word].with_mut(|p| unsafe { *p = value });
-        }
-
-        fn load(&self, word: usize) -> u64 {
-            // SAFETY: as in `store`.
-            self.words[word].with(|p| unsafe { *p })
-        }
-
         pub(crate) fn write_header(&self, off: usize, len: u32, stamp: u32) {
-            self.headers[off / 8].store(u64::from(len) | u64::from(stamp) << 32, Ordering::Release);
+            self.words[off / 8].store(u64::from(len) | u64::from(stamp) << 32, Ordering::Release);
         }
 
         pub(crate) fn clear_header(&self, off: usize) {
-            self.headers[off / 8].store(0, Ordering::Relaxed);
+            self.words[off / 8].store(0, Ordering::Relaxed);
         }
 
         /// A prefetch touches nothing the model tracks.
         pub(crate) fn prefetch(&self, _off: usize) {}
 
         pub(crate) fn read_header(&self, off: usize) -> (u32, u32) {
-            let w = self.headers[off / 8].load(Ordering::Acquire);
+            let w = self.words[off / 8].load(Ordering::Acquire);
             (w as u32, (w >> 32) as u32)
         }
 
-        /// Writes whole words (payloads are padded to 8 in their record).
+        /// Writes whole words (payloads are padded to 8 in their record), relaxed.
         pub(crate) fn write(&self, off: usize, src: &[u8]) {
             for (i, chunk) in src.chunks(8).enumerate() {
                 let mut w = [0u8; 8];
                 w[..chunk.len()].copy_from_slice(chunk);
-                self.store(off / 8 + i, u64::from_le_bytes(w));
+                self.words[off / 8 + i].store(u64::from_le_bytes(w), Ordering::Relaxed);
             }
         }
 
+        /// Reads whole words, relaxed.
         pub(crate) fn read(&self, off: usize, dst: &mut [u8]) {
             for (i, chunk) in dst.chunks_mut(8).enumerate() {
-                let w = self.load(off / 8 + i).to_le_bytes();
+                let w = self.words[off / 8 + i]
+                    .load(Ordering::Relaxed)
+                    .to_le_bytes();
                 chunk.copy_from_slice(&w[..chunk.len()]);
             }
         }
@@ -494,6 +533,56 @@ mod tests {
                 (8u64 | u64::from(stamp(pos + cap)) << 32).to_le_bytes()
             })
             .collect()
+    }
+
+    /// A reservation that needs a pad (it does not fit before the ring end) and is dropped, or
+    /// whose producer stops before committing, publishes nothing: neither the pad nor the record.
+    /// The lane goes on from where the last commit left it.
+    #[test]
+    fn dropped_wrapping_reservation_publishes_no_pad() {
+        const CAP: usize = 4096;
+        let channel = Options::new()
+            .lane_capacity(CAP)
+            .max_producers(2)
+            .anonymous()
+            .unwrap();
+        // Lane 0, attached throughout so that the stream does not end.
+        let _holder = channel.producer().unwrap();
+        let mut tx = channel.producer().unwrap();
+        assert_eq!(tx.lane(), 1);
+        let mut rx = channel.consumer().unwrap();
+        // The tail 1000 bytes before the ring end.
+        tx.send(&vec![1; CAP - 1000 - RECORD_HEADER]).unwrap();
+        assert_eq!(rx.try_recv().unwrap().unwrap().len(), CAP - 1000 - 8);
+        for round in 0..3u8 {
+            // 2000 bytes do not fit in the last 1000: a pad would come first.
+            {
+                let slot = tx.try_reserve(2000).unwrap();
+                slot.shared().fill(0xee).unwrap();
+                // Dropped here without commit.
+            }
+            match rx.try_recv() {
+                Err(Error::WouldBlock { .. }) => {}
+                other => panic!("round {round}: a dropped slot published {other:?}"),
+            }
+        }
+        // What comes next fits before the end and arrives, and so does a wrapping one.
+        tx.send(&[2; 100]).unwrap();
+        let slot = tx.try_reserve(2000).unwrap();
+        slot.shared().fill(3).unwrap();
+        slot.commit();
+        tx.send(&[4; 10]).unwrap();
+        assert_eq!(rx.try_recv().unwrap().unwrap(), [2; 100]);
+        assert_eq!(rx.try_recv().unwrap().unwrap(), [3; 2000]);
+        assert_eq!(rx.try_recv().unwrap().unwrap(), [4; 10]);
+        assert!(matches!(rx.try_recv(), Err(Error::WouldBlock { .. })));
+        // The lane is still whole: a new producer on it (after this one closes) works.
+        drop(tx);
+        assert!(matches!(rx.try_recv(), Err(Error::WouldBlock { .. })));
+        let mut tx = channel.producer().unwrap();
+        assert_eq!(tx.lane(), 1);
+        tx.send(b"next").unwrap();
+        assert_eq!(rx.try_recv().unwrap().unwrap(), b"next");
     }
 
     #[test]

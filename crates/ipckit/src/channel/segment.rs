@@ -2,8 +2,19 @@
 //! init lock, creation or validation, crash recovery, claiming a role, and teardown.
 //!
 //! Everything that changes membership happens under the init lock (an OFD write lock on
-//! [`INIT_LOCK_BYTE`], taken with `F_OFD_SETLKW`), so open, recovery and teardown never
-//! interleave. The data path (sending, receiving) never takes it.
+//! [`INIT_LOCK_BYTE`]), so open, recovery and teardown never interleave. The data path (sending,
+//! receiving) never takes it. The lock is polled (`F_OFD_SETLK` with backoff), never waited for
+//! with `F_OFD_SETLKW`: a holder stopped inside open or leave (SIGSTOP, a debugger) makes the
+//! others' open and close fail with `Timeout` after [`INIT_LOCK_TIMEOUT`], not hang.
+//!
+//! # Identity
+//! A file is taken for a channel only if it proves it: the first 8 bytes are the channel's
+//! [`MAGIC`] (then its whole header is validated), or its creator's in-progress marker
+//! [`INIT_MARKER`] (a creator that died while initialising: repaired, under the init lock). The
+//! creator writes the marker with `pwrite` into the still empty object before it sizes it, so no
+//! instant of a creation leaves a non-empty object without one of the two. Anything else — a
+//! foreign object, all zeros included — is refused as `Corrupt` and never written; only an empty
+//! object (size 0, which holds no data) is initialised, as `shm_open(O_CREAT)` itself would.
 //!
 //! # References
 //! [shm_open(3)](https://man7.org/linux/man-pages/man3/shm_open.3.html),
@@ -14,6 +25,7 @@
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::ptr::NonNull;
+use std::time::Duration;
 
 use rustix::fs::{Mode, OFlags};
 use rustix::mm::{Advice, MapFlags, ProtFlags};
@@ -21,12 +33,30 @@ use rustix::mm::{Advice, MapFlags, ProtFlags};
 use super::atomic::Ordering;
 use super::header::{
     lane_lock_byte, Geometry, Header, LaneCtl, CONSUMER_ATTACHED, CONSUMER_LOCK_BYTE,
-    CONSUMER_NONE, INIT_LOCK_BYTE, LANE_ACTIVE, LANE_CLOSED, LANE_FREE, LOCK_BASE, MAGIC,
-    MAX_PRODUCERS, PAGE,
+    CONSUMER_NONE, INIT_LOCK_BYTE, INIT_MARKER, LANE_ACTIVE, LANE_CLOSED, LANE_FREE, LOCK_BASE,
+    MAGIC, MAX_PRODUCERS, PAGE, STREAM_ENDED,
 };
 use super::lock;
 use super::ring::RingBuf;
 use crate::error::{Error, Object, Result};
+
+/// The longest wait for the init lock, whose holders only open, recover or leave (a few system
+/// calls): past it, the holder is taken to be stopped (SIGSTOP, a debugger), and the open or
+/// leave fails with `Timeout` rather than wait for ever.
+pub(crate) const INIT_LOCK_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// Takes the init lock on `fd`, waiting at most [`INIT_LOCK_TIMEOUT`].
+fn init_lock(fd: BorrowedFd<'_>, object: &Object) -> Result<()> {
+    match lock::lock_within(fd, INIT_LOCK_BYTE, INIT_LOCK_TIMEOUT) {
+        Ok(true) => Ok(()),
+        Ok(false) => Err(Error::Timeout {
+            op: "wait for the open/leave lock (held by a stopped or very slow participant) of",
+            object: object.clone(),
+            timeout: INIT_LOCK_TIMEOUT,
+        }),
+        Err(e) => Err(Error::os("fcntl(F_OFD_SETLK)", object.clone(), e)),
+    }
+}
 
 /// How many times an open retries when the name it opened was unlinked by a leaving participant
 /// before it got the init lock (each retry creates a fresh segment, so one retry is the norm).
@@ -128,8 +158,7 @@ impl Segment {
         for _ in 0..OPEN_RETRIES {
             let fd = rustix::shm::open(name, flags, Mode::from_bits_truncate(shape.mode))
                 .map_err(|e| Error::os("shm_open", object.clone(), e))?;
-            lock::lock(fd.as_fd(), INIT_LOCK_BYTE)
-                .map_err(|e| Error::os("fcntl(F_OFD_SETLKW)", object.clone(), e))?;
+            init_lock(fd.as_fd(), &object)?;
             let st = rustix::fs::fstat(&fd).map_err(|e| Error::os("fstat", object.clone(), e))?;
             if st.st_nlink == 0 {
                 // The last participant unlinked it after our shm_open: open the new one.
@@ -167,8 +196,7 @@ impl Segment {
         let path = format!("/proc/self/fd/{raw}");
         let own = rustix::fs::open(&path, OFlags::RDWR | OFlags::CLOEXEC, Mode::empty())
             .map_err(|e| Error::os("open", Object::Path(path.into()), e))?;
-        lock::lock(own.as_fd(), INIT_LOCK_BYTE)
-            .map_err(|e| Error::os("fcntl(F_OFD_SETLKW)", object.clone(), e))?;
+        init_lock(own.as_fd(), &object)?;
         let st = rustix::fs::fstat(&own).map_err(|e| Error::os("fstat", object.clone(), e))?;
         if st.st_mode & libc::S_IFMT != libc::S_IFREG {
             return Err(Error::invalid(
@@ -240,10 +268,20 @@ impl Segment {
     ) -> Result<(Map, Geometry)> {
         let os = |what: &'static str| move |e: io::Error| Error::os(what, object.clone(), e);
         let fresh = |shape: Shape| -> Result<(Map, Geometry)> {
+            // Empty (a repair empties it first), then our marker, then the size: a crash at any
+            // point leaves an object that is empty or starts with the marker (see "Identity").
             rustix::fs::ftruncate(fd, 0).map_err(|e| os("ftruncate")(e.into()))?;
+            let n = rustix::io::pwrite(fd, &INIT_MARKER.to_le_bytes(), 0)
+                .map_err(|e| os("pwrite")(e.into()))?;
+            if n != 8 {
+                return Err(os("pwrite")(io::Error::other(
+                    "short write of the init marker",
+                )));
+            }
             rustix::fs::ftruncate(fd, shape.geo.total as u64)
                 .map_err(|e| os("ftruncate")(e.into()))?;
             let map = Map::new(fd.as_fd(), shape.geo.total).map_err(os("mmap"))?;
+            // Stores the magic last, over the marker.
             header_of(&map).initialize(&shape.geo);
             Ok((map, shape.geo))
         };
@@ -257,6 +295,34 @@ impl Segment {
                 )),
             };
         }
+        let mut first = [0u8; 8];
+        let n = rustix::io::pread(fd, &mut first, 0).map_err(|e| os("pread")(e.into()))?;
+        let first = (n == 8).then(|| u64::from_le_bytes(first));
+        if first == Some(INIT_MARKER) {
+            // Its creator died while initialising it: under the init lock, which a live creator
+            // would hold, with nobody attached (checked anyway). Ours to finish.
+            let anyone = lock::held_by_other(fd.as_fd(), LOCK_BASE, 1 + MAX_PRODUCERS as u64)
+                .map_err(os("fcntl(F_OFD_GETLK)"))?;
+            return match create {
+                Some(shape) if !anyone => fresh(shape),
+                _ => Err(Error::corrupt(
+                    op,
+                    object.clone(),
+                    "a channel whose creator died while initialising it",
+                )),
+            };
+        }
+        if first != Some(MAGIC) {
+            // Not ours: refused, and left exactly as it is.
+            return Err(Error::corrupt(
+                op,
+                object.clone(),
+                format!(
+                    "not an ipckit channel (its first bytes are not the channel magic \"ipckchan\"; \
+                     {size} bytes, left untouched)"
+                ),
+            ));
+        }
         if size < PAGE as u64 || size % PAGE as u64 != 0 || size > usize::MAX as u64 {
             return Err(Error::corrupt(
                 op,
@@ -265,25 +331,10 @@ impl Segment {
             ));
         }
         let map = Map::new(fd.as_fd(), size as usize).map_err(os("mmap"))?;
-        let header = header_of(&map);
-        match header.validate(size) {
-            Ok(geo) => Ok((map, geo)),
-            Err(detail) => {
-                // Acquire: as in `Header::validate`.
-                let magic = header.id.magic.load(Ordering::Acquire);
-                let anyone = lock::held_by_other(fd.as_fd(), LOCK_BASE, 1 + 64)
-                    .map_err(os("fcntl(F_OFD_GETLK)"))?;
-                match create {
-                    // The creator died while initialising (under the init lock we now hold, so
-                    // nobody else can be attached): initialise it ourselves.
-                    Some(shape) if magic == 0 && !anyone => {
-                        drop(map);
-                        fresh(shape)
-                    }
-                    _ => Err(Error::corrupt(op, object.clone(), detail)),
-                }
-            }
-        }
+        let geo = header_of(&map)
+            .validate(size)
+            .map_err(|detail| Error::corrupt(op, object.clone(), detail))?;
+        Ok((map, geo))
     }
 
     /// The header (first page).
@@ -410,6 +461,13 @@ impl Segment {
                         ),
                     ));
                 }
+                // A new consumer starts a new stream with the producers attached now (no
+                // producer can attach while we hold the init lock; a previous consumer is gone).
+                // Relaxed: published by the Release store of the state, and by the init lock.
+                let active = h.members.active_lanes.load(Ordering::Relaxed) & self.geo.lane_mask();
+                h.members
+                    .producers_ever
+                    .store(u64::from(active.count_ones()), Ordering::Relaxed);
                 // Relaxed: published by the Release store of the state.
                 h.members.consumer_pid.store(pid(), Ordering::Relaxed);
                 // Release: the liveness lock is taken before this store, so ATTACHED with the
@@ -420,6 +478,16 @@ impl Segment {
                 Ok(usize::MAX)
             }
             Role::Producer => {
+                let ended = || Error::Closed {
+                    op,
+                    object: self.object.clone(),
+                    reason: "the consumer has already received the end of the stream \
+                             (every earlier producer closed); a late producer is refused",
+                };
+                // Acquire: pairs with the consumer's AcqRel compare-exchange.
+                if h.members.producers_ever.load(Ordering::Acquire) & STREAM_ENDED != 0 {
+                    return Err(ended());
+                }
                 for pass in 0..2 {
                     if pass == 1 && !self.reclaim_lanes().map_err(getlk)? {
                         break;
@@ -440,10 +508,28 @@ impl Segment {
                         lane.prod.state.store(LANE_ACTIVE, Ordering::Release);
                         // Release: the consumer that sees the bit (Acquire) sees ACTIVE.
                         h.members.active_lanes.fetch_or(1 << i, Ordering::Release);
-                        // Release, after the bit: a consumer that sees the count (Acquire)
+                        // Counted after the bit: a consumer that sees the count (Acquire)
                         // also sees the bit, so it never takes "count > 0, no lane" for the
-                        // end of the stream while we attach.
-                        h.members.producers_ever.fetch_add(1, Ordering::Release);
+                        // end of the stream while we attach; and a consumer that read the count
+                        // before us fails its compare-exchange, so it looks again and finds us.
+                        // AcqRel (success): Release for the above; Acquire (both) to see
+                        // the flag the consumer set.
+                        let counted = h.members.producers_ever.fetch_update(
+                            Ordering::AcqRel,
+                            Ordering::Acquire,
+                            |n| (n & STREAM_ENDED == 0).then_some(n + 1),
+                        );
+                        if counted.is_err() {
+                            // The consumer ended the stream before we counted ourselves, so it
+                            // never looks at this lane again: give it back ourselves. Relaxed:
+                            // published by the Release store of FREE.
+                            h.members
+                                .active_lanes
+                                .fetch_and(!(1u64 << i), Ordering::Relaxed);
+                            lane.prod.state.store(LANE_FREE, Ordering::Release);
+                            let _ = lock::unlock(fd, lane_lock_byte(i), 1);
+                            return Err(ended());
+                        }
                         return Ok(i);
                     }
                 }
@@ -493,8 +579,9 @@ impl Segment {
     pub(crate) fn leave(&self) -> Result<()> {
         let fd = self.fd.as_fd();
         let result = (|| {
-            lock::lock(fd, INIT_LOCK_BYTE)
-                .map_err(|e| Error::os("fcntl(F_OFD_SETLKW)", self.object.clone(), e))?;
+            // On a timeout, the name stays: the stopped holder, or the next opener, sees us
+            // gone (our locks are released below) and decides.
+            init_lock(fd, &self.object)?;
             let others = self
                 .anyone_else()
                 .map_err(|e| Error::os("fcntl(F_OFD_GETLK)", self.object.clone(), e))?;
@@ -552,7 +639,9 @@ pub(crate) fn remove_if_orphaned(name: &str) -> Result<bool> {
     }
     let mut magic = [0u8; 8];
     let n = rustix::io::pread(&fd, &mut magic, 0).map_err(|e| os("pread")(e.into()))?;
-    if n != 8 || u64::from_le_bytes(magic) != MAGIC {
+    // A channel, or one whose creator died while initialising it (nobody else can be inside:
+    // we hold the init lock).
+    if n != 8 || ![MAGIC, INIT_MARKER].contains(&u64::from_le_bytes(magic)) {
         return Ok(false);
     }
     if lock::held_by_other(fd.as_fd(), LOCK_BASE, 1 + MAX_PRODUCERS as u64)

@@ -24,6 +24,7 @@ use bytemuck::{AnyBitPattern, Pod};
 
 use crate::error::{Error, Object, Result};
 use crate::key::Key;
+use crate::shared::{self, SharedSlice};
 use crate::sysv::{check_mode, check_rc, get_option_setters, time_from_raw, GetOptions, Perm};
 use crate::view::Region;
 
@@ -314,6 +315,10 @@ struct Mapping {
     /// The segment's size from `IPC_STAT` (at most `isize::MAX`, at least 1 once attached).
     len: usize,
     segment: Segment,
+    /// `segment.object()`, kept for the views' errors.
+    object: Object,
+    /// Whether it was attached for writing (no `SHM_RDONLY`).
+    writable: bool,
 }
 
 // SAFETY: a mapping belongs to the process, not to a thread: any thread may use the memory and
@@ -347,6 +352,8 @@ impl Mapping {
             ptr,
             len: 0,
             segment,
+            object: segment.object(),
+            writable: flags & libc::SHM_RDONLY == 0,
         };
         let size = segment.raw_stat()?.shm_segsz;
         if size > isize::MAX as usize {
@@ -361,6 +368,12 @@ impl Mapping {
         }
         map.len = size;
         Ok(map)
+    }
+
+    fn shared(&self) -> SharedSlice<'_> {
+        // SAFETY: `ptr..ptr+len` is mapped (writable unless SHM_RDONLY) for as long as `self`
+        // lives (shmdt only in drop/detach, which take `self`), and len <= isize::MAX.
+        unsafe { SharedSlice::from_raw_parts(self.ptr, self.len, self.writable, &self.object) }
     }
 
     fn bytes(&self) -> &[u8] {
@@ -493,6 +506,12 @@ pub struct ReadOnlyAttachment {
 }
 
 impl Attachment {
+    /// The segment's bytes, to copy in and out by offset and to use atomics in place: see
+    /// [`shared`](crate::shared) for why no plain `&[u8]` is handed out.
+    pub fn shared(&self) -> SharedSlice<'_> {
+        self.map.shared()
+    }
+
     /// The attached segment.
     pub fn segment(&self) -> Segment {
         self.map.segment
@@ -560,6 +579,11 @@ impl Attachment {
 }
 
 impl ReadOnlyAttachment {
+    /// The segment's bytes, to copy out by offset and to load atomically; writes are refused.
+    pub fn shared(&self) -> SharedSlice<'_> {
+        self.map.shared()
+    }
+
     /// The attached segment.
     pub fn segment(&self) -> Segment {
         self.map.segment
@@ -618,6 +642,21 @@ impl ReadOnlyAttachment {
     /// `shmdt(addr)` — detaches now, reporting the error that drop would ignore.
     pub fn detach(self) -> Result<()> {
         self.map.detach()
+    }
+}
+
+// SAFETY: the attachment stays mapped at the same address until dropped (`detach` takes it by
+// value), and `shared` hands out only a SharedSlice.
+unsafe impl shared::Mapping for Attachment {
+    fn shared(&self) -> Result<SharedSlice<'_>> {
+        Ok(self.map.shared())
+    }
+}
+
+// SAFETY: as for Attachment; the slice is read-only.
+unsafe impl shared::Mapping for ReadOnlyAttachment {
+    fn shared(&self) -> Result<SharedSlice<'_>> {
+        Ok(self.map.shared())
     }
 }
 
