@@ -137,11 +137,15 @@ fn safe_code_never_adopts_a_descriptor_by_number() {
     let mut tx = ipckit::transport::Sender::from_pipe(w, &options()).unwrap();
     let mut rx =
         ipckit::transport::Receiver::from_pipe(std::os::fd::OwnedFd::from(r), &options()).unwrap();
+    // close() returns once the receiver read everything: receive in another thread.
+    let reader = std::thread::spawn(move || {
+        let mut buf = Vec::new();
+        assert_eq!(rx.recv(&mut buf).unwrap(), Some(5));
+        assert_eq!(rx.recv(&mut buf).unwrap(), None);
+    });
     tx.send(b"owned").unwrap();
     tx.close().unwrap();
-    let mut buf = Vec::new();
-    assert_eq!(rx.recv(&mut buf).unwrap(), Some(5));
-    assert_eq!(rx.recv(&mut buf).unwrap(), None);
+    reader.join().unwrap();
 }
 
 /// Every kind that meets by NAME.

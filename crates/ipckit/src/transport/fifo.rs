@@ -7,11 +7,12 @@
 //! timed open for reading then ends as soon as the writer is there.
 
 use std::io::{Read, Write};
+use std::os::fd::AsFd;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use super::pipe::PipeSink;
-use super::stream::{StreamReceiver, StreamSender};
+use super::stream::{Confirm, StreamReceiver, StreamSender};
 use super::{as_named, AbortHandle, End, HostImpl, Options, Rendezvous, Role, TransportKind};
 use crate::error::{Error, Object, Result};
 use crate::pipe::{Fifo, OwnedFifo, PipeReader, PipeWriter};
@@ -21,6 +22,7 @@ struct Host {
     fifo: OwnedFifo,
     max: usize,
     capacity: Option<usize>,
+    confirm: Duration,
 }
 
 pub(super) fn host(role: Role, at: &Rendezvous, options: &Options) -> Result<Box<dyn HostImpl>> {
@@ -35,6 +37,7 @@ pub(super) fn host(role: Role, at: &Rendezvous, options: &Options) -> Result<Box
         fifo,
         max: options.get_max_message(),
         capacity: options.get_capacity(),
+        confirm: options.get_timeout(),
     }))
 }
 
@@ -49,6 +52,7 @@ impl HostImpl for Host {
             fifo,
             max,
             capacity,
+            confirm,
         } = *self;
         let timeout = timeout.unwrap_or(Duration::from_secs(u32::MAX.into()));
         let end = match role {
@@ -57,7 +61,7 @@ impl HostImpl for Host {
                 if let Some(n) = capacity {
                     w.set_capacity(n)?;
                 }
-                sender(w, fifo.path().to_path_buf(), Some(fifo))?
+                sender(w, fifo.path().to_path_buf(), Some(fifo), confirm)?
             }
             Role::Recv => {
                 let r = fifo.open_read_timeout(timeout)?;
@@ -71,12 +75,22 @@ impl HostImpl for Host {
 /// What a sender writes first.
 const PREAMBLE: &[u8; 4] = b"IPKF";
 
-fn sender(w: PipeWriter, path: PathBuf, owned: Option<OwnedFifo>) -> Result<End> {
+fn sender(
+    w: PipeWriter,
+    path: PathBuf,
+    owned: Option<OwnedFifo>,
+    confirm: Duration,
+) -> Result<End> {
+    let drain = w
+        .as_fd()
+        .try_clone_to_owned()
+        .map_err(|e| Error::os("F_DUPFD_CLOEXEC", Object::Path(path.clone()), e))?;
     let mut sink = PipeSink::new(w);
     sink.write_all(PREAMBLE)
         .map_err(|e| Error::os("write", Object::Path(path.clone()), e))?;
     Ok(End::Send(Box::new(Owning {
-        inner: StreamSender::new(sink, Object::Path(path), AbortHandle::new(None)),
+        inner: StreamSender::new(sink, Object::Path(path), AbortHandle::new(None))
+            .confirm(Confirm::Drain(drain), confirm),
         _fifo: owned,
     })))
 }
@@ -116,7 +130,12 @@ pub(super) fn connect(role: Role, rendezvous: &str, options: &Options) -> Result
     let deadline = Instant::now() + options.get_timeout();
     let left = || deadline.saturating_duration_since(Instant::now());
     Ok(match role {
-        Role::Send => sender(fifo.open_write_timeout(left())?, fifo.path().into(), None)?,
+        Role::Send => sender(
+            fifo.open_write_timeout(left())?,
+            fifo.path().into(),
+            None,
+            options.get_timeout(),
+        )?,
         Role::Recv => receiver(
             fifo.open_read_timeout(left())?,
             fifo.path().into(),

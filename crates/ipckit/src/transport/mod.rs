@@ -1194,7 +1194,11 @@ pub(crate) fn stream_socket_end(
     fd: std::os::fd::OwnedFd,
     max: usize,
     object: Object,
+    timeout: Duration,
 ) -> Result<End> {
+    let reply = fd
+        .try_clone()
+        .map_err(|e| Error::os("F_DUPFD_CLOEXEC", object.clone(), e))?;
     let waker = fd
         .try_clone()
         .map_err(|e| Error::os("F_DUPFD_CLOEXEC", object.clone(), e))?;
@@ -1202,17 +1206,13 @@ pub(crate) fn stream_socket_end(
         let _ = rustix::net::shutdown(&waker, rustix::net::Shutdown::Both);
     })));
     Ok(match role {
-        Role::Send => End::Send(Box::new(stream::StreamSender::new(
-            SocketSink(fd),
-            object,
-            abort,
-        ))),
-        Role::Recv => End::Recv(Box::new(stream::StreamReceiver::new(
-            SocketSource(fd),
-            max,
-            object,
-            abort,
-        ))),
+        Role::Send => End::Send(Box::new(
+            stream::StreamSender::new(SocketSink(fd), object, abort)
+                .confirm(stream::Confirm::Reply(reply), timeout),
+        )),
+        Role::Recv => End::Recv(Box::new(
+            stream::StreamReceiver::new(SocketSource(fd), max, object, abort).reply(reply),
+        )),
     })
 }
 

@@ -13,7 +13,7 @@ use std::os::unix::process::CommandExt;
 use std::process::Command;
 use std::time::Duration;
 
-use super::stream::{StreamReceiver, StreamSender};
+use super::stream::{Confirm, StreamReceiver, StreamSender};
 use super::{bad_rendezvous, AbortHandle, End, HostImpl, Options, Role, TransportKind};
 use crate::error::{Error, Object, Result};
 use crate::pipe::{PipeReader, PipeWriter};
@@ -25,6 +25,7 @@ struct Host {
     /// The child's end, until `establish` closes it in this process.
     theirs: OwnedFd,
     max: usize,
+    timeout: Duration,
 }
 
 pub(super) fn host(role: Role, options: &Options) -> Result<Box<dyn HostImpl>> {
@@ -41,6 +42,7 @@ pub(super) fn host(role: Role, options: &Options) -> Result<Box<dyn HostImpl>> {
         mine,
         theirs,
         max: options.get_max_message(),
+        timeout: options.get_timeout(),
     }))
 }
 
@@ -71,28 +73,33 @@ impl HostImpl for Host {
             mine,
             theirs,
             max,
+            timeout,
         } = *self;
         drop(theirs);
-        Ok(end(role, mine, max))
+        end(role, mine, max, timeout)
     }
 }
 
-fn end(role: Role, fd: OwnedFd, max: usize) -> End {
+fn end(role: Role, fd: OwnedFd, max: usize, timeout: Duration) -> Result<End> {
     let object = Object::Other(format!("pipe (fd {})", fd.as_raw_fd()));
     let abort = AbortHandle::new(None);
-    match role {
-        Role::Send => End::Send(Box::new(StreamSender::new(
-            PipeSink::new(PipeWriter::from(fd)),
-            object,
-            abort,
-        ))),
+    Ok(match role {
+        Role::Send => {
+            let drain = fd
+                .try_clone()
+                .map_err(|e| Error::os("F_DUPFD_CLOEXEC", object.clone(), e))?;
+            End::Send(Box::new(
+                StreamSender::new(PipeSink::new(PipeWriter::from(fd)), object, abort)
+                    .confirm(Confirm::Drain(drain), timeout),
+            ))
+        }
         Role::Recv => End::Recv(Box::new(StreamReceiver::new(
             PipeReader::from(fd),
             max,
             object,
             abort,
         ))),
-    }
+    })
 }
 
 /// Takes over the inherited pipe end that `rendezvous` (`fd=N`) names.
@@ -136,7 +143,7 @@ pub(super) fn from_owned(role: Role, fd: OwnedFd, options: &Options) -> Result<E
     // Make it close-on-exec again, so our own children do not inherit it.
     rustix::io::fcntl_setfd(&fd, rustix::io::FdFlags::CLOEXEC)
         .map_err(|e| Error::os("fcntl(F_SETFD)", object(), e))?;
-    Ok(end(role, fd, options.get_max_message()))
+    end(role, fd, options.get_max_message(), options.get_timeout())
 }
 
 /// A pipe's write end that writes with one `write(2)` when the process ignores `SIGPIPE` (as

@@ -18,6 +18,7 @@ struct Host {
     addr: SocketAddr,
     port_file: Option<PortFile>,
     max: usize,
+    timeout: Duration,
 }
 
 /// The file that names a named receiver's port; removed on drop.
@@ -55,6 +56,7 @@ pub(super) fn host(role: Role, at: &Rendezvous, options: &Options) -> Result<Box
         addr,
         port_file,
         max: options.get_max_message(),
+        timeout: options.get_timeout(),
     }))
 }
 
@@ -76,14 +78,20 @@ impl HostImpl for Host {
             .accept()
             .map_err(|e| Error::os("accept", object(self.addr), e))?;
         drop(self.port_file);
-        end(self.role, conn, self.max, self.addr)
+        end(self.role, conn, self.max, self.addr, self.timeout)
     }
 }
 
-fn end(role: Role, conn: TcpStream, max: usize, addr: SocketAddr) -> Result<End> {
+fn end(
+    role: Role,
+    conn: TcpStream,
+    max: usize,
+    addr: SocketAddr,
+    timeout: Duration,
+) -> Result<End> {
     conn.set_nodelay(true)
         .map_err(|e| Error::os("setsockopt(TCP_NODELAY)", object(addr), e))?;
-    stream_socket_end(role, OwnedFd::from(conn), max, object(addr))
+    stream_socket_end(role, OwnedFd::from(conn), max, object(addr), timeout)
 }
 
 pub(super) fn connect(role: Role, rendezvous: &str, options: &Options) -> Result<End> {
@@ -103,5 +111,11 @@ pub(super) fn connect(role: Role, rendezvous: &str, options: &Options) -> Result
     };
     let conn = TcpStream::connect_timeout(&addr, options.get_timeout())
         .map_err(|e| Error::os("connect", object(addr), e))?;
-    end(role, conn, options.get_max_message(), addr)
+    end(
+        role,
+        conn,
+        options.get_max_message(),
+        addr,
+        options.get_timeout(),
+    )
 }

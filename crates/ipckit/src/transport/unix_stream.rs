@@ -15,6 +15,7 @@ struct Host {
     listener: StreamListener,
     max: usize,
     capacity: Option<usize>,
+    timeout: Duration,
 }
 
 pub(super) fn host(role: Role, at: &Rendezvous, options: &Options) -> Result<Box<dyn HostImpl>> {
@@ -29,6 +30,7 @@ pub(super) fn host(role: Role, at: &Rendezvous, options: &Options) -> Result<Box
         listener,
         max: options.get_max_message(),
         capacity: options.get_capacity(),
+        timeout: options.get_timeout(),
     }))
 }
 
@@ -53,17 +55,25 @@ impl HostImpl for Host {
             self.max,
             self.capacity,
             self.listener.addr().to_string(),
+            self.timeout,
         )
     }
 }
 
-fn end(role: Role, fd: OwnedFd, max: usize, capacity: Option<usize>, at: String) -> Result<End> {
+fn end(
+    role: Role,
+    fd: OwnedFd,
+    max: usize,
+    capacity: Option<usize>,
+    at: String,
+    timeout: Duration,
+) -> Result<End> {
     let object = Object::Other(format!("unix-stream socket {at}"));
     if let Some(n) = capacity {
         rustix::net::sockopt::set_socket_send_buffer_size(&fd, n)
             .map_err(|e| Error::os("setsockopt(SO_SNDBUF)", object.clone(), e))?;
     }
-    stream_socket_end(role, fd, max, object)
+    stream_socket_end(role, fd, max, object, timeout)
 }
 
 pub(super) fn connect(role: Role, rendezvous: &str, options: &Options) -> Result<End> {
@@ -78,5 +88,6 @@ pub(super) fn connect(role: Role, rendezvous: &str, options: &Options) -> Result
         options.get_max_message(),
         options.get_capacity(),
         path.display().to_string(),
+        options.get_timeout(),
     )
 }
