@@ -124,6 +124,9 @@ pub(super) fn named_sender(kind: TransportKind, name: &str, options: &Options) -
     let file = std::path::Path::new("/dev/shm").join(&channel[1..]);
     let deadline = std::time::Instant::now() + options.get_timeout();
     while !file.exists() {
+        options.check_cancel("wait for the receiver", || {
+            Object::PosixShm(channel.clone())
+        })?;
         if std::time::Instant::now() >= deadline {
             return Err(crate::Error::Timeout {
                 op: "wait for the receiver",

@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 
 use super::pipe::PipeSink;
 use super::stream::{Confirm, StreamReceiver, StreamSender};
+use super::SLICE;
 use super::{as_named, AbortHandle, End, HostImpl, Options, Rendezvous, Role, TransportKind};
 use crate::error::{Error, Object, Result};
 use crate::pipe::{Fifo, OwnedFifo, PipeReader, PipeWriter};
@@ -23,6 +24,7 @@ struct Host {
     max: usize,
     capacity: Option<usize>,
     confirm: Duration,
+    cancel: Option<AbortHandle>,
 }
 
 pub(super) fn host(role: Role, at: &Rendezvous, options: &Options) -> Result<Box<dyn HostImpl>> {
@@ -38,6 +40,7 @@ pub(super) fn host(role: Role, at: &Rendezvous, options: &Options) -> Result<Box
         max: options.get_max_message(),
         capacity: options.get_capacity(),
         confirm: options.get_timeout(),
+        cancel: options.get_cancel(),
     }))
 }
 
@@ -53,22 +56,45 @@ impl HostImpl for Host {
             max,
             capacity,
             confirm,
+            cancel,
         } = *self;
         let timeout = timeout.unwrap_or(Duration::from_secs(u32::MAX.into()));
+        let cancel = cancel.as_ref();
         let end = match role {
             Role::Send => {
-                let w = fifo.open_write_timeout(timeout)?;
+                let w = sliced(timeout, cancel, |t| fifo.open_write_timeout(t))?;
                 if let Some(n) = capacity {
                     w.set_capacity(n)?;
                 }
                 sender(w, fifo.path().to_path_buf(), Some(fifo), confirm)?
             }
             Role::Recv => {
-                let r = fifo.open_read_timeout(timeout)?;
+                let r = sliced(timeout, cancel, |t| fifo.open_read_timeout(t))?;
                 receiver(r, fifo.path().to_path_buf(), max, Some(fifo))?
             }
         };
         Ok(end)
+    }
+}
+
+/// Runs `open` (a wait of at most the duration it is given) until it succeeds or `timeout` has
+/// passed; with a `cancel` handle, in slices of [`SLICE`], failing once it is aborted.
+fn sliced<T>(
+    timeout: Duration,
+    cancel: Option<&AbortHandle>,
+    open: impl Fn(Duration) -> Result<T>,
+) -> Result<T> {
+    let Some(cancel) = cancel else {
+        return open(timeout);
+    };
+    let deadline = Instant::now() + timeout;
+    loop {
+        cancel.check("open", || Object::Other("FIFO".into()))?;
+        let left = deadline.saturating_duration_since(Instant::now());
+        match open(left.min(SLICE)) {
+            Err(e) if e.kind() == std::io::ErrorKind::TimedOut && left > SLICE => {}
+            other => return other,
+        }
     }
 }
 
@@ -131,13 +157,17 @@ pub(super) fn connect(role: Role, rendezvous: &str, options: &Options) -> Result
     let left = || deadline.saturating_duration_since(Instant::now());
     Ok(match role {
         Role::Send => sender(
-            fifo.open_write_timeout(left())?,
+            sliced(left(), options.get_cancel().as_ref(), |t| {
+                fifo.open_write_timeout(t)
+            })?,
             fifo.path().into(),
             None,
             options.get_timeout(),
         )?,
         Role::Recv => receiver(
-            fifo.open_read_timeout(left())?,
+            sliced(left(), options.get_cancel().as_ref(), |t| {
+                fifo.open_read_timeout(t)
+            })?,
             fifo.path().into(),
             options.get_max_message(),
             None,

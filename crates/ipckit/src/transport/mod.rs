@@ -329,7 +329,7 @@ impl TransportKind {
             return channel::named_receiver(self, name, options);
         }
         let pending = Pending::<Receiver>::new(self, host(self, Role::Recv, &at, options)?);
-        pending.establish(None)
+        pending.establish(Some(options.timeout))
     }
 
     /// The sending side of a meeting by `name`: waits up to `options.timeout` for the receiver to
@@ -342,6 +342,7 @@ impl TransportKind {
         }
         let deadline = Instant::now() + options.timeout;
         loop {
+            options.check_cancel("connect", || Object::Other(format!("{self} {name:?}")))?;
             match connect(self, Role::Send, &at.text, options) {
                 Ok(end) => return end.into_sender(),
                 Err(e) if not_there_yet(&e) && Instant::now() < deadline => {
@@ -420,6 +421,7 @@ pub struct Options {
     max_message: usize,
     capacity: Option<usize>,
     timeout: Duration,
+    cancel: Option<AbortHandle>,
 }
 
 impl Default for Options {
@@ -435,7 +437,34 @@ impl Options {
             max_message: 64 * 1024,
             capacity: None,
             timeout: Duration::from_secs(30),
+            cancel: None,
         }
+    }
+
+    /// A handle whose [`abort`](AbortHandle::abort) makes the waits of setting up (waiting for a
+    /// peer to connect, to appear, to open a FIFO) fail within about 100 ms, with an error of
+    /// kind `ConnectionAborted`; what was created is removed as usual when the failing call
+    /// returns. For a program that leaves on a signal (see [`AbortHandle::detached`]).
+    pub fn cancel(&mut self, handle: AbortHandle) -> &mut Self {
+        self.cancel = Some(handle);
+        self
+    }
+
+    /// `Err` once the setup was cancelled ([`cancel`](Self::cancel)).
+    pub(crate) fn check_cancel(
+        &self,
+        op: &'static str,
+        object: impl FnOnce() -> Object,
+    ) -> Result<()> {
+        match &self.cancel {
+            Some(c) => c.check(op, object),
+            None => Ok(()),
+        }
+    }
+
+    /// The cancel handle, if any.
+    pub(crate) fn get_cancel(&self) -> Option<AbortHandle> {
+        self.cancel.clone()
     }
 
     /// The largest message that will be sent. One-slot shared memory (`sysv-shm+sem`,
@@ -878,6 +907,11 @@ impl fmt::Debug for AbortHandle {
 }
 
 impl AbortHandle {
+    /// A handle of no end yet, for [`Options::cancel`]: aborting it only sets its flag.
+    pub fn detached() -> AbortHandle {
+        AbortHandle::new(None)
+    }
+
     /// A handle with its own flag; `wake` (if any) is called after the flag is set, to wake a
     /// waiter that does not poll the flag.
     pub(crate) fn new(wake: Option<Arc<dyn Fn() + Send + Sync>>) -> AbortHandle {
@@ -1142,16 +1176,36 @@ pub(crate) fn wait_readable(
     timeout: Option<Duration>,
     object: impl Fn() -> Object,
 ) -> Result<bool> {
+    wait_readable_or_cancel(fd, timeout, None, object)
+}
+
+/// [`wait_readable`] in slices of [`SLICE`] when `cancel` is given, failing once it is aborted.
+pub(crate) fn wait_readable_or_cancel(
+    fd: std::os::fd::BorrowedFd<'_>,
+    timeout: Option<Duration>,
+    cancel: Option<&AbortHandle>,
+    object: impl Fn() -> Object,
+) -> Result<bool> {
     use rustix::event::{poll, PollFd, PollFlags, Timespec};
     let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
     loop {
-        let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
+        if let Some(c) = cancel {
+            c.check("accept", &object)?;
+        }
+        let whole = deadline.map(|d| d.saturating_duration_since(Instant::now()));
+        let left = match (cancel, whole) {
+            (Some(_), Some(w)) => Some(w.min(SLICE)),
+            (Some(_), None) => Some(SLICE),
+            (None, w) => w,
+        };
+        let sliced = left != whole;
         let ts = left.map(|l| Timespec {
             tv_sec: l.as_secs().try_into().unwrap_or(i64::MAX),
             tv_nsec: l.subsec_nanos().into(),
         });
         let mut fds = [PollFd::new(&fd, PollFlags::IN)];
         match poll(&mut fds, ts.as_ref()) {
+            Ok(0) if sliced => continue,
             Ok(0) => return Ok(false),
             Ok(_) => return Ok(true),
             Err(rustix::io::Errno::INTR) => continue,

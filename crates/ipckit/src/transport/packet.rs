@@ -38,6 +38,9 @@ pub(super) struct PacketSender {
     pub(super) abort: AbortHandle,
     /// Datagrams: announce this process (hello, and its pid with the end marker).
     pub(super) announce: bool,
+    /// Connected sockets: `close` waits (up to this long) for the receiver's one-byte answer
+    /// to the end marker.
+    pub(super) confirm: Option<std::time::Duration>,
 }
 
 impl PacketSender {
@@ -89,9 +92,42 @@ impl SendImpl for PacketSender {
     }
     fn close(&mut self) -> Result<()> {
         if self.announce {
-            self.send_tagged(&std::process::id().to_le_bytes(), END)
+            self.send_tagged(&std::process::id().to_le_bytes(), END)?;
         } else {
-            self.send_tagged(&[], END)
+            self.send_tagged(&[], END)?;
+        }
+        let Some(timeout) = self.confirm else {
+            return Ok(());
+        };
+        let since = std::time::Instant::now();
+        let gone = || {
+            Error::os(
+                "close",
+                self.object.clone(),
+                std::io::Error::new(
+                    std::io::ErrorKind::BrokenPipe,
+                    "the receiver went away before it took the end of stream",
+                ),
+            )
+        };
+        loop {
+            self.abort.check("close", || self.object.clone())?;
+            let mut byte = [0u8; 1];
+            match rustix::net::recv(&self.fd, &mut byte[..], RecvFlags::DONTWAIT) {
+                Ok((_, 1)) => return Ok(()),
+                Ok(_) | Err(Errno::CONNRESET) => return Err(gone()),
+                Err(Errno::AGAIN) | Err(Errno::INTR) => {}
+                Err(e) => return Err(Error::os("recv", self.object.clone(), e)),
+            }
+            if since.elapsed() >= timeout {
+                return Err(super::no_peer(
+                    "close",
+                    self.object.clone(),
+                    "receiver",
+                    timeout,
+                ));
+            }
+            super::wait_readable(self.fd.as_fd(), Some(SLICE), || self.object.clone())?;
         }
     }
     fn max_message(&self) -> usize {
@@ -203,7 +239,17 @@ impl RecvImpl for PacketReceiver {
             buf.truncate(len - 1);
             match tag {
                 DATA => return Ok(Some(len - 1)),
-                END if len == 1 => return Ok(None),
+                END if len == 1 => {
+                    if self.stream_like {
+                        // The sender's close waits for this answer; one already gone does not.
+                        let _ = rustix::net::send(
+                            &self.fd,
+                            &[1],
+                            SendFlags::NOSIGNAL | SendFlags::DONTWAIT,
+                        );
+                    }
+                    return Ok(None);
+                }
                 END if len == 5 && !self.stream_like => {
                     if self.senders.end(pid_of(buf)) {
                         buf.clear();

@@ -9,7 +9,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use super::TransportKind;
-use super::{as_named, stream_socket_end, wait_readable, End, HostImpl, Options, Rendezvous, Role};
+use super::{as_named, stream_socket_end, wait_readable_or_cancel, End, HostImpl, Options};
+use super::{Rendezvous, Role};
 use crate::error::{Error, Object, Result};
 
 struct Host {
@@ -19,6 +20,7 @@ struct Host {
     port_file: Option<PortFile>,
     max: usize,
     timeout: Duration,
+    cancel: Option<super::AbortHandle>,
 }
 
 /// The file that names a named receiver's port; removed on drop.
@@ -57,6 +59,7 @@ pub(super) fn host(role: Role, at: &Rendezvous, options: &Options) -> Result<Box
         port_file,
         max: options.get_max_message(),
         timeout: options.get_timeout(),
+        cancel: options.get_cancel(),
     }))
 }
 
@@ -66,7 +69,9 @@ impl HostImpl for Host {
     }
 
     fn establish(self: Box<Self>, timeout: Option<Duration>) -> Result<End> {
-        if !wait_readable(self.listener.as_fd(), timeout, || object(self.addr))? {
+        if !wait_readable_or_cancel(self.listener.as_fd(), timeout, self.cancel.as_ref(), || {
+            object(self.addr)
+        })? {
             return Err(Error::Timeout {
                 op: "accept",
                 object: object(self.addr),

@@ -147,6 +147,7 @@ fn sender(path: &std::path::Path) -> Result<End> {
         object: object(path),
         abort: AbortHandle::new(None),
         announce: true,
+        confirm: None,
     };
     tx.hello()?;
     Ok(End::Send(Box::new(tx)))

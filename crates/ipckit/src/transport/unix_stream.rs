@@ -6,7 +6,8 @@ use std::os::fd::{AsFd, OwnedFd};
 use std::time::Duration;
 
 use super::TransportKind;
-use super::{as_named, stream_socket_end, wait_readable, End, HostImpl, Options, Rendezvous, Role};
+use super::{as_named, stream_socket_end, wait_readable_or_cancel, End, HostImpl, Options};
+use super::{Rendezvous, Role};
 use crate::error::{Error, Object, Result};
 use crate::unix::{connect_stream, Addr, StreamListener};
 
@@ -16,6 +17,7 @@ struct Host {
     max: usize,
     capacity: Option<usize>,
     timeout: Duration,
+    cancel: Option<super::AbortHandle>,
 }
 
 pub(super) fn host(role: Role, at: &Rendezvous, options: &Options) -> Result<Box<dyn HostImpl>> {
@@ -31,6 +33,7 @@ pub(super) fn host(role: Role, at: &Rendezvous, options: &Options) -> Result<Box
         max: options.get_max_message(),
         capacity: options.get_capacity(),
         timeout: options.get_timeout(),
+        cancel: options.get_cancel(),
     }))
 }
 
@@ -41,7 +44,7 @@ impl HostImpl for Host {
 
     fn establish(self: Box<Self>, timeout: Option<Duration>) -> Result<End> {
         let object = || Object::Other(format!("unix-stream listener {}", self.listener.addr()));
-        if !wait_readable(self.listener.as_fd(), timeout, object)? {
+        if !wait_readable_or_cancel(self.listener.as_fd(), timeout, self.cancel.as_ref(), object)? {
             return Err(Error::Timeout {
                 op: "accept",
                 object: object(),
