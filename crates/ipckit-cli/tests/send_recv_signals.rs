@@ -161,6 +161,7 @@ fn stop_recv_with(via: &str, sig: i32, code: i32) {
 #[test]
 fn recv_stopped_by_sigint_exits_130_and_leaves_nothing_on_every_transport() {
     for via in NAMED {
+        eprintln!("{via}");
         stop_recv_with(via, Signal::INT.as_raw(), 130);
     }
 }

@@ -197,8 +197,14 @@ struct ConsumerEnd {
 
 impl super::RecvImpl for ConsumerEnd {
     fn recv(&mut self, buf: &mut Vec<u8>) -> Result<Option<usize>> {
-        self.abort.check("recv", || self.object.clone())?;
-        self.consumer.recv_into(buf)
+        // In slices, so that an abort (a watchdog, a signal) is noticed within one.
+        loop {
+            self.abort.check("recv", || self.object.clone())?;
+            match self.consumer.recv_into_timeout(buf, super::SLICE) {
+                Err(crate::Error::Timeout { .. }) => continue,
+                other => return other,
+            }
+        }
     }
 
     fn abort_handle(&self) -> AbortHandle {
