@@ -140,7 +140,11 @@ fn stop_recv_with(via: &str, sig: i32, code: i32) {
     });
     ipckit::signal::kill(pid, Signal::from_raw(sig).unwrap()).unwrap();
     let status = r.0.wait().unwrap();
-    assert_eq!(status.code(), Some(code), "{via}: recv stopped by {sig}: {status}");
+    assert_eq!(
+        status.code(),
+        Some(code),
+        "{via}: recv stopped by {sig}: {status}"
+    );
     let left = leftovers(&name);
     assert!(left.is_empty(), "{via}: recv left {left:?}");
     // A send now finds no receiver: it must not exit 0.
@@ -161,7 +165,6 @@ fn stop_recv_with(via: &str, sig: i32, code: i32) {
 #[test]
 fn recv_stopped_by_sigint_exits_130_and_leaves_nothing_on_every_transport() {
     for via in NAMED {
-        eprintln!("{via}");
         stop_recv_with(via, Signal::INT.as_raw(), 130);
     }
 }
@@ -202,7 +205,14 @@ fn send_stopped_by_sigint_exits_130() {
 /// and lose the second's lines while it exits 0. Either the lines arrive, or that send fails.
 #[test]
 fn a_sender_never_exits_0_with_its_lines_lost() {
-    for via in ["channel", "sysv-msg", "posix-mq", "unix-stream", "fifo", "mmap+futex"] {
+    for via in [
+        "channel",
+        "sysv-msg",
+        "posix-mq",
+        "unix-stream",
+        "fifo",
+        "mmap+futex",
+    ] {
         let name = name("two");
         let first = {
             let name = name.clone();
@@ -219,7 +229,10 @@ fn a_sender_never_exits_0_with_its_lines_lost() {
         let (_, got) = finish(&mut r);
         for ((code, err), line) in [(a, "one"), (b, "two")] {
             if code == Some(0) {
-                assert!(got.lines().any(|l| l == line), "{via}: send of {line:?} exited 0 but recv printed {got:?}");
+                assert!(
+                    got.lines().any(|l| l == line),
+                    "{via}: send of {line:?} exited 0 but recv printed {got:?}"
+                );
             } else {
                 assert_eq!(err.lines().count(), 1, "{via}: {err}");
             }

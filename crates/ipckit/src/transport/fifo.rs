@@ -107,6 +107,25 @@ fn sender(
     owned: Option<OwnedFifo>,
     confirm: Duration,
 ) -> Result<End> {
+    // One sender per FIFO: two writers would interleave their streams. The lock (on the FIFO's
+    // inode, released when this process closes it) makes a second sender fail before it writes.
+    match rustix::fs::flock(
+        w.as_fd(),
+        rustix::fs::FlockOperation::NonBlockingLockExclusive,
+    ) {
+        Ok(()) => {}
+        Err(rustix::io::Errno::WOULDBLOCK) => {
+            return Err(Error::os(
+                "flock",
+                Object::Path(path),
+                std::io::Error::new(
+                    std::io::ErrorKind::AddrInUse,
+                    "another sender is writing to this FIFO (a FIFO carries one sender's stream)",
+                ),
+            ))
+        }
+        Err(e) => return Err(Error::os("flock", Object::Path(path), e)),
+    }
     let drain = w
         .as_fd()
         .try_clone_to_owned()
