@@ -318,11 +318,15 @@ impl TransportKind {
     }
 
     /// The receiving side of a meeting by `name` ([`check_name`]): creates the queue, socket,
-    /// segment … named after it, waits for a sender (streams) and removes what it created when
-    /// dropped. Unrelated processes use this and [`named_sender`](Self::named_sender).
+    /// segment … named after it, waits for a sender (streams; at most the connect timeout) and
+    /// removes what it created when dropped. Unrelated processes use this and
+    /// [`named_sender`](Self::named_sender).
     ///
-    /// One sender per receiver, except for `channel`/`channel-spin`, where several senders may
-    /// feed one receiver and it ends when all of them closed.
+    /// Several senders may feed one receiver over `channel`/`channel-spin`, the message queues
+    /// and `unix-dgram` (each announces itself; the receiver ends when all that announced
+    /// themselves closed). The other kinds carry one sender's stream: a second sender fails
+    /// (FIFO: at once; sockets and one-slot kinds: its close is never acknowledged), never
+    /// silently.
     pub fn named_receiver(self, name: &str, options: &Options) -> Result<Receiver> {
         let at = Rendezvous::named(self, name)?;
         if self.is_channel() {
@@ -821,12 +825,16 @@ impl Sender {
         self.inner.max_message()
     }
 
-    /// Sends the end-of-stream marker and releases this end: the receiver's
-    /// [`recv`](Receiver::recv) returns `Ok(None)` after the messages sent before.
+    /// Sends the end-of-stream marker, waits until the receiver took it, and releases this end:
+    /// the receiver's [`recv`](Receiver::recv) returns `Ok(None)` after the messages sent before.
     ///
-    /// A host whose object vanishes when removed (`sysv-msg`, `sysv-shm+sem`) first waits, up to
-    /// 10 seconds, for the receiver to take what is still queued, so that removing the object
-    /// on drop loses nothing.
+    /// `Ok` means the receiver received every message (an acknowledgement: the receiver answers
+    /// the marker on sockets, `sysv-msg`, `sysv-shm+sem`, `mmap+futex`; the pipe, FIFO or POSIX
+    /// queue was drained; the channel's consumer received everything, see
+    /// [`Producer::wait_consumed`](crate::channel::Producer::wait_consumed)). An error when the
+    /// receiver died or ended first, or when it made no progress within the connect timeout
+    /// ([`Options::timeout`]). `unix-dgram` and `signal` cannot confirm: their close returns once
+    /// the marker was sent.
     pub fn close(mut self) -> Result<()> {
         self.inner.close()
     }
@@ -863,8 +871,11 @@ impl Receiver {
     /// Waits for the next message and puts it in `buf` (replacing what was there): `Some(len)`;
     /// `None` once the sender closed with [`Sender::close`] and every message before was
     /// received, and again on every later call. A sender that went away without closing is an
-    /// error where the mechanism reports it (streams and sockets: end of file without the
-    /// marker; shared memory: the sender's pid is gone); a message queue cannot tell.
+    /// error (streams and connected sockets: end of file without the marker; the others: the
+    /// pid the sender recorded or announced is gone, checked every 100 ms), reported only after
+    /// everything it sent before was received: a sender that closed and then exited is never
+    /// reported as dead. With no sender within the connect timeout, an error of kind
+    /// `TimedOut`.
     pub fn recv(&mut self, buf: &mut Vec<u8>) -> Result<Option<usize>> {
         if self.ended {
             buf.clear();

@@ -163,7 +163,7 @@ impl Endpoint {
         match std::fs::metadata(&path) {
             Ok(m) => {
                 use std::os::unix::fs::MetadataExt;
-                m.ino() != mine.st_ino as u64 || m.dev() != mine.st_dev as u64
+                m.ino() != mine.st_ino || m.dev() != mine.st_dev
             }
             // Only when /dev/mqueue is mounted can the name be looked at.
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
