@@ -180,7 +180,7 @@ fn recv_stopped_by_sigterm_or_sighup_exits_143_or_129() {
 fn send_stopped_by_sigint_exits_130() {
     for via in ["channel", "sysv-msg", "fifo"] {
         let name = name("sigsend");
-        let r = recv(&name, via);
+        let mut r = recv(&name, via);
         let mut s = Proc(
             ipckit()
                 .args(["send", &name, "--via", via])
@@ -197,7 +197,11 @@ fn send_stopped_by_sigint_exits_130() {
         ipckit::signal::kill(pid, Signal::INT).unwrap();
         let status = s.0.wait().unwrap();
         assert_eq!(status.code(), Some(130), "{via}: {status}");
-        drop(r);
+        // Stop the receiver cleanly too (a SIGKILL would leave its objects behind).
+        ipckit::signal::kill(r.0.id(), Signal::INT).unwrap();
+        let _ = r.0.wait();
+        let left = leftovers(&name);
+        assert!(left.is_empty(), "{via}: left {left:?}");
     }
 }
 
