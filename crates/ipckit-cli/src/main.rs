@@ -13,6 +13,7 @@ mod demo;
 mod dump;
 mod gc;
 mod key;
+mod leave;
 mod ls;
 mod mk;
 mod output;

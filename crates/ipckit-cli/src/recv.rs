@@ -1,5 +1,6 @@
 //! `ipckit recv NAME`: receives what `ipckit send NAME` sends and writes it to standard output,
-//! until every sender closed.
+//! until every sender that connected closed. It waits up to --timeout for a first sender; SIGINT,
+//! SIGTERM and SIGHUP make it remove what it created and leave with 130, 143 or 129.
 
 use std::io::Write;
 use std::process::ExitCode;
@@ -22,14 +23,30 @@ pub struct Args {
     /// lines: each message is written with a newline after it; bytes: as it is.
     #[arg(long, value_enum, default_value = "lines")]
     framing: Framing,
+    /// How long to wait for a first sender: seconds, or with a unit (500ms, 2s, 1m).
+    #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = crate::send::parse_timeout)]
+    timeout: std::time::Duration,
 }
 
 pub fn run(args: Args) -> Result<ExitCode> {
+    let interrupts = crate::leave::install()?;
+    let result = recv(args, &interrupts);
+    // After a signal, whatever failed failed because of it: the receiver was dropped (what it
+    // created is removed, its senders see it go); leave as the signal says.
+    if let Some(code) = interrupts.exit_code() {
+        return Ok(code);
+    }
+    result
+}
+
+fn recv(args: Args, interrupts: &crate::leave::Interrupts) -> Result<ExitCode> {
     let kind: TransportKind = args.via.parse()?;
-    let options = crate::send::options(args.capacity.as_deref())?;
+    let mut options = crate::send::options(args.capacity.as_deref(), args.timeout)?;
+    interrupts.cancel(&mut options);
     let mut rx = kind
         .named_receiver(&args.name, &options)
         .with_context(|| format!("receive {:?} over {kind}", args.name))?;
+    interrupts.watch(rx.abort_handle());
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
     let mut buf = Vec::new();

@@ -660,8 +660,12 @@ pub fn peer_main(args: &[String]) -> Result<()> {
     }
     let mut options = Options::new();
     options.max_message(max).timeout(CONNECT_TIMEOUT);
-    let mut rx = kind.connect_receiver(to, &options)?;
-    let mut tx = kind.connect_sender(from, &options)?;
+    // SAFETY: this peer process was started by `run_transport` with the pipe ends that `to` and
+    // `from` name inherited for exactly this use (`prepare_child`), and nothing else in this
+    // process touches those descriptors.
+    let mut rx = unsafe { kind.connect_receiver_inherited(to, &options) }?;
+    // SAFETY: as above.
+    let mut tx = unsafe { kind.connect_sender_inherited(from, &options) }?;
     let mut buf = Vec::with_capacity(max);
     for (pattern, size) in cells {
         let size = size as usize;

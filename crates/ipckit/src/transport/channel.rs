@@ -3,7 +3,8 @@
 //! side may create it, and the last participant to leave unlinks it, so nothing stays in
 //! `/dev/shm`. It has its own end of stream (every producer closed) and reports a dead peer
 //! itself. Several senders may feed one receiver; by NAME, a sender waits for the receiver to
-//! have created the channel (see `named_sender`).
+//! have created the channel (see `named_sender`). A sender's close first waits until the
+//! consumer received everything it sent ([`Producer::wait_consumed`]).
 
 use std::time::Duration;
 
@@ -55,6 +56,7 @@ fn attach(kind: TransportKind, role: Role, name: &str, options: &Options) -> Res
             producer: Some(opts.producer(name)?),
             object,
             abort: AbortHandle::new(None),
+            timeout: options.get_timeout(),
         })),
         Role::Recv => End::Recv(Box::new(ConsumerEnd {
             consumer: opts.consumer(name)?,
@@ -122,6 +124,9 @@ pub(super) fn named_sender(kind: TransportKind, name: &str, options: &Options) -
     let file = std::path::Path::new("/dev/shm").join(&channel[1..]);
     let deadline = std::time::Instant::now() + options.get_timeout();
     while !file.exists() {
+        options.check_cancel("wait for the receiver", || {
+            Object::PosixShm(channel.clone())
+        })?;
         if std::time::Instant::now() >= deadline {
             return Err(crate::Error::Timeout {
                 op: "wait for the receiver",
@@ -139,6 +144,8 @@ struct ProducerEnd {
     producer: Option<Producer>,
     object: Object,
     abort: AbortHandle,
+    /// How long `close` waits for the consumer to receive what was sent.
+    timeout: Duration,
 }
 
 impl ProducerEnd {
@@ -157,9 +164,14 @@ impl super::SendImpl for ProducerEnd {
         self.producer()?.send(msg)
     }
 
+    /// Waits (up to the connect timeout) until the consumer received everything this producer
+    /// sent, then closes: `Ok` means delivered. An error if the consumer closed or died first.
     fn close(&mut self) -> Result<()> {
         match self.producer.take() {
-            Some(p) => p.close(),
+            Some(mut p) => {
+                p.wait_consumed(self.timeout)?;
+                p.close()
+            }
             None => Ok(()),
         }
     }
@@ -185,8 +197,14 @@ struct ConsumerEnd {
 
 impl super::RecvImpl for ConsumerEnd {
     fn recv(&mut self, buf: &mut Vec<u8>) -> Result<Option<usize>> {
-        self.abort.check("recv", || self.object.clone())?;
-        self.consumer.recv_into(buf)
+        // In slices, so that an abort (a watchdog, a signal) is noticed within one.
+        loop {
+            self.abort.check("recv", || self.object.clone())?;
+            match self.consumer.recv_into_timeout(buf, super::SLICE) {
+                Err(crate::Error::Timeout { .. }) => continue,
+                other => return other,
+            }
+        }
     }
 
     fn abort_handle(&self) -> AbortHandle {

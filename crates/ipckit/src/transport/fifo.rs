@@ -7,11 +7,13 @@
 //! timed open for reading then ends as soon as the writer is there.
 
 use std::io::{Read, Write};
+use std::os::fd::AsFd;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use super::pipe::PipeSink;
-use super::stream::{StreamReceiver, StreamSender};
+use super::stream::{Confirm, StreamReceiver, StreamSender};
+use super::SLICE;
 use super::{as_named, AbortHandle, End, HostImpl, Options, Rendezvous, Role, TransportKind};
 use crate::error::{Error, Object, Result};
 use crate::pipe::{Fifo, OwnedFifo, PipeReader, PipeWriter};
@@ -21,6 +23,8 @@ struct Host {
     fifo: OwnedFifo,
     max: usize,
     capacity: Option<usize>,
+    confirm: Duration,
+    cancel: Option<AbortHandle>,
 }
 
 pub(super) fn host(role: Role, at: &Rendezvous, options: &Options) -> Result<Box<dyn HostImpl>> {
@@ -35,6 +39,8 @@ pub(super) fn host(role: Role, at: &Rendezvous, options: &Options) -> Result<Box
         fifo,
         max: options.get_max_message(),
         capacity: options.get_capacity(),
+        confirm: options.get_timeout(),
+        cancel: options.get_cancel(),
     }))
 }
 
@@ -49,18 +55,21 @@ impl HostImpl for Host {
             fifo,
             max,
             capacity,
+            confirm,
+            cancel,
         } = *self;
         let timeout = timeout.unwrap_or(Duration::from_secs(u32::MAX.into()));
+        let cancel = cancel.as_ref();
         let end = match role {
             Role::Send => {
-                let w = fifo.open_write_timeout(timeout)?;
+                let w = sliced(timeout, cancel, |t| fifo.open_write_timeout(t))?;
                 if let Some(n) = capacity {
                     w.set_capacity(n)?;
                 }
-                sender(w, fifo.path().to_path_buf(), Some(fifo))?
+                sender(w, fifo.path().to_path_buf(), Some(fifo), confirm)?
             }
             Role::Recv => {
-                let r = fifo.open_read_timeout(timeout)?;
+                let r = sliced(timeout, cancel, |t| fifo.open_read_timeout(t))?;
                 receiver(r, fifo.path().to_path_buf(), max, Some(fifo))?
             }
         };
@@ -68,15 +77,65 @@ impl HostImpl for Host {
     }
 }
 
+/// Runs `open` (a wait of at most the duration it is given) until it succeeds or `timeout` has
+/// passed; with a `cancel` handle, in slices of [`SLICE`], failing once it is aborted.
+fn sliced<T>(
+    timeout: Duration,
+    cancel: Option<&AbortHandle>,
+    open: impl Fn(Duration) -> Result<T>,
+) -> Result<T> {
+    let Some(cancel) = cancel else {
+        return open(timeout);
+    };
+    let deadline = Instant::now() + timeout;
+    loop {
+        cancel.check("open", || Object::Other("FIFO".into()))?;
+        let left = deadline.saturating_duration_since(Instant::now());
+        match open(left.min(SLICE)) {
+            Err(e) if e.kind() == std::io::ErrorKind::TimedOut && left > SLICE => {}
+            other => return other,
+        }
+    }
+}
+
 /// What a sender writes first.
 const PREAMBLE: &[u8; 4] = b"IPKF";
 
-fn sender(w: PipeWriter, path: PathBuf, owned: Option<OwnedFifo>) -> Result<End> {
+fn sender(
+    w: PipeWriter,
+    path: PathBuf,
+    owned: Option<OwnedFifo>,
+    confirm: Duration,
+) -> Result<End> {
+    // One sender per FIFO: two writers would interleave their streams. The lock (on the FIFO's
+    // inode, released when this process closes it) makes a second sender fail before it writes.
+    match rustix::fs::flock(
+        w.as_fd(),
+        rustix::fs::FlockOperation::NonBlockingLockExclusive,
+    ) {
+        Ok(()) => {}
+        Err(rustix::io::Errno::WOULDBLOCK) => {
+            return Err(Error::os(
+                "flock",
+                Object::Path(path),
+                std::io::Error::new(
+                    std::io::ErrorKind::AddrInUse,
+                    "another sender is writing to this FIFO (a FIFO carries one sender's stream)",
+                ),
+            ))
+        }
+        Err(e) => return Err(Error::os("flock", Object::Path(path), e)),
+    }
+    let drain = w
+        .as_fd()
+        .try_clone_to_owned()
+        .map_err(|e| Error::os("F_DUPFD_CLOEXEC", Object::Path(path.clone()), e))?;
     let mut sink = PipeSink::new(w);
     sink.write_all(PREAMBLE)
         .map_err(|e| Error::os("write", Object::Path(path.clone()), e))?;
     Ok(End::Send(Box::new(Owning {
-        inner: StreamSender::new(sink, Object::Path(path), AbortHandle::new(None)),
+        inner: StreamSender::new(sink, Object::Path(path), AbortHandle::new(None))
+            .confirm(Confirm::Drain(drain), confirm),
         _fifo: owned,
     })))
 }
@@ -116,9 +175,18 @@ pub(super) fn connect(role: Role, rendezvous: &str, options: &Options) -> Result
     let deadline = Instant::now() + options.get_timeout();
     let left = || deadline.saturating_duration_since(Instant::now());
     Ok(match role {
-        Role::Send => sender(fifo.open_write_timeout(left())?, fifo.path().into(), None)?,
+        Role::Send => sender(
+            sliced(left(), options.get_cancel().as_ref(), |t| {
+                fifo.open_write_timeout(t)
+            })?,
+            fifo.path().into(),
+            None,
+            options.get_timeout(),
+        )?,
         Role::Recv => receiver(
-            fifo.open_read_timeout(left())?,
+            sliced(left(), options.get_cancel().as_ref(), |t| {
+                fifo.open_read_timeout(t)
+            })?,
             fifo.path().into(),
             options.get_max_message(),
             None,

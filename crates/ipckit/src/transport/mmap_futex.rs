@@ -7,6 +7,8 @@
 //! offset 0  magic "IPKM" | version 1 | capacity: u64 | len: u64 | tag: u32 (0 data, 1 end)
 //!        28 sender pid: u32 | receiver pid: u32 | aborted: u32
 //!        40 state: u32 (the futex: 0 EMPTY, 1 WRITING, 2 FULL) | sleepers: u32
+//!        48 ends taken: u32 (the receiver counts the end markers it took: a sender's close
+//!           waits for it to move)
 //! offset 64 the message (capacity bytes)
 //! ```
 //! A sender claims the slot (`EMPTY → WRITING`, compare-and-swap, so several senders never write
@@ -15,7 +17,13 @@
 //! a waiter increments `sleepers` and re-checks `state` before `FUTEX_WAIT` (which itself returns
 //! at once if `state` changed), a publisher stores `state` and then reads `sleepers`, both
 //! sequentially consistent, so either the waiter sees the new state or the publisher sees the
-//! sleeper and calls `FUTEX_WAKE`. The futex is shared (not `FUTEX_PRIVATE_FLAG`): the kernel
+//! sleeper and calls `FUTEX_WAKE`.
+//!
+//! Every wait is cut into 100 ms slices and follows the transports' one rule
+//! ([`await_peer`](super::await_peer)): what the peer published is looked at first, its death
+//! only judged when nothing is there (by a pidfd on the pid it recorded), and judged dead it gets
+//! one more look — a sender that published its end marker and exited closed cleanly. A side whose
+//! peer never recorded its pid gives up after the connect timeout. The futex is shared (not `FUTEX_PRIVATE_FLAG`): the kernel
 //! keys it by the file page, so processes meet whatever address they mapped it at.
 //!
 //! The file lives in the runtime directory (`ipckit-<name>.mmap`); the host (or, by NAME, the
@@ -28,12 +36,12 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::ptr::NonNull;
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use rustix::thread::futex;
 
-use super::{aborted, as_named, process_alive, AbortHandle, End, HostImpl, Options, Rendezvous};
-use super::{FileGuard, Role, TransportKind, SLICE};
+use super::{aborted, as_named, await_peer, no_peer, AbortHandle, End, HostImpl, Options};
+use super::{FileGuard, PeerSlot, Rendezvous, Role, TransportKind};
 use crate::error::{Error, Object, Result};
 use crate::mmap::Mmap;
 
@@ -53,6 +61,7 @@ const OFF_RECEIVER: usize = 32;
 const OFF_ABORTED: usize = 36;
 const OFF_STATE: usize = 40;
 const OFF_SLEEPERS: usize = 44;
+const OFF_ENDS_TAKEN: usize = 48;
 const EMPTY: u32 = 0;
 const WRITING: u32 = 1;
 const FULL: u32 = 2;
@@ -63,6 +72,7 @@ struct Host {
     role: Role,
     map: Mmap,
     guard: FileGuard,
+    timeout: Duration,
 }
 
 fn object(path: &Path) -> Object {
@@ -93,7 +103,12 @@ pub(super) fn host(role: Role, at: &Rendezvous, options: &Options) -> Result<Box
     std::fs::hard_link(&draft, &path).map_err(|e| Error::os("link", object(&path), e))?;
     let guard = FileGuard(path);
     drop(draft_guard);
-    Ok(Box::new(Host { role, map, guard }))
+    Ok(Box::new(Host {
+        role,
+        map,
+        guard,
+        timeout: options.get_timeout(),
+    }))
 }
 
 impl HostImpl for Host {
@@ -102,13 +117,18 @@ impl HostImpl for Host {
     }
 
     fn establish(self: Box<Self>, _timeout: Option<Duration>) -> Result<End> {
-        let Host { role, map, guard } = *self;
+        let Host {
+            role,
+            map,
+            guard,
+            timeout,
+        } = *self;
         let path = guard.0.clone();
-        Slot::end(role, map, &path, Some(guard))
+        Slot::end(role, map, &path, Some(guard), timeout)
     }
 }
 
-pub(super) fn connect(role: Role, rendezvous: &str, _options: &Options) -> Result<End> {
+pub(super) fn connect(role: Role, rendezvous: &str, options: &Options) -> Result<End> {
     let path = match as_named(TransportKind::MmapFutex, rendezvous) {
         Some(at) => at.path(".mmap"),
         None => PathBuf::from(rendezvous),
@@ -120,7 +140,7 @@ pub(super) fn connect(role: Role, rendezvous: &str, _options: &Options) -> Resul
         .open(&path)
         .map_err(|e| Error::os("open", object(&path), e))?;
     let map = Mmap::options().shared().read_write().map(&file)?;
-    Slot::end(role, map, &path, None)
+    Slot::end(role, map, &path, None, options.get_timeout())
 }
 
 /// An end: the mapping and checked pointers into it.
@@ -132,6 +152,11 @@ struct Slot {
     path: PathBuf,
     abort: AbortHandle,
     _guard: Option<FileGuard>,
+    /// The peer whose pid is recorded in the header.
+    peer: PeerSlot,
+    /// How long a peer that never recorded its pid is waited for, from `since`.
+    timeout: Duration,
+    since: Instant,
 }
 
 // SAFETY: the raw pointer points into `map`, which is Send and lives as long as the Slot; the
@@ -139,7 +164,13 @@ struct Slot {
 unsafe impl Send for Slot {}
 
 impl Slot {
-    fn end(role: Role, map: Mmap, path: &Path, guard: Option<FileGuard>) -> Result<End> {
+    fn end(
+        role: Role,
+        map: Mmap,
+        path: &Path,
+        guard: Option<FileGuard>,
+        timeout: Duration,
+    ) -> Result<End> {
         let op = "connect";
         let bytes = map.shared()?;
         if bytes.len() < HEADER {
@@ -178,6 +209,9 @@ impl Slot {
             path: path.to_path_buf(),
             abort: AbortHandle::new(None),
             _guard: guard,
+            peer: PeerSlot::default(),
+            timeout,
+            since: Instant::now(),
             map,
         };
         let pid_at = if role == Role::Send {
@@ -219,34 +253,76 @@ impl Slot {
             .store((value >> 32) as u32, Ordering::Relaxed);
     }
 
-    /// Sleeps while `state == seen`, announcing itself in `sleepers`; wakes at the latest after
-    /// 100 ms to check for an abort or a dead peer (the pid at `peer_at`).
-    fn sleep(&self, op: &'static str, seen: u32, peer_at: usize, peer: &'static str) -> Result<()> {
+    /// Sleeps while `state == seen`, for at most `wait`, announcing itself in `sleepers`.
+    fn sleep(&self, seen: u32, wait: Duration) {
         let state = self.word(OFF_STATE);
         let sleepers = self.word(OFF_SLEEPERS);
         sleepers.fetch_add(1, Ordering::SeqCst);
         if state.load(Ordering::SeqCst) == seen {
             let ts = futex::Timespec {
-                tv_sec: 0,
-                tv_nsec: SLICE.as_nanos() as _,
+                tv_sec: wait.as_secs().try_into().unwrap_or(i64::MAX),
+                tv_nsec: wait.subsec_nanos().into(),
             };
             // EAGAIN (the state changed), EINTR and ETIMEDOUT all mean: look again.
             let _ = futex::wait(state, futex::Flags::empty(), seen, Some(&ts));
         }
         sleepers.fetch_sub(1, Ordering::SeqCst);
+    }
+
+    /// Fails once this end or the peer aborted.
+    fn check_abort(&self, op: &'static str) -> Result<()> {
         if self.abort.is_aborted() || self.word(OFF_ABORTED).load(Ordering::Relaxed) != 0 {
             return Err(aborted(op, self.object()));
         }
+        Ok(())
+    }
+
+    /// The error for a peer (its pid at `peer_at`) that is gone, or that never recorded itself
+    /// within the connect timeout; `None` while it may still act.
+    fn judge(&mut self, op: &'static str, peer_at: usize, peer: &'static str) -> Option<Error> {
         let pid = self.word(peer_at).load(Ordering::Relaxed);
-        if pid != 0 && pid != std::process::id() && !process_alive(pid) {
-            return Err(Error::PeerDied {
+        if pid == 0 {
+            return (self.since.elapsed() >= self.timeout)
+                .then(|| no_peer(op, self.object(), peer, self.timeout));
+        }
+        let object = self.object();
+        match self.peer.watch(pid) {
+            Some(p) if !p.alive() => Some(Error::PeerDied {
                 op,
-                object: self.object(),
+                object,
                 peer,
                 pid,
-            });
+            }),
+            _ => None,
         }
-        Ok(())
+    }
+
+    /// Waits until `ready` returns `Some` (it is given the state just loaded), sleeping on the
+    /// futex in between, by the transports' rule ([`await_peer`]): the peer's death is judged
+    /// only when nothing is ready, and a dead peer's state gets one more look.
+    fn wait_for<T>(
+        &mut self,
+        op: &'static str,
+        peer_at: usize,
+        peer: &'static str,
+        mut ready: impl FnMut(&Self, u32) -> Option<T>,
+    ) -> Result<T> {
+        let this = std::cell::RefCell::new(self);
+        await_peer(
+            |wait| {
+                let me = this.borrow();
+                let seen = me.word(OFF_STATE).load(Ordering::Acquire);
+                if let Some(got) = ready(&me, seen) {
+                    return Ok(Some(got));
+                }
+                if let Some(wait) = wait {
+                    me.sleep(seen, wait);
+                }
+                Ok(None)
+            },
+            || this.borrow().check_abort(op),
+            || this.borrow_mut().judge(op, peer_at, peer),
+        )
     }
 
     /// Publishes `value` in `state` and wakes the other side if it sleeps.
@@ -258,15 +334,20 @@ impl Slot {
         }
     }
 
-    fn put(&mut self, msg: &[u8], tag: u32) -> Result<()> {
+    /// Puts one message in the slot; for the end marker, returns the count of ends taken as it
+    /// was before this one was published.
+    fn put(&mut self, msg: &[u8], tag: u32) -> Result<u32> {
         self.abort.check("send", || self.object())?;
-        let state = self.word(OFF_STATE);
-        loop {
-            match state.compare_exchange(EMPTY, WRITING, Ordering::Acquire, Ordering::Relaxed) {
-                Ok(_) => break,
-                Err(seen) => self.sleep("send", seen, OFF_RECEIVER, "receiver")?,
-            }
-        }
+        // EMPTY -> WRITING claims the slot (acquire: the receiver's reads of the last message
+        // happened before its EMPTY store).
+        self.wait_for("send", OFF_RECEIVER, "receiver", |me, seen| {
+            (seen == EMPTY
+                && me
+                    .word(OFF_STATE)
+                    .compare_exchange(EMPTY, WRITING, Ordering::Acquire, Ordering::Relaxed)
+                    .is_ok())
+            .then_some(())
+        })?;
         // `msg.len() <= capacity` (`Sender::send` checks it against `max_message`), so the range
         // lies inside the mapping (checked in `end`).
         // SAFETY: in bounds (above), and the mapping is writable and accessed only atomically
@@ -274,18 +355,27 @@ impl Slot {
         unsafe { crate::shared::copy_in(msg, self.payload.as_ptr()) };
         self.set_field_u64(OFF_LEN, msg.len() as u64);
         self.word(OFF_TAG).store(tag, Ordering::Relaxed);
+        // Read while the slot is ours: the receiver only counts an end it took from FULL.
+        let taken = self.word(OFF_ENDS_TAKEN).load(Ordering::Acquire);
         self.publish(FULL);
-        Ok(())
+        Ok(taken)
     }
 }
 
 impl super::SendImpl for Slot {
     fn send(&mut self, msg: &[u8]) -> Result<()> {
-        self.put(msg, TAG_DATA)
+        self.put(msg, TAG_DATA).map(drop)
     }
 
+    /// Puts the end marker in the slot, then waits until the receiver took it (it counts the
+    /// ends it takes), so that `Ok` means every message was received; an error if the receiver
+    /// dies first, or none came within the connect timeout.
     fn close(&mut self) -> Result<()> {
-        self.put(&[], TAG_END)
+        let before = self.put(&[], TAG_END)?;
+        self.since = Instant::now();
+        self.wait_for("close", OFF_RECEIVER, "receiver", |me, _| {
+            (me.word(OFF_ENDS_TAKEN).load(Ordering::Acquire) != before).then_some(())
+        })
     }
 
     fn max_message(&self) -> usize {
@@ -304,14 +394,10 @@ impl super::SendImpl for Slot {
 impl super::RecvImpl for Slot {
     fn recv(&mut self, buf: &mut Vec<u8>) -> Result<Option<usize>> {
         self.abort.check("recv", || self.object())?;
-        let state = self.word(OFF_STATE);
-        loop {
-            let seen = state.load(Ordering::Acquire);
-            if seen == FULL {
-                break;
-            }
-            self.sleep("recv", seen, OFF_SENDER, "sender")?;
-        }
+        // Acquire on FULL: the sender's writes of the message came before its release of FULL.
+        self.wait_for("recv", OFF_SENDER, "sender", |_, seen| {
+            (seen == FULL).then_some(())
+        })?;
         let len = self.field_u64(OFF_LEN);
         let tag = self.word(OFF_TAG).load(Ordering::Relaxed);
         if len > self.capacity as u64 || tag > TAG_END || (tag == TAG_END && len != 0) {
@@ -330,6 +416,10 @@ impl super::RecvImpl for Slot {
         // SAFETY: `len <= capacity` (checked just now), so the source range lies inside the
         // mapping, which this process accesses only atomically.
         unsafe { crate::shared::copy_out(self.payload.as_ptr(), buf) };
+        if tag == TAG_END {
+            // Release: the sender that waits for this count sees the slot given back after it.
+            self.word(OFF_ENDS_TAKEN).fetch_add(1, Ordering::Release);
+        }
         self.publish(EMPTY);
         Ok((tag == TAG_DATA).then_some(len))
     }

@@ -1,6 +1,7 @@
 //! `pipe`: an anonymous pipe, created by the host, whose other end the child inherits.
 //!
-//! The rendezvous is the descriptor number (`fd=7`). Every ipckit pipe end is close-on-exec;
+//! The rendezvous is the descriptor number (`fd=7`), which only the `unsafe`
+//! `connect_*_inherited` take over (safe code never adopts a descriptor by number). Every ipckit pipe end is close-on-exec;
 //! [`Pending::prepare_child`](super::Pending::prepare_child) clears that flag for the child's end
 //! only in the child, between `fork` and `exec`, so no other child started meanwhile by another
 //! thread inherits it (a stray write end would hold up end of file). The host closes its copy of
@@ -12,7 +13,7 @@ use std::os::unix::process::CommandExt;
 use std::process::Command;
 use std::time::Duration;
 
-use super::stream::{StreamReceiver, StreamSender};
+use super::stream::{Confirm, StreamReceiver, StreamSender};
 use super::{bad_rendezvous, AbortHandle, End, HostImpl, Options, Role, TransportKind};
 use crate::error::{Error, Object, Result};
 use crate::pipe::{PipeReader, PipeWriter};
@@ -24,6 +25,7 @@ struct Host {
     /// The child's end, until `establish` closes it in this process.
     theirs: OwnedFd,
     max: usize,
+    timeout: Duration,
 }
 
 pub(super) fn host(role: Role, options: &Options) -> Result<Box<dyn HostImpl>> {
@@ -40,6 +42,7 @@ pub(super) fn host(role: Role, options: &Options) -> Result<Box<dyn HostImpl>> {
         mine,
         theirs,
         max: options.get_max_message(),
+        timeout: options.get_timeout(),
     }))
 }
 
@@ -70,31 +73,41 @@ impl HostImpl for Host {
             mine,
             theirs,
             max,
+            timeout,
         } = *self;
         drop(theirs);
-        Ok(end(role, mine, max))
+        end(role, mine, max, timeout)
     }
 }
 
-fn end(role: Role, fd: OwnedFd, max: usize) -> End {
+fn end(role: Role, fd: OwnedFd, max: usize, timeout: Duration) -> Result<End> {
     let object = Object::Other(format!("pipe (fd {})", fd.as_raw_fd()));
     let abort = AbortHandle::new(None);
-    match role {
-        Role::Send => End::Send(Box::new(StreamSender::new(
-            PipeSink::new(PipeWriter::from(fd)),
-            object,
-            abort,
-        ))),
+    Ok(match role {
+        Role::Send => {
+            let drain = fd
+                .try_clone()
+                .map_err(|e| Error::os("F_DUPFD_CLOEXEC", object.clone(), e))?;
+            End::Send(Box::new(
+                StreamSender::new(PipeSink::new(PipeWriter::from(fd)), object, abort)
+                    .confirm(Confirm::Drain(drain), timeout),
+            ))
+        }
         Role::Recv => End::Recv(Box::new(StreamReceiver::new(
             PipeReader::from(fd),
             max,
             object,
             abort,
         ))),
-    }
+    })
 }
 
-pub(super) fn connect(role: Role, rendezvous: &str, options: &Options) -> Result<End> {
+/// Takes over the inherited pipe end that `rendezvous` (`fd=N`) names.
+///
+/// # Safety
+/// Descriptor N, if open, was handed to this process for this transport and nothing else in the
+/// process owns, uses or closes it (the caller of `connect_*_inherited` guarantees it).
+pub(super) unsafe fn adopt(role: Role, rendezvous: &str, options: &Options) -> Result<End> {
     let bad = || {
         bad_rendezvous(
             TransportKind::Pipe,
@@ -106,20 +119,31 @@ pub(super) fn connect(role: Role, rendezvous: &str, options: &Options) -> Result
         .and_then(|v| v.parse().ok())
         .filter(|&fd| fd >= 0)
         .ok_or_else(bad)?;
-    // SAFETY: the descriptor is only borrowed to check it is open and a pipe.
+    // SAFETY: the descriptor is only borrowed to check it is open and a pipe; by this fn's
+    // contract nothing else closes it meanwhile.
     let borrowed = unsafe { BorrowedFd::borrow_raw(raw) };
     let object = || Object::Other(format!("inherited pipe (fd {raw})"));
     let stat = rustix::fs::fstat(borrowed).map_err(|e| Error::os("fstat", object(), e))?;
     if rustix::fs::FileType::from_raw_mode(stat.st_mode) != rustix::fs::FileType::Fifo {
         return Err(Error::invalid("connect", object(), "is not a pipe"));
     }
-    // SAFETY: the parent handed this descriptor to this process for the transport (it was
-    // inherited across exec and named in the rendezvous); nothing else in the process owns it.
+    // SAFETY: open (fstat succeeded) and, by this fn's contract, owned by nothing else in the
+    // process.
     let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+    from_owned(role, fd, options)
+}
+
+/// An end over a pipe descriptor this process owns.
+pub(super) fn from_owned(role: Role, fd: OwnedFd, options: &Options) -> Result<End> {
+    let object = || Object::Other(format!("pipe (fd {})", fd.as_raw_fd()));
+    let stat = rustix::fs::fstat(&fd).map_err(|e| Error::os("fstat", object(), e))?;
+    if rustix::fs::FileType::from_raw_mode(stat.st_mode) != rustix::fs::FileType::Fifo {
+        return Err(Error::invalid("connect", object(), "is not a pipe"));
+    }
     // Make it close-on-exec again, so our own children do not inherit it.
     rustix::io::fcntl_setfd(&fd, rustix::io::FdFlags::CLOEXEC)
         .map_err(|e| Error::os("fcntl(F_SETFD)", object(), e))?;
-    Ok(end(role, fd, options.get_max_message()))
+    end(role, fd, options.get_max_message(), options.get_timeout())
 }
 
 /// A pipe's write end that writes with one `write(2)` when the process ignores `SIGPIPE` (as

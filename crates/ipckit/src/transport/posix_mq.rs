@@ -1,21 +1,34 @@
 //! `posix-mq`: a POSIX message queue, one `mq_send` per message.
 //!
-//! Priorities say what a message is: data goes at priority 1 and the end of stream at priority
-//! 0, so the end is received only after every data message sent before it (the kernel hands out
-//! the highest priority first, FIFO within one). The queue is named `/ipckit-<name>`; the host
-//! (or, by NAME, the receiver) creates it exclusively with the message size the options ask for
-//! and unlinks it when its end is dropped. Blocked sends and receives wait in 100 ms slices to
-//! notice an abort. A message is bounded by `msgsize_max`.
+//! Priorities say what a message is: a sender's hello (its pid) at priority 2, data at
+//! priority 1 and a sender's end of stream (its pid) at priority 0, so the end is received only
+//! after every data message sent before it (the kernel hands out the highest priority first,
+//! FIFO within one). The queue is named `/ipckit-<name>`; the host (or, by NAME, the receiver)
+//! creates it exclusively with the message size the options ask for (at least 4 bytes, for a
+//! pid) and unlinks it when its end is dropped.
+//!
+//! Blocked sends and receives wait in 100 ms slices, by the transports' one rule
+//! ([`await_peer`](super::await_peer)): a receiver looks at the queue first and judges the
+//! senders that said hello (by pidfd) only when it is empty, then looks once more; it ends when
+//! the last of them closed, and gives up when none came within the connect timeout. A POSIX queue
+//! does not tell a sender who reads it: a sender's [`close`](super::Sender::close) waits until the
+//! queue is empty (the receiver took everything), and fails once the receiver unlinked the queue
+//! with messages still in it, or after the connect timeout without progress. A message is
+//! bounded by `msgsize_max`.
 
-use std::time::Duration;
+use std::os::fd::AsFd;
+use std::time::{Duration, Instant};
 
-use super::{as_named, AbortHandle, End, HostImpl, MaxMessage, Options, Rendezvous, Role};
-use super::{TransportKind, SLICE};
+use super::{as_named, await_peer, no_peer, pid_of, AbortHandle, End, HostImpl, MaxMessage};
+use super::{Options, Rendezvous, Role, Senders, TransportKind, SLICE};
 use crate::error::{Error, Object, Result};
 use crate::posix::mq::{MessageQueue, OwnedMessageQueue};
 
+const HELLO: u32 = 2;
 const DATA: u32 = 1;
 const END: u32 = 0;
+/// A pid's size: the smallest message size a queue is made with.
+const PID: usize = 4;
 /// At most this many messages wait in the queue (fewer if `msg_max` is lower).
 const DEPTH: usize = 10;
 
@@ -43,13 +56,14 @@ fn queue_name(name: &str) -> String {
 struct Host {
     role: Role,
     queue: OwnedMessageQueue,
+    timeout: Duration,
 }
 
 pub(super) fn host(role: Role, at: &Rendezvous, options: &Options) -> Result<Box<dyn HostImpl>> {
     let limits = crate::posix::mq::limits()?;
     let size = options
         .get_max_message()
-        .clamp(1, limits.msgsize_max.max(1));
+        .clamp(PID, limits.msgsize_max.max(PID));
     let queue = MessageQueue::options()
         .exclusive(true)
         .max_messages(DEPTH.min(limits.msg_max).max(1))
@@ -58,6 +72,7 @@ pub(super) fn host(role: Role, at: &Rendezvous, options: &Options) -> Result<Box
     Ok(Box::new(Host {
         role,
         queue: queue.into_owned(),
+        timeout: options.get_timeout(),
     }))
 }
 
@@ -67,11 +82,11 @@ impl HostImpl for Host {
     }
 
     fn establish(self: Box<Self>, _timeout: Option<Duration>) -> Result<End> {
-        Ok(end(self.role, Queue::Owned(self.queue)))
+        end(self.role, Queue::Owned(self.queue), self.timeout)
     }
 }
 
-pub(super) fn connect(role: Role, rendezvous: &str, _options: &Options) -> Result<End> {
+pub(super) fn connect(role: Role, rendezvous: &str, options: &Options) -> Result<End> {
     let name = match as_named(TransportKind::PosixMq, rendezvous) {
         Some(at) => queue_name(&at.name),
         None => rendezvous.to_string(),
@@ -81,7 +96,11 @@ pub(super) fn connect(role: Role, rendezvous: &str, _options: &Options) -> Resul
         Role::Send => opts.write_only(),
         Role::Recv => opts.read_only(),
     };
-    Ok(end(role, Queue::Opened(opts.open(&name)?)))
+    end(
+        role,
+        Queue::Opened(opts.open(&name)?),
+        options.get_timeout(),
+    )
 }
 
 /// The queue, unlinked on drop when this end created it.
@@ -100,16 +119,22 @@ impl std::ops::Deref for Queue {
     }
 }
 
-fn end(role: Role, queue: Queue) -> End {
-    let ep = Endpoint {
+fn end(role: Role, queue: Queue, timeout: Duration) -> Result<End> {
+    let mut ep = Endpoint {
         rx: Vec::new(),
         queue,
         abort: AbortHandle::new(None),
+        senders: Senders::new(timeout),
+        timeout,
+        me: std::process::id(),
     };
-    match role {
-        Role::Send => End::Send(Box::new(ep)),
+    Ok(match role {
+        Role::Send => {
+            ep.send_with(&ep.me.to_le_bytes(), HELLO, "connect")?;
+            End::Send(Box::new(ep))
+        }
         Role::Recv => End::Recv(Box::new(ep)),
-    }
+    })
 }
 
 struct Endpoint {
@@ -117,6 +142,10 @@ struct Endpoint {
     /// The receive buffer, `message_size` bytes, allocated once.
     rx: Vec<u8>,
     abort: AbortHandle,
+    /// A receiver's senders.
+    senders: Senders,
+    timeout: Duration,
+    me: u32,
 }
 
 impl Endpoint {
@@ -124,11 +153,51 @@ impl Endpoint {
         Object::PosixMq(self.queue.name().to_string())
     }
 
-    fn send_with(&mut self, msg: &[u8], priority: u32) -> Result<()> {
+    /// Whether the queue's name no longer leads to this queue: its creator (the receiver, by
+    /// NAME) unlinked it, which it does when it ends. `false` when it cannot tell.
+    fn unlinked(&self) -> bool {
+        let Ok(mine) = rustix::fs::fstat(self.queue.as_fd()) else {
+            return false;
+        };
+        let path = format!("/dev/mqueue{}", self.queue.name());
+        match std::fs::metadata(&path) {
+            Ok(m) => {
+                use std::os::unix::fs::MetadataExt;
+                m.ino() != mine.st_ino || m.dev() != mine.st_dev
+            }
+            // Only when /dev/mqueue is mounted can the name be looked at.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                std::path::Path::new("/dev/mqueue").is_dir()
+            }
+            Err(_) => false,
+        }
+    }
+
+    fn receiver_gone(&self, op: &'static str) -> crate::Error {
+        Error::os(
+            op,
+            self.object(),
+            std::io::Error::new(
+                std::io::ErrorKind::BrokenPipe,
+                "the receiver ended (it unlinked the queue) before it took everything",
+            ),
+        )
+    }
+
+    /// Sends one message, waiting in slices while the queue is full; gives up when the
+    /// receiver unlinked the queue or after the connect timeout without room.
+    fn send_with(&mut self, msg: &[u8], priority: u32, op: &'static str) -> Result<()> {
+        let since = Instant::now();
         loop {
-            self.abort.check("send", || self.object())?;
+            self.abort.check(op, || self.object())?;
             if self.queue.send_timeout(msg, priority, SLICE)? {
                 return Ok(());
+            }
+            if self.unlinked() {
+                return Err(self.receiver_gone(op));
+            }
+            if since.elapsed() >= self.timeout {
+                return Err(no_peer(op, self.object(), "receiver", self.timeout));
             }
         }
     }
@@ -136,11 +205,39 @@ impl Endpoint {
 
 impl super::SendImpl for Endpoint {
     fn send(&mut self, msg: &[u8]) -> Result<()> {
-        self.send_with(msg, DATA)
+        self.send_with(msg, DATA, "send")
     }
 
+    /// Queues the end marker, then waits until the queue is empty: the receiver took every
+    /// message.
     fn close(&mut self) -> Result<()> {
-        self.send_with(&[], END)
+        self.send_with(&self.me.to_le_bytes(), END, "close")?;
+        let mut since = Instant::now();
+        let mut left = usize::MAX;
+        loop {
+            self.abort.check("close", || self.object())?;
+            let now = self.queue.attr()?.current_messages;
+            if now == 0 {
+                return Ok(());
+            }
+            if now < left {
+                // Progress: the receiver is taking messages.
+                left = now;
+                since = Instant::now();
+            }
+            if self.unlinked() {
+                // The receiver took our end marker and then unlinked, or ended without it.
+                return if self.queue.attr()?.current_messages == 0 {
+                    Ok(())
+                } else {
+                    Err(self.receiver_gone("close"))
+                };
+            }
+            if since.elapsed() >= self.timeout {
+                return Err(no_peer("close", self.object(), "receiver", self.timeout));
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
     }
 
     fn max_message(&self) -> usize {
@@ -162,23 +259,40 @@ impl super::RecvImpl for Endpoint {
             self.rx = vec![0; self.queue.message_size()];
         }
         loop {
-            self.abort.check("recv", || self.object())?;
-            let Some((len, priority)) = self.queue.recv_timeout(&mut self.rx, SLICE)? else {
-                continue;
-            };
-            return match priority {
+            let object = self.object();
+            let queue = &*self.queue;
+            let rx = &mut self.rx;
+            let abort = &self.abort;
+            let senders = &self.senders;
+            let (len, priority) = await_peer(
+                |wait| queue.recv_timeout(rx, wait.unwrap_or(Duration::ZERO)),
+                || abort.check("recv", || object.clone()),
+                || senders.judge("recv", || object.clone()),
+            )?;
+            match priority {
                 DATA => {
                     buf.clear();
                     buf.extend_from_slice(&self.rx[..len]);
-                    Ok(Some(len))
+                    return Ok(Some(len));
                 }
-                END if len == 0 => Ok(None),
-                _ => Err(Error::corrupt(
-                    "recv",
-                    self.object(),
-                    format!("a message of {len} bytes at priority {priority} (expected 1, or an empty 0)"),
-                )),
-            };
+                HELLO if len == PID => {
+                    if let Some(pid) = pid_of(&self.rx[..PID]) {
+                        self.senders.hello(pid);
+                    }
+                }
+                END if len == PID || len == 0 => {
+                    if self.senders.end(pid_of(&self.rx[..len])) {
+                        return Ok(None);
+                    }
+                }
+                _ => {
+                    return Err(Error::corrupt(
+                        "recv",
+                        self.object(),
+                        format!("a message of {len} bytes at priority {priority} (expected a 4-byte hello at 2, data at 1, a 4-byte end at 0)"),
+                    ))
+                }
+            }
         }
     }
 

@@ -9,10 +9,18 @@
 //! reads through a 64 KiB buffer, so a burst of small frames costs one `read`; the sender writes
 //! each message with one `write` (header and payload copied together up to 16 KiB, two writes
 //! above, where the copy would cost more than the second call).
+//!
+//! **Delivery.** A sender's close does not return `Ok` before the receiver took the end marker
+//! ([`Confirm`]): over a socket the receiver answers the marker with one byte; over a pipe or
+//! FIFO, which only go one way, the sender waits until the pipe is empty (`FIONREAD`). Either
+//! wait fails at once when the receiver is gone (end of file, reset, a pipe without readers) and
+//! after the connect timeout without progress.
 
 use std::io::{self, BufReader, Read, Write};
+use std::os::fd::OwnedFd;
+use std::time::{Duration, Instant};
 
-use super::{ended_without_marker, AbortHandle, RecvImpl, SendImpl};
+use super::{ended_without_marker, no_peer, AbortHandle, RecvImpl, SendImpl, SLICE};
 use crate::error::{Error, Object, Result};
 
 /// The largest message a frame can carry: `u32::MAX` is the end marker.
@@ -24,12 +32,24 @@ const COPY_LIMIT: usize = 16 * 1024;
 /// The receiver's read buffer.
 const READ_BUFFER: usize = 64 * 1024;
 
+/// How a sender's close learns that the receiver took the end marker.
+pub(crate) enum Confirm {
+    /// Not at all (the stream's own close is all there is).
+    None,
+    /// A socket (a second descriptor of it): the receiver answers the end marker with one byte.
+    Reply(OwnedFd),
+    /// A pipe's or FIFO's write end: the pipe is empty once the receiver read everything.
+    Drain(OwnedFd),
+}
+
 /// The sending side of a framed stream.
 pub(crate) struct StreamSender<W> {
     writer: W,
     scratch: Vec<u8>,
     object: Object,
     abort: AbortHandle,
+    confirm: Confirm,
+    timeout: Duration,
 }
 
 impl<W: Write + Send> StreamSender<W> {
@@ -39,6 +59,93 @@ impl<W: Write + Send> StreamSender<W> {
             scratch: Vec::new(),
             object,
             abort,
+            confirm: Confirm::None,
+            timeout: Duration::MAX,
+        }
+    }
+
+    /// Makes `close` wait (up to `timeout` without progress) for the receiver to take the end.
+    pub(crate) fn confirm(mut self, confirm: Confirm, timeout: Duration) -> Self {
+        self.confirm = confirm;
+        self.timeout = timeout;
+        self
+    }
+
+    /// The error of a receiver that went away before it took the end marker.
+    fn gone(&self) -> Error {
+        Error::os(
+            "close",
+            self.object.clone(),
+            io::Error::new(
+                io::ErrorKind::BrokenPipe,
+                "the receiver went away before it took the end of stream",
+            ),
+        )
+    }
+
+    /// Waits for the receiver's one-byte answer to the end marker.
+    fn await_reply(&self, fd: &OwnedFd) -> Result<()> {
+        let since = Instant::now();
+        loop {
+            self.abort.check("close", || self.object.clone())?;
+            if super::wait_readable(std::os::fd::AsFd::as_fd(fd), Some(SLICE), || {
+                self.object.clone()
+            })? {
+                let mut byte = [0u8; 1];
+                return match rustix::io::retry_on_intr(|| rustix::io::read(fd, &mut byte)) {
+                    Ok(1) => Ok(()),
+                    Ok(_) => Err(self.gone()),
+                    Err(rustix::io::Errno::CONNRESET) => Err(self.gone()),
+                    Err(e) => Err(Error::os("read", self.object.clone(), e)),
+                };
+            }
+            if since.elapsed() >= self.timeout {
+                return Err(no_peer(
+                    "close",
+                    self.object.clone(),
+                    "receiver",
+                    self.timeout,
+                ));
+            }
+        }
+    }
+
+    /// Waits until the pipe is empty: the receiver read everything.
+    fn await_drain(&self, fd: &OwnedFd) -> Result<()> {
+        use rustix::event::{poll, PollFd, PollFlags, Timespec};
+        let mut since = Instant::now();
+        let mut left = u64::MAX;
+        loop {
+            self.abort.check("close", || self.object.clone())?;
+            let queued = rustix::io::ioctl_fionread(fd)
+                .map_err(|e| Error::os("ioctl(FIONREAD)", self.object.clone(), e))?;
+            if queued == 0 {
+                return Ok(());
+            }
+            if queued < left {
+                left = queued;
+                since = Instant::now();
+            }
+            // POLLERR on a write end: no reader any more.
+            let mut fds = [PollFd::new(fd, PollFlags::empty())];
+            let zero = Timespec {
+                tv_sec: 0,
+                tv_nsec: 0,
+            };
+            if matches!(poll(&mut fds, Some(&zero)), Ok(n) if n > 0)
+                && fds[0].revents().contains(PollFlags::ERR)
+            {
+                return Err(self.gone());
+            }
+            if since.elapsed() >= self.timeout {
+                return Err(no_peer(
+                    "close",
+                    self.object.clone(),
+                    "receiver",
+                    self.timeout,
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(1));
         }
     }
 
@@ -72,7 +179,12 @@ impl<W: Write + Send> SendImpl for StreamSender<W> {
         self.write_all(&END.to_le_bytes())?;
         self.writer
             .flush()
-            .map_err(|e| Error::os("flush", self.object.clone(), e))
+            .map_err(|e| Error::os("flush", self.object.clone(), e))?;
+        match &self.confirm {
+            Confirm::None => Ok(()),
+            Confirm::Reply(fd) => self.await_reply(fd),
+            Confirm::Drain(fd) => self.await_drain(fd),
+        }
     }
 
     fn max_message(&self) -> usize {
@@ -94,6 +206,8 @@ pub(crate) struct StreamReceiver<R> {
     max: usize,
     object: Object,
     abort: AbortHandle,
+    /// A socket: answer the end marker with one byte on it.
+    reply: Option<OwnedFd>,
 }
 
 impl<R: Read + Send> StreamReceiver<R> {
@@ -104,7 +218,14 @@ impl<R: Read + Send> StreamReceiver<R> {
             max,
             object,
             abort,
+            reply: None,
         }
+    }
+
+    /// Answers the end marker with one byte on `fd` (a socket the sender reads).
+    pub(crate) fn reply(mut self, fd: OwnedFd) -> Self {
+        self.reply = Some(fd);
+        self
     }
 
     /// Fills `buf` completely; the number of bytes read before end of file otherwise.
@@ -147,6 +268,14 @@ impl<R: Read + Send> RecvImpl for StreamReceiver<R> {
         }
         let len = u32::from_le_bytes(header);
         if len == END {
+            if let Some(fd) = &self.reply {
+                // The sender's close waits for this; a sender already gone does not care.
+                let _ = rustix::net::send(
+                    fd,
+                    &[1],
+                    rustix::net::SendFlags::NOSIGNAL | rustix::net::SendFlags::DONTWAIT,
+                );
+            }
             return Ok(None);
         }
         let len = len as usize;

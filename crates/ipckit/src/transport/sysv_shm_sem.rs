@@ -6,20 +6,25 @@
 //!
 //! ```text
 //! offset 0  magic "IPKS" | version 1 | capacity: u64 | len: u64 | tag: u32 (0 data, 1 end)
-//!        28 sender pid: u32 | receiver pid: u32 | aborted: u32
+//!        28 sender pid: u32 | receiver pid: u32 | aborted: u32 | ends taken: u32
 //! offset 64 the message (capacity bytes)
 //! ```
 //! Everything read from the segment is validated (magic, capacity against the segment's size,
 //! length against capacity, tag) before use. The host creates a private segment and set and
 //! passes their ids (`shm=ID,sem=ID`); by NAME the receiver creates them under keys derived from
 //! the name, exclusively. The creator removes both when its end is dropped. Waits are cut into
-//! 100 ms slices to notice an abort, or the other side's pid gone.
+//! 100 ms slices to notice an abort, or the other side's pid gone, by the transports' one rule
+//! ([`await_peer`](super::await_peer)): the semaphore is tried first, the peer's death judged
+//! only when it could not be taken, and a dead peer gets one more non-blocking try — a sender
+//! that posted its end marker and exited closed cleanly. A side whose peer never recorded its
+//! pid gives up after the connect timeout. The receiver counts the end markers it took (offset
+//! 40), and a sender's close waits for that count to move.
 
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use super::{aborted, as_named, bad_rendezvous, name_key, process_alive, AbortHandle, End};
-use super::{HostImpl, MaxMessage, Options, Rendezvous, Role, TransportKind, SLICE};
+use super::{aborted, as_named, await_peer, bad_rendezvous, name_key, no_peer, AbortHandle, End};
+use super::{HostImpl, MaxMessage, Options, PeerSlot, Rendezvous, Role, TransportKind};
 use crate::error::{Error, Object, Result};
 use crate::sysv::sem::{OwnedSemSet, SemSet};
 use crate::sysv::shm::{Attachment, OwnedSegment, Segment};
@@ -35,6 +40,7 @@ const OFF_TAG: usize = 24;
 const OFF_SENDER: usize = 28;
 const OFF_RECEIVER: usize = 32;
 const OFF_ABORTED: usize = 36;
+const OFF_ENDS_TAKEN: usize = 40;
 const TAG_DATA: u32 = 0;
 const TAG_END: u32 = 1;
 /// Semaphore numbers.
@@ -63,6 +69,7 @@ struct Host {
     segment: OwnedSegment,
     sems: OwnedSemSet,
     attachment: Attachment,
+    timeout: Duration,
 }
 
 pub(super) fn host(role: Role, at: &Rendezvous, options: &Options) -> Result<Box<dyn HostImpl>> {
@@ -102,6 +109,7 @@ pub(super) fn host(role: Role, at: &Rendezvous, options: &Options) -> Result<Box
         segment,
         sems,
         attachment,
+        timeout: options.get_timeout(),
     }))
 }
 
@@ -128,13 +136,14 @@ impl HostImpl for Host {
             segment,
             sems,
             attachment,
+            timeout,
         } = *self;
         let set = *sems;
-        Endpoint::end(role, attachment, set, Some((segment, sems)))
+        Endpoint::end(role, attachment, set, Some((segment, sems)), timeout)
     }
 }
 
-pub(super) fn connect(role: Role, rendezvous: &str, _options: &Options) -> Result<End> {
+pub(super) fn connect(role: Role, rendezvous: &str, options: &Options) -> Result<End> {
     let (segment, sems) = match as_named(TransportKind::SysvShmSem, rendezvous) {
         Some(at) => (
             Segment::open(name_key(&at.name, SALT_SHM))?,
@@ -160,7 +169,7 @@ pub(super) fn connect(role: Role, rendezvous: &str, _options: &Options) -> Resul
     attachment
         .atomic_u32(pid_at)?
         .store(std::process::id(), Ordering::Relaxed);
-    Endpoint::end(role, attachment, sems, None)
+    Endpoint::end(role, attachment, sems, None, options.get_timeout())
 }
 
 struct Endpoint {
@@ -169,6 +178,11 @@ struct Endpoint {
     /// The segment and set, removed on drop, when this end created them.
     _owned: Option<(OwnedSegment, OwnedSemSet)>,
     abort: AbortHandle,
+    /// The peer whose pid is recorded in the header.
+    peer: PeerSlot,
+    /// How long a peer that never recorded its pid is waited for, from `since`.
+    timeout: Duration,
+    since: Instant,
 }
 
 impl Endpoint {
@@ -177,12 +191,16 @@ impl Endpoint {
         attachment: Attachment,
         sems: SemSet,
         owned: Option<(OwnedSegment, OwnedSemSet)>,
+        timeout: Duration,
     ) -> Result<End> {
         let ep = Endpoint {
             attachment,
             sems,
             _owned: owned,
             abort: AbortHandle::new(None),
+            peer: PeerSlot::default(),
+            timeout,
+            since: Instant::now(),
         };
         Ok(match role {
             Role::Send => End::Send(Box::new(ep)),
@@ -221,27 +239,60 @@ impl Endpoint {
         Ok(capacity as usize)
     }
 
-    /// Takes one from semaphore `num`, in 100 ms slices; between them, checks for an abort and
-    /// whether the process at `peer_at` (a pid in the header) still runs.
-    fn wait(&self, op: &'static str, num: u16, peer_at: usize, peer: &'static str) -> Result<()> {
-        loop {
-            let got = self.sems.wait_timeout(num, SLICE);
-            if self.abort.is_aborted() || self.word(OFF_ABORTED)?.load(Ordering::Relaxed) != 0 {
-                return Err(aborted(op, self.object()));
-            }
-            if got? {
-                return Ok(());
-            }
-            let pid = self.word(peer_at)?.load(Ordering::Relaxed);
-            if pid != 0 && pid != std::process::id() && !process_alive(pid) {
-                return Err(Error::PeerDied {
-                    op,
-                    object: self.object(),
-                    peer,
-                    pid,
-                });
-            }
+    /// The error for a peer (its pid at `peer_at`) that is gone, or that never recorded itself
+    /// within the connect timeout; `None` while it may still act.
+    fn judge(&mut self, op: &'static str, peer_at: usize, peer: &'static str) -> Option<Error> {
+        let pid = match self.word(peer_at) {
+            Ok(w) => w.load(Ordering::Relaxed),
+            Err(e) => return Some(e),
+        };
+        if pid == 0 {
+            return (self.since.elapsed() >= self.timeout)
+                .then(|| no_peer(op, self.object(), peer, self.timeout));
         }
+        let object = self.object();
+        match self.peer.watch(pid) {
+            Some(p) if !p.alive() => Some(Error::PeerDied {
+                op,
+                object,
+                peer,
+                pid,
+            }),
+            _ => None,
+        }
+    }
+
+    /// Fails once this end or the peer aborted.
+    fn check_abort(&self, op: &'static str) -> Result<()> {
+        if self.abort.is_aborted() || self.word(OFF_ABORTED)?.load(Ordering::Relaxed) != 0 {
+            return Err(aborted(op, self.object()));
+        }
+        Ok(())
+    }
+
+    /// Takes one from semaphore `num`, in 100 ms slices, by the transports' rule
+    /// ([`await_peer`]): between slices, checks for an abort and whether the process at
+    /// `peer_at` (a pid in the header) still runs; one that does not gets one more try.
+    fn wait(
+        &mut self,
+        op: &'static str,
+        num: u16,
+        peer_at: usize,
+        peer: &'static str,
+    ) -> Result<()> {
+        let this = std::cell::RefCell::new(self);
+        await_peer(
+            |wait| {
+                let me = this.borrow();
+                let got = match wait {
+                    Some(w) => me.sems.wait_timeout(num, w)?,
+                    None => me.sems.try_wait(num)?,
+                };
+                Ok(got.then_some(()))
+            },
+            || this.borrow().check_abort(op),
+            || this.borrow_mut().judge(op, peer_at, peer),
+        )
     }
 
     fn put(&mut self, msg: &[u8], tag: u32) -> Result<()> {
@@ -277,16 +328,26 @@ impl super::SendImpl for Endpoint {
     /// comes back), for up to the linger time, so that dropping it does not pull the semaphores
     /// from under a receiver that has not seen the end yet.
     fn close(&mut self) -> Result<()> {
+        let before = self.word(OFF_ENDS_TAKEN)?.load(Ordering::Acquire);
         self.put(&[], TAG_END)?;
-        if self._owned.is_some() {
-            let deadline = std::time::Instant::now() + super::LINGER;
-            while std::time::Instant::now() < deadline && !self.abort.is_aborted() {
-                if self.sems.wait_timeout(EMPTY, SLICE)? {
-                    break;
+        self.since = Instant::now();
+        let this = std::cell::RefCell::new(self);
+        await_peer(
+            |wait| {
+                let me = this.borrow();
+                let taken = me.word(OFF_ENDS_TAKEN)?.load(Ordering::Acquire);
+                if taken != before {
+                    return Ok(Some(()));
                 }
-            }
-        }
-        Ok(())
+                if let Some(w) = wait {
+                    // Nothing to wake on: look again every few milliseconds.
+                    std::thread::sleep(w.min(Duration::from_millis(2)));
+                }
+                Ok(None)
+            },
+            || this.borrow().check_abort("close"),
+            || this.borrow_mut().judge("close", OFF_RECEIVER, "receiver"),
+        )
     }
 
     fn max_message(&self) -> usize {
@@ -319,6 +380,10 @@ impl super::RecvImpl for Endpoint {
         buf.clear();
         buf.resize(len, 0);
         self.attachment.read_at(HEADER, buf)?;
+        if tag == TAG_END {
+            // Release: a sender waiting for this count sees it after the copy above.
+            self.word(OFF_ENDS_TAKEN)?.fetch_add(1, Ordering::Release);
+        }
         self.sems.post(EMPTY)?;
         Ok((tag == TAG_DATA).then_some(len))
     }

@@ -9,7 +9,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use super::TransportKind;
-use super::{as_named, stream_socket_end, wait_readable, End, HostImpl, Options, Rendezvous, Role};
+use super::{as_named, stream_socket_end, wait_readable_or_cancel, End, HostImpl, Options};
+use super::{Rendezvous, Role};
 use crate::error::{Error, Object, Result};
 
 struct Host {
@@ -18,6 +19,8 @@ struct Host {
     addr: SocketAddr,
     port_file: Option<PortFile>,
     max: usize,
+    timeout: Duration,
+    cancel: Option<super::AbortHandle>,
 }
 
 /// The file that names a named receiver's port; removed on drop.
@@ -55,6 +58,8 @@ pub(super) fn host(role: Role, at: &Rendezvous, options: &Options) -> Result<Box
         addr,
         port_file,
         max: options.get_max_message(),
+        timeout: options.get_timeout(),
+        cancel: options.get_cancel(),
     }))
 }
 
@@ -64,7 +69,9 @@ impl HostImpl for Host {
     }
 
     fn establish(self: Box<Self>, timeout: Option<Duration>) -> Result<End> {
-        if !wait_readable(self.listener.as_fd(), timeout, || object(self.addr))? {
+        if !wait_readable_or_cancel(self.listener.as_fd(), timeout, self.cancel.as_ref(), || {
+            object(self.addr)
+        })? {
             return Err(Error::Timeout {
                 op: "accept",
                 object: object(self.addr),
@@ -76,14 +83,20 @@ impl HostImpl for Host {
             .accept()
             .map_err(|e| Error::os("accept", object(self.addr), e))?;
         drop(self.port_file);
-        end(self.role, conn, self.max, self.addr)
+        end(self.role, conn, self.max, self.addr, self.timeout)
     }
 }
 
-fn end(role: Role, conn: TcpStream, max: usize, addr: SocketAddr) -> Result<End> {
+fn end(
+    role: Role,
+    conn: TcpStream,
+    max: usize,
+    addr: SocketAddr,
+    timeout: Duration,
+) -> Result<End> {
     conn.set_nodelay(true)
         .map_err(|e| Error::os("setsockopt(TCP_NODELAY)", object(addr), e))?;
-    stream_socket_end(role, OwnedFd::from(conn), max, object(addr))
+    stream_socket_end(role, OwnedFd::from(conn), max, object(addr), timeout)
 }
 
 pub(super) fn connect(role: Role, rendezvous: &str, options: &Options) -> Result<End> {
@@ -103,5 +116,11 @@ pub(super) fn connect(role: Role, rendezvous: &str, options: &Options) -> Result
     };
     let conn = TcpStream::connect_timeout(&addr, options.get_timeout())
         .map_err(|e| Error::os("connect", object(addr), e))?;
-    end(role, conn, options.get_max_message(), addr)
+    end(
+        role,
+        conn,
+        options.get_max_message(),
+        addr,
+        options.get_timeout(),
+    )
 }

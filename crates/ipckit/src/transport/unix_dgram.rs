@@ -58,8 +58,8 @@ fn object(path: &std::path::Path) -> Object {
 }
 
 enum Host {
-    /// The receiver's bound socket.
-    Recv(DatagramSocket, usize),
+    /// The receiver's bound socket, the largest message and the connect timeout.
+    Recv(DatagramSocket, usize, Duration),
     /// A sender waiting for the peer to bind `path`.
     Send(PathBuf),
 }
@@ -67,7 +67,11 @@ enum Host {
 pub(super) fn host(role: Role, at: &Rendezvous, options: &Options) -> Result<Box<dyn HostImpl>> {
     let path = at.path(".dgram");
     Ok(Box::new(match role {
-        Role::Recv => Host::Recv(bind(&path, at.named)?, options.get_max_message()),
+        Role::Recv => Host::Recv(
+            bind(&path, at.named)?,
+            options.get_max_message(),
+            options.get_timeout(),
+        ),
         Role::Send => Host::Send(path),
     }))
 }
@@ -84,14 +88,14 @@ fn bind(path: &std::path::Path, replace: bool) -> Result<DatagramSocket> {
 impl HostImpl for Host {
     fn rendezvous(&self) -> String {
         match self {
-            Host::Recv(socket, _) => socket.addr().to_string(),
+            Host::Recv(socket, _, _) => socket.addr().to_string(),
             Host::Send(path) => path.display().to_string(),
         }
     }
 
     fn establish(self: Box<Self>, timeout: Option<Duration>) -> Result<End> {
         match *self {
-            Host::Recv(socket, max) => receiver(socket, max),
+            Host::Recv(socket, max, timeout) => receiver(socket, max, timeout),
             Host::Send(path) => {
                 let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
                 loop {
@@ -110,7 +114,7 @@ impl HostImpl for Host {
     }
 }
 
-fn receiver(socket: DatagramSocket, max: usize) -> Result<End> {
+fn receiver(socket: DatagramSocket, max: usize, timeout: Duration) -> Result<End> {
     let path = socket
         .addr()
         .as_path()
@@ -126,6 +130,7 @@ fn receiver(socket: DatagramSocket, max: usize) -> Result<End> {
         object(&path),
         false,
         Some(Box::new(socket)),
+        timeout,
     )?)))
 }
 
@@ -136,12 +141,16 @@ fn sender(path: &std::path::Path) -> Result<End> {
         .map_err(|e| Error::os("connect", object(path), e))?;
     let fd = OwnedFd::from(socket);
     grow_send_buffer(fd.as_fd(), &object(path))?;
-    Ok(End::Send(Box::new(PacketSender {
+    let mut tx = PacketSender {
         fd,
         max: max_message().bytes,
         object: object(path),
         abort: AbortHandle::new(None),
-    })))
+        announce: true,
+        confirm: None,
+    };
+    tx.hello()?;
+    Ok(End::Send(Box::new(tx)))
 }
 
 pub(super) fn connect(role: Role, rendezvous: &str, options: &Options) -> Result<End> {
@@ -151,6 +160,10 @@ pub(super) fn connect(role: Role, rendezvous: &str, options: &Options) -> Result
     };
     match role {
         Role::Send => sender(&path),
-        Role::Recv => receiver(bind(&path, named)?, options.get_max_message()),
+        Role::Recv => receiver(
+            bind(&path, named)?,
+            options.get_max_message(),
+            options.get_timeout(),
+        ),
     }
 }

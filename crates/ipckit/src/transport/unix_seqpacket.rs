@@ -8,8 +8,9 @@ use std::time::Duration;
 
 use super::packet::{PacketReceiver, PacketSender};
 use super::unix_dgram::{grow_send_buffer, max_message};
+use super::Role;
 use super::TransportKind;
-use super::{as_named, wait_readable, AbortHandle, End, HostImpl, Options, Rendezvous, Role};
+use super::{as_named, wait_readable_or_cancel, AbortHandle, End, HostImpl, Options, Rendezvous};
 use crate::error::{Error, Object, Result};
 use crate::unix::{Addr, SeqpacketConn, SeqpacketListener};
 
@@ -17,6 +18,8 @@ struct Host {
     role: Role,
     listener: SeqpacketListener,
     max: usize,
+    timeout: Duration,
+    cancel: Option<AbortHandle>,
 }
 
 pub(super) fn host(role: Role, at: &Rendezvous, options: &Options) -> Result<Box<dyn HostImpl>> {
@@ -30,6 +33,8 @@ pub(super) fn host(role: Role, at: &Rendezvous, options: &Options) -> Result<Box
         role,
         listener,
         max: options.get_max_message(),
+        timeout: options.get_timeout(),
+        cancel: options.get_cancel(),
     }))
 }
 
@@ -41,7 +46,7 @@ impl HostImpl for Host {
     fn establish(self: Box<Self>, timeout: Option<Duration>) -> Result<End> {
         let at = self.listener.addr().to_string();
         let object = || Object::Other(format!("unix-seqpacket listener {at}"));
-        if !wait_readable(self.listener.as_fd(), timeout, object)? {
+        if !wait_readable_or_cancel(self.listener.as_fd(), timeout, self.cancel.as_ref(), object)? {
             return Err(Error::Timeout {
                 op: "accept",
                 object: object(),
@@ -49,11 +54,11 @@ impl HostImpl for Host {
             });
         }
         let conn = self.listener.accept()?;
-        end(self.role, conn, self.max, &at)
+        end(self.role, conn, self.max, &at, self.timeout)
     }
 }
 
-fn end(role: Role, conn: SeqpacketConn, max: usize, at: &str) -> Result<End> {
+fn end(role: Role, conn: SeqpacketConn, max: usize, at: &str, timeout: Duration) -> Result<End> {
     let object = Object::Other(format!("unix-seqpacket socket {at}"));
     let fd = OwnedFd::from(conn);
     Ok(match role {
@@ -64,9 +69,18 @@ fn end(role: Role, conn: SeqpacketConn, max: usize, at: &str) -> Result<End> {
                 max: max_message().bytes,
                 object,
                 abort: AbortHandle::new(None),
+                announce: false,
+                confirm: Some(timeout),
             }))
         }
-        Role::Recv => End::Recv(Box::new(PacketReceiver::new(fd, max, object, true, None)?)),
+        Role::Recv => End::Recv(Box::new(PacketReceiver::new(
+            fd,
+            max,
+            object,
+            true,
+            None,
+            Duration::MAX,
+        )?)),
     })
 }
 
@@ -81,5 +95,6 @@ pub(super) fn connect(role: Role, rendezvous: &str, options: &Options) -> Result
         conn,
         options.get_max_message(),
         &path.display().to_string(),
+        options.get_timeout(),
     )
 }

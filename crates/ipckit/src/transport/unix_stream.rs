@@ -6,7 +6,8 @@ use std::os::fd::{AsFd, OwnedFd};
 use std::time::Duration;
 
 use super::TransportKind;
-use super::{as_named, stream_socket_end, wait_readable, End, HostImpl, Options, Rendezvous, Role};
+use super::{as_named, stream_socket_end, wait_readable_or_cancel, End, HostImpl, Options};
+use super::{Rendezvous, Role};
 use crate::error::{Error, Object, Result};
 use crate::unix::{connect_stream, Addr, StreamListener};
 
@@ -15,6 +16,8 @@ struct Host {
     listener: StreamListener,
     max: usize,
     capacity: Option<usize>,
+    timeout: Duration,
+    cancel: Option<super::AbortHandle>,
 }
 
 pub(super) fn host(role: Role, at: &Rendezvous, options: &Options) -> Result<Box<dyn HostImpl>> {
@@ -29,6 +32,8 @@ pub(super) fn host(role: Role, at: &Rendezvous, options: &Options) -> Result<Box
         listener,
         max: options.get_max_message(),
         capacity: options.get_capacity(),
+        timeout: options.get_timeout(),
+        cancel: options.get_cancel(),
     }))
 }
 
@@ -39,7 +44,7 @@ impl HostImpl for Host {
 
     fn establish(self: Box<Self>, timeout: Option<Duration>) -> Result<End> {
         let object = || Object::Other(format!("unix-stream listener {}", self.listener.addr()));
-        if !wait_readable(self.listener.as_fd(), timeout, object)? {
+        if !wait_readable_or_cancel(self.listener.as_fd(), timeout, self.cancel.as_ref(), object)? {
             return Err(Error::Timeout {
                 op: "accept",
                 object: object(),
@@ -53,17 +58,25 @@ impl HostImpl for Host {
             self.max,
             self.capacity,
             self.listener.addr().to_string(),
+            self.timeout,
         )
     }
 }
 
-fn end(role: Role, fd: OwnedFd, max: usize, capacity: Option<usize>, at: String) -> Result<End> {
+fn end(
+    role: Role,
+    fd: OwnedFd,
+    max: usize,
+    capacity: Option<usize>,
+    at: String,
+    timeout: Duration,
+) -> Result<End> {
     let object = Object::Other(format!("unix-stream socket {at}"));
     if let Some(n) = capacity {
         rustix::net::sockopt::set_socket_send_buffer_size(&fd, n)
             .map_err(|e| Error::os("setsockopt(SO_SNDBUF)", object.clone(), e))?;
     }
-    stream_socket_end(role, fd, max, object)
+    stream_socket_end(role, fd, max, object, timeout)
 }
 
 pub(super) fn connect(role: Role, rendezvous: &str, options: &Options) -> Result<End> {
@@ -78,5 +91,6 @@ pub(super) fn connect(role: Role, rendezvous: &str, options: &Options) -> Result
         options.get_max_message(),
         options.get_capacity(),
         path.display().to_string(),
+        options.get_timeout(),
     )
 }
