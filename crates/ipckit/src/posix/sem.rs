@@ -865,6 +865,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg_attr(miri, ignore = "calls sem_init, which Miri lacks")]
     fn slot_is_initialised_once_and_freed_by_its_initialiser() {
         let mut mem = vec![0u64; RawSemaphore::SLOT_SIZE / 8];
         {
