@@ -30,12 +30,39 @@ fn next() -> u32 {
 }
 
 /// A System V key no other test process uses: 0x49 in the top byte, then 14 bits of the pid and a
-/// 10-bit counter. Create objects with it exclusively (`IPC_EXCL`) so that a collision with a
-/// foreign object fails loudly instead of sharing it.
+/// 10-bit counter, skipping keys that an object on the machine has now. Create objects with it
+/// exclusively (`IPC_EXCL`) so that a collision with a foreign object fails loudly instead of
+/// sharing it.
+///
+/// 14 bits do not hold every pid (pid_max is 32768 or more), so two live processes whose pids
+/// differ by a multiple of 16384 get the same sequence of keys, and the counter wraps after 1024
+/// keys: the skip keeps both from handing out a key that is taken.
 pub fn unique_key() -> i32 {
     let pid = std::process::id();
-    let n = next();
-    (0x4900_0000u32 | ((pid & 0x3fff) << 10) | (n & 0x3ff)) as i32
+    let taken = sysv_keys_in_use();
+    loop {
+        let n = next();
+        let key = (0x4900_0000u32 | ((pid & 0x3fff) << 10) | (n & 0x3ff)) as i32;
+        if !taken.contains(&key) {
+            return key;
+        }
+    }
+}
+
+/// The keys of every System V object on the machine now, from /proc/sysvipc (empty where that
+/// cannot be read).
+fn sysv_keys_in_use() -> std::collections::HashSet<i32> {
+    ["shm", "sem", "msg"]
+        .iter()
+        .filter_map(|kind| std::fs::read_to_string(format!("/proc/sysvipc/{kind}")).ok())
+        .flat_map(|table| {
+            table
+                .lines()
+                .skip(1)
+                .filter_map(|line| line.split_whitespace().next()?.parse().ok())
+                .collect::<Vec<i32>>()
+        })
+        .collect()
 }
 
 /// A POSIX IPC name (`/ipckit-test-<what>-<pid>-<n>`) no other test process uses.
@@ -331,5 +358,33 @@ impl Conversation {
     pub fn finish(mut self) -> ExitStatus {
         drop(self.input.take());
         self.kid.0.wait().expect("wait for child")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unique_key_skips_a_key_an_object_has() {
+        // The key the counter gives next, taken by a segment first (as by another test process
+        // whose pid has the same low 14 bits, or by this one before its counter wrapped).
+        let before = unique_key();
+        let next_key = before + 1;
+        // SAFETY: plain system calls on integers.
+        let id = unsafe { libc::shmget(next_key, 64, libc::IPC_CREAT | libc::IPC_EXCL | 0o600) };
+        let _remove = Defer(|| {
+            if id >= 0 {
+                // SAFETY: as above; removes only the segment made here.
+                unsafe { libc::shmctl(id, libc::IPC_RMID, std::ptr::null_mut()) };
+            }
+        });
+        assert!(
+            id >= 0 || std::io::Error::last_os_error().raw_os_error() == Some(libc::EEXIST),
+            "shmget: {}",
+            std::io::Error::last_os_error()
+        );
+        let key = unique_key();
+        assert_ne!(key, next_key, "a key in use was handed out");
     }
 }
