@@ -7,7 +7,9 @@
 //!   [`child_role`]);
 //! - compiling small C programs with the system `cc` ([`compile_c`]);
 //! - child processes that are killed and reaped on drop ([`Kid`]), talked to line by line
-//!   ([`Conversation`]) or run to the end for their output ([`run_for_stdout`]);
+//!   ([`Conversation`]) or run to the end for their output ([`run_for_stdout`]), and a guard that
+//!   holds those starts back while a test asserts which processes use its objects
+//!   ([`no_process_starts`]);
 //! - waiting for a condition without assuming anything about timing ([`wait_until`]), and seeing
 //!   which system call a thread sleeps in ([`task`]);
 //! - interrupting a blocked call with a signal ([`interrupt`]);
@@ -18,6 +20,7 @@ use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::{ChildStdin, ChildStdout, Command, ExitStatus, Output, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{PoisonError, RwLock, RwLockWriteGuard};
 use std::time::{Duration, Instant};
 
 pub mod interrupt;
@@ -193,6 +196,32 @@ pub fn example_bin(name: &str) -> PathBuf {
     bin
 }
 
+/// Held (shared) while a helper of this crate starts a process, and exclusively by
+/// [`no_process_starts`].
+static STARTING: RwLock<()> = RwLock::new(());
+
+/// Spawns `cmd` while holding [`STARTING`] shared. `spawn` returns once the child has executed
+/// its program (or failed to), so the child no longer shares or copies this process's memory and
+/// descriptors when the lock is released.
+fn spawn(cmd: &mut Command) -> std::io::Result<std::process::Child> {
+    let _starting = STARTING.read().unwrap_or_else(PoisonError::into_inner);
+    cmd.spawn()
+}
+
+/// Keeps the helpers of this crate ([`start`], [`run`], [`run_for_stdout`],
+/// [`Conversation::start`]) from starting a process in this test binary until the guard drops.
+///
+/// Until it execs, a new process shares (`posix_spawn`, `vfork`) or copies (`fork`) the memory
+/// and the descriptor table of the test process, so /proc shows it mapping every object the test
+/// process maps and holding every descriptor it holds. A test that asserts exactly which
+/// processes map or hold its object takes this guard around the assertion, so that another test
+/// of the same binary, starting a process meanwhile, cannot add one. Do not start a process while
+/// holding it (that would wait for ever); processes started otherwise than through these helpers
+/// are not held back.
+pub fn no_process_starts() -> RwLockWriteGuard<'static, ()> {
+    STARTING.write().unwrap_or_else(PoisonError::into_inner)
+}
+
 /// A child process that is killed and reaped when dropped, so a failing test never leaves one
 /// running (or a zombie). Start one with [`start`].
 pub struct Kid(pub std::process::Child);
@@ -224,11 +253,9 @@ impl Drop for Kid {
 
 /// Spawns `cmd` with stdout discarded and stderr shared with the test, as a [`Kid`].
 pub fn start(mut cmd: Command) -> Kid {
-    Kid(cmd
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::inherit())
-        .spawn()
-        .expect("spawn child"))
+    cmd.stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::inherit());
+    Kid(spawn(&mut cmd).expect("spawn child"))
 }
 
 /// Polls `cond` until it holds; fails the test (naming `what`) after a generous bound instead of
@@ -278,9 +305,13 @@ pub fn become_nobody() {
 /// binary pass `env!("CARGO_BIN_EXE_<name>")` (set only while compiling its integration tests).
 pub fn run(exe: impl AsRef<OsStr>, args: &[&str]) -> Output {
     let exe = exe.as_ref();
-    Command::new(exe)
-        .args(args)
-        .output()
+    let mut cmd = Command::new(exe);
+    cmd.args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    spawn(&mut cmd)
+        .and_then(std::process::Child::wait_with_output)
         .unwrap_or_else(|e| panic!("run {}: {e}", exe.to_string_lossy()))
 }
 
@@ -292,11 +323,8 @@ pub fn text(bytes: &[u8]) -> String {
 /// Runs `cmd` to the end with stdout captured and stderr shared with the test; fails the test
 /// if it exits unsuccessfully. Returns the child's pid and its stdout.
 pub fn run_for_stdout(mut cmd: Command) -> (i32, String) {
-    let child = cmd
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("spawn child");
+    cmd.stdout(Stdio::piped()).stderr(Stdio::inherit());
+    let child = spawn(&mut cmd).expect("spawn child");
     let pid = child.id() as i32;
     let out = child.wait_with_output().expect("wait for child");
     assert!(out.status.success(), "{cmd:?} failed: {}", out.status);
@@ -315,11 +343,8 @@ pub struct Conversation {
 impl Conversation {
     /// Spawns `cmd` with piped stdin and stdout (stderr shared with the test).
     pub fn start(mut cmd: Command) -> Conversation {
-        let mut child = cmd
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("spawn child");
+        cmd.stdin(Stdio::piped()).stdout(Stdio::piped());
+        let mut child = spawn(&mut cmd).expect("spawn child");
         let out = BufReader::new(child.stdout.take().expect("piped stdout"));
         let input = child.stdin.take();
         Conversation {
