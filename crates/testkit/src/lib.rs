@@ -200,22 +200,24 @@ pub fn example_bin(name: &str) -> PathBuf {
 /// [`no_process_starts`].
 static STARTING: RwLock<()> = RwLock::new(());
 
-/// Spawns `cmd` while holding [`STARTING`] shared. `spawn` returns once the child has executed
-/// its program (or failed to), so the child no longer shares or copies this process's memory and
-/// descriptors when the lock is released.
-fn spawn(cmd: &mut Command) -> std::io::Result<std::process::Child> {
+/// Spawns `cmd` (as `cmd.spawn()`) unless a test holds [`no_process_starts`]; the other helpers
+/// of this crate start their processes with it. `spawn` returns once the child has executed its
+/// program (or failed to), so the child no longer shares or copies this process's memory and
+/// descriptors when it lets other tests go on.
+pub fn spawn(cmd: &mut Command) -> std::io::Result<std::process::Child> {
     let _starting = STARTING.read().unwrap_or_else(PoisonError::into_inner);
     cmd.spawn()
 }
 
-/// Keeps the helpers of this crate ([`start`], [`run`], [`run_for_stdout`],
+/// Keeps the helpers of this crate ([`spawn`], [`start`], [`run`], [`run_for_stdout`],
 /// [`Conversation::start`]) from starting a process in this test binary until the guard drops.
 ///
 /// Until it execs, a new process shares (`posix_spawn`, `vfork`) or copies (`fork`) the memory
 /// and the descriptor table of the test process, so /proc shows it mapping every object the test
-/// process maps and holding every descriptor it holds. A test that asserts exactly which
-/// processes map or hold its object takes this guard around the assertion, so that another test
-/// of the same binary, starting a process meanwhile, cannot add one. Do not start a process while
+/// process maps and holding every descriptor it holds (a forked child even counts as a System V
+/// attachment and as a writable mapping that makes `F_SEAL_WRITE` fail with EBUSY). A test that
+/// asserts exactly which processes map or hold its object takes this guard around the assertion,
+/// so that another test of the same binary, starting a process meanwhile, cannot add one. Do not start a process while
 /// holding it (that would wait for ever); processes started otherwise than through these helpers
 /// are not held back.
 pub fn no_process_starts() -> RwLockWriteGuard<'static, ()> {
