@@ -2,16 +2,18 @@
 //! updates and exits non-zero; Dekker refuses three processes in one line; --json prints one object
 //! of the documented shape; `demo robust` reports the dead owner and the recovery. No demo leaves
 //! a System V object behind.
+//!
+//! The leak check runs each demo in an IPC namespace of its own, where the objects left when it
+//! ends are the demo's: other processes of the machine create and remove objects meanwhile.
 
 use std::collections::BTreeSet;
-use std::process::Output;
-use std::sync::{Mutex, MutexGuard};
+use std::process::{Command, Output, Stdio};
+use std::sync::{Mutex, MutexGuard, OnceLock};
 
-use ipckit_testkit::{run, text};
+use ipckit_testkit::{run, spawn, text, unique_path, Defer};
 use serde_json::Value;
 
-/// The tests of this file run one at a time, so that one's objects never show up in another's
-/// leak check.
+/// The tests of this file run one at a time: the demos measure contention.
 static SERIAL: Mutex<()> = Mutex::new(());
 
 fn serial() -> MutexGuard<'static, ()> {
@@ -22,22 +24,67 @@ fn ipckit(args: &[&str]) -> Output {
     run(env!("CARGO_BIN_EXE_ipckit"), args)
 }
 
-/// The System V objects on the machine (kind and id), from /proc/sysvipc.
-fn sysv_objects() -> BTreeSet<String> {
-    let mut set = BTreeSet::new();
-    for kind in ["shm", "sem", "msg"] {
-        let table = std::fs::read_to_string(format!("/proc/sysvipc/{kind}")).unwrap_or_default();
-        for line in table.lines().skip(1) {
-            let id = line.split_whitespace().nth(1).unwrap_or_default();
-            set.insert(format!("{kind} {id}"));
+/// Whether this machine lets us make an IPC namespace (`unshare --ipc`, which needs privilege).
+fn namespaces_allowed() -> bool {
+    static ALLOWED: OnceLock<bool> = OnceLock::new();
+    *ALLOWED.get_or_init(|| {
+        let allowed = Command::new("unshare")
+            .args(["--ipc", "true"])
+            .output()
+            .is_ok_and(|o| o.status.success());
+        if !allowed {
+            eprintln!("note: cannot create an IPC namespace here; the leak checks are skipped");
         }
+        allowed
+    })
+}
+
+/// `ipckit ARGS` in a new IPC namespace when the machine allows it, with the System V objects
+/// ("shm ID", "sem ID", "msg ID") left in that namespace when the command ended: exactly what it
+/// left behind. Without a namespace, plain `ipckit ARGS` and `None`.
+fn ipckit_in_namespace(args: &[&str]) -> (Output, Option<Vec<String>>) {
+    if !namespaces_allowed() {
+        return (ipckit(args), None);
     }
-    set
+    let left = unique_path("demo-left");
+    let _remove = Defer(|| {
+        let _ = std::fs::remove_file(&left);
+    });
+    let script = r#""$IPCKIT" "$@"; rc=$?
+for k in shm sem msg; do awk -v k="$k" 'FNR > 1 { print k, $2 }' "/proc/sysvipc/$k"; done >"$LEFT"
+exit $rc"#;
+    let mut cmd = Command::new("unshare");
+    cmd.args(["--ipc", "sh", "-c", script, "sh"])
+        .args(args)
+        .env("IPCKIT", env!("CARGO_BIN_EXE_ipckit"))
+        .env("LEFT", &left)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let out = spawn(&mut cmd)
+        .and_then(|c| c.wait_with_output())
+        .expect("run unshare");
+    let listed = std::fs::read_to_string(&left).expect("the objects left in the namespace");
+    (out, Some(listed.lines().map(String::from).collect()))
+}
+
+/// Fails the test if `left` names objects (when the namespace could be made).
+fn assert_nothing_left(what: &str, left: Option<Vec<String>>) {
+    if let Some(left) = left {
+        assert!(left.is_empty(), "{what} left behind: {left:?}");
+    }
 }
 
 /// `demo mutex --json` for one algorithm; the parsed object and the exit status.
 fn mutex_json(algo: &str, procs: usize, iters: u64) -> (Value, bool) {
-    let out = ipckit(&[
+    let (v, ok, _) = mutex_json_left(algo, procs, iters);
+    (v, ok)
+}
+
+/// [`mutex_json`] in an IPC namespace, with the objects it left there (see
+/// [`ipckit_in_namespace`]).
+fn mutex_json_left(algo: &str, procs: usize, iters: u64) -> (Value, bool, Option<Vec<String>>) {
+    let (out, left) = ipckit_in_namespace(&[
         "demo",
         "mutex",
         "--algo",
@@ -51,13 +98,12 @@ fn mutex_json(algo: &str, procs: usize, iters: u64) -> (Value, bool) {
     let stdout = text(&out.stdout);
     let value: Value = serde_json::from_str(&stdout)
         .unwrap_or_else(|e| panic!("{algo}: not JSON ({e}): {stdout:?} {}", text(&out.stderr)));
-    (value, out.status.success())
+    (value, out.status.success(), left)
 }
 
 #[test]
 fn every_lock_counts_exactly_without_overlap_and_leaves_nothing_behind() {
     let _serial = serial();
-    let before = sysv_objects();
     for (algo, procs, iters) in [
         ("futex", 3, 300),
         ("sysv-sem", 3, 300),
@@ -68,7 +114,8 @@ fn every_lock_counts_exactly_without_overlap_and_leaves_nothing_behind() {
         ("szymanski", 3, 100),
         ("bakery", 3, 100),
     ] {
-        let (v, ok) = mutex_json(algo, procs, iters);
+        let (v, ok, left) = mutex_json_left(algo, procs, iters);
+        assert_nothing_left(algo, left);
         let expected = procs as u64 * iters;
         assert_eq!(v["expected"], expected, "{algo}: {v}");
         assert_eq!(v["counted"], expected, "{algo}: {v}");
@@ -78,8 +125,6 @@ fn every_lock_counts_exactly_without_overlap_and_leaves_nothing_behind() {
             "{algo}: exit status non-zero although the count is exact: {v}"
         );
     }
-    let leaked: Vec<_> = sysv_objects().difference(&before).cloned().collect();
-    assert!(leaked.is_empty(), "left behind: {leaked:?}");
 }
 
 #[test]
@@ -182,8 +227,8 @@ fn unknown_algorithm_is_a_usage_error() {
 #[test]
 fn robust_demo_reports_the_dead_owner_and_the_recovery() {
     let _serial = serial();
-    let before = sysv_objects();
-    let out = ipckit(&["demo", "robust"]);
+    let (out, left) = ipckit_in_namespace(&["demo", "robust"]);
+    assert_nothing_left("demo robust", left);
     let s = text(&out.stdout);
     assert!(out.status.success(), "{s}{}", text(&out.stderr));
     for step in ["create", "lock", "kill", "owner-died", "repair", "relock"] {
@@ -199,7 +244,8 @@ fn robust_demo_reports_the_dead_owner_and_the_recovery() {
         "{s}"
     );
 
-    let out = ipckit(&["demo", "robust", "--json"]);
+    let (out, left) = ipckit_in_namespace(&["demo", "robust", "--json"]);
+    assert_nothing_left("demo robust --json", left);
     assert!(out.status.success());
     let v: Value = serde_json::from_str(&text(&out.stdout)).expect("JSON");
     assert_eq!(v["owner_died"], true);
@@ -214,6 +260,4 @@ fn robust_demo_reports_the_dead_owner_and_the_recovery() {
         steps,
         ["create", "lock", "kill", "owner-died", "repair", "relock"]
     );
-    let leaked: Vec<_> = sysv_objects().difference(&before).cloned().collect();
-    assert!(leaked.is_empty(), "left behind: {leaked:?}");
 }

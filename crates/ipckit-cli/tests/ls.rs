@@ -6,6 +6,11 @@
 //! Every object is created exclusively under a unique key and owned by a handle that removes it on
 //! drop, also when an assertion panics. Other processes create and remove objects meanwhile, so the
 //! tests look only at their own objects.
+//!
+//! The segment is attached by a child process of its own, never by the test process: while another
+//! test of this binary starts a program, the new process shares (`posix_spawn`, `vfork`) or copies
+//! (`fork`) the test process's memory until it execs, and `ls` rightly lists it as attached to
+//! every segment the test process has attached then.
 
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -15,7 +20,7 @@ use ipckit::sysv::msg::{MsgQueue, OwnedMsgQueue};
 use ipckit::sysv::sem::{OwnedSemSet, SemSet};
 use ipckit::sysv::shm::{Attachment, OwnedSegment, Segment};
 use ipckit::Key;
-use ipckit_testkit::{run, unique_key};
+use ipckit_testkit::{child_role, run, spawn_self, unique_key, Conversation};
 use serde_json::{Map, Value};
 
 fn ipckit(args: &[&str]) -> Output {
@@ -59,12 +64,44 @@ fn ipcs_row(args: &[&str], key: Key) -> Vec<String> {
         .unwrap_or_else(|| panic!("ipcs {args:?} has no line for {key}:\n{text}"))
 }
 
-/// One object of each System V kind, with state to show: an attached segment of 12345 bytes and
-/// mode 0640, a set of 4 semaphores, a queue holding 2 messages of 12 bytes.
+/// The test that, re-executed by [`Holder::start`], attaches a segment and holds it.
+const HOLDER_TEST: &str = "attachment_holder";
+
+/// Run as a child by [`Holder::start`] (does nothing as a test of its own): attaches the segment
+/// whose id is the role, says "attached", and holds the attachment until its stdin closes. It is
+/// single-threaded and starts no process, so no other process ever shares its memory.
+#[test]
+fn attachment_holder() {
+    let Some(id) = child_role() else { return };
+    let attachment: Attachment = Segment::from_id(id.parse().unwrap()).attach().unwrap();
+    println!("attached");
+    let _ = std::io::stdin().read_line(&mut String::new());
+    drop(attachment);
+}
+
+/// A child process holding the only attachment of a segment; killed and reaped on drop.
+struct Holder {
+    _child: Conversation,
+    pid: u32,
+}
+
+impl Holder {
+    /// Starts the child and returns once it has attached `shm`.
+    fn start(shm: &OwnedSegment) -> Holder {
+        let mut child = Conversation::start(spawn_self(HOLDER_TEST, &shm.id().to_string()));
+        child.wait_for("attached");
+        let pid = child.pid();
+        Holder { _child: child, pid }
+    }
+}
+
+/// One object of each System V kind, with state to show: a segment of 12345 bytes and mode 0640
+/// attached by one child process ([`Holder`]), a set of 4 semaphores, a queue holding 2 messages of
+/// 12 bytes.
 struct Objects {
     shm_key: Key,
     shm: OwnedSegment,
-    _attachment: Attachment,
+    holder: Holder,
     sem_key: Key,
     sem: OwnedSemSet,
     msg_key: Key,
@@ -81,7 +118,7 @@ impl Objects {
             .open(shm_key)
             .unwrap()
             .into_owned();
-        let attachment = shm.attach().unwrap();
+        let holder = Holder::start(&shm);
         let sem_key = Key::new(unique_key());
         let sem = SemSet::create_exclusive(sem_key, 4).unwrap().into_owned();
         let msg_key = Key::new(unique_key());
@@ -91,7 +128,7 @@ impl Objects {
         Objects {
             shm_key,
             shm,
-            _attachment: attachment,
+            holder,
             sem_key,
             sem,
             msg_key,
@@ -139,10 +176,8 @@ fn json_agrees_with_ipcs_on_our_objects() {
     assert_eq!(n(shm, "nattch"), row[5].parse::<u64>().unwrap());
     assert_eq!(n(shm, "nattch"), 1);
     assert_eq!(n(shm, "cpid"), u64::from(std::process::id()));
-    assert_eq!(
-        shm["attached_pids"],
-        serde_json::json!([std::process::id()])
-    );
+    assert_eq!(n(shm, "lpid"), u64::from(objs.holder.pid));
+    assert_eq!(shm["attached_pids"], serde_json::json!([objs.holder.pid]));
 
     let sem = entry(&list, "sysv-sem", objs.sem_key);
     let row = ipcs_row(&["-s"], objs.sem_key);
@@ -175,18 +210,43 @@ fn is_rfc3339_or_null(v: &Value) -> bool {
     }
 }
 
-/// Checks every documented field of one `ls --json` object and its type.
+fn is_u64_or_null(v: &Value) -> bool {
+    v.is_null() || v.is_u64()
+}
+
+fn is_pid_array(o: &Map<String, Value>, name: &str) -> bool {
+    o[name]
+        .as_array()
+        .is_some_and(|pids| pids.iter().all(Value::is_u64))
+}
+
+/// Checks every documented field of one `ls --json` object and its type. The listing holds every
+/// object of the machine, POSIX ones included, whoever made them.
 fn check_types(o: &Map<String, Value>) {
-    let key = o["key"].as_str().expect("key is a string");
-    assert!(
-        key.len() == 10 && key.starts_with("0x") && key[2..].bytes().all(|b| b.is_ascii_hexdigit()),
-        "key {key:?}"
-    );
-    assert!(o["id"].is_i64(), "id {o:?}");
-    for name in ["owner", "group", "creator", "creator_group"] {
+    let kind = o["kind"].as_str().expect("kind is a string");
+    if kind.starts_with("sysv-") {
+        let key = o["key"].as_str().expect("key is a string");
+        assert!(
+            key.len() == 10
+                && key.starts_with("0x")
+                && key[2..].bytes().all(|b| b.is_ascii_hexdigit()),
+            "key {key:?}"
+        );
+        assert!(o["id"].is_i64(), "id {o:?}");
+        for name in ["creator", "creator_group"] {
+            assert!(o[name].is_string(), "{name} in {o:?}");
+        }
+        for name in ["cuid", "cgid"] {
+            assert!(o[name].is_u64(), "{name} in {o:?}");
+        }
+    } else {
+        let name = o["name"].as_str().expect("name is a string");
+        assert!(name.starts_with('/'), "name {name:?}");
+    }
+    for name in ["owner", "group"] {
         assert!(o[name].is_string(), "{name} in {o:?}");
     }
-    for name in ["uid", "gid", "cuid", "cgid"] {
+    for name in ["uid", "gid"] {
         assert!(o[name].is_u64(), "{name} in {o:?}");
     }
     let perms = o["perms"].as_str().expect("perms is a string");
@@ -194,25 +254,52 @@ fn check_types(o: &Map<String, Value>) {
         perms.len() == 4 && perms.starts_with('0') && octal(perms) <= 0o777,
         "perms {perms:?}"
     );
-    let (numbers, times): (&[&str], &[&str]) = match o["kind"].as_str() {
-        Some("sysv-shm") => {
-            let pids = o["attached_pids"].as_array().expect("attached_pids array");
-            assert!(pids.iter().all(Value::is_u64), "{o:?}");
-            assert!(o["dest"].is_boolean() && o["locked"].is_boolean(), "{o:?}");
-            (
-                &["size", "nattch", "cpid", "lpid", "rss", "swap"],
-                &["atime", "dtime", "ctime"],
-            )
-        }
-        Some("sysv-sem") => (&["nsems"], &["otime", "ctime"]),
-        Some("sysv-msg") => (
-            &["messages", "used_bytes", "lspid", "lrpid"],
-            &["stime", "rtime", "ctime"],
-        ),
-        other => panic!("unknown kind {other:?}"),
-    };
+    let (numbers, maybe_numbers, pid_lists, times): (&[&str], &[&str], &[&str], &[&str]) =
+        match kind {
+            "sysv-shm" => {
+                assert!(o["dest"].is_boolean() && o["locked"].is_boolean(), "{o:?}");
+                (
+                    &["size", "nattch", "cpid", "lpid", "rss", "swap"],
+                    &[],
+                    &["attached_pids"],
+                    &["atime", "dtime", "ctime"],
+                )
+            }
+            "sysv-sem" => (&["nsems"], &[], &[], &["otime", "ctime"]),
+            "sysv-msg" => (
+                &["messages", "used_bytes", "lspid", "lrpid"],
+                &[],
+                &[],
+                &["stime", "rtime", "ctime"],
+            ),
+            "posix-shm" => (
+                &["size"],
+                &[],
+                &["attached_pids", "open_pids"],
+                &["mtime", "ctime"],
+            ),
+            "posix-sem" => (
+                &[],
+                &["value"],
+                &["attached_pids", "open_pids"],
+                &["mtime", "ctime"],
+            ),
+            "posix-mq" => (
+                &["used_bytes"],
+                &["messages", "maxmsg", "msgsize", "notify_pid"],
+                &["open_pids"],
+                &["mtime", "ctime"],
+            ),
+            other => panic!("unknown kind {other:?}"),
+        };
     for name in numbers {
         assert!(o[*name].is_u64(), "{name} in {o:?}");
+    }
+    for name in maybe_numbers {
+        assert!(is_u64_or_null(&o[*name]), "{name} in {o:?}");
+    }
+    for name in pid_lists {
+        assert!(is_pid_array(o, name), "{name} in {o:?}");
     }
     for name in times {
         assert!(is_rfc3339_or_null(&o[*name]), "{name} in {o:?}");
@@ -267,9 +354,25 @@ fn view_flags_do_not_trim_json_and_kind_flags_select() {
         kinds(&["ls", "-s", "-q", "--json"]),
         BTreeSet::from(["sysv-sem".into(), "sysv-msg".into()])
     );
-    let every = BTreeSet::from(["sysv-shm".into(), "sysv-sem".into(), "sysv-msg".into()]);
-    assert_eq!(kinds(&["ls", "-a", "-m", "--json"]), every);
-    assert_eq!(kinds(&["ls", "--json"]), every);
+    // -a and no flag list every kind: ours, and POSIX objects if the machine has any now.
+    let ours = BTreeSet::from(["sysv-shm".into(), "sysv-sem".into(), "sysv-msg".into()]);
+    let documented: BTreeSet<String> = [
+        "sysv-shm",
+        "sysv-sem",
+        "sysv-msg",
+        "posix-shm",
+        "posix-sem",
+        "posix-mq",
+    ]
+    .map(String::from)
+    .into();
+    for args in [&["ls", "-a", "-m", "--json"][..], &["ls", "--json"]] {
+        let listed = kinds(args);
+        assert!(
+            listed.is_superset(&ours) && listed.is_subset(&documented),
+            "{args:?}: {listed:?}"
+        );
+    }
 }
 
 const LIMIT_NAMES: [&str; 10] = [
@@ -406,9 +509,9 @@ fn tables_show_our_objects_under_each_view() {
     assert_eq!(&msg[4..6], ["12", "2"]);
 
     let pids = ipckit_ok(&["ls", "-m", "-p"]);
-    let me = std::process::id().to_string();
+    let holder = objs.holder.pid.to_string();
     let shm = row_of(&pids, &keys[0]);
-    assert_eq!(shm.last(), Some(&me), "attached pids column: {shm:?}");
+    assert_eq!(shm.last(), Some(&holder), "attached pids column: {shm:?}");
     assert!(!pids.contains(&keys[1]), "-m lists segments only");
 
     let times = ipckit_ok(&["ls", "-t"]);

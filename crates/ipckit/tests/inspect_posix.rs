@@ -3,7 +3,9 @@
 //! the processes that map them or hold them open — this one and a re-executed child — are found.
 //!
 //! Every object has a unique name and is owned by a handle (or a `Defer` guard) that unlinks it,
-//! so nothing is left in /dev/shm or /dev/mqueue when an assertion fails.
+//! so nothing is left in /dev/shm or /dev/mqueue when an assertion fails. A test that asserts
+//! exactly which processes use its object holds `no_process_starts()` meanwhile: a process that
+//! another test starts shares or copies this process's mappings and descriptors until it execs.
 
 use std::os::unix::fs::MetadataExt;
 
@@ -13,7 +15,9 @@ use ipckit::inspect::{
 use ipckit::posix::mq::MessageQueue;
 use ipckit::posix::sem::NamedSemaphore;
 use ipckit::posix::shm::SharedMemory;
-use ipckit_testkit::{child_role, spawn_self, umask, unique_name, Conversation, Defer};
+use ipckit_testkit::{
+    child_role, no_process_starts, spawn_self, umask, unique_name, Conversation, Defer,
+};
 
 fn euid() -> u32 {
     rustix::process::geteuid().as_raw()
@@ -167,8 +171,10 @@ fn child_that_maps_shared_memory_is_an_attached_pid() {
         .unwrap()
         .into_owned();
     let file = shm(&name).unwrap().file;
+    let exclusive = no_process_starts();
     assert_eq!(users_of(file).open, vec![me], "our own descriptor");
     assert!(users_of(file).mapped.is_empty());
+    drop(exclusive);
 
     let mut child = Conversation::start(spawn_self(
         "child_that_maps_shared_memory_is_an_attached_pid",
@@ -177,7 +183,9 @@ fn child_that_maps_shared_memory_is_an_attached_pid() {
     let pid = child.pid();
     child.wait_for("mapped");
 
+    let exclusive = no_process_starts();
     let users = users_of(file);
+    drop(exclusive);
     assert_eq!(users.mapped, vec![pid], "the child maps it, we do not");
     assert!(users.open.contains(&me) && users.open.contains(&pid));
     let mut both = vec![me, pid];
@@ -201,7 +209,9 @@ fn object_nobody_uses_has_no_users() {
     let obj = SharedMemory::create_exclusive(&name, 100).unwrap();
     let map = obj.map().unwrap();
     let file = shm(&name).unwrap().file;
+    let exclusive = no_process_starts();
     let users = users_of(file);
+    drop(exclusive);
     assert_eq!(
         (users.mapped.clone(), users.open.clone()),
         (vec![std::process::id()], vec![std::process::id()])

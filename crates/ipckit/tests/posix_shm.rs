@@ -14,7 +14,9 @@ use std::process::Command;
 
 use ipckit::posix::shm::{validate_name, Memfd, Seals, SharedMemory};
 use ipckit::Object;
-use ipckit_testkit::{child_role, spawn_self, unique_name, CProgram, Defer};
+use ipckit_testkit::{
+    child_role, no_process_starts, spawn, spawn_self, unique_name, CProgram, Defer,
+};
 
 /// Carries a shared-memory name to a re-executed test process.
 const NAME_VAR: &str = "IPCKIT_TEST_SHM_NAME";
@@ -403,6 +405,9 @@ fn memfd_seals_forbid_growing_shrinking_and_writing_with_eperm() {
     let memfd = Memfd::create("seals", 4096).unwrap();
     assert_eq!(memfd.name(), "seals");
     assert_eq!(memfd.seals().unwrap(), Seals::empty());
+    // A child forked by another test meanwhile would hold a copy of the writable mapping until it
+    // execs, and F_SEAL_WRITE below would fail with EBUSY.
+    let no_fork = no_process_starts();
     memfd.map().unwrap().write_at(0, b"before").unwrap(); // unmapped again at once
 
     memfd.seal(Seals::SHRINK | Seals::GROW).unwrap();
@@ -423,6 +428,7 @@ fn memfd_seals_forbid_growing_shrinking_and_writing_with_eperm() {
     assert_eq!(err.raw_os_error(), Some(libc::EPERM), "{err}");
 
     memfd.seal(Seals::WRITE | Seals::SEAL).unwrap();
+    drop(no_fork);
     let err = file.write_all(b"again").unwrap_err();
     assert_eq!(err.raw_os_error(), Some(libc::EPERM), "{err}");
     let err = memfd.map().unwrap_err();
@@ -436,6 +442,8 @@ fn memfd_seals_forbid_growing_shrinking_and_writing_with_eperm() {
 #[test]
 fn write_seal_fails_while_a_writable_shared_mapping_exists() {
     let memfd = Memfd::create("busy", 4096).unwrap();
+    // No child forked by another test may hold a copy of the mapping when it is dropped.
+    let _no_fork = no_process_starts();
     let map = memfd.map().unwrap();
     let err = memfd.seal(Seals::WRITE).unwrap_err();
     assert_eq!(err.raw_os_error(), Some(libc::EBUSY), "{err}");
@@ -616,7 +624,10 @@ fn sealed_memfd_inherited_by_a_child_is_readable() {
             Ok(())
         });
     }
-    let out = cmd.output().unwrap();
+    // Through testkit's spawn: the pre_exec hook makes this a fork, whose child holds a copy of
+    // every mapping of this process until it execs (see no_process_starts).
+    cmd.stdout(std::process::Stdio::piped());
+    let out = spawn(&mut cmd).unwrap().wait_with_output().unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "child: {:?}\n{stdout}", out.status);
     assert!(stdout.contains("child read 2048 words"), "{stdout}");

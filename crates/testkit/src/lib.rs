@@ -7,7 +7,9 @@
 //!   [`child_role`]);
 //! - compiling small C programs with the system `cc` ([`compile_c`]);
 //! - child processes that are killed and reaped on drop ([`Kid`]), talked to line by line
-//!   ([`Conversation`]) or run to the end for their output ([`run_for_stdout`]);
+//!   ([`Conversation`]) or run to the end for their output ([`run_for_stdout`]), and a guard that
+//!   holds those starts back while a test asserts which processes use its objects
+//!   ([`no_process_starts`]);
 //! - waiting for a condition without assuming anything about timing ([`wait_until`]), and seeing
 //!   which system call a thread sleeps in ([`task`]);
 //! - interrupting a blocked call with a signal ([`interrupt`]);
@@ -18,6 +20,7 @@ use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::{ChildStdin, ChildStdout, Command, ExitStatus, Output, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{PoisonError, RwLock, RwLockWriteGuard};
 use std::time::{Duration, Instant};
 
 pub mod interrupt;
@@ -30,12 +33,39 @@ fn next() -> u32 {
 }
 
 /// A System V key no other test process uses: 0x49 in the top byte, then 14 bits of the pid and a
-/// 10-bit counter. Create objects with it exclusively (`IPC_EXCL`) so that a collision with a
-/// foreign object fails loudly instead of sharing it.
+/// 10-bit counter, skipping keys that an object on the machine has now. Create objects with it
+/// exclusively (`IPC_EXCL`) so that a collision with a foreign object fails loudly instead of
+/// sharing it.
+///
+/// 14 bits do not hold every pid (pid_max is 32768 or more), so two live processes whose pids
+/// differ by a multiple of 16384 get the same sequence of keys, and the counter wraps after 1024
+/// keys: the skip keeps both from handing out a key that is taken.
 pub fn unique_key() -> i32 {
     let pid = std::process::id();
-    let n = next();
-    (0x4900_0000u32 | ((pid & 0x3fff) << 10) | (n & 0x3ff)) as i32
+    let taken = sysv_keys_in_use();
+    loop {
+        let n = next();
+        let key = (0x4900_0000u32 | ((pid & 0x3fff) << 10) | (n & 0x3ff)) as i32;
+        if !taken.contains(&key) {
+            return key;
+        }
+    }
+}
+
+/// The keys of every System V object on the machine now, from /proc/sysvipc (empty where that
+/// cannot be read).
+fn sysv_keys_in_use() -> std::collections::HashSet<i32> {
+    ["shm", "sem", "msg"]
+        .iter()
+        .filter_map(|kind| std::fs::read_to_string(format!("/proc/sysvipc/{kind}")).ok())
+        .flat_map(|table| {
+            table
+                .lines()
+                .skip(1)
+                .filter_map(|line| line.split_whitespace().next()?.parse().ok())
+                .collect::<Vec<i32>>()
+        })
+        .collect()
 }
 
 /// A POSIX IPC name (`/ipckit-test-<what>-<pid>-<n>`) no other test process uses.
@@ -166,6 +196,34 @@ pub fn example_bin(name: &str) -> PathBuf {
     bin
 }
 
+/// Held (shared) while a helper of this crate starts a process, and exclusively by
+/// [`no_process_starts`].
+static STARTING: RwLock<()> = RwLock::new(());
+
+/// Spawns `cmd` (as `cmd.spawn()`) unless a test holds [`no_process_starts`]; the other helpers
+/// of this crate start their processes with it. `spawn` returns once the child has executed its
+/// program (or failed to), so the child no longer shares or copies this process's memory and
+/// descriptors when it lets other tests go on.
+pub fn spawn(cmd: &mut Command) -> std::io::Result<std::process::Child> {
+    let _starting = STARTING.read().unwrap_or_else(PoisonError::into_inner);
+    cmd.spawn()
+}
+
+/// Keeps the helpers of this crate ([`spawn`], [`start`], [`run`], [`run_for_stdout`],
+/// [`Conversation::start`]) from starting a process in this test binary until the guard drops.
+///
+/// Until it execs, a new process shares (`posix_spawn`, `vfork`) or copies (`fork`) the memory
+/// and the descriptor table of the test process, so /proc shows it mapping every object the test
+/// process maps and holding every descriptor it holds (a forked child even counts as a System V
+/// attachment and as a writable mapping that makes `F_SEAL_WRITE` fail with EBUSY). A test that
+/// asserts exactly which processes map or hold its object takes this guard around the assertion,
+/// so that another test of the same binary, starting a process meanwhile, cannot add one. Do not start a process while
+/// holding it (that would wait for ever); processes started otherwise than through these helpers
+/// are not held back.
+pub fn no_process_starts() -> RwLockWriteGuard<'static, ()> {
+    STARTING.write().unwrap_or_else(PoisonError::into_inner)
+}
+
 /// A child process that is killed and reaped when dropped, so a failing test never leaves one
 /// running (or a zombie). Start one with [`start`].
 pub struct Kid(pub std::process::Child);
@@ -197,11 +255,9 @@ impl Drop for Kid {
 
 /// Spawns `cmd` with stdout discarded and stderr shared with the test, as a [`Kid`].
 pub fn start(mut cmd: Command) -> Kid {
-    Kid(cmd
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::inherit())
-        .spawn()
-        .expect("spawn child"))
+    cmd.stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::inherit());
+    Kid(spawn(&mut cmd).expect("spawn child"))
 }
 
 /// Polls `cond` until it holds; fails the test (naming `what`) after a generous bound instead of
@@ -251,9 +307,13 @@ pub fn become_nobody() {
 /// binary pass `env!("CARGO_BIN_EXE_<name>")` (set only while compiling its integration tests).
 pub fn run(exe: impl AsRef<OsStr>, args: &[&str]) -> Output {
     let exe = exe.as_ref();
-    Command::new(exe)
-        .args(args)
-        .output()
+    let mut cmd = Command::new(exe);
+    cmd.args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    spawn(&mut cmd)
+        .and_then(std::process::Child::wait_with_output)
         .unwrap_or_else(|e| panic!("run {}: {e}", exe.to_string_lossy()))
 }
 
@@ -265,11 +325,8 @@ pub fn text(bytes: &[u8]) -> String {
 /// Runs `cmd` to the end with stdout captured and stderr shared with the test; fails the test
 /// if it exits unsuccessfully. Returns the child's pid and its stdout.
 pub fn run_for_stdout(mut cmd: Command) -> (i32, String) {
-    let child = cmd
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("spawn child");
+    cmd.stdout(Stdio::piped()).stderr(Stdio::inherit());
+    let child = spawn(&mut cmd).expect("spawn child");
     let pid = child.id() as i32;
     let out = child.wait_with_output().expect("wait for child");
     assert!(out.status.success(), "{cmd:?} failed: {}", out.status);
@@ -288,11 +345,8 @@ pub struct Conversation {
 impl Conversation {
     /// Spawns `cmd` with piped stdin and stdout (stderr shared with the test).
     pub fn start(mut cmd: Command) -> Conversation {
-        let mut child = cmd
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("spawn child");
+        cmd.stdin(Stdio::piped()).stdout(Stdio::piped());
+        let mut child = spawn(&mut cmd).expect("spawn child");
         let out = BufReader::new(child.stdout.take().expect("piped stdout"));
         let input = child.stdin.take();
         Conversation {
@@ -331,5 +385,33 @@ impl Conversation {
     pub fn finish(mut self) -> ExitStatus {
         drop(self.input.take());
         self.kid.0.wait().expect("wait for child")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unique_key_skips_a_key_an_object_has() {
+        // The key the counter gives next, taken by a segment first (as by another test process
+        // whose pid has the same low 14 bits, or by this one before its counter wrapped).
+        let before = unique_key();
+        let next_key = before + 1;
+        // SAFETY: plain system calls on integers.
+        let id = unsafe { libc::shmget(next_key, 64, libc::IPC_CREAT | libc::IPC_EXCL | 0o600) };
+        let _remove = Defer(|| {
+            if id >= 0 {
+                // SAFETY: as above; removes only the segment made here.
+                unsafe { libc::shmctl(id, libc::IPC_RMID, std::ptr::null_mut()) };
+            }
+        });
+        assert!(
+            id >= 0 || std::io::Error::last_os_error().raw_os_error() == Some(libc::EEXIST),
+            "shmget: {}",
+            std::io::Error::last_os_error()
+        );
+        let key = unique_key();
+        assert_ne!(key, next_key, "a key in use was handed out");
     }
 }

@@ -183,7 +183,8 @@ mod tests {
     fn stamped_messages_check_out_at_every_size() {
         for size in [4, 16, 17, 24, 64, 1000, 1024, 1025, 1031, 8192, 65536] {
             let mut p = Payload::new(size);
-            for seq in (0..2000).chain([STOP]) {
+            // Miri interprets every byte: a few sequence numbers there, 2000 natively.
+            for seq in (0..if cfg!(miri) { 3 } else { 2000 }).chain([STOP]) {
                 let msg = p.stamp(seq).to_vec();
                 assert_eq!(check(&msg, size), Ok(seq), "size {size} seq {seq}");
             }

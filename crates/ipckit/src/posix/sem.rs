@@ -908,7 +908,7 @@ mod tests {
     }
 
     #[test]
-    #[cfg_attr(miri, ignore)] // sem_init is a foreign function
+    #[cfg_attr(miri, ignore = "calls sem_init, which Miri lacks")]
     fn slot_is_initialised_once_and_freed_by_its_initialiser() {
         let region = region(RawSemaphore::SLOT_SIZE);
         {
