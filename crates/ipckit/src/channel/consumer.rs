@@ -495,6 +495,7 @@ mod tests {
     /// (ACTIVE) and the consumer's liveness check (its lock is free by then): a clean close,
     /// never `PeerDied`. The hook makes the interleaving deterministic.
     #[test]
+    #[cfg_attr(miri, ignore = "calls memfd_create, which Miri lacks")]
     fn producer_closing_between_state_load_and_liveness_check_is_a_clean_close() {
         let channel = Options::new().anonymous().unwrap();
         let mut rx = channel.consumer().unwrap();

@@ -1381,6 +1381,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg_attr(miri, ignore = "spawns a process, which Miri cannot")]
     fn a_reaped_child_is_not_alive_and_this_process_is() {
         let mut child = std::process::Command::new("true").spawn().unwrap();
         let peer = Peer::new(child.id());
