@@ -6,6 +6,7 @@
 //! | module | mechanism | the trap it removes |
 //! |---|---|---|
 //! | [`key`] | System V keys, `ftok` | silent key collisions are documented, not hidden |
+//! | [`shared`] | memory other processes write: copies by offset, atomics in place | plain references over bytes that others change |
 //! | [`sysv::shm`] | System V shared memory | `shmat` without `shmdt` leaks; segments outlive their creator |
 //! | [`sysv::sem`] | System V semaphore sets | a holder that dies without `SEM_UNDO` blocks everyone |
 //! | [`sysv::msg`] | System V message queues | oversize messages and type selection done by hand |
