@@ -93,9 +93,14 @@ pub(super) fn host(role: Role, at: &Rendezvous, options: &Options) -> Result<Box
         .open(shm_key)?
         .into_owned();
     let attachment = segment.attach()?;
-    put_u32(&attachment, OFF_MAGIC, MAGIC)?;
     put_u32(&attachment, OFF_VERSION, VERSION)?;
     attachment.write(OFF_CAPACITY, &(capacity as u64).to_le_bytes())?;
+    // The magic last, with Release: a named segment is visible under its key from the moment
+    // it exists, and a connecting side reads nothing else until it has seen the magic (Acquire),
+    // so it never takes a half-written header's zeros for a capacity.
+    attachment
+        .atomic_u32(OFF_MAGIC)?
+        .store(MAGIC, Ordering::Release);
     let me = std::process::id();
     let pid_at = if role == Role::Send {
         OFF_SENDER
@@ -161,6 +166,7 @@ pub(super) fn connect(role: Role, rendezvous: &str, options: &Options) -> Result
         }
     };
     let attachment = segment.attach()?;
+    await_header(&attachment, options.get_timeout())?;
     let pid_at = if role == Role::Send {
         OFF_SENDER
     } else {
@@ -170,6 +176,36 @@ pub(super) fn connect(role: Role, rendezvous: &str, options: &Options) -> Result
         .atomic_u32(pid_at)?
         .store(std::process::id(), Ordering::Relaxed);
     Endpoint::end(role, attachment, sems, None, options.get_timeout())
+}
+
+/// Waits, at most `timeout`, for the creator to finish the header: a segment found by its key
+/// may still be all zeros. Any other magic is refused at once, as a segment that is not ours.
+fn await_header(attachment: &Attachment, timeout: Duration) -> Result<()> {
+    let object = Object::ShmId(attachment.segment().id());
+    let magic = attachment.atomic_u32(OFF_MAGIC)?;
+    let start = Instant::now();
+    loop {
+        match magic.load(Ordering::Acquire) {
+            MAGIC => return Ok(()),
+            0 if start.elapsed() < timeout => std::thread::sleep(Duration::from_millis(1)),
+            0 => {
+                return Err(Error::corrupt(
+                    "connect",
+                    object,
+                    format!("its creator did not finish the header within {timeout:?}"),
+                ))
+            }
+            other => {
+                return Err(Error::corrupt(
+                    "connect",
+                    object,
+                    format!(
+                        "header magic {other:#x} (expected {MAGIC:#x}): not a sysv-shm+sem slot"
+                    ),
+                ))
+            }
+        }
+    }
 }
 
 struct Endpoint {
@@ -390,5 +426,77 @@ impl super::RecvImpl for Endpoint {
 
     fn abort_handle(&self) -> AbortHandle {
         self.abort.clone()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// By NAME, the receiver's segment exists under its key before its header is written. A
+    /// sender that attached in that window read a capacity of 0 and refused every line as too
+    /// long (seen in CI: "line 1 has 2 bytes, more than sysv-shm+sem can carry (0 bytes)").
+    /// `connect` now waits for the magic, which the creator writes last.
+    #[test]
+    fn a_sender_that_finds_the_segment_before_its_header_waits_for_it() {
+        let name = format!("ut-shmsem-header-{}", std::process::id());
+        let _sems = SemSet::options()
+            .nsems(2)
+            .exclusive(true)
+            .create(true)
+            .open(name_key(&name, SALT_SEM))
+            .unwrap()
+            .into_owned();
+        let segment = Segment::options()
+            .size(HEADER + 16)
+            .exclusive(true)
+            .create(true)
+            .open(name_key(&name, SALT_SHM))
+            .unwrap()
+            .into_owned();
+        let creator = segment.attach().unwrap();
+        let finish = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(50));
+            put_u32(&creator, OFF_VERSION, VERSION).unwrap();
+            creator.write(OFF_CAPACITY, &16u64.to_le_bytes()).unwrap();
+            creator
+                .atomic_u32(OFF_MAGIC)
+                .unwrap()
+                .store(MAGIC, Ordering::Release);
+        });
+        let end = connect(Role::Send, &name, &Options::new()).unwrap();
+        let End::Send(sender) = end else {
+            panic!("connect(Send) gave a receiving end")
+        };
+        assert_eq!(sender.max_message(), 16);
+        finish.join().unwrap();
+    }
+
+    /// A segment under the key whose first word is some other program's data is refused at
+    /// once, untouched.
+    #[test]
+    fn a_foreign_segment_is_refused_without_waiting() {
+        let name = format!("ut-shmsem-foreign-{}", std::process::id());
+        let _sems = SemSet::options()
+            .nsems(2)
+            .exclusive(true)
+            .create(true)
+            .open(name_key(&name, SALT_SEM))
+            .unwrap()
+            .into_owned();
+        let segment = Segment::options()
+            .size(HEADER + 16)
+            .exclusive(true)
+            .create(true)
+            .open(name_key(&name, SALT_SHM))
+            .unwrap()
+            .into_owned();
+        let other = segment.attach().unwrap();
+        put_u32(&other, OFF_MAGIC, 0xdead_beef).unwrap();
+        let start = Instant::now();
+        let err = connect(Role::Send, &name, &Options::new()).err().unwrap();
+        assert!(start.elapsed() < Duration::from_secs(1));
+        assert!(err.to_string().contains("not a sysv-shm+sem slot"), "{err}");
+        assert_eq!(get_u32(&other, OFF_MAGIC).unwrap(), 0xdead_beef);
     }
 }
