@@ -67,6 +67,7 @@ pub mod error;
 pub mod inspect;
 pub mod key;
 pub mod mmap;
+mod ofd_lock;
 pub mod pipe;
 pub mod posix;
 pub mod shared;

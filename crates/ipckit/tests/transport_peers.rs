@@ -213,3 +213,48 @@ fn a_sender_killed_mid_stream_is_reported_by_every_transport() {
         drop(sender);
     }
 }
+
+/// Finding 3 of issue #11, the other way round: a POSIX queue does not tell a sender who reads
+/// it, and a sender whose receiver was SIGKILLed waited out the whole connect timeout (60 s in
+/// the command). The receiver now holds a lock the kernel drops when it dies; the sender reports
+/// `PeerDied`, with the receiver's pid, within a slice of finding the queue full.
+#[test]
+fn a_posix_mq_sender_reports_its_killed_receiver() {
+    if child_role().as_deref() == Some("receiver") {
+        let kind = TransportKind::PosixMq;
+        let mut rx = kind.named_receiver(&var("T_NAME"), &options()).unwrap();
+        let mut buf = Vec::new();
+        assert_eq!(rx.recv(&mut buf).unwrap(), Some(3));
+        println!("GOT");
+        std::thread::sleep(Duration::from_secs(120));
+        return;
+    }
+    let name = unique_name("mq-rx-killed")[1..].to_string();
+    // The receiver creates `/ipckit-NAME` and cannot unlink it once killed: this test does.
+    let _unlink = ipckit_testkit::Defer(|| {
+        let _ = ipckit::posix::mq::MessageQueue::unlink(&format!("/ipckit-{name}"));
+    });
+    let mut cmd = spawn_self("a_posix_mq_sender_reports_its_killed_receiver", "receiver");
+    cmd.env("T_NAME", &name);
+    let mut receiver = ipckit_testkit::Conversation::start(cmd);
+    // A named sender waits (up to the connect timeout) for the receiver's queue.
+    let mut tx = TransportKind::PosixMq
+        .named_sender(&name, &options())
+        .unwrap();
+    tx.send(b"one").unwrap();
+    receiver.wait_for("GOT");
+    let pid = receiver.pid();
+    signal(pid, libc::SIGKILL);
+    let start = std::time::Instant::now();
+    // The queue holds at most DEPTH (10) messages: the sender soon finds it full.
+    let err = (0..1000)
+        .find_map(|_| tx.send(b"more").err())
+        .expect("a sender never learned that its receiver died");
+    let took = start.elapsed();
+    assert!(
+        matches!(err, ipckit::Error::PeerDied { pid: p, .. } if p == pid),
+        "{err}"
+    );
+    assert!(took < Duration::from_secs(5), "reported after {took:?}");
+    drop(receiver);
+}

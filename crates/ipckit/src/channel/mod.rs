@@ -122,8 +122,6 @@ mod wait;
 #[cfg(not(loom))]
 mod consumer;
 #[cfg(not(loom))]
-mod lock;
-#[cfg(not(loom))]
 mod producer;
 #[cfg(not(loom))]
 mod segment;

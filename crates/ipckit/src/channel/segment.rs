@@ -36,9 +36,9 @@ use super::header::{
     CONSUMER_NONE, INIT_LOCK_BYTE, INIT_MARKER, LANE_ACTIVE, LANE_CLOSED, LANE_FREE, LOCK_BASE,
     MAGIC, MAX_PRODUCERS, PAGE, STREAM_ENDED,
 };
-use super::lock;
 use super::ring::RingBuf;
 use crate::error::{Error, Object, Result};
+use crate::ofd_lock as lock;
 
 /// The longest wait for the init lock, whose holders only open, recover or leave (a few system
 /// calls): past it, the holder is taken to be stopped (SIGSTOP, a debugger), and the open or

@@ -11,10 +11,14 @@
 //! ([`await_peer`](super::await_peer)): a receiver looks at the queue first and judges the
 //! senders that said hello (by pidfd) only when it is empty, then looks once more; it ends when
 //! the last of them closed, and gives up when none came within the connect timeout. A POSIX queue
-//! does not tell a sender who reads it: a sender's [`close`](super::Sender::close) waits until the
-//! queue is empty (the receiver took everything), and fails once the receiver unlinked the queue
-//! with messages still in it, or after the connect timeout without progress. A message is
-//! bounded by `msgsize_max`.
+//! does not tell a sender who reads it, so the receiver says it: it holds an open-file-description
+//! read lock on the byte of the queue's file at its own pid, which the kernel drops however the
+//! receiver ends, SIGKILL included; one `F_OFD_GETLK` tells a sender whether a receiver is there
+//! and its pid; a sender looks on each send until it has seen one. A sender's [`close`](super::Sender::close) waits until the queue is empty (the
+//! receiver took everything). A sender blocked on a full queue, or closing, fails once the
+//! receiver unlinked the queue with messages still in it (it ended), as soon as the receiver it
+//! saw holds its lock no more with messages left (it died: [`Error::PeerDied`], within a slice),
+//! or after the connect timeout without progress. A message is bounded by `msgsize_max`.
 
 use std::os::fd::AsFd;
 use std::time::{Duration, Instant};
@@ -22,6 +26,7 @@ use std::time::{Duration, Instant};
 use super::{as_named, await_peer, no_peer, pid_of, AbortHandle, End, HostImpl, MaxMessage};
 use super::{Options, Rendezvous, Role, Senders, TransportKind, SLICE};
 use crate::error::{Error, Object, Result};
+use crate::ofd_lock;
 use crate::posix::mq::{MessageQueue, OwnedMessageQueue};
 
 const HELLO: u32 = 2;
@@ -127,13 +132,21 @@ fn end(role: Role, queue: Queue, timeout: Duration) -> Result<End> {
         senders: Senders::new(timeout),
         timeout,
         me: std::process::id(),
+        receiver: None,
     };
     Ok(match role {
         Role::Send => {
             ep.send_with(&ep.me.to_le_bytes(), HELLO, "connect")?;
             End::Send(Box::new(ep))
         }
-        Role::Recv => End::Recv(Box::new(ep)),
+        Role::Recv => {
+            // The lock that says "a receiver (pid `me`) reads this queue"; held as long as the
+            // queue's descriptor is open. A second receiver in this process finds its byte
+            // already read-locked by the first, which is just as good.
+            ofd_lock::try_lock_shared(ep.queue.as_fd(), u64::from(ep.me))
+                .map_err(|e| Error::os("fcntl(F_OFD_SETLK)", ep.object(), e))?;
+            End::Recv(Box::new(ep))
+        }
     })
 }
 
@@ -146,6 +159,8 @@ struct Endpoint {
     senders: Senders,
     timeout: Duration,
     me: u32,
+    /// A sender's receiver, by pid, once it was seen holding its lock.
+    receiver: Option<u32>,
 }
 
 impl Endpoint {
@@ -184,9 +199,40 @@ impl Endpoint {
         )
     }
 
+    /// Looks for the receiver's lock and remembers its pid when found: `false` when no
+    /// receiver holds one now.
+    fn look_for_receiver(&mut self) -> Result<bool> {
+        let held = ofd_lock::first_held_by_other(self.queue.as_fd(), 1)
+            .map_err(|e| Error::os("fcntl(F_OFD_GETLK)", self.object(), e))?;
+        if let Some(pid) = held {
+            self.receiver = u32::try_from(pid).ok();
+        }
+        Ok(held.is_some())
+    }
+
+    /// A sender's judgement of its receiver: `Some(PeerDied)` when the receiver it saw holds
+    /// its lock no more. A receiver never seen is not judged (it may not have locked yet); the
+    /// connect timeout bounds that wait.
+    fn receiver_died(&mut self, op: &'static str) -> Result<Option<Error>> {
+        if self.look_for_receiver()? {
+            return Ok(None);
+        }
+        Ok(self.receiver.map(|pid| Error::PeerDied {
+            op,
+            object: self.object(),
+            peer: "receiver",
+            pid,
+        }))
+    }
+
     /// Sends one message, waiting in slices while the queue is full; gives up when the
-    /// receiver unlinked the queue or after the connect timeout without room.
+    /// receiver unlinked the queue, died, or after the connect timeout without room.
     fn send_with(&mut self, msg: &[u8], priority: u32, op: &'static str) -> Result<()> {
+        if self.receiver.is_none() {
+            // Until the receiver is seen, every send looks (one fcntl): a receiver that dies
+            // before the queue fills up is then known, and judged once it is full.
+            self.look_for_receiver()?;
+        }
         let since = Instant::now();
         loop {
             self.abort.check(op, || self.object())?;
@@ -195,6 +241,13 @@ impl Endpoint {
             }
             if self.unlinked() {
                 return Err(self.receiver_gone(op));
+            }
+            if let Some(died) = self.receiver_died(op)? {
+                // One more look, as the transports' rule says: room made just before it went.
+                if self.queue.send_timeout(msg, priority, Duration::ZERO)? {
+                    return Ok(());
+                }
+                return Err(died);
             }
             if since.elapsed() >= self.timeout {
                 return Err(no_peer(op, self.object(), "receiver", self.timeout));
@@ -231,6 +284,14 @@ impl super::SendImpl for Endpoint {
                     Ok(())
                 } else {
                     Err(self.receiver_gone("close"))
+                };
+            }
+            if let Some(died) = self.receiver_died("close")? {
+                // It may have taken the last message (our end marker) and exited cleanly.
+                return if self.queue.attr()?.current_messages == 0 {
+                    Ok(())
+                } else {
+                    Err(died)
                 };
             }
             if since.elapsed() >= self.timeout {

@@ -438,6 +438,7 @@ mod tests {
     /// long (seen in CI: "line 1 has 2 bytes, more than sysv-shm+sem can carry (0 bytes)").
     /// `connect` now waits for the magic, which the creator writes last.
     #[test]
+    #[cfg_attr(miri, ignore = "calls shmget and semget, which Miri lacks")]
     fn a_sender_that_finds_the_segment_before_its_header_waits_for_it() {
         let name = format!("ut-shmsem-header-{}", std::process::id());
         let _sems = SemSet::options()
@@ -475,6 +476,7 @@ mod tests {
     /// A segment under the key whose first word is some other program's data is refused at
     /// once, untouched.
     #[test]
+    #[cfg_attr(miri, ignore = "calls shmget and semget, which Miri lacks")]
     fn a_foreign_segment_is_refused_without_waiting() {
         let name = format!("ut-shmsem-foreign-{}", std::process::id());
         let _sems = SemSet::options()

@@ -1,6 +1,7 @@
-//! Liveness through open-file-description (OFD) byte-range locks.
+//! Liveness through open-file-description (OFD) byte-range locks, for every mechanism whose
+//! object is a file descriptor (the channel's segment, a POSIX message queue).
 //!
-//! Each participant opens the segment itself (its own open file description) and write-locks one
+//! Each participant opens the object itself (its own open file description) and write-locks one
 //! byte past the end of the data with `fcntl(F_OFD_SETLK)`. The kernel drops the lock when the
 //! description goes away, which happens however the process ends, SIGKILL included, so "the lock
 //! on byte B is held" means "the participant of byte B is alive" without pids (which are reused).
@@ -70,6 +71,17 @@ pub(crate) fn lock_within(fd: BorrowedFd<'_>, byte: u64, timeout: Duration) -> i
     }
 }
 
+/// `fcntl(fd, F_OFD_SETLK, {F_RDLCK, start, 1})` — takes a read (shared) lock on one byte
+/// without waiting. `Ok(false)` if another description holds a write lock on it.
+pub(crate) fn try_lock_shared(fd: BorrowedFd<'_>, byte: u64) -> io::Result<bool> {
+    let mut fl = flock(libc::F_RDLCK, byte, 1);
+    match fcntl_lock(fd, libc::F_OFD_SETLK, &mut fl) {
+        Ok(()) => Ok(true),
+        Err(e) if matches!(e.raw_os_error(), Some(libc::EAGAIN | libc::EACCES)) => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
 /// `fcntl(fd, F_OFD_SETLK, {F_UNLCK, start, len})` — releases this description's locks on
 /// `len` bytes at `start` (unlocking bytes that are not locked is not an error).
 pub(crate) fn unlock(fd: BorrowedFd<'_>, start: u64, len: u64) -> io::Result<()> {
@@ -83,4 +95,14 @@ pub(crate) fn held_by_other(fd: BorrowedFd<'_>, start: u64, len: u64) -> io::Res
     let mut fl = flock(libc::F_WRLCK, start, len);
     fcntl_lock(fd, libc::F_OFD_GETLK, &mut fl)?;
     Ok(fl.l_type != libc::F_UNLCK as libc::c_short)
+}
+
+/// `fcntl(fd, F_OFD_GETLK, {F_WRLCK, start, to the end})` — the first byte at or after `start`
+/// on which another open file description holds a lock, if any. A participant that locks the
+/// byte at its own pid is found, pid included, by one call (OFD locks report no `l_pid`).
+pub(crate) fn first_held_by_other(fd: BorrowedFd<'_>, start: u64) -> io::Result<Option<u64>> {
+    // A length of 0 means "to the end of the file, however it grows".
+    let mut fl = flock(libc::F_WRLCK, start, 0);
+    fcntl_lock(fd, libc::F_OFD_GETLK, &mut fl)?;
+    Ok((fl.l_type != libc::F_UNLCK as libc::c_short).then_some(fl.l_start as u64))
 }
