@@ -67,6 +67,7 @@ pub mod error;
 pub mod inspect;
 pub mod key;
 pub mod mmap;
+mod mode;
 pub mod pipe;
 pub mod posix;
 pub mod shared;
@@ -80,3 +81,4 @@ mod view;
 
 pub use error::{Error, Object, Result};
 pub use key::Key;
+pub use mode::DEFAULT_MODE;

@@ -38,8 +38,8 @@ use rustix::fs::{FileType, Mode, OFlags};
 use rustix::io::Errno;
 
 use crate::error::{Error, Object, Result};
+use crate::mode::{check_mode, DEFAULT_MODE};
 use crate::signal;
-use crate::sysv::{check_mode, DEFAULT_MODE};
 
 /// `PIPE_BUF`: writes of at most this many bytes (4096 on Linux) are atomic.
 pub const PIPE_BUF: usize = rustix::pipe::PIPE_BUF;

@@ -149,7 +149,7 @@ mod api {
     use super::segment::{self, Role, Segment, Shape};
     use super::wait::{Deadline, Wait};
     use crate::error::{Error, Object, Result};
-    use crate::sysv::DEFAULT_MODE;
+    use crate::mode::DEFAULT_MODE;
 
     /// The default capacity of one lane: 64 KiB.
     pub const DEFAULT_LANE_CAPACITY: usize = 64 * 1024;
@@ -223,7 +223,7 @@ mod api {
         }
 
         fn shape(&self, op: &'static str, object: &Object) -> Result<Shape> {
-            crate::sysv::check_mode(op, object, self.mode)?;
+            crate::mode::check_mode(op, object, self.mode)?;
             let geo = Geometry::new(self.max_producers as u64, self.lane_capacity as u64)
                 .map_err(|reason| Error::invalid(op, object.clone(), reason))?;
             Ok(Shape {

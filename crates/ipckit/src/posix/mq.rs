@@ -34,8 +34,8 @@ use rustix::process::{getrlimit, Resource};
 use rustix::time::ClockId;
 
 use crate::error::{Error, Object, Result};
+use crate::mode::{check_mode, DEFAULT_MODE};
 use crate::posix::sem::deadline;
-use crate::sysv::{check_mode, DEFAULT_MODE};
 
 /// Priorities run from 0 to `MQ_PRIO_MAX - 1` (Linux: 32768).
 pub const MQ_PRIO_MAX: u32 = 32768;

@@ -39,8 +39,8 @@ use libc::{c_int, c_uint};
 use rustix::time::ClockId;
 
 use crate::error::{Error, Object, Result};
+use crate::mode::{check_mode, DEFAULT_MODE};
 use crate::shared::SharedRegion;
-use crate::sysv::{check_mode, DEFAULT_MODE};
 
 /// The largest value a POSIX semaphore can hold (`SEM_VALUE_MAX`; glibc's is `INT_MAX`).
 pub const SEM_VALUE_MAX: u32 = i32::MAX as u32;

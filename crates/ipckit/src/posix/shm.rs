@@ -23,7 +23,7 @@ use rustix::fs::{FileType, MemfdFlags, Mode, SealFlags};
 
 use crate::error::{Error, Object, Result};
 use crate::mmap::{Mmap, MmapOptions};
-use crate::sysv::{check_mode, DEFAULT_MODE};
+use crate::mode::{check_mode, DEFAULT_MODE};
 
 /// The longest shared-memory name, in bytes after the leading slash. The kernel's file-name limit
 /// (`NAME_MAX`, 255) less one: rustix's `shm_open` counts the slash.
