@@ -660,7 +660,7 @@ mod tests {
         let e = ipckit::Error::Os {
             op: "semop",
             object: Object::SemId(7),
-            source: io::Error::from_raw_os_error(libc::EIDRM),
+            os_error: io::Error::from_raw_os_error(libc::EIDRM),
         };
         assert!(is_missing(&e));
         assert_eq!(
