@@ -15,7 +15,8 @@
 
 use std::fmt;
 use std::io;
-use std::path::PathBuf;
+use std::path::Path;
+use std::sync::Arc;
 
 use crate::key::Key;
 
@@ -23,6 +24,10 @@ use crate::key::Key;
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// What an operation was applied to. Displayed as a noun phrase ("System V semaphore set id 3").
+///
+/// Names and paths are shared (`Arc`), so a handle keeps its object and cloning it into an error
+/// allocates nothing: `WouldBlock` and `Timeout` on the hot path cost no allocation. Build one
+/// with `.into()` from a `&str`, a `String`, a `&Path` or a `PathBuf`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Object {
@@ -39,15 +44,15 @@ pub enum Object {
     /// A System V message queue by id.
     MsgId(i32),
     /// A POSIX shared-memory object by name (`/name`).
-    PosixShm(String),
+    PosixShm(Arc<str>),
     /// A POSIX named semaphore by name.
-    PosixSem(String),
+    PosixSem(Arc<str>),
     /// A POSIX message queue by name.
-    PosixMq(String),
+    PosixMq(Arc<str>),
     /// A file-system path (mapped file, FIFO, socket, `ftok` path …).
-    Path(PathBuf),
+    Path(Arc<Path>),
     /// Anything else, described in words ("pipe", "process 4242", "signal SIGUSR1" …).
-    Other(String),
+    Other(Arc<str>),
 }
 
 impl fmt::Display for Object {

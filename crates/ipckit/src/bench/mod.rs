@@ -275,7 +275,7 @@ fn pick_cpus() -> Result<(usize, usize)> {
 
 /// `sched_setaffinity(0, {cpu})` — runs the calling thread on `cpu` only; returns the old set.
 fn pin_to(cpu: usize) -> Result<rustix::thread::CpuSet> {
-    let object = || Object::Other(format!("CPU {cpu}"));
+    let object = || Object::Other(format!("CPU {cpu}").into());
     let old = rustix::thread::sched_getaffinity(None)
         .map_err(|e| Error::os("sched_getaffinity", object(), e))?;
     let mut set = rustix::thread::CpuSet::new();
@@ -449,7 +449,7 @@ fn run_transport(
             None => Ok(()),
             Some(n) => Err(Error::invalid(
                 "bench",
-                Object::Other(format!("{kind} peer")),
+                Object::Other(format!("{kind} peer").into()),
                 format!("a message of {n} bytes after the last cell"),
             )),
         }
@@ -491,7 +491,11 @@ fn run_transport(
 }
 
 fn peer_error(kind: TransportKind, what: String) -> Error {
-    Error::invalid("bench", Object::Other(format!("{kind} transport")), what)
+    Error::invalid(
+        "bench",
+        Object::Other(format!("{kind} transport").into()),
+        what,
+    )
 }
 
 /// Receives one message and checks it: its sequence number, or an error.
@@ -635,7 +639,7 @@ pub fn peer_main(args: &[String]) -> Result<()> {
     let usage = || {
         Error::invalid(
             "bench peer",
-            Object::Other(format!("arguments {args:?}")),
+            Object::Other(format!("arguments {args:?}").into()),
             "expected TRANSPORT TO FROM CELLS MAX CPU",
         )
     };

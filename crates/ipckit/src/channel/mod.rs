@@ -239,7 +239,7 @@ mod api {
         /// a segment that is not a valid channel (`Corrupt`).
         pub fn producer(&self, name: &str) -> Result<super::Producer> {
             const OP: &str = "open producer";
-            let shape = self.shape(OP, &Object::Other(format!("channel {name}")))?;
+            let shape = self.shape(OP, &Object::Other(format!("channel {name}").into()))?;
             let (seg, lane) = Segment::open_named(OP, name, shape, Role::Producer)?;
             super::Producer::attach(seg, lane, self.wait)
         }
@@ -251,7 +251,7 @@ mod api {
         /// attached and alive (a dead one is replaced).
         pub fn consumer(&self, name: &str) -> Result<super::Consumer> {
             const OP: &str = "open consumer";
-            let shape = self.shape(OP, &Object::Other(format!("channel {name}")))?;
+            let shape = self.shape(OP, &Object::Other(format!("channel {name}").into()))?;
             let (seg, _) = Segment::open_named(OP, name, shape, Role::Consumer)?;
             super::Consumer::attach(seg, self.wait)
         }
@@ -317,7 +317,7 @@ mod api {
             rustix::io::fcntl_setfd(&self.fd, flags).map_err(|e| {
                 Error::os(
                     "fcntl(F_SETFD)",
-                    Object::Other(format!("anonymous channel (fd {})", self.as_raw_fd())),
+                    Object::Other(format!("anonymous channel (fd {})", self.as_raw_fd()).into()),
                     e,
                 )
             })

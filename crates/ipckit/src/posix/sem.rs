@@ -249,7 +249,7 @@ impl NamedSemOptions {
     /// ([`SEM_VALUE_MAX`]).
     pub fn open(&self, name: &str) -> Result<NamedSemaphore> {
         const OP: &str = "sem_open";
-        let object = || Object::PosixSem(name.to_string());
+        let object = || Object::PosixSem(name.into());
         let c_name = sem_name(OP, name)?;
         let mode = check_mode(OP, &object(), self.mode)?;
         let value = check_value(OP, object, self.value)?;
@@ -278,7 +278,7 @@ impl NamedSemOptions {
 
 /// Checks a semaphore name and converts it for the C call.
 fn sem_name(op: &'static str, name: &str) -> Result<CString> {
-    let object = || Object::PosixSem(name.to_string());
+    let object = || Object::PosixSem(name.into());
     crate::posix::check_name(op, object(), name)?;
     let len = name.len().saturating_sub(1);
     if len > SEM_NAME_MAX {
@@ -354,7 +354,7 @@ impl NamedSemaphore {
         let c_name = sem_name(OP, name)?;
         // SAFETY: `c_name` is a NUL-terminated string that sem_unlink only reads.
         if unsafe { libc::sem_unlink(c_name.as_ptr()) } != 0 {
-            return Err(Error::last_os(OP, Object::PosixSem(name.to_string())));
+            return Err(Error::last_os(OP, Object::PosixSem(name.into())));
         }
         Ok(())
     }
@@ -370,7 +370,7 @@ impl NamedSemaphore {
     }
 
     fn object(&self) -> Object {
-        Object::PosixSem(self.name.clone())
+        Object::PosixSem(self.name.as_str().into())
     }
 
     /// `sem_wait(sem)` — takes one, waiting while the value is zero.
@@ -599,7 +599,7 @@ impl Semaphore {
 }
 
 fn unnamed_object(ptr: *const u8) -> Object {
-    Object::Other(format!("unnamed POSIX semaphore at {ptr:p}"))
+    Object::Other(format!("unnamed POSIX semaphore at {ptr:p}").into())
 }
 
 fn check_ptr(op: &'static str, ptr: *mut u8, object: impl FnOnce() -> Object) -> Result<()> {

@@ -208,7 +208,7 @@ pub(crate) unsafe trait Shared: Sized {
 /// The error object naming a primitive at an address.
 #[cfg_attr(loom, allow(dead_code))]
 pub(crate) fn object_at<T: Shared>(addr: *const u8) -> Object {
-    Object::Other(format!("ipckit::sync::{} at {addr:p}", T::NAME))
+    Object::Other(format!("ipckit::sync::{} at {addr:p}", T::NAME).into())
 }
 
 /// A placed primitive: a pointer to its state `S` and what keeps that state alive — a clone of the

@@ -346,7 +346,9 @@ impl TransportKind {
         }
         let deadline = Instant::now() + options.timeout;
         loop {
-            options.check_cancel("connect", || Object::Other(format!("{self} {name:?}")))?;
+            options.check_cancel("connect", || {
+                Object::Other(format!("{self} {name:?}").into())
+            })?;
             match connect(self, Role::Send, &at.text, options) {
                 Ok(end) => return end.into_sender(),
                 Err(e) if not_there_yet(&e) && Instant::now() < deadline => {
@@ -367,7 +369,7 @@ fn refuse_descriptor(kind: TransportKind, rendezvous: &str) -> Result<()> {
     if kind == TransportKind::Pipe {
         return Err(Error::invalid(
             "connect",
-            Object::Other(format!("pipe rendezvous {rendezvous:?}")),
+            Object::Other(format!("pipe rendezvous {rendezvous:?}").into()),
             "a descriptor number cannot be adopted by safe code: use the unsafe \
              connect_*_inherited, or Sender/Receiver::from_pipe with an OwnedFd",
         ));
@@ -400,7 +402,7 @@ impl FromStr for TransportKind {
                 let names: Vec<&str> = TransportKind::ALL.iter().map(|k| k.name()).collect();
                 Error::invalid(
                     "parse transport",
-                    Object::Other(format!("{s:?}")),
+                    Object::Other(format!("{s:?}").into()),
                     format!("expected one of {}", names.join(", ")),
                 )
             })
@@ -515,7 +517,7 @@ pub fn check_name(name: &str) -> Result<()> {
     let bad = |reason: &str| {
         Err(Error::invalid(
             "validate",
-            Object::Other(format!("transport name {name:?}")),
+            Object::Other(format!("transport name {name:?}").into()),
             reason,
         ))
     };
@@ -587,7 +589,7 @@ impl Rendezvous {
         if !kind.supports_names() {
             return Err(Error::invalid(
                 "rendezvous",
-                Object::Other(format!("transport {kind}")),
+                Object::Other(format!("transport {kind}").into()),
                 "an anonymous pipe has no name and reaches only a child: use fifo",
             ));
         }
@@ -1302,7 +1304,7 @@ pub(crate) fn field<'a>(rendezvous: &'a str, key: &str) -> Option<&'a str> {
 pub(crate) fn bad_rendezvous(kind: TransportKind, text: &str, expected: &str) -> Error {
     Error::invalid(
         "connect",
-        Object::Other(format!("{kind} rendezvous {text:?}")),
+        Object::Other(format!("{kind} rendezvous {text:?}").into()),
         format!("expected {expected}"),
     )
 }
