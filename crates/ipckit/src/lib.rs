@@ -68,6 +68,7 @@ pub mod inspect;
 pub mod key;
 pub mod mmap;
 mod mode;
+mod once;
 pub mod pipe;
 pub mod posix;
 pub mod shared;

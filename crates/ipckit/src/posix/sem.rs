@@ -32,7 +32,6 @@ use std::io;
 use std::mem;
 use std::ops::Deref;
 use std::ptr::NonNull;
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use libc::{c_int, c_uint};
@@ -40,6 +39,7 @@ use rustix::time::ClockId;
 
 use crate::error::{Error, Object, Result};
 use crate::mode::{check_mode, DEFAULT_MODE};
+use crate::once::{Once, INITIALISING, READY, UNINIT};
 use crate::shared::SharedRegion;
 
 /// The largest value a POSIX semaphore can hold (`SEM_VALUE_MAX`; glibc's is `INT_MAX`).
@@ -619,26 +619,23 @@ fn check_ptr(op: &'static str, ptr: *mut u8, object: impl FnOnce() -> Object) ->
 /// One semaphore slot in shared memory: a state word, then the `sem_t` at its alignment.
 #[repr(C)]
 struct Slot {
-    /// [`FREE`], [`INITIALISING`] or [`READY`].
-    state: AtomicU32,
+    /// The create-once state ([`crate::once`]): `UNINIT` (free), `INITIALISING` or `READY`.
+    state: Once,
     sem: Semaphore,
 }
 
 // The slot's layout: the sem_t after the state word, at its own alignment; consecutive slots stay
 // aligned.
 const _: () = {
-    assert!(mem::offset_of!(Slot, sem) >= mem::size_of::<AtomicU32>());
+    assert!(mem::offset_of!(Slot, sem) >= mem::size_of::<Once>());
     assert!(mem::offset_of!(Slot, sem) % mem::align_of::<libc::sem_t>() == 0);
     assert!(mem::size_of::<Slot>() == mem::offset_of!(Slot, sem) + mem::size_of::<libc::sem_t>());
     assert!(mem::size_of::<Slot>() % mem::align_of::<Slot>() == 0);
 };
 
-/// The slot holds no semaphore: the state of fresh (zero-filled) memory, and after destruction.
-const FREE: u32 = 0;
-/// `init_in` won the slot and is calling `sem_init`.
-const INITIALISING: u32 = 1;
-/// The `sem_t` is initialised ("sem!" in ASCII, unlikely in memory that is not a slot).
-const READY: u32 = u32::from_be_bytes(*b"sem!");
+// The slot's state word: UNINIT (free: fresh, zero-filled memory, and after destruction),
+// INITIALISING (`init_in` won the slot and is calling `sem_init`), READY (the sem_t is
+// initialised) — the crate's create-once protocol.
 
 /// An unnamed, process-shared POSIX semaphore in a slot of shared memory: a handle that keeps
 /// the memory mapped (it holds a clone of the [`SharedRegion`]). Dereferences to [`Semaphore`] for
@@ -732,13 +729,10 @@ impl RawSemaphore {
         let slot = handle.slot();
         let object = || unnamed_object(slot.sem.sem.get().cast());
         check_value(OP, object, value)?;
-        // Acquire: if another process had initialised and destroyed the slot, its writes to the
-        // sem_t happen before ours.
-        match slot
-            .state
-            .compare_exchange(FREE, INITIALISING, Ordering::Acquire, Ordering::Acquire)
-        {
-            Ok(_) => {}
+        // The claim's Acquire: if another process had initialised and destroyed the slot, its
+        // writes to the sem_t happen before ours.
+        match slot.state.claim() {
+            Ok(()) => {}
             Err(READY) | Err(INITIALISING) => {
                 return Err(Error::invalid(
                     OP,
@@ -765,12 +759,12 @@ impl RawSemaphore {
         match unsafe { Semaphore::init_at(slot.sem.sem.get().cast(), value) } {
             Ok(_) => {
                 // Release: the initialised sem_t is visible to whoever sees READY.
-                slot.state.store(READY, Ordering::Release);
+                slot.state.publish();
                 handle.initialiser = true;
                 Ok(handle)
             }
             Err(e) => {
-                slot.state.store(FREE, Ordering::Release);
+                slot.state.reset();
                 Err(e)
             }
         }
@@ -792,9 +786,9 @@ impl RawSemaphore {
         let slot = handle.slot();
         let object = || unnamed_object(slot.sem.sem.get().cast());
         // Acquire: pairs with the Release store of READY, so sem_init's writes are visible.
-        match slot.state.load(Ordering::Acquire) {
+        match slot.state.state() {
             READY => Ok(handle),
-            FREE | INITIALISING => Err(Error::invalid(
+            UNINIT | INITIALISING => Err(Error::invalid(
                 OP,
                 object(),
                 "no semaphore is initialised in this slot yet (RawSemaphore::init_in does that)",
@@ -834,7 +828,7 @@ impl RawSemaphore {
         // the type documentation) is that other users have stopped by the time it is dropped.
         let result = unsafe { slot.sem.destroy() };
         // Release: the destruction happens before a later init_in claims the slot.
-        slot.state.store(FREE, Ordering::Release);
+        slot.state.reset();
         result
     }
 }
@@ -892,6 +886,8 @@ impl Drop for RawSemaphore {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::atomic::Ordering;
+
     use super::*;
 
     #[test]
@@ -918,10 +914,29 @@ mod tests {
         }
         // Dropping the initialiser's handle destroyed the semaphore and freed the slot.
         let bytes = region.bytes();
-        assert_eq!(bytes.load_u32(0, Ordering::Relaxed).unwrap(), FREE);
+        assert_eq!(bytes.load_u32(0, Ordering::Relaxed).unwrap(), UNINIT);
         // A slot that says "ready" is not initialised again.
         bytes.atomic_u32(0).unwrap().store(READY, Ordering::Relaxed);
         let e = RawSemaphore::init_in(region, 1).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::InvalidInput, "{e}");
+    }
+
+    /// The slot's word is the crate's create-once protocol, as `sync`'s headers use it: a slot
+    /// still being initialised elsewhere is neither initialised again nor opened.
+    #[test]
+    #[cfg_attr(miri, ignore = "calls sem_init, which Miri lacks")]
+    fn slot_follows_the_create_once_protocol() {
+        let region = region(RawSemaphore::SLOT_SIZE);
+        let word = region.bytes().atomic_u32(0).unwrap();
+        {
+            let _sem = RawSemaphore::init_in(region.clone(), 0).unwrap();
+            assert_eq!(word.load(Ordering::Acquire), crate::once::READY);
+        }
+        assert_eq!(word.load(Ordering::Acquire), crate::once::UNINIT);
+        word.store(crate::once::INITIALISING, Ordering::Release);
+        let e = RawSemaphore::init_in(region.clone(), 0).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::InvalidInput, "{e}");
+        let e = RawSemaphore::from_region(region).unwrap_err();
         assert_eq!(e.kind(), io::ErrorKind::InvalidInput, "{e}");
     }
 
@@ -949,6 +964,6 @@ mod tests {
         state.store(READY, Ordering::Relaxed);
         let sem = RawSemaphore::from_region(slot).unwrap();
         // Only the handle holds the heap memory now; reading the state word is still sound.
-        assert_eq!(sem.slot().state.load(Ordering::Relaxed), READY);
+        assert_eq!(sem.slot().state.state(), READY);
     }
 }
