@@ -25,6 +25,21 @@
 //!
 //! Every fallible function returns [`Error`], which names the operation, the object and the cause.
 //!
+//! # Which semaphore?
+//! Three modules offer one, for three situations:
+//!
+//! - [`sysv::sem::SemSet`] — a set in the kernel, found by a [`Key`]. Pick it when a process that
+//!   dies must give back what it took: with `SEM_UNDO` ([`SemSet::wait_undo`](sysv::sem::SemSet::wait_undo))
+//!   the kernel reverses its adjustments at exit. Every operation is a system call; several
+//!   semaphores can change atomically together.
+//! - [`posix::sem`] — a named semaphore (`/name`, for unrelated processes, [`NamedSemaphore`](posix::sem::NamedSemaphore))
+//!   or an unnamed `sem_t` in shared memory ([`RawSemaphore`](posix::sem::RawSemaphore)). Pick it
+//!   to share a semaphore with C programs that use `sem_wait`/`sem_post`. No undo on death.
+//! - [`sync::Semaphore`] — ipckit's own, inside shared memory you already map, built on a futex: no
+//!   system call unless it must sleep or wake, a layout validated on open. Pick it for speed
+//!   between Rust processes. No undo on death (for a critical section use [`sync::Mutex`], which
+//!   notices a holder that died).
+//!
 //! # A first taste
 //!
 //! A private System V segment holding a typed record, guarded by a semaphore taken with `SEM_UNDO`

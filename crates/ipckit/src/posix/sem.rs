@@ -16,6 +16,8 @@
 //! [`init_in`](RawSemaphore::init_in) fails), opened only once it is ready, and destroyed only by
 //! the handle that initialised it, when that handle is dropped.
 //!
+//! Which of ipckit's three semaphores to pick, and why: see [the crate documentation](crate#which-semaphore).
+//!
 //! # References
 //! [sem_overview(7)](https://man7.org/linux/man-pages/man7/sem_overview.7.html),
 //! [sem_open(3)](https://man7.org/linux/man-pages/man3/sem_open.3.html),

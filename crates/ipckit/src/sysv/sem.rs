@@ -18,6 +18,8 @@
 //! an [`OwnedSemSet`] that removes its set when dropped. Removing a set wakes every waiter with
 //! `EIDRM`.
 //!
+//! Which of ipckit's three semaphores to pick, and why: see [the crate documentation](crate#which-semaphore).
+//!
 //! # References
 //! [semget(2)](https://man7.org/linux/man-pages/man2/semget.2.html),
 //! [semop(2)](https://man7.org/linux/man-pages/man2/semop.2.html),
