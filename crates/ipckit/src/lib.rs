@@ -40,6 +40,25 @@
 //!   between Rust processes. No undo on death (for a critical section use [`sync::Mutex`], which
 //!   notices a holder that died).
 //!
+//! # Messages: channel or transport?
+//! Both move whole messages between processes and receive them the same way: `recv()` returns
+//! `Ok(Some(message))` as a new `Vec`, `recv_into(&mut buf)` returns `Ok(Some(len))` with the
+//! message in `buf` (no allocation once it is large enough), and both return `Ok(None)` once the
+//! sending side closed on purpose and everything before was received. The sending side is the
+//! channel's [`Producer`](channel::Producer) and the transport's [`Sender`](transport::Sender);
+//! the receiving side the channel's [`Consumer`](channel::Consumer) and the transport's
+//! [`Receiver`](transport::Receiver).
+//!
+//! - [`channel`] is the fast path: shared memory, several producers, zero-copy slots,
+//!   non-blocking (`try_recv`, `try_recv_into`: [`Error::WouldBlock`]) and timed
+//!   (`recv_timeout`, `recv_into_timeout`: [`Error::Timeout`]) variants. Use it between processes
+//!   you write.
+//! - [`transport`] is one sender and one receiver over any mechanism ([`TransportKind`](transport::TransportKind):
+//!   pipes, sockets, message queues, shared memory, signals), with framing and an end of stream
+//!   added where the mechanism lacks them. Use it to pick the mechanism at run time, to compare
+//!   them, or to talk to a peer that needs a given one; it blocks (an
+//!   [`AbortHandle`](transport::AbortHandle) stops a blocked call).
+//!
 //! # A first taste
 //!
 //! A private System V segment holding a typed record, guarded by a semaphore taken with `SEM_UNDO`

@@ -445,7 +445,7 @@ fn run_transport(
         watch.done.store(true, Ordering::SeqCst);
         tx.close()?;
         let mut buf = Vec::new();
-        match rx.recv(&mut buf)? {
+        match rx.recv_into(&mut buf)? {
             None => Ok(()),
             Some(n) => Err(Error::invalid(
                 "bench",
@@ -505,7 +505,7 @@ fn recv_checked(
     buf: &mut Vec<u8>,
     size: usize,
 ) -> Result<u64> {
-    match rx.recv(buf)? {
+    match rx.recv_into(buf)? {
         None => Err(peer_error(
             kind,
             "the other side ended the stream early".into(),
@@ -695,7 +695,7 @@ pub fn peer_main(args: &[String]) -> Result<()> {
             tx.send(ack.stamp(expected))?;
         }
     }
-    match rx.recv(&mut buf)? {
+    match rx.recv_into(&mut buf)? {
         None => tx.close(),
         Some(n) => Err(peer_error(
             kind,

@@ -870,15 +870,24 @@ impl Receiver {
         }
     }
 
-    /// Waits for the next message and puts it in `buf` (replacing what was there): `Some(len)`;
-    /// `None` once the sender closed with [`Sender::close`] and every message before was
-    /// received, and again on every later call. A sender that went away without closing is an
+    /// Waits for the next message and returns it as a new `Vec`; `None` once the sender closed
+    /// with [`Sender::close`] and every message before was received, and again on every later
+    /// call. Errors as [`recv_into`](Self::recv_into), which reuses one buffer instead (the
+    /// channel's [`Consumer`](crate::channel::Consumer) has the same two).
+    pub fn recv(&mut self) -> Result<Option<Vec<u8>>> {
+        let mut buf = Vec::new();
+        Ok(self.recv_into(&mut buf)?.map(|_| buf))
+    }
+
+    /// Waits for the next message and puts it in `buf` (replacing what was there; no allocation
+    /// once it is large enough): `Some(len)`; `None` once the sender closed with
+    /// [`Sender::close`] and every message before was received, and again on every later call. A sender that went away without closing is an
     /// error (streams and connected sockets: end of file without the marker; the others: the
     /// pid the sender recorded or announced is gone, checked every 100 ms), reported only after
     /// everything it sent before was received: a sender that closed and then exited is never
     /// reported as dead. With no sender within the connect timeout, an error of kind
     /// `TimedOut`.
-    pub fn recv(&mut self, buf: &mut Vec<u8>) -> Result<Option<usize>> {
+    pub fn recv_into(&mut self, buf: &mut Vec<u8>) -> Result<Option<usize>> {
         if self.ended {
             buf.clear();
             return Ok(None);
