@@ -34,8 +34,8 @@ use bytemuck::{Pod, Zeroable};
 use ipckit::pipe::Fifo;
 use ipckit::signal::{self, Signal, SignalFd, SignalInfo, SignalSet};
 use ipckit::sysv::shm::{Attachment, ReadOnlyAttachment, Segment};
-use ipckit::sysv::DEFAULT_MODE;
 use ipckit::Key;
+use ipckit::DEFAULT_MODE;
 
 const USAGE: &str = "usage: signal_chat [--interrupt] [--fifo PATH] [LINE...]";
 

@@ -228,9 +228,15 @@ fn parse_only(s: &str) -> Result<(Kind, Object), String> {
         "sysv-shm" => (Kind::SysvShm, Object::ShmId(id()?)),
         "sysv-sem" => (Kind::SysvSem, Object::SemId(id()?)),
         "sysv-msg" => (Kind::SysvMsg, Object::MsgId(id()?)),
-        "posix-shm" => (Kind::PosixShm, Object::PosixShm(name(PosixKind::Shm)?)),
-        "posix-sem" => (Kind::PosixSem, Object::PosixSem(name(PosixKind::Sem)?)),
-        "posix-mq" => (Kind::PosixMq, Object::PosixMq(name(PosixKind::Mq)?)),
+        "posix-shm" => (
+            Kind::PosixShm,
+            Object::PosixShm(name(PosixKind::Shm)?.into()),
+        ),
+        "posix-sem" => (
+            Kind::PosixSem,
+            Object::PosixSem(name(PosixKind::Sem)?.into()),
+        ),
+        "posix-mq" => (Kind::PosixMq, Object::PosixMq(name(PosixKind::Mq)?.into())),
         _ => return Err(format!("unknown kind {kind:?} in {s:?}")),
     })
 }

@@ -115,21 +115,8 @@ fn usage_error(err: clap::Error) -> ExitCode {
     ExitCode::from(2)
 }
 
-/// Prints an error as one line: the context chain joined by ": ".
+/// Prints an error as one line: the context chain joined by ": " (an ipckit error's `Display`
+/// carries its OS error and is the end of its chain, so the OS error appears once).
 fn report(err: &anyhow::Error) {
-    let mut line = String::from("ipckit: ");
-    let mut first = true;
-    for cause in err.chain() {
-        let text = cause.to_string();
-        // ipckit errors already include their source's text; skip a cause repeated verbatim.
-        if !first && line.ends_with(&text) {
-            continue;
-        }
-        if !first {
-            line.push_str(": ");
-        }
-        line.push_str(&text);
-        first = false;
-    }
-    eprintln!("{line}");
+    eprintln!("ipckit: {err:#}");
 }

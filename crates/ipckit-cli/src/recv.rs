@@ -52,7 +52,7 @@ fn recv(args: Args, interrupts: &crate::leave::Interrupts) -> Result<ExitCode> {
     let mut buf = Vec::new();
     // Each message is written whole and flushed before the next is awaited, so whatever ends the
     // stream (a sender that died, a corrupt channel), what was printed is whole messages.
-    while rx.recv(&mut buf).context("receive")?.is_some() {
+    while rx.recv_into(&mut buf).context("receive")?.is_some() {
         out.write_all(&buf).context("write standard output")?;
         if args.framing == Framing::Lines {
             out.write_all(b"\n").context("write standard output")?;

@@ -411,16 +411,8 @@ fn remove_all(kind: Kind) -> bool {
 fn is_missing(e: &ipckit::Error) -> bool {
     matches!(
         e.raw_os_error(),
-        Some(libc_errno::ENOENT | libc_errno::EINVAL | libc_errno::EIDRM)
+        Some(libc::ENOENT | libc::EINVAL | libc::EIDRM)
     )
-}
-
-/// The errno values the messages distinguish (Linux numbering; the CLI has no libc dependency).
-mod libc_errno {
-    pub const EPERM: i32 = 1;
-    pub const ENOENT: i32 = 2;
-    pub const EINVAL: i32 = 22;
-    pub const EIDRM: i32 = 43;
 }
 
 /// "`object`: why", for an error of an operation on `object`: missing objects and permission
@@ -428,9 +420,10 @@ mod libc_errno {
 pub fn describe(object: &Object, e: &ipckit::Error) -> String {
     let why = match e.raw_os_error() {
         _ if is_missing(e) => "no such object".to_owned(),
-        Some(libc_errno::EPERM) => {
-            "Permission denied: not its owner or creator (os error 1)".to_owned()
-        }
+        Some(libc::EPERM) => format!(
+            "Permission denied: not its owner or creator (os error {})",
+            libc::EPERM
+        ),
         Some(n) => io::Error::from_raw_os_error(n).to_string(),
         None => match e {
             ipckit::Error::InvalidArgument { reason, .. } => reason.clone(),
@@ -657,6 +650,22 @@ mod tests {
         assert_eq!(
             describe(&Object::ShmId(i32::MAX), &e),
             "System V shared memory id 2147483647: no such object"
+        );
+    }
+
+    /// `EIDRM` is 43 on x86 and ARM but 36 on MIPS and 77 on SPARC: the number comes from
+    /// libc, so an object removed under an operation reads as missing on every architecture.
+    #[test]
+    fn removed_under_an_operation_is_missing() {
+        let e = ipckit::Error::Os {
+            op: "semop",
+            object: Object::SemId(7),
+            os_error: io::Error::from_raw_os_error(libc::EIDRM),
+        };
+        assert!(is_missing(&e));
+        assert_eq!(
+            describe(&Object::SemId(7), &e),
+            "System V semaphore set id 7: no such object"
         );
     }
 }

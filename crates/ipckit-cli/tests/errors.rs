@@ -33,6 +33,12 @@ fn the_error_line(args: &[&str], out: &Output) -> String {
     );
     assert!(stderr.ends_with('\n'), "{args:?}: {stderr:?}");
     assert!(stderr.starts_with("ipckit: "), "{args:?}: {stderr:?}");
+    // The OS error once: an ipckit error's text already carries it, so it is not repeated as
+    // the error's source.
+    assert!(
+        stderr.matches("os error").count() <= 1,
+        "{args:?}: the OS error twice: {stderr:?}"
+    );
     for leak in ["Error {", "Os {", "panicked", "backtrace", "RUST_BACKTRACE"] {
         assert!(!stderr.contains(leak), "{args:?}: {stderr:?}");
     }

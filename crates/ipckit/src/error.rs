@@ -3,7 +3,10 @@
 //! Every failure names three things: the **operation** (`"shmget"`, `"attach"`, `"msgsnd"` …), the
 //! **object** it was applied to (a key, an id, a name or a path) and the **cause** — the OS error, a
 //! limit that was exceeded, an argument rejected before any system call, or shared memory that failed
-//! validation. `Display` renders all three on one line, so a command-line tool can print it as is:
+//! validation. `Display` renders all three on one line, so a command-line tool can print it as is.
+//! Because the OS error is part of that line, [`source`](std::error::Error::source) is `None`: a
+//! reporter that walks the chain of sources (anyhow's `{:#}`, eyre) prints it once, not twice.
+//! The OS error itself is [`Error::os_error`] (and [`Error::raw_os_error`], [`Error::kind`]):
 //!
 //! ```text
 //! shmget System V shared memory key 0x0000abcd: No such file or directory (os error 2)
@@ -12,7 +15,8 @@
 
 use std::fmt;
 use std::io;
-use std::path::PathBuf;
+use std::path::Path;
+use std::sync::Arc;
 
 use crate::key::Key;
 
@@ -20,6 +24,10 @@ use crate::key::Key;
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// What an operation was applied to. Displayed as a noun phrase ("System V semaphore set id 3").
+///
+/// Names and paths are shared (`Arc`), so a handle keeps its object and cloning it into an error
+/// allocates nothing: `WouldBlock` and `Timeout` on the hot path cost no allocation. Build one
+/// with `.into()` from a `&str`, a `String`, a `&Path` or a `PathBuf`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Object {
@@ -36,15 +44,15 @@ pub enum Object {
     /// A System V message queue by id.
     MsgId(i32),
     /// A POSIX shared-memory object by name (`/name`).
-    PosixShm(String),
+    PosixShm(Arc<str>),
     /// A POSIX named semaphore by name.
-    PosixSem(String),
+    PosixSem(Arc<str>),
     /// A POSIX message queue by name.
-    PosixMq(String),
+    PosixMq(Arc<str>),
     /// A file-system path (mapped file, FIFO, socket, `ftok` path …).
-    Path(PathBuf),
+    Path(Arc<Path>),
     /// Anything else, described in words ("pipe", "process 4242", "signal SIGUSR1" …).
-    Other(String),
+    Other(Arc<str>),
 }
 
 impl fmt::Display for Object {
@@ -69,16 +77,16 @@ impl fmt::Display for Object {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
-    /// A system call failed; `source` is the OS error (errno).
-    #[error("{op} {object}: {source}")]
+    /// A system call failed; `os_error` is the OS error (errno).
+    #[error("{op} {object}: {os_error}")]
     Os {
         /// The operation, such as `"shmget"`.
         op: &'static str,
         /// What it was applied to.
         object: Object,
-        #[source]
-        /// The OS error.
-        source: io::Error,
+        /// The OS error; shown by `Display`, so not a [`source`](std::error::Error::source)
+        /// (see [`Error::os_error`]).
+        os_error: io::Error,
     },
     /// An argument was rejected before any system call was made.
     #[error("{op} {object}: {reason}")]
@@ -172,7 +180,7 @@ impl Error {
         Error::Os {
             op,
             object,
-            source: io::Error::last_os_error(),
+            os_error: io::Error::last_os_error(),
         }
     }
 
@@ -181,7 +189,7 @@ impl Error {
         Error::Os {
             op,
             object,
-            source: source.into(),
+            os_error: source.into(),
         }
     }
 
@@ -231,10 +239,19 @@ impl Error {
         }
     }
 
+    /// The OS error, when a system call failed. It is part of the `Display` text and not the
+    /// [`source`](std::error::Error::source), so that a chain of errors shows it once.
+    pub fn os_error(&self) -> Option<&io::Error> {
+        match self {
+            Error::Os { os_error, .. } => Some(os_error),
+            _ => None,
+        }
+    }
+
     /// The OS error number, when a system call failed.
     pub fn raw_os_error(&self) -> Option<i32> {
         match self {
-            Error::Os { source, .. } => source.raw_os_error(),
+            Error::Os { os_error, .. } => os_error.raw_os_error(),
             _ => None,
         }
     }
@@ -243,7 +260,7 @@ impl Error {
     /// `NotFound`, `AlreadyExists`, `PermissionDenied`, `WouldBlock`, `TimedOut` ….
     pub fn kind(&self) -> io::ErrorKind {
         match self {
-            Error::Os { source, .. } => source.kind(),
+            Error::Os { os_error, .. } => os_error.kind(),
             Error::InvalidArgument { .. } | Error::TooLarge { .. } => io::ErrorKind::InvalidInput,
             Error::Corrupt { .. } => io::ErrorKind::InvalidData,
             Error::WouldBlock { .. } => io::ErrorKind::WouldBlock,
@@ -276,9 +293,38 @@ mod tests {
             s.starts_with("shmget System V shared memory key 0x0000abcd: "),
             "{s}"
         );
-        assert!(s.contains("os error 2"), "{s}");
+        assert!(s.contains(&format!("os error {}", libc::ENOENT)), "{s}");
         assert_eq!(e.kind(), io::ErrorKind::NotFound);
         assert_eq!(e.raw_os_error(), Some(libc::ENOENT));
+    }
+
+    /// What anyhow's `{:#}` and other reporters print: the error, then each `source()`, joined.
+    fn chain(e: &dyn std::error::Error) -> String {
+        let mut line = e.to_string();
+        let mut cause = e.source();
+        while let Some(c) = cause {
+            line.push_str(": ");
+            line.push_str(&c.to_string());
+            cause = c.source();
+        }
+        line
+    }
+
+    #[test]
+    fn a_reported_chain_shows_the_os_error_once() {
+        let e = Error::os(
+            "shmget",
+            Object::ShmKey(Key::new(0xabcd)),
+            io::Error::from_raw_os_error(libc::EINVAL),
+        );
+        // The OS error's own text (under Miri, whose strerror differs, too).
+        let os = io::Error::from_raw_os_error(libc::EINVAL).to_string();
+        let line = chain(&e);
+        assert_eq!(line.matches(&os).count(), 1, "{line}");
+        // The same through io::Error, as `?` in a function returning io::Result makes it.
+        let line = chain(&io::Error::from(e));
+        assert_eq!(line.matches(&os).count(), 1, "{line}");
+        assert!(line.starts_with("shmget System V shared memory key 0x0000abcd: "));
     }
 
     #[test]

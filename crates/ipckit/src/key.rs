@@ -57,12 +57,12 @@ impl Key {
         if proj_id == 0 {
             return Err(Error::invalid(
                 "ftok",
-                Object::Path(path.to_owned()),
+                Object::Path(path.into()),
                 "proj_id must be non-zero",
             ));
         }
-        let meta = std::fs::metadata(path)
-            .map_err(|e| Error::os("ftok", Object::Path(path.to_owned()), e))?;
+        let meta =
+            std::fs::metadata(path).map_err(|e| Error::os("ftok", Object::Path(path.into()), e))?;
         // glibc: (st_ino & 0xffff) | ((st_dev & 0xff) << 16) | ((proj_id & 0xff) << 24)
         let bits = (meta.ino() & 0xffff) as u32
             | ((meta.dev() & 0xff) as u32) << 16
@@ -98,7 +98,7 @@ impl FromStr for Key {
         let bad = || {
             Error::invalid(
                 "parse key",
-                Object::Other(format!("{s:?}")),
+                Object::Other(format!("{s:?}").into()),
                 "expected 0x followed by up to 8 hex digits, or a decimal number",
             )
         };

@@ -25,6 +25,40 @@
 //!
 //! Every fallible function returns [`Error`], which names the operation, the object and the cause.
 //!
+//! # Which semaphore?
+//! Three modules offer one, for three situations:
+//!
+//! - [`sysv::sem::SemSet`] — a set in the kernel, found by a [`Key`]. Pick it when a process that
+//!   dies must give back what it took: with `SEM_UNDO` ([`SemSet::wait_undo`](sysv::sem::SemSet::wait_undo))
+//!   the kernel reverses its adjustments at exit. Every operation is a system call; several
+//!   semaphores can change atomically together.
+//! - [`posix::sem`] — a named semaphore (`/name`, for unrelated processes, [`NamedSemaphore`](posix::sem::NamedSemaphore))
+//!   or an unnamed `sem_t` in shared memory ([`RawSemaphore`](posix::sem::RawSemaphore)). Pick it
+//!   to share a semaphore with C programs that use `sem_wait`/`sem_post`. No undo on death.
+//! - [`sync::Semaphore`] — ipckit's own, inside shared memory you already map, built on a futex: no
+//!   system call unless it must sleep or wake, a layout validated on open. Pick it for speed
+//!   between Rust processes. No undo on death (for a critical section use [`sync::Mutex`], which
+//!   notices a holder that died).
+//!
+//! # Messages: channel or transport?
+//! Both move whole messages between processes and receive them the same way: `recv()` returns
+//! `Ok(Some(message))` as a new `Vec`, `recv_into(&mut buf)` returns `Ok(Some(len))` with the
+//! message in `buf` (no allocation once it is large enough), and both return `Ok(None)` once the
+//! sending side closed on purpose and everything before was received. The sending side is the
+//! channel's [`Producer`](channel::Producer) and the transport's [`Sender`](transport::Sender);
+//! the receiving side the channel's [`Consumer`](channel::Consumer) and the transport's
+//! [`Receiver`](transport::Receiver).
+//!
+//! - [`channel`] is the fast path: shared memory, several producers, zero-copy slots,
+//!   non-blocking (`try_recv`, `try_recv_into`: [`Error::WouldBlock`]) and timed
+//!   (`recv_timeout`, `recv_into_timeout`: [`Error::Timeout`]) variants. Use it between processes
+//!   you write.
+//! - [`transport`] is one sender and one receiver over any mechanism ([`TransportKind`](transport::TransportKind):
+//!   pipes, sockets, message queues, shared memory, signals), with framing and an end of stream
+//!   added where the mechanism lacks them. Use it to pick the mechanism at run time, to compare
+//!   them, or to talk to a peer that needs a given one; it blocks (an
+//!   [`AbortHandle`](transport::AbortHandle) stops a blocked call).
+//!
 //! # A first taste
 //!
 //! A private System V segment holding a typed record, guarded by a semaphore taken with `SEM_UNDO`
@@ -67,7 +101,9 @@ pub mod error;
 pub mod inspect;
 pub mod key;
 pub mod mmap;
+mod mode;
 mod ofd_lock;
+mod once;
 pub mod pipe;
 pub mod posix;
 pub mod shared;
@@ -81,3 +117,4 @@ mod view;
 
 pub use error::{Error, Object, Result};
 pub use key::Key;
+pub use mode::DEFAULT_MODE;

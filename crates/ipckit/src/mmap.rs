@@ -162,7 +162,7 @@ impl MmapOptions {
     /// The offset option must be 0.
     pub fn map_anonymous(&self, len: usize) -> Result<Mmap> {
         const OP: &str = "mmap";
-        let object = Object::Other(format!("anonymous mapping of {len} bytes"));
+        let object = Object::Other(format!("anonymous mapping of {len} bytes").into());
         if self.offset != 0 {
             return Err(Error::invalid(
                 OP,
@@ -368,8 +368,8 @@ fn nonnull(ptr: *mut std::ffi::c_void, op: &'static str, object: &Object) -> Res
 fn fd_object(fd: BorrowedFd<'_>) -> Object {
     let n = fd.as_raw_fd();
     std::fs::read_link(format!("/proc/self/fd/{n}"))
-        .map(Object::Path)
-        .unwrap_or_else(|_| Object::Other(format!("file descriptor {n}")))
+        .map(|p| Object::Path(p.into()))
+        .unwrap_or_else(|_| Object::Other(format!("file descriptor {n}").into()))
 }
 
 /// How many bytes from the start of a mapping of `len` bytes at `offset` a file of `file_len` bytes
@@ -854,7 +854,10 @@ impl Mmap {
             .map_err(|e| Error::os("munmap", map.object.clone(), e));
         // Release what drop would have released besides the mapping: the descriptor and the name.
         drop(map.file.take());
-        drop(mem::replace(&mut map.object, Object::Other(String::new())));
+        drop(mem::replace(
+            &mut map.object,
+            Object::Other(String::new().into()),
+        ));
         flushed.and(unmapped)
     }
 }

@@ -38,8 +38,8 @@ use rustix::fs::{FileType, Mode, OFlags};
 use rustix::io::Errno;
 
 use crate::error::{Error, Object, Result};
+use crate::mode::{check_mode, DEFAULT_MODE};
 use crate::signal;
-use crate::sysv::{check_mode, DEFAULT_MODE};
 
 /// `PIPE_BUF`: writes of at most this many bytes (4096 on Linux) are atomic.
 pub const PIPE_BUF: usize = rustix::pipe::PIPE_BUF;
@@ -54,14 +54,14 @@ pub const PIPE_MAX_SIZE_PATH: &str = "/proc/sys/fs/pipe-max-size";
 /// `Command` afterwards too (it keeps its copy), or the reader never sees end of file.
 pub fn pipe() -> Result<(PipeReader, PipeWriter)> {
     let (r, w) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)
-        .map_err(|e| Error::os("pipe2", Object::Other("pipe".to_string()), e))?;
+        .map_err(|e| Error::os("pipe2", Object::Other("pipe".into()), e))?;
     Ok((PipeReader { fd: r }, PipeWriter { fd: w }))
 }
 
 /// `/proc/sys/fs/pipe-max-size` — the largest capacity an unprivileged process may give a pipe
 /// (1 MiB by default).
 pub fn max_capacity() -> Result<usize> {
-    let object = || Object::Path(PathBuf::from(PIPE_MAX_SIZE_PATH));
+    let object = || Object::Path(PathBuf::from(PIPE_MAX_SIZE_PATH).into());
     let text =
         std::fs::read_to_string(PIPE_MAX_SIZE_PATH).map_err(|e| Error::os("read", object(), e))?;
     text.trim().parse().map_err(|_| {
@@ -77,7 +77,7 @@ pub fn max_capacity() -> Result<usize> {
 }
 
 fn fd_object(fd: BorrowedFd<'_>) -> Object {
-    Object::Other(format!("pipe (fd {})", fd.as_raw_fd()))
+    Object::Other(format!("pipe (fd {})", fd.as_raw_fd()).into())
 }
 
 /// `fcntl(fd, F_GETPIPE_SZ)`.
@@ -378,7 +378,7 @@ impl FifoOptions {
     pub fn create(&self, path: impl AsRef<Path>) -> Result<Fifo> {
         const OP: &str = "mkfifo";
         let path = path.as_ref();
-        let object = || Object::Path(path.to_owned());
+        let object = || Object::Path(path.into());
         let mode = check_mode(OP, &object(), self.mode)?;
         match rustix::fs::mkfifoat(rustix::fs::CWD, path, Mode::from_raw_mode(mode as _)) {
             Ok(()) => return Ok(Fifo::new(path)),
@@ -471,7 +471,7 @@ impl Fifo {
     }
 
     fn object(&self) -> Object {
-        Object::Path(self.path.clone())
+        Object::Path(self.path.as_path().into())
     }
 
     /// `open(path, flags | O_CLOEXEC | O_NOFOLLOW)` and a check that a FIFO was opened.

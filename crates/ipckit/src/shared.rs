@@ -744,7 +744,7 @@ impl HeapMemory {
         HeapMemory {
             words,
             len,
-            object: Object::Other(format!("{len} bytes of heap memory")),
+            object: Object::Other(format!("{len} bytes of heap memory").into()),
         }
     }
 }

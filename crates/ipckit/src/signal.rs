@@ -181,7 +181,7 @@ impl Signal {
             Ok(k) if k <= max - min => Ok(Signal(min + k)),
             _ => Err(Error::invalid(
                 "signal",
-                Object::Other(format!("SIGRTMIN+{offset}")),
+                Object::Other(format!("SIGRTMIN+{offset}").into()),
                 format!("real-time signals go up to SIGRTMIN+{}", max - min),
             )),
         }
@@ -209,7 +209,7 @@ impl Signal {
         };
         Err(Error::invalid(
             "signal",
-            Object::Other(format!("signal {n}")),
+            Object::Other(format!("signal {n}").into()),
             reason,
         ))
     }
@@ -274,7 +274,7 @@ impl FromStr for Signal {
         let bad = || {
             Error::invalid(
                 "parse signal",
-                Object::Other(format!("{s:?}")),
+                Object::Other(format!("{s:?}").into()),
                 "expected a signal name as kill -l lists it (INT, SIGINT, RTMIN+1) or its number",
             )
         };
@@ -427,7 +427,7 @@ impl fmt::Debug for SignalSet {
 }
 
 fn mask_object() -> Object {
-    Object::Other("signal mask of the calling thread".to_string())
+    Object::Other("signal mask of the calling thread".into())
 }
 
 /// `pthread_sigmask(how, set, &old)`; errors come back as an errno, not in `errno`.
@@ -484,13 +484,8 @@ fn raw_pending() -> io::Result<SignalSet> {
 /// `sigpending(&set)` — the signals that wait, blocked, for the calling thread: those sent to it
 /// and those sent to the whole process.
 pub fn pending() -> Result<SignalSet> {
-    raw_pending().map_err(|e| {
-        Error::os(
-            "sigpending",
-            Object::Other("the calling thread".to_string()),
-            e,
-        )
-    })
+    raw_pending()
+        .map_err(|e| Error::os("sigpending", Object::Other("the calling thread".into()), e))
 }
 
 /// What a process does when a signal is delivered to it (`sigaction`).
@@ -505,7 +500,7 @@ pub enum Disposition {
 }
 
 fn signal_object(sig: Signal) -> Object {
-    Object::Other(format!("signal {sig}"))
+    Object::Other(format!("signal {sig}").into())
 }
 
 /// `sigaction(sig, NULL, &old)` — the current disposition of `sig`, for the whole process.
@@ -563,7 +558,7 @@ pub fn set_disposition(sig: Signal, to: Disposition) -> Result<Disposition> {
 }
 
 fn check_pid(op: &'static str, what: &str, pid: u32, sig: Signal) -> Result<libc::pid_t> {
-    let object = || Object::Other(format!("{sig} to {what} {pid}"));
+    let object = || Object::Other(format!("{sig} to {what} {pid}").into());
     match libc::pid_t::try_from(pid) {
         Ok(0) => Err(Error::invalid(
             op,
@@ -587,7 +582,7 @@ pub fn kill(pid: u32, sig: Signal) -> Result<()> {
     if rc < 0 {
         return Err(Error::last_os(
             OP,
-            Object::Other(format!("{sig} to process {pid}")),
+            Object::Other(format!("{sig} to process {pid}").into()),
         ));
     }
     Ok(())
@@ -602,7 +597,7 @@ pub fn kill_group(pgid: u32, sig: Signal) -> Result<()> {
     if raw == 1 {
         return Err(Error::invalid(
             OP,
-            Object::Other(format!("{sig} to process group 1")),
+            Object::Other(format!("{sig} to process group 1").into()),
             "kill(-1) would signal every process the caller may signal",
         ));
     }
@@ -611,7 +606,7 @@ pub fn kill_group(pgid: u32, sig: Signal) -> Result<()> {
     if rc < 0 {
         return Err(Error::last_os(
             OP,
-            Object::Other(format!("{sig} to process group {pgid}")),
+            Object::Other(format!("{sig} to process group {pgid}").into()),
         ));
     }
     Ok(())
@@ -625,7 +620,7 @@ pub fn raise(sig: Signal) -> Result<()> {
     if rc != 0 {
         return Err(Error::last_os(
             "raise",
-            Object::Other(format!("{sig} to the calling thread")),
+            Object::Other(format!("{sig} to the calling thread").into()),
         ));
     }
     Ok(())
@@ -651,7 +646,7 @@ pub fn queue(pid: u32, sig: Signal, value: i32) -> Result<()> {
     if rc < 0 {
         return Err(Error::last_os(
             OP,
-            Object::Other(format!("{sig} to process {pid}")),
+            Object::Other(format!("{sig} to process {pid}").into()),
         ));
     }
     Ok(())
@@ -790,7 +785,7 @@ impl SignalFd {
         if fd < 0 {
             return Err(Error::last_os(
                 "signalfd",
-                Object::Other(format!("signals {set:?}")),
+                Object::Other(format!("signals {set:?}").into()),
             ));
         }
         // SAFETY: signalfd returned a new descriptor that nothing else owns.
@@ -807,11 +802,7 @@ impl SignalFd {
     }
 
     fn object(&self) -> Object {
-        Object::Other(format!(
-            "signalfd {} for {:?}",
-            self.fd.as_raw_fd(),
-            self.set
-        ))
+        Object::Other(format!("signalfd {} for {:?}", self.fd.as_raw_fd(), self.set).into())
     }
 
     /// `read(fd, &info, sizeof info)` — the next pending signal of the set, or `None` if none is
@@ -920,7 +911,7 @@ pub struct IntervalTimer {
 }
 
 fn timer_object() -> Object {
-    Object::Other("ITIMER_REAL".to_string())
+    Object::Other("ITIMER_REAL".into())
 }
 
 fn to_timeval(op: &'static str, d: Duration) -> Result<libc::timeval> {

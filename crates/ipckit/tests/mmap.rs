@@ -66,7 +66,10 @@ fn assert_invalid_naming(err: &Error, path: &Path, words: &[&str]) {
         "not refused before mmap: {err}"
     );
     assert_eq!(err.op(), "mmap");
-    assert_eq!(err.object(), &Object::Path(path.canonicalize().unwrap()));
+    assert_eq!(
+        err.object(),
+        &Object::Path(path.canonicalize().unwrap().into())
+    );
     let text = err.to_string();
     for w in words {
         assert!(text.contains(w), "{w:?} missing in: {text}");

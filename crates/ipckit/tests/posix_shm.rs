@@ -41,7 +41,7 @@ fn assert_invalid(err: ipckit::Error, name: &str) {
         matches!(err, ipckit::Error::InvalidArgument { .. }),
         "{name:?}: not refused before the call: {err}"
     );
-    assert_eq!(err.object(), &Object::PosixShm(name.to_string()));
+    assert_eq!(err.object(), &Object::PosixShm(name.into()));
 }
 
 #[test]
@@ -86,7 +86,7 @@ fn create_open_exclusive_and_not_found() {
     let err = SharedMemory::open(&name).unwrap_err();
     assert_eq!(err.kind(), ErrorKind::NotFound, "{err}");
     assert_eq!(err.op(), "shm_open");
-    assert_eq!(err.object(), &Object::PosixShm(name.clone()));
+    assert_eq!(err.object(), &Object::PosixShm(name.as_str().into()));
 
     let created = SharedMemory::create_exclusive(&name, 4096).unwrap();
     assert_eq!(created.name(), name);
@@ -190,7 +190,7 @@ fn resize_changes_the_size_and_mappings_see_the_file() {
         err.to_string().contains("past the end of the file"),
         "{err}"
     );
-    assert_eq!(err.object(), &Object::PosixShm(name.clone()));
+    assert_eq!(err.object(), &Object::PosixShm(name.as_str().into()));
     assert!(first.write_at(96, b"ok!!").is_ok());
     assert!(first.write_at(97, b"no!!").is_err());
 }
@@ -258,7 +258,7 @@ fn read_only_handle_makes_only_read_only_mappings() {
     let err = ro.map().unwrap_err();
     assert_eq!(err.kind(), ErrorKind::InvalidInput, "{err}");
     assert!(err.to_string().contains("read-only"), "{err}");
-    assert_eq!(err.object(), &Object::PosixShm(name.clone()));
+    assert_eq!(err.object(), &Object::PosixShm(name.as_str().into()));
     let map = ro.map_read_only().unwrap();
     assert_eq!(&map.read::<[u8; 2]>(0).unwrap(), b"ro");
     assert!(!map.is_writable());

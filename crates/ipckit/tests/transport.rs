@@ -51,14 +51,22 @@ fn play_peer() {
     let mut buf = Vec::new();
     for size in sizes {
         for seq in 0..COUNT {
-            assert_eq!(rx.recv(&mut buf).unwrap(), Some(size), "{kind} size {size}");
+            assert_eq!(
+                rx.recv_into(&mut buf).unwrap(),
+                Some(size),
+                "{kind} size {size}"
+            );
             assert_eq!(check(&buf, size), Ok(seq), "{kind} size {size}");
             tx.send(&buf).unwrap();
         }
     }
-    assert_eq!(rx.recv(&mut buf).unwrap(), None, "{kind}: end of stream");
     assert_eq!(
-        rx.recv(&mut buf).unwrap(),
+        rx.recv_into(&mut buf).unwrap(),
+        None,
+        "{kind}: end of stream"
+    );
+    assert_eq!(
+        rx.recv_into(&mut buf).unwrap(),
         None,
         "{kind}: the end stays the end"
     );
@@ -91,13 +99,17 @@ fn round_trip(kind: TransportKind, test: &str) {
         let mut p = Payload::new(size);
         for seq in 0..COUNT {
             tx.send(p.stamp(seq)).unwrap();
-            assert_eq!(rx.recv(&mut buf).unwrap(), Some(size), "{kind} size {size}");
+            assert_eq!(
+                rx.recv_into(&mut buf).unwrap(),
+                Some(size),
+                "{kind} size {size}"
+            );
             assert_eq!(check(&buf, size), Ok(seq), "{kind} echo, size {size}");
         }
     }
     tx.close().unwrap();
     assert_eq!(
-        rx.recv(&mut buf).unwrap(),
+        rx.recv_into(&mut buf).unwrap(),
         None,
         "{kind}: the peer's end of stream"
     );
@@ -205,7 +217,7 @@ fn an_oversize_message_is_refused_before_anything_is_sent() {
     );
     tx.send(&[7; 64]).unwrap();
     let mut buf = Vec::new();
-    assert_eq!(rx.recv(&mut buf).unwrap(), Some(64));
+    assert_eq!(rx.recv_into(&mut buf).unwrap(), Some(64));
     assert_eq!(buf, vec![7; 64]);
 }
 
@@ -231,9 +243,9 @@ fn a_stream_that_ends_without_the_marker_is_an_error() {
     let child = Reaped(cmd.spawn().unwrap());
     let mut rx = from.establish(Some(Duration::from_secs(20))).unwrap();
     let mut buf = Vec::new();
-    assert_eq!(rx.recv(&mut buf).unwrap(), Some(10));
+    assert_eq!(rx.recv_into(&mut buf).unwrap(), Some(10));
     assert_eq!(buf, b"half of it");
-    let err = rx.recv(&mut buf).unwrap_err();
+    let err = rx.recv_into(&mut buf).unwrap_err();
     assert_eq!(err.kind(), std::io::ErrorKind::UnexpectedEof, "{err}");
     assert!(err.to_string().contains("without closing"), "{err}");
     assert!(child.wait().success());
@@ -258,9 +270,9 @@ fn a_dead_sender_on_shared_memory_is_reported_by_pid() {
     let child = Reaped(cmd.spawn().unwrap());
     let pid = child.0.id();
     let mut buf = Vec::new();
-    assert_eq!(rx.recv(&mut buf).unwrap(), Some(10));
+    assert_eq!(rx.recv_into(&mut buf).unwrap(), Some(10));
     assert!(child.wait().success());
-    let err = rx.recv(&mut buf).unwrap_err();
+    let err = rx.recv_into(&mut buf).unwrap_err();
     assert!(
         matches!(err, ipckit::Error::PeerDied { pid: p, .. } if p == pid),
         "{err}"
@@ -285,7 +297,7 @@ fn an_abort_handle_ends_a_blocked_receive() {
             std::thread::sleep(Duration::from_millis(50));
             abort.abort();
         });
-        let err = rx.recv(&mut Vec::new()).unwrap_err();
+        let err = rx.recv_into(&mut Vec::new()).unwrap_err();
         assert_eq!(
             err.kind(),
             std::io::ErrorKind::ConnectionAborted,
@@ -332,7 +344,7 @@ fn named_meetings_work_in_either_order_and_leave_nothing() {
         let mut rx = kind.named_receiver(&name, &options(64)).unwrap();
         let mut got = Vec::new();
         let mut buf = Vec::new();
-        while rx.recv(&mut buf).unwrap().is_some() {
+        while rx.recv_into(&mut buf).unwrap().is_some() {
             got.push(String::from_utf8(buf.clone()).unwrap());
         }
         assert_eq!(got, ["first", "", "third"], "{kind}");

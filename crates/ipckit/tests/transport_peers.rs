@@ -62,7 +62,7 @@ fn a_sender_that_closed_and_exited_is_not_reported_dead() {
                 .named_receiver(&var("T_NAME"), &options())
                 .unwrap();
             let mut buf = Vec::new();
-            match rx.recv(&mut buf) {
+            match rx.recv_into(&mut buf) {
                 Ok(None) => println!("END"),
                 Ok(Some(_)) => println!("DATA"),
                 Err(e) => println!("ERROR {e}"),
@@ -140,8 +140,8 @@ fn safe_code_never_adopts_a_descriptor_by_number() {
     // close() returns once the receiver read everything: receive in another thread.
     let reader = std::thread::spawn(move || {
         let mut buf = Vec::new();
-        assert_eq!(rx.recv(&mut buf).unwrap(), Some(5));
-        assert_eq!(rx.recv(&mut buf).unwrap(), None);
+        assert_eq!(rx.recv_into(&mut buf).unwrap(), Some(5));
+        assert_eq!(rx.recv_into(&mut buf).unwrap(), None);
     });
     tx.send(b"owned").unwrap();
     tx.close().unwrap();
@@ -186,19 +186,19 @@ fn a_sender_killed_mid_stream_is_reported_by_every_transport() {
         let mut sender = ipckit_testkit::Conversation::start(cmd);
         let mut rx = kind.named_receiver(&name, &options()).unwrap();
         let mut buf = Vec::new();
-        assert_eq!(rx.recv(&mut buf).unwrap(), Some(3), "{kind}");
+        assert_eq!(rx.recv_into(&mut buf).unwrap(), Some(3), "{kind}");
         assert_eq!(buf, b"one", "{kind}");
         // One-slot kinds: "two" is in the slot once "one" was taken.
         sender.wait_for("SENT");
         signal(sender.pid(), libc::SIGKILL);
         let start = std::time::Instant::now();
         assert_eq!(
-            rx.recv(&mut buf).unwrap(),
+            rx.recv_into(&mut buf).unwrap(),
             Some(3),
             "{kind}: sent before the kill"
         );
         assert_eq!(buf, b"two", "{kind}");
-        let err = rx.recv(&mut buf).unwrap_err();
+        let err = rx.recv_into(&mut buf).unwrap_err();
         let took = start.elapsed();
         assert!(
             matches!(err, ipckit::Error::PeerDied { .. })
@@ -224,7 +224,7 @@ fn a_posix_mq_sender_reports_its_killed_receiver() {
         let kind = TransportKind::PosixMq;
         let mut rx = kind.named_receiver(&var("T_NAME"), &options()).unwrap();
         let mut buf = Vec::new();
-        assert_eq!(rx.recv(&mut buf).unwrap(), Some(3));
+        assert_eq!(rx.recv_into(&mut buf).unwrap(), Some(3));
         println!("GOT");
         std::thread::sleep(Duration::from_secs(120));
         return;
@@ -257,4 +257,33 @@ fn a_posix_mq_sender_reports_its_killed_receiver() {
     );
     assert!(took < Duration::from_secs(5), "reported after {took:?}");
     drop(receiver);
+}
+
+/// One vocabulary for receiving: the transport's receiver and the channel's consumer have the
+/// same `recv` (a new `Vec`) and `recv_into` (a reused buffer) with the same `None` at the end of
+/// the stream.
+#[test]
+fn a_receiver_receives_as_a_channel_consumer_does() {
+    use ipckit::channel::Consumer;
+    use ipckit::transport::Receiver;
+    type Recv<T> = fn(&mut T) -> ipckit::Result<Option<Vec<u8>>>;
+    type RecvInto<T> = fn(&mut T, &mut Vec<u8>) -> ipckit::Result<Option<usize>>;
+    let _: (Recv<Consumer>, Recv<Receiver>) = (Consumer::recv, Receiver::recv);
+    let _: (RecvInto<Consumer>, RecvInto<Receiver>) = (Consumer::recv_into, Receiver::recv_into);
+
+    let (r, w) = ipckit::pipe::pipe().unwrap();
+    let mut tx = ipckit::transport::Sender::from_pipe(w.into(), &options()).unwrap();
+    let mut rx = Receiver::from_pipe(r.into(), &options()).unwrap();
+    let reader = std::thread::spawn(move || {
+        assert_eq!(rx.recv().unwrap().as_deref(), Some(&b"first"[..]));
+        let mut buf = Vec::new();
+        assert_eq!(rx.recv_into(&mut buf).unwrap(), Some(6));
+        assert_eq!(buf, b"second");
+        assert_eq!(rx.recv().unwrap(), None, "end of stream");
+        assert_eq!(rx.recv_into(&mut buf).unwrap(), None, "and again");
+    });
+    tx.send(b"first").unwrap();
+    tx.send(b"second").unwrap();
+    tx.close().unwrap();
+    reader.join().unwrap();
 }

@@ -14,6 +14,7 @@
 //!   which system call a thread sleeps in ([`task`]);
 //! - interrupting a blocked call with a signal ([`interrupt`]);
 //! - the process's umask and credentials: [`umask`], [`is_root`], [`become_nobody`].
+#![warn(missing_docs)]
 
 use std::ffi::OsStr;
 use std::io::{BufRead, BufReader, Write};

@@ -40,7 +40,7 @@ const SPINS_PER_CHECK: u32 = 1 << 12;
 const ROUND_TIMEOUT: Duration = Duration::from_secs(10);
 
 fn object(path: &Path) -> Object {
-    Object::Path(path.to_path_buf())
+    Object::Path(path.into())
 }
 
 /// Ends the peer if the host gives up early; reaps it either way.
@@ -104,7 +104,7 @@ pub(super) fn measure(plan: &Plan, peer: &PeerCommand, peer_cpu: Option<usize>) 
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
-        .map_err(|e| Error::os("spawn", Object::Path(peer.program.clone()), e))?;
+        .map_err(|e| Error::os("spawn", Object::Path(peer.program.as_path().into()), e))?;
     let mut child = Reap(child);
     let mut alive = |waited: Duration| -> Result<()> {
         if let Ok(Some(_)) = child.0.try_wait() {
@@ -157,7 +157,7 @@ pub(super) fn measure(plan: &Plan, peer: &PeerCommand, peer_cpu: Option<usize>) 
     let status = child
         .0
         .wait()
-        .map_err(|e| Error::os("wait", Object::Path(peer.program.clone()), e))?;
+        .map_err(|e| Error::os("wait", Object::Path(peer.program.as_path().into()), e))?;
     if !status.success() {
         return Err(Error::Closed {
             op: "cache-line bounce",

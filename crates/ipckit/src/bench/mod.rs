@@ -275,7 +275,7 @@ fn pick_cpus() -> Result<(usize, usize)> {
 
 /// `sched_setaffinity(0, {cpu})` — runs the calling thread on `cpu` only; returns the old set.
 fn pin_to(cpu: usize) -> Result<rustix::thread::CpuSet> {
-    let object = || Object::Other(format!("CPU {cpu}"));
+    let object = || Object::Other(format!("CPU {cpu}").into());
     let old = rustix::thread::sched_getaffinity(None)
         .map_err(|e| Error::os("sched_getaffinity", object(), e))?;
     let mut set = rustix::thread::CpuSet::new();
@@ -445,11 +445,11 @@ fn run_transport(
         watch.done.store(true, Ordering::SeqCst);
         tx.close()?;
         let mut buf = Vec::new();
-        match rx.recv(&mut buf)? {
+        match rx.recv_into(&mut buf)? {
             None => Ok(()),
             Some(n) => Err(Error::invalid(
                 "bench",
-                Object::Other(format!("{kind} peer")),
+                Object::Other(format!("{kind} peer").into()),
                 format!("a message of {n} bytes after the last cell"),
             )),
         }
@@ -491,7 +491,11 @@ fn run_transport(
 }
 
 fn peer_error(kind: TransportKind, what: String) -> Error {
-    Error::invalid("bench", Object::Other(format!("{kind} transport")), what)
+    Error::invalid(
+        "bench",
+        Object::Other(format!("{kind} transport").into()),
+        what,
+    )
 }
 
 /// Receives one message and checks it: its sequence number, or an error.
@@ -501,7 +505,7 @@ fn recv_checked(
     buf: &mut Vec<u8>,
     size: usize,
 ) -> Result<u64> {
-    match rx.recv(buf)? {
+    match rx.recv_into(buf)? {
         None => Err(peer_error(
             kind,
             "the other side ended the stream early".into(),
@@ -635,7 +639,7 @@ pub fn peer_main(args: &[String]) -> Result<()> {
     let usage = || {
         Error::invalid(
             "bench peer",
-            Object::Other(format!("arguments {args:?}")),
+            Object::Other(format!("arguments {args:?}").into()),
             "expected TRANSPORT TO FROM CELLS MAX CPU",
         )
     };
@@ -691,7 +695,7 @@ pub fn peer_main(args: &[String]) -> Result<()> {
             tx.send(ack.stamp(expected))?;
         }
     }
-    match rx.recv(&mut buf)? {
+    match rx.recv_into(&mut buf)? {
         None => tx.close(),
         Some(n) => Err(peer_error(
             kind,

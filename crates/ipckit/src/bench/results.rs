@@ -54,7 +54,7 @@ impl std::str::FromStr for Pattern {
             "throughput" => Ok(Pattern::Throughput),
             _ => Err(Error::invalid(
                 "parse pattern",
-                Object::Other(format!("{s:?}")),
+                Object::Other(format!("{s:?}").into()),
                 "expected latency or throughput",
             )),
         }
@@ -227,7 +227,7 @@ impl Report {
 
     /// Parses a results file's text, checking that each cell's `pattern` matches its fields.
     pub fn from_json(text: &str, source: &str) -> Result<Report> {
-        let object = || Object::Other(format!("results {source}"));
+        let object = || Object::Other(format!("results {source}").into());
         let report: Report = serde_json::from_str(text)
             .map_err(|e| Error::invalid("parse", object(), e.to_string()))?;
         for m in &report.results {
@@ -253,13 +253,13 @@ impl Report {
     /// Writes the JSON file.
     pub fn write_json(&self, path: &Path) -> Result<()> {
         std::fs::write(path, self.to_json() + "\n")
-            .map_err(|e| Error::os("write", Object::Path(path.to_path_buf()), e))
+            .map_err(|e| Error::os("write", Object::Path(path.into()), e))
     }
 
     /// Reads a JSON file.
     pub fn read_json(path: &Path) -> Result<Report> {
         let text = std::fs::read_to_string(path)
-            .map_err(|e| Error::os("read", Object::Path(path.to_path_buf()), e))?;
+            .map_err(|e| Error::os("read", Object::Path(path.into()), e))?;
         Report::from_json(&text, &path.display().to_string())
     }
 
@@ -453,7 +453,7 @@ pub fn parse_size(text: &str) -> Result<u64> {
     let bad = || {
         Error::invalid(
             "parse size",
-            Object::Other(format!("{text:?}")),
+            Object::Other(format!("{text:?}").into()),
             "expected a number of bytes, optionally with K, M or G (KiB, MiB, GiB)",
         )
     };
@@ -476,7 +476,7 @@ pub fn parse_duration(text: &str) -> Result<std::time::Duration> {
     let bad = || {
         Error::invalid(
             "parse duration",
-            Object::Other(format!("{text:?}")),
+            Object::Other(format!("{text:?}").into()),
             "expected a number with a unit: us, ms, s or m (e.g. 2s, 100ms)",
         )
     };

@@ -147,7 +147,7 @@ mod api {
     use super::segment::{self, Role, Segment, Shape};
     use super::wait::{Deadline, Wait};
     use crate::error::{Error, Object, Result};
-    use crate::sysv::DEFAULT_MODE;
+    use crate::mode::DEFAULT_MODE;
 
     /// The default capacity of one lane: 64 KiB.
     pub const DEFAULT_LANE_CAPACITY: usize = 64 * 1024;
@@ -221,7 +221,7 @@ mod api {
         }
 
         fn shape(&self, op: &'static str, object: &Object) -> Result<Shape> {
-            crate::sysv::check_mode(op, object, self.mode)?;
+            crate::mode::check_mode(op, object, self.mode)?;
             let geo = Geometry::new(self.max_producers as u64, self.lane_capacity as u64)
                 .map_err(|reason| Error::invalid(op, object.clone(), reason))?;
             Ok(Shape {
@@ -237,7 +237,7 @@ mod api {
         /// a segment that is not a valid channel (`Corrupt`).
         pub fn producer(&self, name: &str) -> Result<super::Producer> {
             const OP: &str = "open producer";
-            let shape = self.shape(OP, &Object::Other(format!("channel {name}")))?;
+            let shape = self.shape(OP, &Object::Other(format!("channel {name}").into()))?;
             let (seg, lane) = Segment::open_named(OP, name, shape, Role::Producer)?;
             super::Producer::attach(seg, lane, self.wait)
         }
@@ -249,7 +249,7 @@ mod api {
         /// attached and alive (a dead one is replaced).
         pub fn consumer(&self, name: &str) -> Result<super::Consumer> {
             const OP: &str = "open consumer";
-            let shape = self.shape(OP, &Object::Other(format!("channel {name}")))?;
+            let shape = self.shape(OP, &Object::Other(format!("channel {name}").into()))?;
             let (seg, _) = Segment::open_named(OP, name, shape, Role::Consumer)?;
             super::Consumer::attach(seg, self.wait)
         }
@@ -315,7 +315,7 @@ mod api {
             rustix::io::fcntl_setfd(&self.fd, flags).map_err(|e| {
                 Error::os(
                     "fcntl(F_SETFD)",
-                    Object::Other(format!("anonymous channel (fd {})", self.as_raw_fd())),
+                    Object::Other(format!("anonymous channel (fd {})", self.as_raw_fd()).into()),
                     e,
                 )
             })

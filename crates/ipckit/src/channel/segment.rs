@@ -150,7 +150,7 @@ impl Segment {
         shape: Shape,
         role: Role,
     ) -> Result<(Segment, usize)> {
-        let object = Object::Other(format!("channel {name}"));
+        let object = Object::Other(format!("channel {name}").into());
         crate::posix::check_name(op, object.clone(), name)?;
         let flags = rustix::shm::OFlags::RDWR
             | rustix::shm::OFlags::CREATE
@@ -192,10 +192,10 @@ impl Segment {
         role: Role,
     ) -> Result<(Segment, usize)> {
         let raw = fd.as_raw_fd();
-        let object = Object::Other(format!("anonymous channel (fd {raw})"));
+        let object = Object::Other(format!("anonymous channel (fd {raw})").into());
         let path = format!("/proc/self/fd/{raw}");
         let own = rustix::fs::open(&path, OFlags::RDWR | OFlags::CLOEXEC, Mode::empty())
-            .map_err(|e| Error::os("open", Object::Path(path.into()), e))?;
+            .map_err(|e| Error::os("open", Object::Path(std::path::Path::new(&path).into()), e))?;
         init_lock(own.as_fd(), &object)?;
         let st = rustix::fs::fstat(&own).map_err(|e| Error::os("fstat", object.clone(), e))?;
         if st.st_mode & libc::S_IFMT != libc::S_IFREG {
@@ -609,7 +609,7 @@ fn header_of(map: &Map) -> &Header {
 
 /// `shm_unlink(name)` after validating the name.
 pub(crate) fn unlink(name: &str) -> Result<()> {
-    let object = Object::Other(format!("channel {name}"));
+    let object = Object::Other(format!("channel {name}").into());
     crate::posix::check_name("shm_unlink", object.clone(), name)?;
     rustix::shm::unlink(name).map_err(|e| Error::os("shm_unlink", object, e))
 }
@@ -617,7 +617,7 @@ pub(crate) fn unlink(name: &str) -> Result<()> {
 /// Unlinks `name` if it is a channel nobody is attached to (see `channel::remove_if_orphaned`).
 pub(crate) fn remove_if_orphaned(name: &str) -> Result<bool> {
     const OP: &str = "remove_if_orphaned";
-    let object = Object::Other(format!("channel {name}"));
+    let object = Object::Other(format!("channel {name}").into());
     crate::posix::check_name(OP, object.clone(), name)?;
     let flags =
         rustix::shm::OFlags::RDWR | rustix::shm::OFlags::from_bits_retain(OFlags::NOFOLLOW.bits());

@@ -55,7 +55,7 @@ impl Launcher {
             .arg(spec)
             .stdin(Stdio::null())
             .spawn()
-            .map_err(|e| Error::os("spawn", Object::Path(self.program.clone()), e))
+            .map_err(|e| Error::os("spawn", Object::Path(self.program.as_path().into()), e))
     }
 }
 
@@ -127,7 +127,7 @@ impl Workers {
             let status = child.wait().map_err(|e| {
                 Error::os(
                     "waitpid",
-                    Object::Other(format!("process {}", child.id())),
+                    Object::Other(format!("process {}", child.id()).into()),
                     e,
                 )
             })?;
@@ -151,7 +151,7 @@ impl Drop for Workers {
 fn worker_failed(pid: u32, status: ExitStatus) -> Error {
     Error::os(
         "demo worker",
-        Object::Other(format!("process {pid}")),
+        Object::Other(format!("process {pid}").into()),
         std::io::Error::other(format!("exited with {status}")),
     )
 }

@@ -200,7 +200,7 @@ fn invalid(demo: &MutexDemo, reason: String) -> Error {
         "--algo {} --procs {} --iters {}",
         demo.algo, demo.procs, demo.iters
     );
-    Error::invalid("demo mutex", Object::Other(flags), reason)
+    Error::invalid("demo mutex", Object::Other(flags.into()), reason)
 }
 
 /// Checks the demo's parameters before anything is created.

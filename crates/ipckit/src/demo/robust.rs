@@ -108,9 +108,14 @@ pub fn run_robust(launcher: &Launcher, mut on_step: impl FnMut(&Step)) -> Result
     let mut child = workers.children.remove(0);
     let killed = child.kill();
     let reaped = child.wait();
-    killed.map_err(|e| Error::os("kill", Object::Other(format!("process {holder}")), e))?;
-    let status =
-        reaped.map_err(|e| Error::os("waitpid", Object::Other(format!("process {holder}")), e))?;
+    killed.map_err(|e| Error::os("kill", Object::Other(format!("process {holder}").into()), e))?;
+    let status = reaped.map_err(|e| {
+        Error::os(
+            "waitpid",
+            Object::Other(format!("process {holder}").into()),
+            e,
+        )
+    })?;
     step(
         "kill",
         format!(

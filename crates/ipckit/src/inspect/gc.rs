@@ -328,7 +328,7 @@ pub fn find_orphans(snap: &Snapshot, policy: &Policy, live: &dyn Liveness) -> Ve
         if let Some(reason) = posix_rule(&snap.users(s.file), None, &times, policy, live) {
             out.push(Orphan::posix(
                 Kind::PosixShm,
-                Object::PosixShm(s.name.clone()),
+                Object::PosixShm(s.name.as_str().into()),
                 s.file,
                 reason,
             ));
@@ -339,7 +339,7 @@ pub fn find_orphans(snap: &Snapshot, policy: &Policy, live: &dyn Liveness) -> Ve
         if let Some(reason) = posix_rule(&snap.users(s.file), None, &times, policy, live) {
             out.push(Orphan::posix(
                 Kind::PosixSem,
-                Object::PosixSem(s.name.clone()),
+                Object::PosixSem(s.name.as_str().into()),
                 s.file,
                 reason,
             ));
@@ -351,7 +351,7 @@ pub fn find_orphans(snap: &Snapshot, policy: &Policy, live: &dyn Liveness) -> Ve
         if let Some(reason) = posix_rule(&users, q.notify_pid, &times, policy, live) {
             out.push(Orphan::posix(
                 Kind::PosixMq,
-                Object::PosixMq(q.name.clone()),
+                Object::PosixMq(q.name.as_str().into()),
                 q.file,
                 reason,
             ));

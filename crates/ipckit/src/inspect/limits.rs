@@ -167,7 +167,7 @@ mod tests {
         );
         std::fs::write(dir.join("sem"), "250 32000 32\n").unwrap();
         let e = limits_in(&dir).unwrap_err();
-        assert_eq!(e.object(), &Object::Path(dir.join("sem")));
+        assert_eq!(e.object(), &Object::Path(dir.join("sem").into()));
         std::fs::remove_file(dir.join("msgmni")).unwrap();
         assert_eq!(
             limits_in(&dir).unwrap_err().kind(),

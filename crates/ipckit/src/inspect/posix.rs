@@ -50,9 +50,9 @@ impl PosixKind {
     /// The error object for the object of this kind named `name`.
     pub fn object(self, name: &str) -> Object {
         match self {
-            PosixKind::Shm => Object::PosixShm(name.to_owned()),
-            PosixKind::Sem => Object::PosixSem(name.to_owned()),
-            PosixKind::Mq => Object::PosixMq(name.to_owned()),
+            PosixKind::Shm => Object::PosixShm(name.into()),
+            PosixKind::Sem => Object::PosixSem(name.into()),
+            PosixKind::Mq => Object::PosixMq(name.into()),
         }
     }
 }
@@ -342,7 +342,7 @@ pub(crate) fn posix_mqueues_in(dir: &Path, open: bool) -> Result<Vec<PosixMqInfo
             Ok(text) => parse_mq_status(&text, &path)?,
             // Removed since it was listed.
             Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
-            Err(e) => return Err(Error::os("read", Object::Path(path), e)),
+            Err(e) => return Err(Error::os("read", Object::Path(path.into()), e)),
         };
         let name = format!("/{file_name}");
         let attr = open
@@ -469,7 +469,7 @@ fn regular_files(dir: &Path) -> Result<Vec<(String, Metadata)>> {
         let meta = match std::fs::symlink_metadata(entry.path()) {
             Ok(meta) => meta,
             Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
-            Err(e) => return Err(Error::os("stat", Object::Path(entry.path()), e)),
+            Err(e) => return Err(Error::os("stat", Object::Path(entry.path().into()), e)),
         };
         if meta.file_type().is_file() {
             out.push((name, meta));
@@ -558,8 +558,8 @@ fn scan_fds_in(
     root: &Path,
     mut follow: impl FnMut(&OsStr) -> bool,
 ) -> Result<BTreeMap<FileId, Vec<u32>>> {
-    let dir = std::fs::read_dir(root)
-        .map_err(|e| Error::os("read_dir", Object::Path(root.to_owned()), e))?;
+    let dir =
+        std::fs::read_dir(root).map_err(|e| Error::os("read_dir", Object::Path(root.into()), e))?;
     let mut found: BTreeMap<FileId, Vec<u32>> = BTreeMap::new();
     for entry in dir.flatten() {
         let Some(pid) = entry

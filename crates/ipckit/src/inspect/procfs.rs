@@ -21,14 +21,14 @@ pub(crate) const PROC: &str = "/proc";
 pub(crate) fn malformed(file: &Path, line: usize, reason: impl Display) -> Error {
     Error::invalid(
         "parse",
-        Object::Path(file.to_owned()),
+        Object::Path(file.into()),
         format!("line {line}: {reason}"),
     )
 }
 
 /// Reads a whole text file.
 pub(crate) fn read_text(file: &Path) -> Result<String> {
-    std::fs::read_to_string(file).map_err(|e| Error::os("read", Object::Path(file.to_owned()), e))
+    std::fs::read_to_string(file).map_err(|e| Error::os("read", Object::Path(file.into()), e))
 }
 
 /// Parses a file holding whitespace-separated unsigned numbers on its first line, such as
@@ -277,8 +277,8 @@ pub(crate) fn scan_maps_in<K: Ord>(
     root: &Path,
     mut select: impl FnMut(&MapsEntry<'_>) -> Option<K>,
 ) -> Result<BTreeMap<K, Vec<u32>>> {
-    let dir = std::fs::read_dir(root)
-        .map_err(|e| Error::os("read_dir", Object::Path(root.to_owned()), e))?;
+    let dir =
+        std::fs::read_dir(root).map_err(|e| Error::os("read_dir", Object::Path(root.into()), e))?;
     let mut found: BTreeMap<K, Vec<u32>> = BTreeMap::new();
     for entry in dir.flatten() {
         let Some(pid) = entry
@@ -332,7 +332,7 @@ mod tests {
     #[test]
     fn table_without_header_or_column_is_an_error_naming_the_file() {
         let e = Table::new(Path::new(FILE), "").err().unwrap();
-        assert_eq!(e.object(), &Object::Path(FILE.into()));
+        assert_eq!(e.object(), &Object::Path(std::path::Path::new(FILE).into()));
         let t = Table::new(Path::new(FILE), "a b\n").unwrap();
         let e = t.columns(["a", "c"]).unwrap_err();
         assert!(e.to_string().contains("line 1: no column \"c\""), "{e}");

@@ -385,7 +385,10 @@ mod tests {
             "key shmid perms size cpid lpid nattch uid gid cuid cgid atime dtime ctime rss\n\
                     1 2 644 3 4 5 6 7 8 9 10 11 12 13 14\n";
         let e = parse_shm(text, Path::new(PROC_SYSVIPC_SHM)).unwrap_err();
-        assert_eq!(e.object(), &Object::Path(PROC_SYSVIPC_SHM.into()));
+        assert_eq!(
+            e.object(),
+            &Object::Path(std::path::Path::new(PROC_SYSVIPC_SHM).into())
+        );
         assert!(e.to_string().contains("no column \"swap\""), "{e}");
     }
 

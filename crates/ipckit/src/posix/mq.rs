@@ -34,8 +34,8 @@ use rustix::process::{getrlimit, Resource};
 use rustix::time::ClockId;
 
 use crate::error::{Error, Object, Result};
+use crate::mode::{check_mode, DEFAULT_MODE};
 use crate::posix::sem::deadline;
-use crate::sysv::{check_mode, DEFAULT_MODE};
 
 /// Priorities run from 0 to `MQ_PRIO_MAX - 1` (Linux: 32768).
 pub const MQ_PRIO_MAX: u32 = 32768;
@@ -97,11 +97,11 @@ pub struct Limits {
 fn read_limit(name: &str) -> Result<usize> {
     let path = std::path::Path::new(PROC_DIR).join(name);
     let text = std::fs::read_to_string(&path)
-        .map_err(|e| Error::os("read", Object::Path(path.clone()), e))?;
+        .map_err(|e| Error::os("read", Object::Path(path.as_path().into()), e))?;
     text.trim().parse().map_err(|_| {
         Error::os(
             "read",
-            Object::Path(path),
+            Object::Path(path.into()),
             io::Error::new(
                 io::ErrorKind::InvalidData,
                 format!("not a number: {text:?}"),
@@ -321,7 +321,7 @@ impl MqOptions {
     /// source and gives its [`kind`](Error::kind).
     pub fn open(&self, name: &str) -> Result<MessageQueue> {
         const OP: &str = "mq_open";
-        let object = || Object::PosixMq(name.to_string());
+        let object = || Object::PosixMq(name.into());
         crate::posix::check_name(OP, object(), name)?;
         let c_name = CString::new(name)
             .map_err(|_| Error::invalid(OP, object(), "name contains a NUL byte"))?;
@@ -389,7 +389,7 @@ impl MqOptions {
         message_size: Option<usize>,
     ) -> Result<libc::mq_attr> {
         const OP: &str = "mq_open";
-        let object = || Object::PosixMq(name.to_string());
+        let object = || Object::PosixMq(name.into());
         let value = |given: Option<usize>, what: &str, default: &str| -> Result<c_long> {
             let v = match given {
                 Some(v) => v,
@@ -475,7 +475,7 @@ impl MessageQueue {
     /// descriptor is closed. `NotFound` if there is no such queue.
     pub fn unlink(name: &str) -> Result<()> {
         const OP: &str = "mq_unlink";
-        let object = || Object::PosixMq(name.to_string());
+        let object = || Object::PosixMq(name.into());
         crate::posix::check_name(OP, object(), name)?;
         let c_name = CString::new(name)
             .map_err(|_| Error::invalid(OP, object(), "name contains a NUL byte"))?;
@@ -508,7 +508,7 @@ impl MessageQueue {
     }
 
     fn object(&self) -> Object {
-        Object::PosixMq(self.name.clone())
+        Object::PosixMq(self.name.as_str().into())
     }
 
     /// `mq_getattr(mqdes, &attr)` — capacity, message size, messages now queued, and whether this

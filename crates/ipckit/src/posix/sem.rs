@@ -16,6 +16,8 @@
 //! [`init_in`](RawSemaphore::init_in) fails), opened only once it is ready, and destroyed only by
 //! the handle that initialised it, when that handle is dropped.
 //!
+//! Which of ipckit's three semaphores to pick, and why: see [the crate documentation](crate#which-semaphore).
+//!
 //! # References
 //! [sem_overview(7)](https://man7.org/linux/man-pages/man7/sem_overview.7.html),
 //! [sem_open(3)](https://man7.org/linux/man-pages/man3/sem_open.3.html),
@@ -32,15 +34,15 @@ use std::io;
 use std::mem;
 use std::ops::Deref;
 use std::ptr::NonNull;
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use libc::{c_int, c_uint};
 use rustix::time::ClockId;
 
 use crate::error::{Error, Object, Result};
+use crate::mode::{check_mode, DEFAULT_MODE};
+use crate::once::{Once, INITIALISING, READY, UNINIT};
 use crate::shared::SharedRegion;
-use crate::sysv::{check_mode, DEFAULT_MODE};
 
 /// The largest value a POSIX semaphore can hold (`SEM_VALUE_MAX`; glibc's is `INT_MAX`).
 pub const SEM_VALUE_MAX: u32 = i32::MAX as u32;
@@ -249,7 +251,7 @@ impl NamedSemOptions {
     /// ([`SEM_VALUE_MAX`]).
     pub fn open(&self, name: &str) -> Result<NamedSemaphore> {
         const OP: &str = "sem_open";
-        let object = || Object::PosixSem(name.to_string());
+        let object = || Object::PosixSem(name.into());
         let c_name = sem_name(OP, name)?;
         let mode = check_mode(OP, &object(), self.mode)?;
         let value = check_value(OP, object, self.value)?;
@@ -278,7 +280,7 @@ impl NamedSemOptions {
 
 /// Checks a semaphore name and converts it for the C call.
 fn sem_name(op: &'static str, name: &str) -> Result<CString> {
-    let object = || Object::PosixSem(name.to_string());
+    let object = || Object::PosixSem(name.into());
     crate::posix::check_name(op, object(), name)?;
     let len = name.len().saturating_sub(1);
     if len > SEM_NAME_MAX {
@@ -354,7 +356,7 @@ impl NamedSemaphore {
         let c_name = sem_name(OP, name)?;
         // SAFETY: `c_name` is a NUL-terminated string that sem_unlink only reads.
         if unsafe { libc::sem_unlink(c_name.as_ptr()) } != 0 {
-            return Err(Error::last_os(OP, Object::PosixSem(name.to_string())));
+            return Err(Error::last_os(OP, Object::PosixSem(name.into())));
         }
         Ok(())
     }
@@ -370,7 +372,7 @@ impl NamedSemaphore {
     }
 
     fn object(&self) -> Object {
-        Object::PosixSem(self.name.clone())
+        Object::PosixSem(self.name.as_str().into())
     }
 
     /// `sem_wait(sem)` — takes one, waiting while the value is zero.
@@ -599,7 +601,7 @@ impl Semaphore {
 }
 
 fn unnamed_object(ptr: *const u8) -> Object {
-    Object::Other(format!("unnamed POSIX semaphore at {ptr:p}"))
+    Object::Other(format!("unnamed POSIX semaphore at {ptr:p}").into())
 }
 
 fn check_ptr(op: &'static str, ptr: *mut u8, object: impl FnOnce() -> Object) -> Result<()> {
@@ -619,26 +621,23 @@ fn check_ptr(op: &'static str, ptr: *mut u8, object: impl FnOnce() -> Object) ->
 /// One semaphore slot in shared memory: a state word, then the `sem_t` at its alignment.
 #[repr(C)]
 struct Slot {
-    /// [`FREE`], [`INITIALISING`] or [`READY`].
-    state: AtomicU32,
+    /// The create-once state ([`crate::once`]): `UNINIT` (free), `INITIALISING` or `READY`.
+    state: Once,
     sem: Semaphore,
 }
 
 // The slot's layout: the sem_t after the state word, at its own alignment; consecutive slots stay
 // aligned.
 const _: () = {
-    assert!(mem::offset_of!(Slot, sem) >= mem::size_of::<AtomicU32>());
+    assert!(mem::offset_of!(Slot, sem) >= mem::size_of::<Once>());
     assert!(mem::offset_of!(Slot, sem) % mem::align_of::<libc::sem_t>() == 0);
     assert!(mem::size_of::<Slot>() == mem::offset_of!(Slot, sem) + mem::size_of::<libc::sem_t>());
     assert!(mem::size_of::<Slot>() % mem::align_of::<Slot>() == 0);
 };
 
-/// The slot holds no semaphore: the state of fresh (zero-filled) memory, and after destruction.
-const FREE: u32 = 0;
-/// `init_in` won the slot and is calling `sem_init`.
-const INITIALISING: u32 = 1;
-/// The `sem_t` is initialised ("sem!" in ASCII, unlikely in memory that is not a slot).
-const READY: u32 = u32::from_be_bytes(*b"sem!");
+// The slot's state word: UNINIT (free: fresh, zero-filled memory, and after destruction),
+// INITIALISING (`init_in` won the slot and is calling `sem_init`), READY (the sem_t is
+// initialised) — the crate's create-once protocol.
 
 /// An unnamed, process-shared POSIX semaphore in a slot of shared memory: a handle that keeps
 /// the memory mapped (it holds a clone of the [`SharedRegion`]). Dereferences to [`Semaphore`] for
@@ -732,13 +731,10 @@ impl RawSemaphore {
         let slot = handle.slot();
         let object = || unnamed_object(slot.sem.sem.get().cast());
         check_value(OP, object, value)?;
-        // Acquire: if another process had initialised and destroyed the slot, its writes to the
-        // sem_t happen before ours.
-        match slot
-            .state
-            .compare_exchange(FREE, INITIALISING, Ordering::Acquire, Ordering::Acquire)
-        {
-            Ok(_) => {}
+        // The claim's Acquire: if another process had initialised and destroyed the slot, its
+        // writes to the sem_t happen before ours.
+        match slot.state.claim() {
+            Ok(()) => {}
             Err(READY) | Err(INITIALISING) => {
                 return Err(Error::invalid(
                     OP,
@@ -765,12 +761,12 @@ impl RawSemaphore {
         match unsafe { Semaphore::init_at(slot.sem.sem.get().cast(), value) } {
             Ok(_) => {
                 // Release: the initialised sem_t is visible to whoever sees READY.
-                slot.state.store(READY, Ordering::Release);
+                slot.state.publish();
                 handle.initialiser = true;
                 Ok(handle)
             }
             Err(e) => {
-                slot.state.store(FREE, Ordering::Release);
+                slot.state.reset();
                 Err(e)
             }
         }
@@ -792,9 +788,9 @@ impl RawSemaphore {
         let slot = handle.slot();
         let object = || unnamed_object(slot.sem.sem.get().cast());
         // Acquire: pairs with the Release store of READY, so sem_init's writes are visible.
-        match slot.state.load(Ordering::Acquire) {
+        match slot.state.state() {
             READY => Ok(handle),
-            FREE | INITIALISING => Err(Error::invalid(
+            UNINIT | INITIALISING => Err(Error::invalid(
                 OP,
                 object(),
                 "no semaphore is initialised in this slot yet (RawSemaphore::init_in does that)",
@@ -834,7 +830,7 @@ impl RawSemaphore {
         // the type documentation) is that other users have stopped by the time it is dropped.
         let result = unsafe { slot.sem.destroy() };
         // Release: the destruction happens before a later init_in claims the slot.
-        slot.state.store(FREE, Ordering::Release);
+        slot.state.reset();
         result
     }
 }
@@ -892,6 +888,8 @@ impl Drop for RawSemaphore {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::atomic::Ordering;
+
     use super::*;
 
     #[test]
@@ -918,10 +916,29 @@ mod tests {
         }
         // Dropping the initialiser's handle destroyed the semaphore and freed the slot.
         let bytes = region.bytes();
-        assert_eq!(bytes.load_u32(0, Ordering::Relaxed).unwrap(), FREE);
+        assert_eq!(bytes.load_u32(0, Ordering::Relaxed).unwrap(), UNINIT);
         // A slot that says "ready" is not initialised again.
         bytes.atomic_u32(0).unwrap().store(READY, Ordering::Relaxed);
         let e = RawSemaphore::init_in(region, 1).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::InvalidInput, "{e}");
+    }
+
+    /// The slot's word is the crate's create-once protocol, as `sync`'s headers use it: a slot
+    /// still being initialised elsewhere is neither initialised again nor opened.
+    #[test]
+    #[cfg_attr(miri, ignore = "calls sem_init, which Miri lacks")]
+    fn slot_follows_the_create_once_protocol() {
+        let region = region(RawSemaphore::SLOT_SIZE);
+        let word = region.bytes().atomic_u32(0).unwrap();
+        {
+            let _sem = RawSemaphore::init_in(region.clone(), 0).unwrap();
+            assert_eq!(word.load(Ordering::Acquire), crate::once::READY);
+        }
+        assert_eq!(word.load(Ordering::Acquire), crate::once::UNINIT);
+        word.store(crate::once::INITIALISING, Ordering::Release);
+        let e = RawSemaphore::init_in(region.clone(), 0).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::InvalidInput, "{e}");
+        let e = RawSemaphore::from_region(region).unwrap_err();
         assert_eq!(e.kind(), io::ErrorKind::InvalidInput, "{e}");
     }
 
@@ -949,6 +966,6 @@ mod tests {
         state.store(READY, Ordering::Relaxed);
         let sem = RawSemaphore::from_region(slot).unwrap();
         // Only the handle holds the heap memory now; reading the state word is still sound.
-        assert_eq!(sem.slot().state.load(Ordering::Relaxed), READY);
+        assert_eq!(sem.slot().state.state(), READY);
     }
 }

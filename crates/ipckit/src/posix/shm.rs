@@ -23,7 +23,7 @@ use rustix::fs::{FileType, MemfdFlags, Mode, SealFlags};
 
 use crate::error::{Error, Object, Result};
 use crate::mmap::{Mmap, MmapOptions};
-use crate::sysv::{check_mode, DEFAULT_MODE};
+use crate::mode::{check_mode, DEFAULT_MODE};
 
 /// The longest shared-memory name, in bytes after the leading slash. The kernel's file-name limit
 /// (`NAME_MAX`, 255) less one: rustix's `shm_open` counts the slash.
@@ -41,7 +41,7 @@ pub fn validate_name(name: &str) -> Result<()> {
 }
 
 fn check_name(op: &'static str, name: &str) -> Result<()> {
-    let object = || Object::PosixShm(name.to_string());
+    let object = || Object::PosixShm(name.into());
     crate::posix::check_name(op, object(), name)?;
     let len = name.len() - 1;
     if len > SHM_NAME_MAX {
@@ -148,7 +148,7 @@ impl SharedMemoryOptions {
     pub fn open(&self, name: &str) -> Result<SharedMemory> {
         const OP: &str = "shm_open";
         check_name(OP, name)?;
-        let object = Object::PosixShm(name.to_string());
+        let object = Object::PosixShm(name.into());
         let mode = check_mode(OP, &object, self.mode)?;
         if self.read_only && self.size > 0 {
             return Err(Error::invalid(
@@ -231,7 +231,7 @@ impl SharedMemory {
     pub fn unlink(name: &str) -> Result<()> {
         const OP: &str = "shm_unlink";
         check_name(OP, name)?;
-        rustix::shm::unlink(name).map_err(|e| Error::os(OP, Object::PosixShm(name.to_string()), e))
+        rustix::shm::unlink(name).map_err(|e| Error::os(OP, Object::PosixShm(name.into()), e))
     }
 
     fn finish_open(&self, size: u64) -> Result<()> {
@@ -264,7 +264,7 @@ impl SharedMemory {
     }
 
     fn object(&self) -> Object {
-        Object::PosixShm(self.name.clone())
+        Object::PosixShm(self.name.as_str().into())
     }
 
     /// `fstat(fd)` — the object's size in bytes.
@@ -631,7 +631,7 @@ impl Memfd {
 }
 
 fn memfd_object(name: &str) -> Object {
-    Object::Other(format!("memfd {name}"))
+    Object::Other(format!("memfd {name}").into())
 }
 
 impl AsFd for Memfd {

@@ -75,8 +75,8 @@
 //! [pthread_mutexattr_setpshared(3p)](https://man7.org/linux/man-pages/man3/pthread_mutexattr_setpshared.3p.html),
 //! [shm_overview(7)](https://man7.org/linux/man-pages/man7/shm_overview.7.html)
 
-mod atomic;
-mod futex;
+pub(crate) mod atomic;
+pub(crate) mod futex;
 mod participant;
 pub(crate) mod place;
 

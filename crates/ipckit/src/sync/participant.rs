@@ -63,11 +63,7 @@ pub trait ParticipantLock: sealed::Raw {
         if me >= n {
             return Err(Error::invalid(
                 "lock",
-                Object::Other(format!(
-                    "ipckit::sync::{} at {:p}",
-                    self.name(),
-                    self.addr()
-                )),
+                Object::Other(format!("ipckit::sync::{} at {:p}", self.name(), self.addr()).into()),
                 format!("participant {me} is not in 0..{n}"),
             ));
         }

@@ -3,37 +3,27 @@
 //! [`SharedRegion`] into a handle to a primitive ([`Placed`]).
 //!
 //! # The protocol
-//! The `state` word of a zero-filled region is `UNINIT`. [`Header::claim`] moves it to
-//! `INITIALISING` with a compare-and-swap: exactly one caller wins and initialises the body; it
-//! then writes magic, version and size and publishes with a release store of `READY`
-//! ([`Header::publish`]). Everybody else waits (bounded) until an acquire load sees `READY`, and then
-//! validates the header before using the body, exactly as an opener does.
+//! The `state` word is the crate's create-once protocol ([`crate::once`]): [`Header::claim`] lets
+//! exactly one caller win and initialise the body; it then writes magic, version and size and
+//! publishes `READY` ([`Header::publish`]). Everybody else waits (bounded) until an acquire load
+//! sees `READY`, and then validates the header before using the body, exactly as an opener does.
 
 use std::fmt;
 use std::ops::Deref;
 use std::ptr::NonNull;
 use std::sync::Arc;
-#[cfg(not(loom))]
-use std::time::Duration;
 
 use super::atomic::{AtomicU32, Ordering};
 use crate::error::Object;
 #[cfg(not(loom))]
 use crate::error::{Error, Result};
-use crate::shared::SharedRegion;
-
-/// `state`: nobody has claimed the region (a fresh, zero-filled one).
-pub(crate) const UNINIT: u32 = 0;
-/// `state`: one process has claimed the region and is initialising it ("INIT").
-pub(crate) const INITIALISING: u32 = u32::from_be_bytes(*b"INIT");
-/// `state`: the primitive is initialised and usable ("REDY").
-pub(crate) const READY: u32 = u32::from_be_bytes(*b"REDY");
-
-/// How long `init_in` and `open_in` wait for a primitive that another process is initialising.
-/// Initialising takes microseconds; a region still `INITIALISING` after this long belongs to an
-/// initialiser that died.
+use crate::once::Once;
 #[cfg(not(loom))]
-pub(crate) const INIT_WAIT: Duration = Duration::from_secs(5);
+use crate::once::INIT_WAIT;
+pub(crate) use crate::once::READY;
+#[cfg(not(loom))]
+use crate::once::UNINIT;
+use crate::shared::SharedRegion;
 
 /// The first 16 bytes of every primitive. All words are atomics because other processes may write
 /// them at any time; only `state` is used for synchronisation.
@@ -44,8 +34,8 @@ pub(crate) struct Header {
     magic: AtomicU32,
     /// The layout version of that type, written before `READY`.
     version: AtomicU32,
-    /// `UNINIT`, `INITIALISING` or `READY`; anything else is corruption.
-    state: AtomicU32,
+    /// The create-once state: `UNINIT`, `INITIALISING` or `READY`; anything else is corruption.
+    state: Once,
     /// `size_of` the whole primitive as the initialiser laid it out.
     size: AtomicU32,
 }
@@ -65,7 +55,7 @@ impl Header {
         Header {
             magic: AtomicU32::new(0),
             version: AtomicU32::new(0),
-            state: AtomicU32::new(UNINIT),
+            state: Once::new(),
             size: AtomicU32::new(0),
         }
     }
@@ -78,17 +68,10 @@ impl Header {
         h
     }
 
-    /// `UNINIT → INITIALISING` by compare-and-swap: exactly one caller of all processes wins.
+    /// `UNINIT → INITIALISING`: exactly one caller of all processes wins.
     pub(crate) fn claim(&self) -> Claim {
-        // Relaxed is enough: the winner reads nothing that others wrote, and losers synchronise
-        // through the READY store below.
-        match self.state.compare_exchange(
-            UNINIT,
-            INITIALISING,
-            Ordering::Relaxed,
-            Ordering::Relaxed,
-        ) {
-            Ok(_) => Claim::Won,
+        match self.state.claim() {
+            Ok(()) => Claim::Won,
             Err(_) => Claim::Lost,
         }
     }
@@ -101,38 +84,26 @@ impl Header {
         self.version.store(version, Ordering::Relaxed);
         self.size
             .store(u32::try_from(size).unwrap_or(u32::MAX), Ordering::Relaxed);
-        self.state.store(READY, Ordering::Release);
+        self.state.publish();
     }
 
     /// Gives the region back (`INITIALISING → UNINIT`) after a failed initialisation, so that
     /// another process can try.
     #[cfg(not(loom))]
     pub(crate) fn abandon(&self) {
-        self.state.store(UNINIT, Ordering::Release);
+        self.state.reset();
     }
 
     /// The state word, with acquire ordering (pairs with [`publish`](Self::publish)).
+    #[cfg_attr(loom, allow(dead_code))]
     pub(crate) fn state(&self) -> u32 {
-        self.state.load(Ordering::Acquire)
+        self.state.state()
     }
 
-    /// Waits until the state leaves `INITIALISING` (at most [`INIT_WAIT`]; unbounded under loom)
-    /// and returns it; `None` if it did not.
+    /// Waits until the state leaves `INITIALISING` (bounded, see [`Once::settled_state`]) and
+    /// returns it; `None` if it did not.
     pub(crate) fn settled_state(&self) -> Option<u32> {
-        #[cfg(not(loom))]
-        let deadline = super::futex::deadline(INIT_WAIT);
-        let mut backoff = super::atomic::Backoff::default();
-        loop {
-            let state = self.state();
-            if state != INITIALISING {
-                return Some(state);
-            }
-            #[cfg(not(loom))]
-            if super::futex::remaining(deadline) == Some(Duration::ZERO) {
-                return None;
-            }
-            backoff.snooze();
-        }
+        self.state.settled_state()
     }
 
     /// Checks a `READY` header against the type that wants to use it: magic, version and size.
@@ -208,7 +179,7 @@ pub(crate) unsafe trait Shared: Sized {
 /// The error object naming a primitive at an address.
 #[cfg_attr(loom, allow(dead_code))]
 pub(crate) fn object_at<T: Shared>(addr: *const u8) -> Object {
-    Object::Other(format!("ipckit::sync::{} at {addr:p}", T::NAME))
+    Object::Other(format!("ipckit::sync::{} at {addr:p}", T::NAME).into())
 }
 
 /// A placed primitive: a pointer to its state `S` and what keeps that state alive — a clone of the

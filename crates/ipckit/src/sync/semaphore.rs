@@ -7,6 +7,8 @@
 //! never gives its unit back — use [`Mutex`](super::Mutex) for critical sections, or a System V
 //! semaphore with `SEM_UNDO`.
 //!
+//! Which of ipckit's three semaphores to pick, and why: see [the crate documentation](crate#which-semaphore).
+//!
 //! # References
 //! [futex(2)](https://man7.org/linux/man-pages/man2/futex.2.html),
 //! [sem_overview(7)](https://man7.org/linux/man-pages/man7/sem_overview.7.html) (the same idea)

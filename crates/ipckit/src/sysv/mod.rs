@@ -12,13 +12,11 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::error::{Error, Object, Result};
 use crate::key::Key;
+use crate::mode::{check_mode, DEFAULT_MODE};
 
 pub mod msg;
 pub mod sem;
 pub mod shm;
-
-/// The default permission bits of objects ipckit creates: read and write for the owner only.
-pub const DEFAULT_MODE: u32 = 0o600;
 
 /// The ownership and permissions of a System V object (`struct ipc_perm`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -54,18 +52,6 @@ impl Perm {
             mode: u32::from(p.mode),
         }
     }
-}
-
-/// Checks a permission mode given by a caller: only the 9 permission bits are allowed.
-pub(crate) fn check_mode(op: &'static str, object: &Object, mode: u32) -> Result<libc::c_int> {
-    if mode & !0o777 != 0 {
-        return Err(Error::invalid(
-            op,
-            object.clone(),
-            format!("mode {mode:#o} has bits outside 0777"),
-        ));
-    }
-    Ok(mode as libc::c_int)
 }
 
 /// The flags every create-or-open builder of System V objects shares ([`msg::MsgOptions`],
@@ -174,14 +160,6 @@ pub(crate) fn time_from_raw(t: libc::time_t) -> Option<SystemTime> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn mode_outside_permission_bits_is_rejected() {
-        let obj = Object::ShmId(1);
-        assert_eq!(check_mode("shmget", &obj, 0o640).unwrap(), 0o640);
-        assert!(check_mode("shmget", &obj, 0o1777).is_err());
-        assert!(check_mode("shmget", &obj, 0o4000).is_err());
-    }
 
     #[test]
     fn zero_time_is_never() {

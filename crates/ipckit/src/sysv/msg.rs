@@ -26,7 +26,8 @@ use libc::{c_int, c_long};
 
 use crate::error::{Error, Object, Result};
 use crate::key::Key;
-use crate::sysv::{check_mode, check_rc, get_option_setters, time_from_raw, GetOptions, Perm};
+use crate::mode::check_mode;
+use crate::sysv::{check_rc, get_option_setters, time_from_raw, GetOptions, Perm};
 
 /// Where the kernel publishes the largest message size it accepts.
 const MSGMAX_PATH: &str = "/proc/sys/kernel/msgmax";
@@ -141,7 +142,7 @@ pub struct MsgOptions {
 }
 
 impl MsgOptions {
-    /// The defaults: mode [`DEFAULT_MODE`](super::DEFAULT_MODE) (0600), neither create nor
+    /// The defaults: mode [`DEFAULT_MODE`](crate::DEFAULT_MODE) (0600), neither create nor
     /// exclusive, so `MsgQueue::options().open(key)` opens an existing queue.
     pub fn new() -> MsgOptions {
         MsgOptions::default()
@@ -149,7 +150,7 @@ impl MsgOptions {
 
     get_option_setters! {
         /// The permission bits of a created queue (default
-        /// [`DEFAULT_MODE`](super::DEFAULT_MODE), 0600). Ignored when an existing queue is opened:
+        /// [`DEFAULT_MODE`](crate::DEFAULT_MODE), 0600). Ignored when an existing queue is opened:
         /// its permissions are checked by each operation.
         mode;
         /// Create the queue if the key has none (`IPC_CREAT`).

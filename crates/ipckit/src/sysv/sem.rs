@@ -18,6 +18,8 @@
 //! an [`OwnedSemSet`] that removes its set when dropped. Removing a set wakes every waiter with
 //! `EIDRM`.
 //!
+//! Which of ipckit's three semaphores to pick, and why: see [the crate documentation](crate#which-semaphore).
+//!
 //! # References
 //! [semget(2)](https://man7.org/linux/man-pages/man2/semget.2.html),
 //! [semop(2)](https://man7.org/linux/man-pages/man2/semop.2.html),
@@ -32,7 +34,8 @@ use libc::{c_int, c_ushort};
 
 use crate::error::{Error, Object, Result};
 use crate::key::Key;
-use crate::sysv::{check_mode, check_rc, get_option_setters, time_from_raw, GetOptions, Perm};
+use crate::mode::check_mode;
+use crate::sysv::{check_rc, get_option_setters, time_from_raw, GetOptions, Perm};
 
 /// The largest value a semaphore can hold (the kernel's `SEMVMX`).
 pub const SEMVMX: i32 = 32767;
@@ -202,7 +205,7 @@ pub struct SemOptions {
 }
 
 impl SemOptions {
-    /// The defaults: no `nsems`, mode [`DEFAULT_MODE`](super::DEFAULT_MODE) (0600), neither
+    /// The defaults: no `nsems`, mode [`DEFAULT_MODE`](crate::DEFAULT_MODE) (0600), neither
     /// create nor exclusive, so `SemSet::options().open(key)` opens an existing set.
     pub fn new() -> SemOptions {
         SemOptions::default()
@@ -217,7 +220,7 @@ impl SemOptions {
     }
 
     get_option_setters! {
-        /// The permission bits of a created set (default [`DEFAULT_MODE`](super::DEFAULT_MODE),
+        /// The permission bits of a created set (default [`DEFAULT_MODE`](crate::DEFAULT_MODE),
         /// 0600). Ignored when an existing set is opened: its permissions are checked by each
         /// operation.
         mode;

@@ -24,8 +24,9 @@ use bytemuck::{AnyBitPattern, Pod};
 
 use crate::error::{Error, Object, Result};
 use crate::key::Key;
+use crate::mode::check_mode;
 use crate::shared::{self, SharedSlice};
-use crate::sysv::{check_mode, check_rc, get_option_setters, time_from_raw, GetOptions, Perm};
+use crate::sysv::{check_rc, get_option_setters, time_from_raw, GetOptions, Perm};
 
 /// `SHM_DEST` in [`Perm::mode`]: the segment is marked for removal and is destroyed when the last
 /// attachment is detached.
@@ -46,7 +47,7 @@ pub struct Segment {
 
 /// Options to create or open a segment (`shmget` flags), like `std::fs::OpenOptions`.
 ///
-/// Defaults: size 0, mode [`DEFAULT_MODE`](super::DEFAULT_MODE) (0600), neither create nor
+/// Defaults: size 0, mode [`DEFAULT_MODE`](crate::DEFAULT_MODE) (0600), neither create nor
 /// exclusive, so `Segment::options().open(key)` opens an existing segment.
 ///
 /// ```no_run

@@ -50,7 +50,7 @@ fn channel_options(kind: TransportKind, options: &Options) -> channel::Options {
 
 fn attach(kind: TransportKind, role: Role, name: &str, options: &Options) -> Result<End> {
     let opts = channel_options(kind, options);
-    let object = Object::PosixShm(name.to_string());
+    let object = Object::PosixShm(name.into());
     Ok(match role {
         Role::Send => End::Send(Box::new(ProducerEnd {
             producer: Some(opts.producer(name)?),
@@ -125,12 +125,12 @@ pub(super) fn named_sender(kind: TransportKind, name: &str, options: &Options) -
     let deadline = std::time::Instant::now() + options.get_timeout();
     while !file.exists() {
         options.check_cancel("wait for the receiver", || {
-            Object::PosixShm(channel.clone())
+            Object::PosixShm(channel.as_str().into())
         })?;
         if std::time::Instant::now() >= deadline {
             return Err(crate::Error::Timeout {
                 op: "wait for the receiver",
-                object: Object::PosixShm(channel),
+                object: Object::PosixShm(channel.into()),
                 timeout: options.get_timeout(),
             });
         }

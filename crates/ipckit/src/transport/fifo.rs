@@ -117,24 +117,24 @@ fn sender(
         Err(rustix::io::Errno::WOULDBLOCK) => {
             return Err(Error::os(
                 "flock",
-                Object::Path(path),
+                Object::Path(path.into()),
                 std::io::Error::new(
                     std::io::ErrorKind::AddrInUse,
                     "another sender is writing to this FIFO (a FIFO carries one sender's stream)",
                 ),
             ))
         }
-        Err(e) => return Err(Error::os("flock", Object::Path(path), e)),
+        Err(e) => return Err(Error::os("flock", Object::Path(path.into()), e)),
     }
     let drain = w
         .as_fd()
         .try_clone_to_owned()
-        .map_err(|e| Error::os("F_DUPFD_CLOEXEC", Object::Path(path.clone()), e))?;
+        .map_err(|e| Error::os("F_DUPFD_CLOEXEC", Object::Path(path.as_path().into()), e))?;
     let mut sink = PipeSink::new(w);
     sink.write_all(PREAMBLE)
-        .map_err(|e| Error::os("write", Object::Path(path.clone()), e))?;
+        .map_err(|e| Error::os("write", Object::Path(path.as_path().into()), e))?;
     Ok(End::Send(Box::new(Owning {
-        inner: StreamSender::new(sink, Object::Path(path), AbortHandle::new(None))
+        inner: StreamSender::new(sink, Object::Path(path.into()), AbortHandle::new(None))
             .confirm(Confirm::Drain(drain), confirm),
         _fifo: owned,
     })))
@@ -143,11 +143,11 @@ fn sender(
 fn receiver(mut r: PipeReader, path: PathBuf, max: usize, owned: Option<OwnedFifo>) -> Result<End> {
     let mut preamble = [0u8; 4];
     r.read_exact(&mut preamble)
-        .map_err(|e| Error::os("read", Object::Path(path.clone()), e))?;
+        .map_err(|e| Error::os("read", Object::Path(path.as_path().into()), e))?;
     if &preamble != PREAMBLE {
         return Err(Error::os(
             "read",
-            Object::Path(path),
+            Object::Path(path.into()),
             std::io::Error::new(
                 std::io::ErrorKind::InvalidData,
                 "the writer is not an ipckit fifo sender (no IPKF preamble)",
@@ -155,7 +155,7 @@ fn receiver(mut r: PipeReader, path: PathBuf, max: usize, owned: Option<OwnedFif
         ));
     }
     Ok(End::Recv(Box::new(Owning {
-        inner: StreamReceiver::new(r, max, Object::Path(path), AbortHandle::new(None)),
+        inner: StreamReceiver::new(r, max, Object::Path(path.into()), AbortHandle::new(None)),
         _fifo: owned,
     })))
 }
@@ -168,7 +168,7 @@ pub(super) fn connect(role: Role, rendezvous: &str, options: &Options) -> Result
     if !fifo.path().exists() {
         return Err(Error::os(
             "open",
-            Object::Path(fifo.path().to_path_buf()),
+            Object::Path(fifo.path().into()),
             std::io::Error::from(std::io::ErrorKind::NotFound),
         ));
     }

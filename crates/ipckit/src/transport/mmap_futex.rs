@@ -76,7 +76,7 @@ struct Host {
 }
 
 fn object(path: &Path) -> Object {
-    Object::Path(path.to_path_buf())
+    Object::Path(path.into())
 }
 
 pub(super) fn host(role: Role, at: &Rendezvous, options: &Options) -> Result<Box<dyn HostImpl>> {

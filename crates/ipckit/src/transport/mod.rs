@@ -346,7 +346,9 @@ impl TransportKind {
         }
         let deadline = Instant::now() + options.timeout;
         loop {
-            options.check_cancel("connect", || Object::Other(format!("{self} {name:?}")))?;
+            options.check_cancel("connect", || {
+                Object::Other(format!("{self} {name:?}").into())
+            })?;
             match connect(self, Role::Send, &at.text, options) {
                 Ok(end) => return end.into_sender(),
                 Err(e) if not_there_yet(&e) && Instant::now() < deadline => {
@@ -367,7 +369,7 @@ fn refuse_descriptor(kind: TransportKind, rendezvous: &str) -> Result<()> {
     if kind == TransportKind::Pipe {
         return Err(Error::invalid(
             "connect",
-            Object::Other(format!("pipe rendezvous {rendezvous:?}")),
+            Object::Other(format!("pipe rendezvous {rendezvous:?}").into()),
             "a descriptor number cannot be adopted by safe code: use the unsafe \
              connect_*_inherited, or Sender/Receiver::from_pipe with an OwnedFd",
         ));
@@ -400,7 +402,7 @@ impl FromStr for TransportKind {
                 let names: Vec<&str> = TransportKind::ALL.iter().map(|k| k.name()).collect();
                 Error::invalid(
                     "parse transport",
-                    Object::Other(format!("{s:?}")),
+                    Object::Other(format!("{s:?}").into()),
                     format!("expected one of {}", names.join(", ")),
                 )
             })
@@ -515,7 +517,7 @@ pub fn check_name(name: &str) -> Result<()> {
     let bad = |reason: &str| {
         Err(Error::invalid(
             "validate",
-            Object::Other(format!("transport name {name:?}")),
+            Object::Other(format!("transport name {name:?}").into()),
             reason,
         ))
     };
@@ -587,7 +589,7 @@ impl Rendezvous {
         if !kind.supports_names() {
             return Err(Error::invalid(
                 "rendezvous",
-                Object::Other(format!("transport {kind}")),
+                Object::Other(format!("transport {kind}").into()),
                 "an anonymous pipe has no name and reaches only a child: use fifo",
             ));
         }
@@ -868,15 +870,24 @@ impl Receiver {
         }
     }
 
-    /// Waits for the next message and puts it in `buf` (replacing what was there): `Some(len)`;
-    /// `None` once the sender closed with [`Sender::close`] and every message before was
-    /// received, and again on every later call. A sender that went away without closing is an
+    /// Waits for the next message and returns it as a new `Vec`; `None` once the sender closed
+    /// with [`Sender::close`] and every message before was received, and again on every later
+    /// call. Errors as [`recv_into`](Self::recv_into), which reuses one buffer instead (the
+    /// channel's [`Consumer`](crate::channel::Consumer) has the same two).
+    pub fn recv(&mut self) -> Result<Option<Vec<u8>>> {
+        let mut buf = Vec::new();
+        Ok(self.recv_into(&mut buf)?.map(|_| buf))
+    }
+
+    /// Waits for the next message and puts it in `buf` (replacing what was there; no allocation
+    /// once it is large enough): `Some(len)`; `None` once the sender closed with
+    /// [`Sender::close`] and every message before was received, and again on every later call. A sender that went away without closing is an
     /// error (streams and connected sockets: end of file without the marker; the others: the
     /// pid the sender recorded or announced is gone, checked every 100 ms), reported only after
     /// everything it sent before was received: a sender that closed and then exited is never
     /// reported as dead. With no sender within the connect timeout, an error of kind
     /// `TimedOut`.
-    pub fn recv(&mut self, buf: &mut Vec<u8>) -> Result<Option<usize>> {
+    pub fn recv_into(&mut self, buf: &mut Vec<u8>) -> Result<Option<usize>> {
         if self.ended {
             buf.clear();
             return Ok(None);
@@ -1302,7 +1313,7 @@ pub(crate) fn field<'a>(rendezvous: &'a str, key: &str) -> Option<&'a str> {
 pub(crate) fn bad_rendezvous(kind: TransportKind, text: &str, expected: &str) -> Error {
     Error::invalid(
         "connect",
-        Object::Other(format!("{kind} rendezvous {text:?}")),
+        Object::Other(format!("{kind} rendezvous {text:?}").into()),
         format!("expected {expected}"),
     )
 }

@@ -81,7 +81,7 @@ impl HostImpl for Host {
 }
 
 fn end(role: Role, fd: OwnedFd, max: usize, timeout: Duration) -> Result<End> {
-    let object = Object::Other(format!("pipe (fd {})", fd.as_raw_fd()));
+    let object = Object::Other(format!("pipe (fd {})", fd.as_raw_fd()).into());
     let abort = AbortHandle::new(None);
     Ok(match role {
         Role::Send => {
@@ -122,7 +122,7 @@ pub(super) unsafe fn adopt(role: Role, rendezvous: &str, options: &Options) -> R
     // SAFETY: the descriptor is only borrowed to check it is open and a pipe; by this fn's
     // contract nothing else closes it meanwhile.
     let borrowed = unsafe { BorrowedFd::borrow_raw(raw) };
-    let object = || Object::Other(format!("inherited pipe (fd {raw})"));
+    let object = || Object::Other(format!("inherited pipe (fd {raw})").into());
     let stat = rustix::fs::fstat(borrowed).map_err(|e| Error::os("fstat", object(), e))?;
     if rustix::fs::FileType::from_raw_mode(stat.st_mode) != rustix::fs::FileType::Fifo {
         return Err(Error::invalid("connect", object(), "is not a pipe"));
@@ -135,7 +135,7 @@ pub(super) unsafe fn adopt(role: Role, rendezvous: &str, options: &Options) -> R
 
 /// An end over a pipe descriptor this process owns.
 pub(super) fn from_owned(role: Role, fd: OwnedFd, options: &Options) -> Result<End> {
-    let object = || Object::Other(format!("pipe (fd {})", fd.as_raw_fd()));
+    let object = || Object::Other(format!("pipe (fd {})", fd.as_raw_fd()).into());
     let stat = rustix::fs::fstat(&fd).map_err(|e| Error::os("fstat", object(), e))?;
     if rustix::fs::FileType::from_raw_mode(stat.st_mode) != rustix::fs::FileType::Fifo {
         return Err(Error::invalid("connect", object(), "is not a pipe"));

@@ -165,7 +165,7 @@ struct Endpoint {
 
 impl Endpoint {
     fn object(&self) -> Object {
-        Object::PosixMq(self.queue.name().to_string())
+        Object::PosixMq(self.queue.name().into())
     }
 
     /// Whether the queue's name no longer leads to this queue: its creator (the receiver, by

@@ -43,7 +43,7 @@ pub fn prepare_signals() -> Result<()> {
 }
 
 fn object(pid: u32) -> Object {
-    Object::Other(format!("signals to process {pid}"))
+    Object::Other(format!("signals to process {pid}").into())
 }
 
 enum Host {

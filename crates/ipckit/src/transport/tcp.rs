@@ -33,7 +33,7 @@ impl Drop for PortFile {
 }
 
 fn object(addr: impl std::fmt::Display) -> Object {
-    Object::Other(format!("tcp {addr}"))
+    Object::Other(format!("tcp {addr}").into())
 }
 
 pub(super) fn host(role: Role, at: &Rendezvous, options: &Options) -> Result<Box<dyn HostImpl>> {
@@ -47,7 +47,7 @@ pub(super) fn host(role: Role, at: &Rendezvous, options: &Options) -> Result<Box
         let tmp = path.with_extension("tcp.tmp");
         std::fs::write(&tmp, addr.port().to_string())
             .and_then(|()| std::fs::rename(&tmp, &path))
-            .map_err(|e| Error::os("write", Object::Path(path.clone()), e))?;
+            .map_err(|e| Error::os("write", Object::Path(path.as_path().into()), e))?;
         Some(PortFile(path))
     } else {
         None
@@ -104,9 +104,13 @@ pub(super) fn connect(role: Role, rendezvous: &str, options: &Options) -> Result
         Some(at) => {
             let path = at.path(".tcp");
             let text = std::fs::read_to_string(&path)
-                .map_err(|e| Error::os("read", Object::Path(path.clone()), e))?;
+                .map_err(|e| Error::os("read", Object::Path(path.as_path().into()), e))?;
             let port: u16 = text.trim().parse().map_err(|_| {
-                Error::invalid("connect", Object::Path(path.clone()), "not a port number")
+                Error::invalid(
+                    "connect",
+                    Object::Path(path.as_path().into()),
+                    "not a port number",
+                )
             })?;
             SocketAddr::from(([127, 0, 0, 1], port))
         }

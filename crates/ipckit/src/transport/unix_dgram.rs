@@ -54,7 +54,7 @@ pub(super) fn grow_send_buffer(fd: BorrowedFd<'_>, object: &Object) -> Result<()
 }
 
 fn object(path: &std::path::Path) -> Object {
-    Object::Other(format!("unix-dgram socket {}", path.display()))
+    Object::Other(format!("unix-dgram socket {}", path.display()).into())
 }
 
 enum Host {

@@ -45,7 +45,7 @@ impl HostImpl for Host {
 
     fn establish(self: Box<Self>, timeout: Option<Duration>) -> Result<End> {
         let at = self.listener.addr().to_string();
-        let object = || Object::Other(format!("unix-seqpacket listener {at}"));
+        let object = || Object::Other(format!("unix-seqpacket listener {at}").into());
         if !wait_readable_or_cancel(self.listener.as_fd(), timeout, self.cancel.as_ref(), object)? {
             return Err(Error::Timeout {
                 op: "accept",
@@ -59,7 +59,7 @@ impl HostImpl for Host {
 }
 
 fn end(role: Role, conn: SeqpacketConn, max: usize, at: &str, timeout: Duration) -> Result<End> {
-    let object = Object::Other(format!("unix-seqpacket socket {at}"));
+    let object = Object::Other(format!("unix-seqpacket socket {at}").into());
     let fd = OwnedFd::from(conn);
     Ok(match role {
         Role::Send => {

@@ -43,7 +43,8 @@ impl HostImpl for Host {
     }
 
     fn establish(self: Box<Self>, timeout: Option<Duration>) -> Result<End> {
-        let object = || Object::Other(format!("unix-stream listener {}", self.listener.addr()));
+        let object =
+            || Object::Other(format!("unix-stream listener {}", self.listener.addr()).into());
         if !wait_readable_or_cancel(self.listener.as_fd(), timeout, self.cancel.as_ref(), object)? {
             return Err(Error::Timeout {
                 op: "accept",
@@ -71,7 +72,7 @@ fn end(
     at: String,
     timeout: Duration,
 ) -> Result<End> {
-    let object = Object::Other(format!("unix-stream socket {at}"));
+    let object = Object::Other(format!("unix-stream socket {at}").into());
     if let Some(n) = capacity {
         rustix::net::sockopt::set_socket_send_buffer_size(&fd, n)
             .map_err(|e| Error::os("setsockopt(SO_SNDBUF)", object.clone(), e))?;

@@ -135,8 +135,8 @@ impl Addr {
     /// The object errors name: the path, or the abstract name in words.
     pub(crate) fn object(&self) -> Object {
         match self {
-            Addr::Path(p) => Object::Path(p.clone()),
-            Addr::Abstract(_) => Object::Other(format!("abstract Unix socket {self}")),
+            Addr::Path(p) => Object::Path(p.as_path().into()),
+            Addr::Abstract(_) => Object::Other(format!("abstract Unix socket {self}").into()),
         }
     }
 }

@@ -45,7 +45,7 @@ const _: () = assert!(std::mem::align_of::<libc::cmsghdr>() <= 8);
 const _: () = assert!(rights_len(SCM_MAX_FD) <= size_of::<RightsSpace>());
 
 fn object(fd: BorrowedFd<'_>) -> Object {
-    Object::Other(format!("Unix socket fd {}", fd.as_raw_fd()))
+    Object::Other(format!("Unix socket fd {}", fd.as_raw_fd()).into())
 }
 
 /// `sendmsg(fd, {data, SCM_RIGHTS fds}, MSG_NOSIGNAL)` — sends `data` with copies of `fds` on a

@@ -126,7 +126,7 @@ pub(crate) use bound_accessors;
 /// path is an `AddrInUse` error that says what is in the way, and is not touched.
 fn remove_stale(path: &Path) -> Result<()> {
     const OP: &str = "bind_replacing";
-    let object = || Object::Path(path.to_path_buf());
+    let object = || Object::Path(path.into());
     let meta = match fs::symlink_metadata(path) {
         Ok(meta) => meta,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),

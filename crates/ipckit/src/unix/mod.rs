@@ -86,7 +86,7 @@ pub struct Credentials {
 pub fn peer_credentials<S: AsFd>(socket: &S) -> Result<Credentials> {
     const OP: &str = "getsockopt(SO_PEERCRED)";
     let fd = socket.as_fd().as_raw_fd();
-    let object = || Object::Other(format!("Unix socket fd {fd}"));
+    let object = || Object::Other(format!("Unix socket fd {fd}").into());
     // Not rustix's `socket_peercred`: its `UCred` holds a non-zero `Pid`, and the kernel can
     // report pid 0.
     let mut cred = libc::ucred {

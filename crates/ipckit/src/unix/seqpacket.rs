@@ -114,7 +114,7 @@ impl SeqpacketConn {
     }
 
     fn object(&self) -> Object {
-        Object::Other(format!("Unix seqpacket socket fd {}", self.fd.as_raw_fd()))
+        Object::Other(format!("Unix seqpacket socket fd {}", self.fd.as_raw_fd()).into())
     }
 
     /// `send(fd, msg, len, MSG_NOSIGNAL)` — sends `msg` as one message, whole or not at all.
