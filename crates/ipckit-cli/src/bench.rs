@@ -1,6 +1,6 @@
 //! `ipckit bench`: latency and throughput of every transport between two processes, as a table
 //! (and `--json`, `--svg`); `ipckit bench merge` joins result files. The measuring is
-//! `ipckit::bench`; this file parses flags, shows progress and prints.
+//! the `ipckit-bench` crate; this file parses flags, shows progress and prints.
 
 use std::collections::BTreeMap;
 use std::io::IsTerminal;
@@ -10,8 +10,8 @@ use std::process::ExitCode;
 use anyhow::{bail, Context, Result};
 use clap::Subcommand;
 use comfy_table::{presets, CellAlignment, Table as Grid};
-use ipckit::bench::{self, Cell, Pattern, PeerCommand, Plan, Report};
 use ipckit::transport::TransportKind;
+use ipckit_bench::{self as bench, Cell, Pattern, PeerCommand, Plan, Report};
 
 /// The hidden subcommand the bench re-executes this binary with, to run the peer process.
 pub const PEER_SUBCOMMAND: &str = "bench-peer";

@@ -12,8 +12,8 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
-use ipckit::bench::parse_size;
 use ipckit::transport::{Options, TransportKind};
+use ipckit_bench::parse_size;
 
 /// How standard input is cut into messages.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]

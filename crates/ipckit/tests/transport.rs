@@ -10,8 +10,8 @@
 use std::process::{Child, Stdio};
 use std::time::Duration;
 
-use ipckit::bench::payload::{check, Payload, STOP};
 use ipckit::transport::{Options, TransportKind};
+use ipckit_bench::payload::{check, Payload};
 use ipckit_testkit::{child_role, spawn_self, unique_name};
 
 /// The sizes tried on every kind: the bench's, and the edges of the framing.
@@ -370,10 +370,4 @@ fn names_are_checked_before_anything_is_created() {
         .named_receiver("fine", &options(64))
         .unwrap_err();
     assert!(err.to_string().contains("use fifo"), "{err}");
-}
-
-#[test]
-fn stop_marks_the_end_of_a_bench_pattern() {
-    let mut p = Payload::new(64);
-    assert_eq!(check(p.stamp(STOP), 64), Ok(STOP));
 }

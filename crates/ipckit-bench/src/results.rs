@@ -18,7 +18,9 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use crate::error::{Error, Object, Result};
+use ipckit::Object;
+
+use crate::error::{Error, Result};
 
 /// What a measurement measures.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
