@@ -58,8 +58,6 @@
 #![warn(missing_docs)]
 
 pub mod channel;
-#[cfg(not(loom))]
-pub mod demo;
 pub mod error;
 pub mod inspect;
 pub mod key;
