@@ -54,8 +54,8 @@ pub use baseline::NAME as BASELINE;
 pub use error::{Error, Result};
 pub use payload::Payload;
 pub use results::{
-    format_ns, format_rate, format_size, parse_duration, parse_size, Cell, Latency, Machine,
-    Measurement, Pattern, Report, Skipped, Table, Throughput,
+    format_ns, format_rate, format_size, Cell, Latency, Machine, Measurement, Pattern, Report,
+    Skipped, Table, Throughput,
 };
 pub use svg::render_svg;
 
