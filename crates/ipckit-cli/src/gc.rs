@@ -111,31 +111,21 @@ pub fn run(args: Args) -> Result<ExitCode> {
     })
 }
 
-/// One orphan, as printed.
+/// One orphan, as printed: the library's serialization of it (`kind`, `id` and `key` or `name`,
+/// `reason`) and what this run did.
 #[derive(Serialize)]
-struct Row {
-    kind: &'static str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    id: Option<i32>,
-    /// `0x%08x`.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    key: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    name: Option<String>,
-    reason: String,
+struct Row<'a> {
+    #[serde(flatten)]
+    orphan: &'a Orphan,
     action: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
     error: Option<String>,
 }
 
-impl Row {
-    fn new(o: &Orphan, action: &'static str, error: Option<String>) -> Row {
+impl<'a> Row<'a> {
+    fn new(orphan: &'a Orphan, action: &'static str, error: Option<String>) -> Row<'a> {
         Row {
-            kind: o.kind.as_str(),
-            id: o.id(),
-            key: o.key.map(key_hex),
-            name: o.name().map(str::to_owned),
-            reason: o.reason.clone(),
+            orphan,
             action,
             error,
         }
@@ -143,9 +133,10 @@ impl Row {
 
     /// `id 5 (key 0x00000000)` or `/name`.
     fn object(&self) -> String {
-        match (&self.name, self.id, &self.key) {
-            (Some(name), _, _) => name.clone(),
-            (None, Some(id), Some(key)) => format!("id {id} (key {key})"),
+        let o = self.orphan;
+        match (o.name(), o.id(), o.key) {
+            (Some(name), _, _) => name.to_owned(),
+            (None, Some(id), Some(key)) => format!("id {id} (key {})", key_hex(key)),
             (None, Some(id), None) => format!("id {id}"),
             _ => String::new(),
         }
@@ -163,7 +154,12 @@ fn text(rows: &[Row], args: &Args) -> String {
             "in-use" => "kept, no longer an orphan: ",
             _ => "not removed: ",
         };
-        out += &format!("{verb}{} {}: {}\n", r.kind, r.object(), r.reason);
+        out += &format!(
+            "{verb}{} {}: {}\n",
+            r.orphan.kind.as_str(),
+            r.object(),
+            r.orphan.reason
+        );
     }
     let n = rows.len();
     out += &match (n, args.yes) {
