@@ -40,7 +40,7 @@ impl Launcher {
 }
 
 /// The worker side of every demo: `spec` is what the demo passed to the [`Launcher`]. Returns
-/// once the worker's part is done (a holder in [`run_robust`] never returns: it is killed).
+/// once the worker's part is done (a holder in [`run_robust`](super::robust::run_robust) never returns: it is killed).
 pub fn run_worker(spec: &str) -> Result<()> {
     let bad = || anyhow!("demo worker: unknown worker spec {spec:?}");
     let (kind, rest) = spec.split_once(':').ok_or_else(bad)?;
