@@ -21,8 +21,8 @@ use iceoryx2::port::backpressure_strategy::BackpressureStrategy;
 use iceoryx2::port::publisher::Publisher;
 use iceoryx2::port::subscriber::Subscriber;
 use iceoryx2::prelude::*;
-use ipckit::bench::payload::{check, Payload, STOP};
-use ipckit::bench::{Latency, Machine, Measurement, Pattern, Report, Throughput};
+use ipckit_bench::payload::{check, Payload, STOP};
+use ipckit_bench::{Latency, Machine, Measurement, Pattern, Report, Throughput};
 
 type Error = Box<dyn std::error::Error>;
 

@@ -1,6 +1,6 @@
 //! `ipckit bench`: latency and throughput of every transport between two processes, as a table
 //! (and `--json`, `--svg`); `ipckit bench merge` joins result files. The measuring is
-//! `ipckit::bench`; this file parses flags, shows progress and prints.
+//! the `ipckit-bench` crate; this file parses flags, shows progress and prints.
 
 use std::collections::BTreeMap;
 use std::io::IsTerminal;
@@ -10,8 +10,8 @@ use std::process::ExitCode;
 use anyhow::{bail, Context, Result};
 use clap::Subcommand;
 use comfy_table::{presets, CellAlignment, Table as Grid};
-use ipckit::bench::{self, Cell, Pattern, PeerCommand, Plan, Report};
 use ipckit::transport::TransportKind;
+use ipckit_bench::{self as bench, Cell, Pattern, PeerCommand, Plan, Report};
 
 /// The hidden subcommand the bench re-executes this binary with, to run the peer process.
 pub const PEER_SUBCOMMAND: &str = "bench-peer";
@@ -42,10 +42,10 @@ struct RunArgs {
     /// signal.
     #[arg(long, value_delimiter = ',', value_name = "LIST")]
     transports: Vec<String>,
-    /// Message sizes (comma-separated; K, M: binary multiples). Default 64,1K,8K,64K,1M; signal
-    /// is measured at 4 bytes besides.
-    #[arg(long, value_delimiter = ',', value_name = "LIST")]
-    sizes: Vec<String>,
+    /// Message sizes (comma-separated; K, M: powers of 1024, KB, MB: of 1000). Default
+    /// 64,1K,8K,64K,1M; signal is measured at 4 bytes besides.
+    #[arg(long, value_delimiter = ',', value_name = "LIST", value_parser = crate::units::parse_size)]
+    sizes: Vec<u64>,
     /// Only one pattern: latency (ping-pong) or throughput (one-way stream).
     #[arg(long, value_name = "latency|throughput")]
     pattern: Option<String>,
@@ -53,8 +53,8 @@ struct RunArgs {
     #[arg(long, value_name = "N")]
     iterations: Option<u64>,
     /// Throughput: how long each cell streams; latency: the most a cell takes (e.g. 2s, 100ms).
-    #[arg(long, value_name = "TIME")]
-    duration: Option<String>,
+    #[arg(long, value_name = "TIME", value_parser = crate::units::parse_duration)]
+    duration: Option<std::time::Duration>,
     /// Run the two processes on two different CPUs (sched_setaffinity).
     #[arg(long)]
     pin: bool,
@@ -106,11 +106,7 @@ fn plan(args: &RunArgs) -> Result<Plan> {
             .collect::<Result<_, _>>()?;
     }
     if !args.sizes.is_empty() {
-        plan.sizes = args
-            .sizes
-            .iter()
-            .map(|s| bench::parse_size(s))
-            .collect::<Result<_, _>>()?;
+        plan.sizes = args.sizes.clone();
         if plan.sizes.contains(&0) {
             bail!("a message size of 0 bytes cannot carry a sequence number");
         }
@@ -124,8 +120,8 @@ fn plan(args: &RunArgs) -> Result<Plan> {
         }
         plan.iterations = n;
     }
-    if let Some(d) = &args.duration {
-        plan.duration = bench::parse_duration(d)?;
+    if let Some(d) = args.duration {
+        plan.duration = d;
         if plan.duration.is_zero() {
             bail!("--duration must be longer than 0");
         }

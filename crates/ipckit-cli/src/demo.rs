@@ -2,18 +2,28 @@
 //!
 //! `demo mutex` has N processes increment a shared counter inside a critical section guarded by
 //! one of several locks and reports lost updates and overlaps; `demo robust` kills a process
-//! inside a robust mutex and shows the next one recover. The scenarios live in `ipckit::demo`;
-//! this file parses, calls them and prints. Workers are this program again, started as the hidden
-//! `ipckit demo worker SPEC`.
+//! inside a robust mutex and shows the next one recover. The scenarios are in `demo/` (`mutex.rs`,
+//! `robust.rs`, built on ipckit's public API); this file parses, calls them and prints. Workers are
+//! this program again, started as the hidden `ipckit demo worker SPEC` (`demo/launch.rs`). Every
+//! System V object a demo creates is removed at the end, on failure too; the shared segment is even
+//! marked for removal as soon as every worker has attached, so not even a killed demo leaves it
+//! behind.
 
 use std::process::ExitCode;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
-use ipckit::demo::{self, Algo, Launcher, MutexDemo, MutexReport, RobustReport};
 use serde::Serialize;
 
 use crate::output::emit;
+
+mod launch;
+mod mutex;
+mod robust;
+
+use launch::Launcher;
+use mutex::{Algo, MutexDemo, MutexReport};
+use robust::RobustReport;
 
 /// The arguments of `ipckit demo`.
 #[derive(Debug, Parser)]
@@ -70,14 +80,14 @@ pub fn run(args: Args) -> Result<ExitCode> {
         DemoCommand::Mutex(args) => mutex(args),
         DemoCommand::Robust { json } => robust(json),
         DemoCommand::Worker { spec } => {
-            demo::run_worker(&spec)?;
+            launch::run_worker(&spec)?;
             Ok(ExitCode::SUCCESS)
         }
     }
 }
 
 fn launcher() -> Result<Launcher> {
-    Ok(Launcher::current_exe(["demo", "worker"])?)
+    Launcher::current_exe(["demo", "worker"])
 }
 
 #[derive(Serialize)]
@@ -97,7 +107,7 @@ fn mutex(args: MutexArgs) -> Result<ExitCode> {
         procs: args.procs,
         iters: args.iters,
     };
-    let report = demo::run_mutex(&spec, &launcher()?)?;
+    let report = mutex::run_mutex(&spec, &launcher()?)?;
     if args.json {
         let json = MutexJson {
             algo: report.algo.to_string(),
@@ -156,7 +166,7 @@ struct RobustJson {
 }
 
 fn robust(json: bool) -> Result<ExitCode> {
-    let report: RobustReport = demo::run_robust(&launcher()?, |step| {
+    let report: RobustReport = robust::run_robust(&launcher()?, |step| {
         if !json {
             let _ = emit(&format!("{:<11} {}\n", step.name, step.detail));
         }

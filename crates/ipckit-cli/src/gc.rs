@@ -46,7 +46,7 @@ pub struct Args {
     #[arg(long)]
     json: bool,
     /// How long an object must have been untouched: 30s, 10m, 2h, 1d, or combined (1h30m).
-    #[arg(long, value_name = "DURATION", default_value = "10m", value_parser = parse_duration)]
+    #[arg(long, value_name = "DURATION", default_value = "10m", value_parser = crate::units::parse_duration)]
     older_than: Duration,
     /// Consider only this object (KIND:ID or KIND:NAME, e.g. sysv-shm:5 or posix-shm:/x); may be
     /// repeated. Used by the tests to stay within their own objects.
@@ -111,31 +111,21 @@ pub fn run(args: Args) -> Result<ExitCode> {
     })
 }
 
-/// One orphan, as printed.
+/// One orphan, as printed: the library's serialization of it (`kind`, `id` and `key` or `name`,
+/// `reason`) and what this run did.
 #[derive(Serialize)]
-struct Row {
-    kind: &'static str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    id: Option<i32>,
-    /// `0x%08x`.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    key: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    name: Option<String>,
-    reason: String,
+struct Row<'a> {
+    #[serde(flatten)]
+    orphan: &'a Orphan,
     action: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
     error: Option<String>,
 }
 
-impl Row {
-    fn new(o: &Orphan, action: &'static str, error: Option<String>) -> Row {
+impl<'a> Row<'a> {
+    fn new(orphan: &'a Orphan, action: &'static str, error: Option<String>) -> Row<'a> {
         Row {
-            kind: o.kind.as_str(),
-            id: o.id(),
-            key: o.key.map(key_hex),
-            name: o.name().map(str::to_owned),
-            reason: o.reason.clone(),
+            orphan,
             action,
             error,
         }
@@ -143,9 +133,10 @@ impl Row {
 
     /// `id 5 (key 0x00000000)` or `/name`.
     fn object(&self) -> String {
-        match (&self.name, self.id, &self.key) {
-            (Some(name), _, _) => name.clone(),
-            (None, Some(id), Some(key)) => format!("id {id} (key {key})"),
+        let o = self.orphan;
+        match (o.name(), o.id(), o.key) {
+            (Some(name), _, _) => name.to_owned(),
+            (None, Some(id), Some(key)) => format!("id {id} (key {})", key_hex(key)),
             (None, Some(id), None) => format!("id {id}"),
             _ => String::new(),
         }
@@ -163,7 +154,12 @@ fn text(rows: &[Row], args: &Args) -> String {
             "in-use" => "kept, no longer an orphan: ",
             _ => "not removed: ",
         };
-        out += &format!("{verb}{} {}: {}\n", r.kind, r.object(), r.reason);
+        out += &format!(
+            "{verb}{} {}: {}\n",
+            r.orphan.kind.as_str(),
+            r.object(),
+            r.orphan.reason
+        );
     }
     let n = rows.len();
     out += &match (n, args.yes) {
@@ -183,38 +179,6 @@ fn text(rows: &[Row], args: &Args) -> String {
 /// One line on stderr; a closed stderr is not worth a panic.
 fn say(line: &str) {
     let _ = writeln!(io::stderr().lock(), "{line}");
-}
-
-/// A duration: one or more NUMBER UNIT pairs, units s, m, h, d (`30s`, `10m`, `1h30m`).
-fn parse_duration(s: &str) -> Result<Duration, String> {
-    let bad = || format!("{s:?} is not a duration: give e.g. 30s, 10m, 2h or 1d");
-    let mut rest = s;
-    let mut total: u64 = 0;
-    if rest.is_empty() {
-        return Err(bad());
-    }
-    while !rest.is_empty() {
-        let digits = rest
-            .find(|c: char| !c.is_ascii_digit())
-            .unwrap_or(rest.len());
-        if digits == 0 {
-            return Err(bad());
-        }
-        let number: u64 = rest[..digits].parse().map_err(|_| bad())?;
-        let unit = match rest[digits..].chars().next() {
-            Some('s') => 1,
-            Some('m') => 60,
-            Some('h') => 3600,
-            Some('d') => 86_400,
-            _ => return Err(bad()),
-        };
-        total = number
-            .checked_mul(unit)
-            .and_then(|n| total.checked_add(n))
-            .ok_or_else(|| format!("duration {s} is too long"))?;
-        rest = &rest[digits + 1..];
-    }
-    Ok(Duration::from_secs(total))
 }
 
 /// `KIND:ID` (System V) or `KIND:NAME` (POSIX), kinds as `ls --json` names them.
@@ -244,26 +208,6 @@ fn parse_only(s: &str) -> Result<(Kind, Object), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn durations_take_units_and_combine() {
-        let secs = |s| parse_duration(s).map(|d| d.as_secs());
-        assert_eq!(secs("0s"), Ok(0));
-        assert_eq!(secs("30s"), Ok(30));
-        assert_eq!(secs("10m"), Ok(600));
-        assert_eq!(secs("2h"), Ok(7200));
-        assert_eq!(secs("1d"), Ok(86_400));
-        assert_eq!(secs("1h30m"), Ok(5400));
-        for bad in ["", "10", "m", "10x", "-1s", "1.5h", "10m ", "s10"] {
-            assert!(parse_duration(bad).is_err(), "{bad:?} parsed");
-        }
-        assert!(parse_duration("99999999999999999999d")
-            .unwrap_err()
-            .contains("not a duration"));
-        assert!(parse_duration("999999999999999999d")
-            .unwrap_err()
-            .contains("too long"));
-    }
 
     #[test]
     fn only_names_a_kind_and_an_object() {

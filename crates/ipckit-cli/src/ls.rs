@@ -21,7 +21,7 @@ use ipckit::inspect::{
 };
 use serde::Serialize;
 
-use crate::output::{self, key_hex, local_time, perms_octal, perms_short, rfc3339, Align, Table};
+use crate::output::{self, key_hex, local_time, perms_short, Align, Table};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -209,80 +209,52 @@ impl Listing {
         self.attached.get(&shmid).cloned().unwrap_or_default()
     }
 
-    fn json(&self) -> Vec<Entry> {
+    /// The `--json` array: each object as the library serializes it (kind, ids, permissions,
+    /// times…), with the user names and the PIDs this listing found added.
+    fn json(&self) -> Vec<Entry<'_>> {
         let mut out = Vec::new();
         for kind in &self.kinds {
             match kind {
                 Kind::SysvShm => out.extend(self.shm.iter().map(|s| {
-                    Entry::SysvShm(ShmEntry {
-                        common: self.common(s.key, s.id, s.mode, [s.uid, s.gid, s.cuid, s.cgid]),
-                        size: s.size,
-                        nattch: s.nattch,
-                        attached_pids: self.attached_pids(s.id),
-                        dest: s.is_marked_for_removal(),
-                        locked: s.is_locked(),
-                        cpid: s.cpid,
-                        lpid: s.lpid,
-                        rss: s.rss,
-                        swap: s.swap,
-                        atime: rfc3339(s.atime),
-                        dtime: rfc3339(s.dtime),
-                        ctime: rfc3339(s.ctime),
+                    Entry::SysvShm(Listed {
+                        object: s,
+                        extra: ShmExtra {
+                            names: self.sysv_names([s.uid, s.gid, s.cuid, s.cgid]),
+                            attached_pids: self.attached_pids(s.id),
+                        },
                     })
                 })),
                 Kind::SysvSem => out.extend(self.sem.iter().map(|s| {
-                    Entry::SysvSem(SemEntry {
-                        common: self.common(s.key, s.id, s.mode, [s.uid, s.gid, s.cuid, s.cgid]),
-                        nsems: s.nsems,
-                        otime: rfc3339(s.otime),
-                        ctime: rfc3339(s.ctime),
+                    Entry::SysvSem(Listed {
+                        object: s,
+                        extra: self.sysv_names([s.uid, s.gid, s.cuid, s.cgid]),
                     })
                 })),
                 Kind::SysvMsg => out.extend(self.msg.iter().map(|q| {
-                    Entry::SysvMsg(MsgEntry {
-                        common: self.common(q.key, q.id, q.mode, [q.uid, q.gid, q.cuid, q.cgid]),
-                        messages: q.qnum,
-                        used_bytes: q.cbytes,
-                        lspid: q.lspid,
-                        lrpid: q.lrpid,
-                        stime: rfc3339(q.stime),
-                        rtime: rfc3339(q.rtime),
-                        ctime: rfc3339(q.ctime),
+                    Entry::SysvMsg(Listed {
+                        object: q,
+                        extra: self.sysv_names([q.uid, q.gid, q.cuid, q.cgid]),
                     })
                 })),
                 Kind::PosixShm => out.extend(self.posix_shm.iter().map(|s| {
-                    let users = self.users(s.file);
-                    Entry::PosixShm(PosixShmEntry {
-                        common: self.posix_common(&s.name, s.mode, s.uid, s.gid),
-                        size: s.size,
-                        attached_pids: users.mapped,
-                        open_pids: users.open,
-                        mtime: rfc3339(Some(s.mtime)),
-                        ctime: rfc3339(Some(s.ctime)),
+                    Entry::PosixShm(Listed {
+                        object: s,
+                        extra: self.posix_extra(s.uid, s.gid, s.file),
                     })
                 })),
                 Kind::PosixSem => out.extend(self.posix_sem.iter().map(|s| {
-                    let users = self.users(s.file);
-                    Entry::PosixSem(PosixSemEntry {
-                        common: self.posix_common(&s.name, s.mode, s.uid, s.gid),
-                        value: s.value,
-                        attached_pids: users.mapped,
-                        open_pids: users.open,
-                        mtime: rfc3339(Some(s.mtime)),
-                        ctime: rfc3339(Some(s.ctime)),
+                    Entry::PosixSem(Listed {
+                        object: s,
+                        extra: self.posix_extra(s.uid, s.gid, s.file),
                     })
                 })),
                 Kind::PosixMq => out.extend(self.posix_mq.iter().map(|q| {
-                    Entry::PosixMq(PosixMqEntry {
-                        common: self.posix_common(&q.name, q.mode, q.uid, q.gid),
-                        messages: q.messages,
-                        maxmsg: q.max_messages,
-                        msgsize: q.message_size,
-                        used_bytes: q.used_bytes,
-                        notify_pid: q.notify_pid,
-                        open_pids: self.users(q.file).open,
-                        mtime: rfc3339(Some(q.mtime)),
-                        ctime: rfc3339(Some(q.ctime)),
+                    Entry::PosixMq(Listed {
+                        object: q,
+                        extra: PosixMqExtra {
+                            names: self.posix_names(q.uid, q.gid),
+                            open_pids: self.users(q.file).open,
+                        },
                     })
                 })),
             }
@@ -290,31 +262,28 @@ impl Listing {
         out
     }
 
-    fn posix_common(&self, name: &str, mode: u32, uid: u32, gid: u32) -> PosixCommon {
-        PosixCommon {
-            name: name.to_owned(),
+    fn posix_names(&self, uid: u32, gid: u32) -> PosixNames {
+        PosixNames {
             owner: self.names.user(uid),
             group: self.names.group(gid),
-            uid,
-            gid,
-            perms: perms_octal(mode),
         }
     }
 
-    fn common(&self, key: ipckit::Key, id: i32, mode: u32, ids: [u32; 4]) -> SysvCommon {
-        let [uid, gid, cuid, cgid] = ids;
-        SysvCommon {
-            key: key_hex(key),
-            id,
+    fn posix_extra(&self, uid: u32, gid: u32, file: FileId) -> PosixExtra {
+        let users = self.users(file);
+        PosixExtra {
+            names: self.posix_names(uid, gid),
+            attached_pids: users.mapped,
+            open_pids: users.open,
+        }
+    }
+
+    fn sysv_names(&self, [uid, gid, cuid, cgid]: [u32; 4]) -> SysvNames {
+        SysvNames {
             owner: self.names.user(uid),
             group: self.names.group(gid),
-            uid,
-            gid,
             creator: self.names.user(cuid),
             creator_group: self.names.group(cgid),
-            cuid,
-            cgid,
-            perms: perms_octal(mode),
         }
     }
 
@@ -676,176 +645,74 @@ fn optional<T: ToString>(value: Option<T>) -> String {
     value.map_or_else(|| "-".to_owned(), |v| v.to_string())
 }
 
-/// One IPC object in `ls --json`, tagged by `"kind"`.
+/// One IPC object in `ls --json`: the library's serialization of it (which holds `"kind"`) and
+/// what the command adds.
 #[derive(Serialize)]
-#[serde(tag = "kind")]
-enum Entry {
-    #[serde(rename = "sysv-shm")]
-    SysvShm(ShmEntry),
-    #[serde(rename = "sysv-sem")]
-    SysvSem(SemEntry),
-    #[serde(rename = "sysv-msg")]
-    SysvMsg(MsgEntry),
-    #[serde(rename = "posix-shm")]
-    PosixShm(PosixShmEntry),
-    #[serde(rename = "posix-sem")]
-    PosixSem(PosixSemEntry),
-    #[serde(rename = "posix-mq")]
-    PosixMq(PosixMqEntry),
+#[serde(untagged)]
+enum Entry<'a> {
+    SysvShm(Listed<'a, ShmInfo, ShmExtra>),
+    SysvSem(Listed<'a, SemInfo, SysvNames>),
+    SysvMsg(Listed<'a, MsgInfo, SysvNames>),
+    PosixShm(Listed<'a, PosixShmInfo, PosixExtra>),
+    PosixSem(Listed<'a, PosixSemInfo, PosixExtra>),
+    PosixMq(Listed<'a, PosixMqInfo, PosixMqExtra>),
 }
 
-/// The fields every System V object has.
+/// An object as `ipckit::inspect` serializes it, followed by the fields the command adds.
 #[derive(Serialize)]
-struct SysvCommon {
-    /// `0x%08x`.
-    key: String,
-    id: i32,
-    /// Owner's user name (or uid as text).
-    owner: String,
-    /// Owner's group name (or gid as text).
-    group: String,
-    uid: u32,
-    gid: u32,
-    /// Creator's user name (or cuid as text).
-    creator: String,
-    /// Creator's group name (or cgid as text).
-    creator_group: String,
-    cuid: u32,
-    cgid: u32,
-    /// Permission bits, four octal digits (`"0640"`).
-    perms: String,
-}
-
-#[derive(Serialize)]
-struct ShmEntry {
+struct Listed<'a, T, X> {
     #[serde(flatten)]
-    common: SysvCommon,
-    size: u64,
-    nattch: u64,
+    object: &'a T,
+    #[serde(flatten)]
+    extra: X,
+}
+
+/// The names of a System V object's owner and creator (or their ids as text).
+#[derive(Serialize)]
+struct SysvNames {
+    owner: String,
+    group: String,
+    creator: String,
+    creator_group: String,
+}
+
+#[derive(Serialize)]
+struct ShmExtra {
+    #[serde(flatten)]
+    names: SysvNames,
     /// PIDs attached now, as far as /proc lets us see.
     attached_pids: Vec<u32>,
-    /// Marked for removal (`SHM_DEST`): goes when the last process detaches.
-    dest: bool,
-    /// Locked in memory (`SHM_LOCKED`).
-    locked: bool,
-    cpid: u32,
-    lpid: u32,
-    /// Resident bytes.
-    rss: u64,
-    /// Swapped-out bytes.
-    swap: u64,
-    atime: Option<String>,
-    dtime: Option<String>,
-    ctime: Option<String>,
 }
 
+/// The names of a POSIX object's owner (or the ids as text).
 #[derive(Serialize)]
-struct SemEntry {
-    #[serde(flatten)]
-    common: SysvCommon,
-    nsems: u64,
-    otime: Option<String>,
-    ctime: Option<String>,
-}
-
-#[derive(Serialize)]
-struct MsgEntry {
-    #[serde(flatten)]
-    common: SysvCommon,
-    messages: u64,
-    used_bytes: u64,
-    lspid: u32,
-    lrpid: u32,
-    stime: Option<String>,
-    rtime: Option<String>,
-    ctime: Option<String>,
-}
-
-/// The fields every POSIX object has.
-#[derive(Serialize)]
-struct PosixCommon {
-    /// `/NAME`.
-    name: String,
-    /// Owner's user name (or uid as text).
+struct PosixNames {
     owner: String,
-    /// Owner's group name (or gid as text).
     group: String,
-    uid: u32,
-    gid: u32,
-    /// Permission bits, four octal digits (`"0600"`).
-    perms: String,
 }
 
 #[derive(Serialize)]
-struct PosixShmEntry {
+struct PosixExtra {
     #[serde(flatten)]
-    common: PosixCommon,
-    size: u64,
+    names: PosixNames,
     /// PIDs that map it now, as far as /proc lets us see.
     attached_pids: Vec<u32>,
     /// PIDs that hold a descriptor of it.
     open_pids: Vec<u32>,
-    mtime: Option<String>,
-    ctime: Option<String>,
 }
 
 #[derive(Serialize)]
-struct PosixSemEntry {
+struct PosixMqExtra {
     #[serde(flatten)]
-    common: PosixCommon,
-    /// null when this user may not open it.
-    value: Option<u32>,
-    attached_pids: Vec<u32>,
+    names: PosixNames,
+    /// The processes that hold it open.
     open_pids: Vec<u32>,
-    mtime: Option<String>,
-    ctime: Option<String>,
-}
-
-#[derive(Serialize)]
-struct PosixMqEntry {
-    #[serde(flatten)]
-    common: PosixCommon,
-    /// null (as maxmsg and msgsize) when this user may not open it for reading.
-    messages: Option<u64>,
-    maxmsg: Option<u64>,
-    msgsize: Option<u64>,
-    used_bytes: u64,
-    /// The process registered with mq_notify, if any.
-    notify_pid: Option<u32>,
-    open_pids: Vec<u32>,
-    mtime: Option<String>,
-    ctime: Option<String>,
-}
-
-/// `ls -l --json`: the limits under their /proc/sys/kernel names.
-#[derive(Serialize)]
-struct LimitsJson {
-    shmmax: u64,
-    shmall: u64,
-    shmmni: u64,
-    semmsl: u64,
-    semmns: u64,
-    semopm: u64,
-    semmni: u64,
-    msgmax: u64,
-    msgmnb: u64,
-    msgmni: u64,
 }
 
 fn show_limits(l: &Limits, kinds: &[Kind], json: bool) -> Result<()> {
     if json {
-        return output::print_json(&LimitsJson {
-            shmmax: l.shmmax,
-            shmall: l.shmall,
-            shmmni: l.shmmni,
-            semmsl: l.semmsl,
-            semmns: l.semmns,
-            semopm: l.semopm,
-            semmni: l.semmni,
-            msgmax: l.msgmax,
-            msgmnb: l.msgmnb,
-            msgmni: l.msgmni,
-        });
+        // The library's serialization: the kernel's names as keys.
+        return output::print_json(l);
     }
     let rows: &[(Kind, &str, u64, &str)] = &[
         (Kind::SysvShm, "shmmax", l.shmmax, "largest segment (bytes)"),
@@ -882,33 +749,9 @@ fn show_limits(l: &Limits, kinds: &[Kind], json: bool) -> Result<()> {
     output::emit(&name_value_table(rows, kinds))
 }
 
-/// `ls -u --json`: what the objects use.
-#[derive(Serialize)]
-struct UsageJson {
-    shm_segments: u64,
-    shm_pages_allocated: u64,
-    shm_pages_resident: u64,
-    shm_pages_swapped: u64,
-    sem_arrays: u64,
-    sem_semaphores: u64,
-    msg_queues: u64,
-    msg_messages: u64,
-    msg_used_bytes: u64,
-}
-
 fn show_usage(u: &Usage, kinds: &[Kind], json: bool) -> Result<()> {
     if json {
-        return output::print_json(&UsageJson {
-            shm_segments: u.shm_segments,
-            shm_pages_allocated: u.shm_pages_allocated,
-            shm_pages_resident: u.shm_pages_resident,
-            shm_pages_swapped: u.shm_pages_swapped,
-            sem_arrays: u.sem_arrays,
-            sem_semaphores: u.sem_semaphores,
-            msg_queues: u.msg_queues,
-            msg_messages: u.msg_messages,
-            msg_used_bytes: u.msg_used_bytes,
-        });
+        return output::print_json(u);
     }
     let rows: &[(Kind, &str, u64, &str)] = &[
         (

@@ -20,6 +20,7 @@ mod output;
 mod recv;
 mod rm;
 mod send;
+mod units;
 
 /// Safe Linux inter-process communication: inspect and manage IPC objects.
 #[derive(Parser)]

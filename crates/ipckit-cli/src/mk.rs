@@ -37,9 +37,9 @@ Ids and names are printed in ipcmk's order and words: shared memory, then messag
 semaphores, each System V object before its POSIX counterpart."
 )]
 pub struct Args {
-    /// Create a shared-memory segment of SIZE bytes; SIZE may end in K, M, G or T (or KiB, MiB,
-    /// GiB, TiB), powers of 1024.
-    #[arg(short = 'M', long = "shmem", value_name = "SIZE", value_parser = parse_size)]
+    /// Create a shared-memory segment of SIZE bytes; SIZE may end in K, M, G, T, P or E (or KiB,
+    /// MiB…), powers of 1024, or KB, MB…, powers of 1000.
+    #[arg(short = 'M', long = "shmem", value_name = "SIZE", value_parser = segment_size)]
     shmem: Option<usize>,
     /// Create a semaphore set of NSEMS semaphores.
     #[arg(short = 'S', long = "semaphore", value_name = "NSEMS", value_parser = parse_nsems)]
@@ -48,7 +48,7 @@ pub struct Args {
     #[arg(short = 'Q', long = "queue")]
     queue: bool,
     /// Create a POSIX shared-memory object of SIZE bytes (suffixes as for -M); needs -n.
-    #[arg(short = 'm', long = "posix-shmem", value_name = "SIZE", value_parser = parse_size,
+    #[arg(short = 'm', long = "posix-shmem", value_name = "SIZE", value_parser = segment_size,
           requires = "name")]
     posix_shmem: Option<usize>,
     /// Create a POSIX named semaphore; needs -n.
@@ -225,35 +225,12 @@ pub fn run(args: Args) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// A segment size: a decimal number of bytes, optionally followed by K, M, G or T (also KiB, MiB,
-/// GiB, TiB; the letter in either case), each a power of 1024.
-fn parse_size(s: &str) -> Result<usize, String> {
-    let digits = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
-    let (number, suffix) = s.split_at(digits);
-    let bad = || {
-        format!("{s:?} is not a size: give a number of bytes, optionally followed by K, M, G or T")
-    };
-    if number.is_empty() {
-        return Err(bad());
-    }
-    let shift = match suffix.strip_suffix("iB").unwrap_or(suffix) {
-        "" if suffix.is_empty() => 0,
-        "K" | "k" => 10,
-        "M" | "m" => 20,
-        "G" | "g" => 30,
-        "T" | "t" => 40,
-        _ => return Err(bad()),
-    };
-    let too_large = || format!("size {s} is too large for this machine");
-    let bytes = number
-        .parse::<u64>()
-        .map_err(|_| too_large())?
-        .checked_mul(1 << shift)
-        .ok_or_else(too_large)?;
-    match usize::try_from(bytes) {
+/// A segment size: ipcmk's grammar ([`crate::units::parse_size`]), at least 1 byte.
+fn segment_size(s: &str) -> Result<usize, String> {
+    match usize::try_from(crate::units::parse_size(s)?) {
         Ok(0) => Err("a shared-memory segment needs a size of at least 1 byte".into()),
         Ok(bytes) => Ok(bytes),
-        Err(_) => Err(too_large()),
+        Err(_) => Err(format!("size {s} is too large for this machine")),
     }
 }
 
@@ -304,35 +281,12 @@ mod tests {
     use super::*;
 
     #[test]
-    fn sizes_take_binary_suffixes() {
-        assert_eq!(parse_size("1"), Ok(1));
-        assert_eq!(parse_size("4096"), Ok(4096));
-        assert_eq!(parse_size("4K"), Ok(4096));
-        assert_eq!(parse_size("4k"), Ok(4096));
-        assert_eq!(parse_size("4KiB"), Ok(4096));
-        assert_eq!(parse_size("3M"), Ok(3 << 20));
-        assert_eq!(parse_size("3MiB"), Ok(3 << 20));
-        assert_eq!(parse_size("2G"), Ok(2 << 30));
-        assert_eq!(parse_size("2GiB"), Ok(2 << 30));
-        assert_eq!(parse_size("1T"), Ok(1 << 40));
-    }
-
-    #[test]
-    fn bad_sizes_are_refused() {
-        for bad in [
-            "", "0", "0K", "K", "12Q", "4KB", "4 K", "-4", "+4", "4iB", "4Ki", "0x10", "1.5M",
-        ] {
-            assert!(parse_size(bad).is_err(), "{bad:?} parsed");
-        }
-    }
-
-    #[test]
-    fn sizes_that_overflow_are_refused() {
-        let too_large = |s: &str| parse_size(s).unwrap_err().contains("too large");
-        assert!(too_large("18446744073709551616"));
-        assert!(too_large("99999999999999999999999G"));
-        assert!(too_large("16777216T"));
-        assert!(too_large("17179869184G"));
+    fn segment_sizes_are_at_least_one_byte() {
+        assert_eq!(segment_size("1"), Ok(1));
+        assert_eq!(segment_size("4K"), Ok(4096));
+        assert!(segment_size("0").unwrap_err().contains("at least 1 byte"));
+        assert!(segment_size("0K").unwrap_err().contains("at least 1 byte"));
+        assert!(segment_size("12Q").unwrap_err().contains("not a size"));
     }
 
     #[test]

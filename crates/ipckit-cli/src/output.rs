@@ -86,20 +86,9 @@ pub fn local_time(time: Option<SystemTime>) -> String {
         .to_string()
 }
 
-/// A kernel time for programs: RFC 3339 in UTC (`2024-06-19T13:22:45Z`), or `None` (JSON null).
-pub fn rfc3339(time: Option<SystemTime>) -> Option<String> {
-    time.and_then(|t| jiff::Timestamp::try_from(t).ok())
-        .map(|ts| ts.to_string())
-}
-
 /// Permission bits as ipcs prints them: octal without a leading zero (`600`).
 pub fn perms_short(mode: u32) -> String {
     format!("{:o}", mode & 0o777)
-}
-
-/// Permission bits for JSON: four octal digits (`0640`), as `chmod` takes them.
-pub fn perms_octal(mode: u32) -> String {
-    format!("{:04o}", mode & 0o777)
 }
 
 /// A System V key as ipcs prints it: `0x%08x`.
@@ -127,12 +116,9 @@ mod tests {
     #[test]
     fn times_modes_and_keys() {
         let t = Some(UNIX_EPOCH + Duration::from_secs(1_700_000_000));
-        assert_eq!(rfc3339(t).as_deref(), Some("2023-11-14T22:13:20Z"));
-        assert_eq!(rfc3339(None), None);
         assert_eq!(local_time(None), "Not set");
         assert_eq!(local_time(t).len(), "2023-11-14 22:13:20".len());
         assert_eq!(perms_short(0o1600), "600");
-        assert_eq!(perms_octal(0o640), "0640");
         assert_eq!(key_hex(ipckit::Key::new(-2)), "0xfffffffe");
     }
 }

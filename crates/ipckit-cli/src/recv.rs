@@ -18,13 +18,13 @@ pub struct Args {
     #[arg(long, default_value = "channel", value_name = "TRANSPORT")]
     via: String,
     /// The buffer between the sides when this side creates it (as for send).
-    #[arg(long, value_name = "SIZE")]
-    capacity: Option<String>,
+    #[arg(long, value_name = "SIZE", value_parser = crate::units::parse_size)]
+    capacity: Option<u64>,
     /// lines: each message is written with a newline after it; bytes: as it is.
     #[arg(long, value_enum, default_value = "lines")]
     framing: Framing,
-    /// How long to wait for a first sender: seconds, or with a unit (500ms, 2s, 1m).
-    #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = crate::send::parse_timeout)]
+    /// How long to wait for a first sender: a number with a unit (500ms, 2s, 1m).
+    #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = crate::units::parse_duration)]
     timeout: std::time::Duration,
 }
 
@@ -41,7 +41,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
 
 fn recv(args: Args, interrupts: &crate::leave::Interrupts) -> Result<ExitCode> {
     let kind: TransportKind = args.via.parse()?;
-    let mut options = crate::send::options(args.capacity.as_deref(), args.timeout)?;
+    let mut options = crate::send::options(args.capacity, args.timeout)?;
     interrupts.cancel(&mut options);
     let mut rx = kind
         .named_receiver(&args.name, &options)

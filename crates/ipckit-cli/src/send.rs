@@ -12,7 +12,6 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
-use ipckit::bench::parse_size;
 use ipckit::transport::{Options, TransportKind};
 
 /// How standard input is cut into messages.
@@ -35,47 +34,28 @@ pub struct Args {
     #[arg(long, default_value = "channel", value_name = "TRANSPORT")]
     via: String,
     /// The buffer between the sides when this side creates it (the channel's per-sender lane
-    /// capacity: a power of two, 4K to 1G; K, M, G are binary multiples).
-    #[arg(long, value_name = "SIZE")]
-    capacity: Option<String>,
+    /// capacity: a power of two, 4K to 1G; K, M, G are powers of 1024, KB, MB, GB of 1000).
+    #[arg(long, value_name = "SIZE", value_parser = crate::units::parse_size)]
+    capacity: Option<u64>,
     /// lines: a message per line; bytes: raw chunks.
     #[arg(long, value_enum, default_value = "lines")]
     framing: Framing,
     /// Bytes framing: the largest chunk (default 64K, or the transport's largest message if that
     /// is smaller).
-    #[arg(long, value_name = "SIZE")]
-    chunk: Option<String>,
+    #[arg(long, value_name = "SIZE", value_parser = crate::units::parse_size)]
+    chunk: Option<u64>,
     /// How long to wait for a receiver to appear, and for it to take what was sent (without
-    /// progress): seconds, or with a unit (500ms, 2s, 1m).
-    #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = parse_timeout)]
+    /// progress): a number with a unit (500ms, 2s, 1m).
+    #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = crate::units::parse_duration)]
     timeout: std::time::Duration,
-}
-
-/// `--timeout`: seconds (`60`, `2.5`) or a number with a unit (`500ms`, `2s`, `1m`).
-pub fn parse_timeout(text: &str) -> std::result::Result<Duration, String> {
-    let (number, unit) = match text.find(|c: char| c.is_ascii_alphabetic()) {
-        Some(i) => text.split_at(i),
-        None => (text, "s"),
-    };
-    let value: f64 = number
-        .trim()
-        .parse()
-        .map_err(|_| format!("{text:?} is not a duration (e.g. 60, 2s, 500ms, 1m)"))?;
-    let scale = match unit {
-        "ms" => 0.001,
-        "s" => 1.0,
-        "m" => 60.0,
-        _ => return Err(format!("{text:?}: the unit is ms, s or m")),
-    };
-    Duration::try_from_secs_f64(value * scale).map_err(|e| format!("{text:?}: {e}"))
 }
 
 /// The transport options for `--capacity` and `--timeout`: the buffer, one-slot transports sized
 /// to it, and how long to wait for the other side.
-pub fn options(capacity: Option<&str>, timeout: Duration) -> Result<Options> {
+pub fn options(capacity: Option<u64>, timeout: Duration) -> Result<Options> {
     let mut options = Options::new();
     if let Some(c) = capacity {
-        let bytes = usize::try_from(parse_size(c)?).context("--capacity is too large")?;
+        let bytes = usize::try_from(c).context("--capacity is too large")?;
         options.capacity(Some(bytes)).max_message(bytes);
     }
     // Unrelated processes may start long apart: wait up to --timeout for the other side.
@@ -107,7 +87,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
 
 fn send(args: Args, interrupts: &crate::leave::Interrupts) -> Result<ExitCode> {
     let kind: TransportKind = args.via.parse()?;
-    let mut options = options(args.capacity.as_deref(), args.timeout)?;
+    let mut options = options(args.capacity, args.timeout)?;
     interrupts.cancel(&mut options);
     let mut tx = kind
         .named_sender(&args.name, &options)
@@ -117,8 +97,8 @@ fn send(args: Args, interrupts: &crate::leave::Interrupts) -> Result<ExitCode> {
     let chunk = match args.framing {
         Framing::Lines => 0,
         Framing::Bytes => {
-            let chunk = match &args.chunk {
-                Some(c) => usize::try_from(parse_size(c)?).context("--chunk is too large")?,
+            let chunk = match args.chunk {
+                Some(c) => usize::try_from(c).context("--chunk is too large")?,
                 None => max.min(64 * 1024),
             };
             if chunk == 0 {

@@ -314,3 +314,22 @@ fn bad_flags_and_files_are_one_line_errors() {
         assert!(stderr.starts_with("ipckit: "), "{args:?}: {stderr}");
     }
 }
+
+#[test]
+fn bad_sizes_and_durations_are_usage_errors_in_the_commands_one_grammar() {
+    for (args, complaint) in [
+        (&["bench", "--sizes", "64,12Q"][..], "is not a size"),
+        (&["bench", "--sizes", "1.5K"], "is not a size"),
+        (&["bench", "--duration", "100"], "is not a duration"),
+        (&["bench", "--duration", "soon"], "is not a duration"),
+        (&["send", "x", "--chunk", "4Ki"], "is not a size"),
+        (&["recv", "x", "--timeout", "60"], "is not a duration"),
+    ] {
+        let out = ipckit(args);
+        let (stdout, stderr) = text(&out);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(stdout.is_empty(), "{args:?}: {stdout}");
+        assert_eq!(stderr.lines().count(), 1, "{args:?}: {stderr}");
+        assert!(stderr.contains(complaint), "{args:?}: {stderr}");
+    }
+}

@@ -235,7 +235,8 @@ fn bad_sizes_are_refused_and_nothing_is_created() {
     for (bad, complaint) in [
         ("", "is not a size"),
         ("12Q", "is not a size"),
-        ("4KB", "is not a size"),
+        ("4Ki", "is not a size"),
+        ("1.5M", "is not a size"),
         ("0", "at least 1 byte"),
         ("0G", "at least 1 byte"),
         ("99999999999999999999", "too large"),

@@ -21,7 +21,6 @@
 //! | [`channel`] | a multi-producer message channel in shared memory (lock-free lanes, futex wake-ups) | torn messages and endless waits when a peer dies; segments left in `/dev/shm` |
 //! | [`inspect`] | `/proc/sysvipc`, `/dev/shm`, `/dev/mqueue`, limits, attached PIDs | parsing ipcs output |
 //! | [`transport`] | one Sender/Receiver over any mechanism, across processes | hand-made framing, no end of stream, unchecked size limits |
-//! | [`bench`](mod@bench) | latency and throughput of every transport between two processes | numbers from transports that did not move the data |
 //!
 //! Every fallible function returns [`Error`], which names the operation, the object and the cause.
 //!
@@ -92,11 +91,7 @@
 //! ```
 #![warn(missing_docs)]
 
-#[cfg(all(feature = "bench", not(loom)))]
-pub mod bench;
 pub mod channel;
-#[cfg(not(loom))]
-pub mod demo;
 pub mod error;
 pub mod inspect;
 pub mod key;

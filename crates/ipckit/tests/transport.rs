@@ -10,7 +10,6 @@
 use std::process::{Child, Stdio};
 use std::time::Duration;
 
-use ipckit::bench::payload::{check, Payload, STOP};
 use ipckit::transport::{Options, TransportKind};
 use ipckit_testkit::{child_role, spawn_self, unique_name};
 
@@ -18,6 +17,37 @@ use ipckit_testkit::{child_role, spawn_self, unique_name};
 const SIZES: [usize; 7] = [16, 64, 1024, 8 * 1024, 8 * 1024 + 1, 64 * 1024, 1024 * 1024];
 /// Messages per size.
 const COUNT: u64 = 20;
+
+/// The bytes of every message of `size` bytes (at least 16) before its sequence number is
+/// stamped on its first and last 8: every word a function of its index.
+fn body(size: usize) -> Vec<u8> {
+    let mut bytes: Vec<u8> = (0..size.div_ceil(8) as u64)
+        .flat_map(|w| w.wrapping_mul(0x9e37_79b9_7f4a_7c15).to_le_bytes())
+        .collect();
+    bytes.truncate(size);
+    bytes
+}
+
+/// Message `seq`: `body` with `seq` in its first and last 8 bytes.
+fn message(seq: u64, body: &[u8]) -> Vec<u8> {
+    let size = body.len();
+    let mut msg = body.to_vec();
+    msg[..8].copy_from_slice(&seq.to_le_bytes());
+    msg[size - 8..].copy_from_slice(&seq.to_le_bytes());
+    msg
+}
+
+/// Whether `msg` is message `seq` made from `body`; what differs if not.
+fn check(msg: &[u8], body: &[u8], seq: u64) -> Result<(), String> {
+    let size = body.len();
+    if msg.len() != size {
+        return Err(format!("{} bytes where {size} were sent", msg.len()));
+    }
+    if msg != message(seq, body) {
+        return Err(format!("message {seq} of {size} bytes arrived changed"));
+    }
+    Ok(())
+}
 
 fn supported(kind: TransportKind) -> Vec<usize> {
     SIZES
@@ -50,21 +80,14 @@ fn play_peer() {
     let mut tx = unsafe { kind.connect_sender_inherited(&var("T_FROM"), &options(max)) }.unwrap();
     let mut buf = Vec::new();
     for size in sizes {
+        let body = body(size);
         for seq in 0..COUNT {
-            assert_eq!(
-                rx.recv_into(&mut buf).unwrap(),
-                Some(size),
-                "{kind} size {size}"
-            );
-            assert_eq!(check(&buf, size), Ok(seq), "{kind} size {size}");
+            assert_eq!(rx.recv_into(&mut buf).unwrap(), Some(size), "{kind} size {size}");
+            assert_eq!(check(&buf, &body, seq), Ok(()), "{kind} size {size}");
             tx.send(&buf).unwrap();
         }
     }
-    assert_eq!(
-        rx.recv_into(&mut buf).unwrap(),
-        None,
-        "{kind}: end of stream"
-    );
+    assert_eq!(rx.recv_into(&mut buf).unwrap(), None, "{kind}: end of stream");
     assert_eq!(
         rx.recv_into(&mut buf).unwrap(),
         None,
@@ -96,15 +119,11 @@ fn round_trip(kind: TransportKind, test: &str) {
     let mut rx = from.establish(Some(Duration::from_secs(20))).unwrap();
     let mut buf = Vec::new();
     for &size in &sizes {
-        let mut p = Payload::new(size);
+        let body = body(size);
         for seq in 0..COUNT {
-            tx.send(p.stamp(seq)).unwrap();
-            assert_eq!(
-                rx.recv_into(&mut buf).unwrap(),
-                Some(size),
-                "{kind} size {size}"
-            );
-            assert_eq!(check(&buf, size), Ok(seq), "{kind} echo, size {size}");
+            tx.send(&message(seq, &body)).unwrap();
+            assert_eq!(rx.recv_into(&mut buf).unwrap(), Some(size), "{kind} size {size}");
+            assert_eq!(check(&buf, &body, seq), Ok(()), "{kind} echo, size {size}");
         }
     }
     tx.close().unwrap();
@@ -382,10 +401,4 @@ fn names_are_checked_before_anything_is_created() {
         .named_receiver("fine", &options(64))
         .unwrap_err();
     assert!(err.to_string().contains("use fifo"), "{err}");
-}
-
-#[test]
-fn stop_marks_the_end_of_a_bench_pattern() {
-    let mut p = Payload::new(64);
-    assert_eq!(check(p.stamp(STOP), 64), Ok(STOP));
 }

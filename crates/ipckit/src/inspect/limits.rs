@@ -11,7 +11,10 @@ use crate::error::Result;
 const PROC_SYS_KERNEL: &str = "/proc/sys/kernel";
 
 /// The System V limits of this IPC namespace, as `/proc/sys/kernel` holds them (`ipcs -l`).
+///
+/// With the `serde` feature it is (de)serialized with the kernel's names as keys.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[non_exhaustive]
 pub struct Limits {
     /// `shmmax`: the largest shared-memory segment, in bytes.
@@ -69,7 +72,10 @@ pub(crate) fn limits_in(dir: &Path) -> Result<Limits> {
 }
 
 /// What the System V objects of this IPC namespace use (`ipcs -u`).
+///
+/// With the `serde` feature it is (de)serialized with the field names as keys.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[non_exhaustive]
 pub struct Usage {
     /// Shared-memory segments.

@@ -16,6 +16,9 @@
 //!   [`posix_semaphores`], [`posix_mqueues`] (or [`PosixMqs::NotMounted`] when `/dev/mqueue` is
 //!   not mounted), and the processes that map them or hold them open ([`posix_users`]).
 //! - [`gc`]: objects left behind by processes that are gone, by rules over these listings.
+//! - With the `serde` feature, the objects, [`gc::Orphan`], [`Limits`] and [`Usage`] implement
+//!   `serde::Serialize` in the shape `ipckit ls --json` and `ipckit gc --json` print (each object
+//!   with its `"kind"`, keys `"0x%08x"`, permissions `"0640"`, times RFC 3339 in UTC or `null`).
 //!
 //! Only plain files are read (POSIX semaphores and queues are also opened, to read a value and
 //! attributes); nothing here needs privilege, though without it the maps and descriptors of other
@@ -34,6 +37,8 @@ pub mod gc;
 mod limits;
 mod posix;
 mod procfs;
+#[cfg(feature = "serde")]
+mod serialize;
 mod sysv;
 mod users;
 

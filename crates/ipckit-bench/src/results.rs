@@ -18,7 +18,9 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use crate::error::{Error, Object, Result};
+use ipckit::Object;
+
+use crate::error::{Error, Result};
 
 /// What a measurement measures.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -447,70 +449,9 @@ pub fn format_size(bytes: u64) -> String {
     }
 }
 
-/// Parses `64`, `1K`, `1KiB`, `8k`, `1M`, `1MiB`, `2G` (binary multiples).
-pub fn parse_size(text: &str) -> Result<u64> {
-    let t = text.trim();
-    let bad = || {
-        Error::invalid(
-            "parse size",
-            Object::Other(format!("{text:?}").into()),
-            "expected a number of bytes, optionally with K, M or G (KiB, MiB, GiB)",
-        )
-    };
-    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
-    let (num, unit) = t.split_at(split);
-    let n: u64 = num.parse().map_err(|_| bad())?;
-    let shift = match unit.trim().to_ascii_lowercase().as_str() {
-        "" | "b" => 0,
-        "k" | "kb" | "kib" => 10,
-        "m" | "mb" | "mib" => 20,
-        "g" | "gb" | "gib" => 30,
-        _ => return Err(bad()),
-    };
-    n.checked_mul(1 << shift).ok_or_else(bad)
-}
-
-/// Parses `2s`, `100ms`, `1.5s`, `500us`, `1m`.
-pub fn parse_duration(text: &str) -> Result<std::time::Duration> {
-    let t = text.trim();
-    let bad = || {
-        Error::invalid(
-            "parse duration",
-            Object::Other(format!("{text:?}").into()),
-            "expected a number with a unit: us, ms, s or m (e.g. 2s, 100ms)",
-        )
-    };
-    let split = t
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .ok_or_else(bad)?;
-    let (num, unit) = t.split_at(split);
-    let n: f64 = num.parse().map_err(|_| bad())?;
-    let secs = match unit {
-        "us" | "µs" => n / 1e6,
-        "ms" => n / 1e3,
-        "s" => n,
-        "m" | "min" => n * 60.0,
-        _ => return Err(bad()),
-    };
-    std::time::Duration::try_from_secs_f64(secs).map_err(|_| bad())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn sizes_and_durations_parse() {
-        assert_eq!(parse_size("64").unwrap(), 64);
-        assert_eq!(parse_size("1K").unwrap(), 1024);
-        assert_eq!(parse_size("8KiB").unwrap(), 8192);
-        assert_eq!(parse_size("1M").unwrap(), 1 << 20);
-        assert!(parse_size("1X").is_err());
-        assert!(parse_size("").is_err());
-        assert_eq!(parse_duration("2s").unwrap().as_millis(), 2000);
-        assert_eq!(parse_duration("100ms").unwrap().as_millis(), 100);
-        assert!(parse_duration("100").is_err());
-    }
 
     #[test]
     fn sizes_format_in_binary_units() {

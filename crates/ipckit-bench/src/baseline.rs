@@ -15,17 +15,18 @@
 
 use std::fs::{File, OpenOptions};
 use std::os::unix::fs::OpenOptionsExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
 
+use ipckit::mmap::{page_size, Mmap};
+use ipckit::Object;
+
 use super::{latency_summary, Latency, PeerCommand, Plan, CONNECT_TIMEOUT};
-use crate::error::{Error, Object, Result};
-use crate::mmap::{page_size, Mmap};
-use crate::transport::{FileGuard, Rendezvous};
+use crate::error::{Error, Result};
 
 /// The name the baseline has in reports and on the peer's command line.
 pub const NAME: &str = "cache-line";
@@ -41,6 +42,27 @@ const ROUND_TIMEOUT: Duration = Duration::from_secs(10);
 
 fn object(path: &Path) -> Object {
     Object::Path(path.into())
+}
+
+/// A fresh path for the page: `ipckit-bench-<pid>-<n>.line` in `$XDG_RUNTIME_DIR` when it is a
+/// directory, else in the temporary directory.
+fn fresh_path() -> PathBuf {
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let dir = match std::env::var_os("XDG_RUNTIME_DIR") {
+        Some(dir) if Path::new(&dir).is_dir() => PathBuf::from(dir),
+        _ => std::env::temp_dir(),
+    };
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    dir.join(format!("ipckit-bench-{}-{n}.line", std::process::id()))
+}
+
+/// Removes the file it names when dropped.
+struct RemoveOnDrop(PathBuf);
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
 }
 
 /// Ends the peer if the host gives up early; reaps it either way.
@@ -80,7 +102,7 @@ fn spin_until(
 /// Measures the bounce with the plan's iterations, warm-up and time limit; the peer is started
 /// with `peer` and runs on `peer_cpu` if given.
 pub(super) fn measure(plan: &Plan, peer: &PeerCommand, peer_cpu: Option<usize>) -> Result<Latency> {
-    let path = Rendezvous::fresh()?.path(".line");
+    let path = fresh_path();
     let file = OpenOptions::new()
         .read(true)
         .write(true)
@@ -90,7 +112,7 @@ pub(super) fn measure(plan: &Plan, peer: &PeerCommand, peer_cpu: Option<usize>) 
         .open(&path)
         .map_err(|e| Error::os("open", object(&path), e))?;
     // Removed when the measurement ends, however it ends.
-    let _remove = FileGuard(path.clone());
+    let _remove = RemoveOnDrop(path.clone());
     let map = map_page(&file, &path, true)?;
     let word = map.atomic_u64(0)?;
 
@@ -108,11 +130,11 @@ pub(super) fn measure(plan: &Plan, peer: &PeerCommand, peer_cpu: Option<usize>) 
     let mut child = Reap(child);
     let mut alive = |waited: Duration| -> Result<()> {
         if let Ok(Some(_)) = child.0.try_wait() {
-            return Err(Error::Closed {
-                op: "cache-line bounce",
-                object: object(&path),
-                reason: "the peer exited before the end",
-            });
+            return Err(Error::invalid(
+                "cache-line bounce",
+                object(&path),
+                "the peer exited before the end",
+            ));
         }
         if waited > ROUND_TIMEOUT.max(CONNECT_TIMEOUT) {
             return Err(Error::Timeout {
@@ -159,11 +181,11 @@ pub(super) fn measure(plan: &Plan, peer: &PeerCommand, peer_cpu: Option<usize>) 
         .wait()
         .map_err(|e| Error::os("wait", Object::Path(peer.program.as_path().into()), e))?;
     if !status.success() {
-        return Err(Error::Closed {
-            op: "cache-line bounce",
-            object: object(&path),
-            reason: "the peer failed",
-        });
+        return Err(Error::invalid(
+            "cache-line bounce",
+            object(&path),
+            format!("the peer failed ({status})"),
+        ));
     }
     Ok(latency_summary(NAME, 8, measured, &hist))
 }
@@ -174,11 +196,11 @@ fn map_page(file: &File, path: &Path, create: bool) -> Result<Mmap> {
         file.set_len(page_size() as u64)
             .map_err(|e| Error::os("ftruncate", object(path), e))?;
     }
-    Mmap::options()
+    Ok(Mmap::options()
         .shared()
         .read_write()
         .len(page_size())
-        .map(file)
+        .map(file)?)
 }
 
 /// The peer's side: maps the file at `path`, says it is ready, and answers each round until the
@@ -218,7 +240,7 @@ pub(super) fn peer(path: &str) -> Result<()> {
             return Ok(());
         }
         if seen % 2 == 0 || seen != last + 1 {
-            return Err(Error::corrupt(
+            return Err(Error::invalid(
                 "cache-line bounce",
                 object(path),
                 format!("round value {seen} after {last}"),

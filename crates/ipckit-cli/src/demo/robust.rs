@@ -6,12 +6,13 @@ use std::time::Duration;
 
 use bytemuck::{Pod, Zeroable};
 
-use super::{Launcher, Workers};
-use crate::error::{Error, Object, Result};
-use crate::shared::SharedRegion;
-use crate::sync::{Event, EventMode, LockError, Mutex};
-use crate::sysv::shm::{Attachment, OwnedSegment, Segment};
-use crate::Key;
+use anyhow::{anyhow, Context, Result};
+use ipckit::shared::SharedRegion;
+use ipckit::sync::{Event, EventMode, LockError, Mutex};
+use ipckit::sysv::shm::{Attachment, OwnedSegment, Segment};
+use ipckit::Key;
+
+use super::launch::{Launcher, Workers};
 
 /// One step of [`run_robust`], as it happened.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -61,14 +62,6 @@ fn cut(map: Attachment, init: bool) -> Result<(Lock, Event)> {
     }
 }
 
-fn failed(detail: String) -> Error {
-    Error::os(
-        "demo robust",
-        Object::Other("robust mutex demo".into()),
-        std::io::Error::other(detail),
-    )
-}
-
 /// Runs the demo with workers started through `launcher`, calling `on_step` as each step
 /// happens. The segment is removed before returning, also on error.
 pub fn run_robust(launcher: &Launcher, mut on_step: impl FnMut(&Step)) -> Result<RobustReport> {
@@ -108,14 +101,8 @@ pub fn run_robust(launcher: &Launcher, mut on_step: impl FnMut(&Step)) -> Result
     let mut child = workers.children.remove(0);
     let killed = child.kill();
     let reaped = child.wait();
-    killed.map_err(|e| Error::os("kill", Object::Other(format!("process {holder}").into()), e))?;
-    let status = reaped.map_err(|e| {
-        Error::os(
-            "waitpid",
-            Object::Other(format!("process {holder}").into()),
-            e,
-        )
-    })?;
+    killed.with_context(|| format!("kill process {holder}"))?;
+    let status = reaped.with_context(|| format!("waitpid process {holder}"))?;
     step(
         "kill",
         format!(
@@ -127,7 +114,7 @@ pub fn run_robust(launcher: &Launcher, mut on_step: impl FnMut(&Step)) -> Result
     let (owner_died, mut guard) = match m.lock() {
         Err(LockError::OwnerDied(g)) => (true, g),
         Ok(g) => (false, g),
-        Err(e) => return Err(e.into()),
+        Err(e) => return Err(ipckit::Error::from(e).into()),
     };
     let found = *guard;
     step(
@@ -184,12 +171,12 @@ pub fn run_robust(launcher: &Launcher, mut on_step: impl FnMut(&Step)) -> Result
 
 /// One worker: `hold:SHMID` (lock, break the invariant, announce, wait to be killed) or
 /// `check:SHMID` (lock normally and check the invariant). `None` for a malformed spec.
-pub(super) fn worker(spec: &str) -> Option<Result<()>> {
+pub fn worker(spec: &str) -> Option<Result<()>> {
     let (role, id) = spec.split_once(':')?;
     let id: i32 = id.parse().ok()?;
     let run = |hold: bool| -> Result<()> {
         let (m, inside) = cut(Segment::from_id(id).attach()?, false)?;
-        let mut g = m.lock()?;
+        let mut g = m.lock().map_err(ipckit::Error::from)?;
         if hold {
             g.a -= AMOUNT;
             inside.set();
@@ -198,7 +185,7 @@ pub(super) fn worker(spec: &str) -> Option<Result<()>> {
             }
         }
         if g.a + g.b != TOTAL {
-            return Err(failed(format!("found a={}, b={}", g.a, g.b)));
+            return Err(anyhow!("demo robust: found a={}, b={}", g.a, g.b));
         }
         Ok(())
     };

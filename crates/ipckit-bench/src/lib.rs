@@ -1,5 +1,8 @@
-//! The measurement engine behind `ipckit bench`: latency and throughput of every
-//! [`transport`](crate::transport) between two real processes, with checked payloads.
+//! # ipckit-bench — the measurement engine behind `ipckit bench`
+//!
+//! Latency and throughput of every [`ipckit::transport`] between two real processes, with checked
+//! payloads. It uses only ipckit's public API, so what it measures is what a user of the library
+//! gets; the `ipckit` command and `benches/peers` (iceoryx2, same payloads and JSON) call it.
 //!
 //! - **Latency** is a ping-pong: this process sends a message, the peer process checks it and
 //!   sends it back, this process checks the echo. One-way latency is half the round trip,
@@ -26,6 +29,8 @@
 //! [sched_setaffinity(2)](https://man7.org/linux/man-pages/man2/sched_setaffinity.2.html),
 //! [ipc-bench](https://github.com/goldsborough/ipc-bench)
 
+#![warn(missing_docs)]
+
 use std::ffi::OsString;
 use std::io::Read;
 use std::path::PathBuf;
@@ -36,19 +41,21 @@ use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
 
-use crate::error::{Error, Object, Result};
-use crate::transport::{AbortHandle, Options, Receiver, Sender, TransportKind};
+use ipckit::transport::{AbortHandle, Options, Receiver, Sender, TransportKind};
+use ipckit::Object;
 
 mod baseline;
+mod error;
 pub mod payload;
 mod results;
 mod svg;
 
 pub use baseline::NAME as BASELINE;
+pub use error::{Error, Result};
 pub use payload::Payload;
 pub use results::{
-    format_ns, format_rate, format_size, parse_duration, parse_size, Cell, Latency, Machine,
-    Measurement, Pattern, Report, Skipped, Table, Throughput,
+    format_ns, format_rate, format_size, Cell, Latency, Machine, Measurement, Pattern, Report,
+    Skipped, Table, Throughput,
 };
 pub use svg::render_svg;
 
@@ -196,11 +203,11 @@ pub struct Progress {
 /// (the peer cannot be started, `pin` on a single CPU).
 ///
 /// With the `signal` transport in the plan, this blocks its signals in the calling thread
-/// ([`prepare_signals`](crate::transport::prepare_signals)): call `run` from the main thread
+/// ([`prepare_signals`](ipckit::transport::prepare_signals)): call `run` from the main thread
 /// before other threads start, or they may take a signal the ordinary way and end the process.
 pub fn run(plan: &Plan, peer: &PeerCommand, progress: &mut dyn FnMut(&Progress)) -> Result<Report> {
     if plan.transports.contains(&TransportKind::Signal) {
-        crate::transport::prepare_signals()?;
+        ipckit::transport::prepare_signals()?;
     }
     // Read before pinning: the CPU count is the machine's, not the one CPU we are pinned to.
     let mut report = Report::new(Machine::current());
@@ -364,7 +371,7 @@ fn run_transport(
     };
     let (mut to, mut from) = match setup() {
         Ok(pair) => pair,
-        Err(e) => return fail_all(format!("setup failed: {e}")),
+        Err(e) => return fail_all(format!("setup failed: {}", error::one_line(&e))),
     };
     let mut cmd = Command::new(&peer.program);
     cmd.args(&peer.args)
@@ -381,7 +388,7 @@ fn run_transport(
         .prepare_child(&mut cmd)
         .and_then(|()| from.prepare_child(&mut cmd))
     {
-        return fail_all(format!("setup failed: {e}"));
+        return fail_all(format!("setup failed: {}", error::one_line(&e)));
     }
     let mut child = match cmd.spawn() {
         Ok(c) => c,
@@ -437,7 +444,7 @@ fn run_transport(
             match m {
                 Ok(m) => results.push(Ok(m)),
                 Err(e) => {
-                    results.push(Err(e.to_string()));
+                    results.push(Err(error::one_line(&e)));
                     return Err(e);
                 }
             }
@@ -471,9 +478,9 @@ fn run_transport(
     };
     if let Err(e) = outcome {
         let why = if peer_ok {
-            e.to_string()
+            error::one_line(&e)
         } else {
-            format!("{e} ({peer_note})")
+            format!("{} ({peer_note})", error::one_line(&e))
         };
         if let Some(last) = results.last_mut() {
             if last.is_err() {
@@ -657,7 +664,7 @@ pub fn peer_main(args: &[String]) -> Result<()> {
     let cells = parse_cells(cells)?;
     let max: usize = max.parse().map_err(|_| usage())?;
     if kind == TransportKind::Signal {
-        crate::transport::prepare_signals()?;
+        ipckit::transport::prepare_signals()?;
     }
     if cpu != "-" {
         pin_to(cpu.parse().map_err(|_| usage())?)?;
@@ -696,7 +703,7 @@ pub fn peer_main(args: &[String]) -> Result<()> {
         }
     }
     match rx.recv_into(&mut buf)? {
-        None => tx.close(),
+        None => Ok(tx.close()?),
         Some(n) => Err(peer_error(
             kind,
             format!("a message of {n} bytes after the last cell"),

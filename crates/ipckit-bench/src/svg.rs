@@ -4,7 +4,9 @@
 use plotters::prelude::*;
 
 use super::results::{format_ns, format_rate, format_size, Measurement, Pattern, Report};
-use crate::error::{Error, Object, Result};
+use ipckit::Object;
+
+use crate::error::{Error, Result};
 
 /// Line colours, in order of first appearance: saturated and far apart (Tableau's 10, then
 /// darker ones), so that every line reads on white and next to its neighbours.

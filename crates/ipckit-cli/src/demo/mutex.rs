@@ -6,23 +6,23 @@ use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::{Launcher, Workers};
-use crate::error::{Error, Object, Result};
-use crate::posix::sem::RawSemaphore;
-use crate::shared::SharedRegion;
-use crate::sync::place::{self, Header, Placed, Shared};
-use crate::sync::{
+use anyhow::{anyhow, Result};
+use ipckit::posix::sem::RawSemaphore;
+use ipckit::shared::SharedRegion;
+use ipckit::sync::{
     Bakery, Dekker, Event, EventMode, FilterLock, Mutex, ParticipantLock, Peterson, Szymanski,
     MAX_PARTICIPANTS,
 };
-use crate::sysv::sem::{OwnedSemSet, SemSet};
-use crate::sysv::shm::{Attachment, OwnedSegment, Segment};
-use crate::Key;
+use ipckit::sysv::sem::{OwnedSemSet, SemSet};
+use ipckit::sysv::shm::{Attachment, OwnedSegment, Segment};
+use ipckit::Key;
+
+use super::launch::{Launcher, Workers};
 
 /// The lock that guards the critical section in [`run_mutex`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Algo {
-    /// [`crate::sync::Mutex`]: glibc's robust, process-shared futex lock.
+    /// [`ipckit::sync::Mutex`]: glibc's robust, process-shared futex lock.
     Futex,
     /// A System V semaphore taken and given back with `SEM_UNDO`.
     SysvSem,
@@ -137,30 +137,24 @@ impl MutexReport {
     }
 }
 
-/// The shared board: the counter and the occupancy check, in the segment after the lock.
-#[repr(C)]
-struct Board {
-    header: Header,
+/// The shared board: the counter and the occupancy check, four atomics at the start of the
+/// segment. A new System V segment is zero-filled (shmget(2)), which is the board's initial
+/// state; workers find it in the segment whose id the demo passed them.
+struct Board<'a> {
     /// The shared counter, read and written back non-atomically inside the critical section.
-    counter: AtomicU64,
+    counter: &'a AtomicU64,
     /// Overlaps seen by the occupancy check.
-    overlaps: AtomicU64,
+    overlaps: &'a AtomicU64,
     /// How many processes are inside the critical section now.
-    inside: AtomicU32,
+    inside: &'a AtomicU32,
     /// Workers attached and waiting for the start.
-    ready: AtomicU32,
+    ready: &'a AtomicU32,
 }
 
-// SAFETY: repr(C), header first, the rest atomics: every bit pattern is valid and every byte is
-// inside an atomic.
-unsafe impl Shared for Board {
-    const MAGIC: [u8; 4] = *b"IKDB";
-    const VERSION: u32 = 1;
-    const NAME: &'static str = "demo board";
-
-    fn header(&self) -> &Header {
-        &self.header
-    }
+impl Board<'_> {
+    /// The board's bytes: counter, overlaps (u64), inside, ready (u32).
+    const SIZE: usize = 24;
+    const ALIGN: usize = 8;
 }
 
 /// The size of the demo's segment: board, start event and the largest lock fit in a page.
@@ -169,38 +163,49 @@ const SEGMENT_SIZE: usize = 4096;
 /// The objects one process sees, cut from the segment in the same order by everyone. Each keeps
 /// the attachment alive.
 struct Shm {
-    board: Placed<Board>,
+    board: SharedRegion,
     start: Event,
     lock: SharedRegion,
 }
 
-fn cut(map: Attachment, init: bool) -> Result<Shm> {
-    let mut r = SharedRegion::new(Arc::new(map))?;
-    let board = r.take(std::mem::size_of::<Board>(), std::mem::align_of::<Board>())?;
-    let start = r.take(Event::SIZE, Event::ALIGN)?;
-    // The lock gets the rest, from a 64-byte boundary (enough alignment for every lock).
-    r.take(0, 64)?;
-    if init {
-        Ok(Shm {
-            board: place::init_in::<Board>(board, |_| Ok(()))?,
-            start: Event::init_in(start, EventMode::Manual, false)?,
-            lock: r,
-        })
-    } else {
-        Ok(Shm {
-            board: place::open_in::<Board>(board)?,
-            start: Event::open_in(start)?,
-            lock: r,
+impl Board<'_> {
+    /// The board in `region` (cut by [`cut`]).
+    fn of(region: &SharedRegion) -> Result<Board<'_>> {
+        let b = region.bytes();
+        Ok(Board {
+            counter: b.atomic_u64(0)?,
+            overlaps: b.atomic_u64(8)?,
+            inside: b.atomic_u32(16)?,
+            ready: b.atomic_u32(20)?,
         })
     }
 }
 
-fn invalid(demo: &MutexDemo, reason: String) -> Error {
-    let flags = format!(
-        "--algo {} --procs {} --iters {}",
-        demo.algo, demo.procs, demo.iters
-    );
-    Error::invalid("demo mutex", Object::Other(flags.into()), reason)
+fn cut(map: Attachment, init: bool) -> Result<Shm> {
+    let mut r = SharedRegion::new(Arc::new(map))?;
+    let board = r.take(Board::SIZE, Board::ALIGN)?;
+    let start = r.take(Event::SIZE, Event::ALIGN)?;
+    // The lock gets the rest, from a 64-byte boundary (enough alignment for every lock).
+    r.take(0, 64)?;
+    let start = if init {
+        Event::init_in(start, EventMode::Manual, false)?
+    } else {
+        Event::open_in(start)?
+    };
+    Ok(Shm {
+        board,
+        start,
+        lock: r,
+    })
+}
+
+fn invalid(demo: &MutexDemo, reason: String) -> anyhow::Error {
+    anyhow!(
+        "demo mutex --algo {} --procs {} --iters {}: {reason}",
+        demo.algo,
+        demo.procs,
+        demo.iters
+    )
 }
 
 /// Checks the demo's parameters before anything is created.
@@ -273,7 +278,7 @@ pub fn run_mutex(demo: &MutexDemo, launcher: &Launcher) -> Result<MutexReport> {
         );
         workers.children.push(launcher.spawn(&spec)?);
     }
-    let board = &shm.board;
+    let board = Board::of(&shm.board)?;
     workers.wait_until(Duration::from_secs(30), "all workers attaching", || {
         board.ready.load(Ordering::Acquire) as usize >= n
     })?;
@@ -312,7 +317,7 @@ fn pause(i: u64) {
 }
 
 /// One worker: `ALGO:SHMID:SEMID:INDEX:ITERS`. `None` for a malformed spec.
-pub(super) fn worker(spec: &str) -> Option<Result<()>> {
+pub fn worker(spec: &str) -> Option<Result<()>> {
     let mut parts = spec.split(':');
     let algo: Algo = parts.next()?.parse().ok()?;
     let shmid: i32 = parts.next()?.parse().ok()?;
@@ -327,7 +332,7 @@ pub(super) fn worker(spec: &str) -> Option<Result<()>> {
 
 fn work(algo: Algo, shmid: i32, semid: i32, me: usize, iters: u64) -> Result<()> {
     let shm = cut(Segment::from_id(shmid).attach()?, false)?;
-    let (board, start) = (&shm.board, &shm.start);
+    let (board, start) = (Board::of(&shm.board)?, &shm.start);
     // The critical section, the same for every algorithm.
     let critical = |i: u64| {
         if board.inside.fetch_add(1, Ordering::SeqCst) != 0 {
@@ -355,7 +360,7 @@ fn work(algo: Algo, shmid: i32, semid: i32, me: usize, iters: u64) -> Result<()>
             let m = Mutex::<u64>::open_in(shm.lock)?;
             begin();
             for i in 0..iters {
-                let _g = m.lock()?;
+                let _g = m.lock().map_err(ipckit::Error::from)?;
                 critical(i);
             }
         }
