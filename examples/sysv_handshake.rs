@@ -53,7 +53,7 @@ fn parent(mut args: impl Iterator<Item = String>) -> AnyResult<bool> {
             other => return Err(format!("unknown argument {other:?}\n{USAGE}").into()),
         }
     }
-    if writers == 0 || writers.checked_mul(values).map_or(true, |t| t > 10_000_000) {
+    if writers == 0 || writers.checked_mul(values).is_none_or(|t| t > 10_000_000) {
         return Err("--writers must be at least 1, and writers x values at most 10 million".into());
     }
 

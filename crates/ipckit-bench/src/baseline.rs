@@ -239,7 +239,7 @@ pub(super) fn peer(path: &str) -> Result<()> {
         if seen == STOP {
             return Ok(());
         }
-        if seen % 2 == 0 || seen != last + 1 {
+        if seen.is_multiple_of(2) || seen != last + 1 {
             return Err(Error::invalid(
                 "cache-line bounce",
                 object(path),

@@ -9,12 +9,14 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod bench;
+mod completions;
 mod demo;
 mod dump;
 mod gc;
 mod key;
 mod leave;
 mod ls;
+mod man;
 mod mk;
 mod output;
 mod recv;
@@ -25,7 +27,7 @@ mod units;
 /// Safe Linux inter-process communication: inspect and manage IPC objects.
 #[derive(Parser)]
 #[command(name = "ipckit", version, about, propagate_version = true)]
-struct Cli {
+pub(crate) struct Cli {
     #[command(subcommand)]
     command: Command,
 }
@@ -61,6 +63,10 @@ enum Command {
     /// Run a demonstration: processes contending for a lock in shared memory (`demo mutex`), or a
     /// robust mutex whose holder is killed (`demo robust`).
     Demo(demo::Args),
+    /// Print a completion script for bash, zsh, fish, elvish or powershell.
+    Completions(completions::Args),
+    /// Print the manual page of ipckit, or of one of its subcommands, in roff.
+    Man(man::Args),
     /// The peer process of `ipckit bench` (started by it).
     #[command(name = "bench-peer", hide = true)]
     BenchPeer {
@@ -85,6 +91,8 @@ fn main() -> ExitCode {
         Command::Send(args) => send::run(args),
         Command::Recv(args) => recv::run(args),
         Command::Demo(args) => demo::run(args),
+        Command::Completions(args) => completions::run(args),
+        Command::Man(args) => man::run(args),
         Command::BenchPeer { args } => bench::peer(args),
     };
     match result {
@@ -98,7 +106,7 @@ fn main() -> ExitCode {
 
 /// Reports a command-line error as one line (clap's own text up to its first blank line), exit
 /// status 2; help and version requests are printed as clap prints them.
-fn usage_error(err: clap::Error) -> ExitCode {
+pub(crate) fn usage_error(err: clap::Error) -> ExitCode {
     use clap::error::ErrorKind;
     if matches!(
         err.kind(),

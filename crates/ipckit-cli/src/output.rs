@@ -10,8 +10,13 @@ use serde::Serialize;
 
 /// Writes `text` to standard output. A closed pipe (`ipckit ls | head`) is not an error.
 pub fn emit(text: &str) -> Result<()> {
+    emit_bytes(text.as_bytes())
+}
+
+/// Writes `bytes` to standard output, as [`emit`] does.
+pub fn emit_bytes(bytes: &[u8]) -> Result<()> {
     let mut out = io::stdout().lock();
-    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+    match out.write_all(bytes).and_then(|()| out.flush()) {
         Err(e) if e.kind() != io::ErrorKind::BrokenPipe => {
             Err(e).context("cannot write to standard output")
         }

@@ -65,10 +65,12 @@
 //! of scope, and the attachment detaches itself:
 //!
 //! ```
+//! use ipckit::bytemuck::{Pod, Zeroable};
 //! use ipckit::sysv::{sem::SemSet, shm::Segment};
 //! use ipckit::Key;
 //!
-//! #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+//! #[derive(Clone, Copy, Pod, Zeroable)]
+//! #[bytemuck(crate = "ipckit::bytemuck")] // the derives' code names the traits through ipckit
 //! #[repr(C)]
 //! struct Reading {
 //!     sensor: u32,
@@ -97,6 +99,7 @@ pub mod inspect;
 pub mod key;
 pub mod mmap;
 mod mode;
+#[cfg(not(loom))]
 mod ofd_lock;
 mod once;
 pub mod pipe;
@@ -113,3 +116,15 @@ mod view;
 pub use error::{Error, Object, Result};
 pub use key::Key;
 pub use mode::DEFAULT_MODE;
+
+/// The plain-data traits typed copies in and out of shared memory are bounded by
+/// ([`Pod`](bytemuck::Pod), [`Zeroable`](bytemuck::Zeroable), [`AnyBitPattern`](bytemuck::AnyBitPattern)),
+/// re-exported so that a crate whose only dependency is ipckit can derive them:
+/// `#[derive(ipckit::bytemuck::Pod, ipckit::bytemuck::Zeroable)]` with
+/// `#[bytemuck(crate = "ipckit::bytemuck")]`, as in the [first example](crate#a-first-taste).
+pub use bytemuck;
+
+/// The example of the crate's README (what crates.io shows), run as a doc test.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

@@ -229,7 +229,7 @@ impl MmapOptions {
         const OP: &str = "mmap";
         let bad = |reason: String| Error::invalid(OP, object.clone(), reason);
         let page = page_size() as u64;
-        if self.offset % page != 0 {
+        if !self.offset.is_multiple_of(page) {
             return Err(bad(format!(
                 "offset {} is not a multiple of the page size ({page} bytes)",
                 self.offset

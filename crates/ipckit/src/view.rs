@@ -39,7 +39,7 @@ impl Region<'_> {
         let r = self.span::<T>(op, offset, count)?;
         let (ty, align) = (std::any::type_name::<T>(), mem::align_of::<T>());
         let (len, noun) = (self.len, self.noun);
-        if self.addr.wrapping_add(offset) % align != 0 {
+        if !self.addr.wrapping_add(offset).is_multiple_of(align) {
             return Err(self.bad(
                 op,
                 format!(

@@ -82,12 +82,20 @@ fn play_peer() {
     for size in sizes {
         let body = body(size);
         for seq in 0..COUNT {
-            assert_eq!(rx.recv_into(&mut buf).unwrap(), Some(size), "{kind} size {size}");
+            assert_eq!(
+                rx.recv_into(&mut buf).unwrap(),
+                Some(size),
+                "{kind} size {size}"
+            );
             assert_eq!(check(&buf, &body, seq), Ok(()), "{kind} size {size}");
             tx.send(&buf).unwrap();
         }
     }
-    assert_eq!(rx.recv_into(&mut buf).unwrap(), None, "{kind}: end of stream");
+    assert_eq!(
+        rx.recv_into(&mut buf).unwrap(),
+        None,
+        "{kind}: end of stream"
+    );
     assert_eq!(
         rx.recv_into(&mut buf).unwrap(),
         None,
@@ -122,7 +130,11 @@ fn round_trip(kind: TransportKind, test: &str) {
         let body = body(size);
         for seq in 0..COUNT {
             tx.send(&message(seq, &body)).unwrap();
-            assert_eq!(rx.recv_into(&mut buf).unwrap(), Some(size), "{kind} size {size}");
+            assert_eq!(
+                rx.recv_into(&mut buf).unwrap(),
+                Some(size),
+                "{kind} size {size}"
+            );
             assert_eq!(check(&buf, &body, seq), Ok(()), "{kind} echo, size {size}");
         }
     }

@@ -311,7 +311,7 @@ fn pause(i: u64) {
     for _ in 0..64 {
         std::hint::spin_loop();
     }
-    if i % 16 == 0 {
+    if i.is_multiple_of(16) {
         std::thread::yield_now();
     }
 }

@@ -114,7 +114,7 @@ impl ProducerRing {
     /// Starts producing on a lane whose shared indices are `tail` and `head`.
     pub(crate) fn new(cap: usize, tail: u64, head: u64) -> Result<ProducerRing, Corrupt> {
         let cap = cap as u64;
-        if tail % 8 != 0 || head % 8 != 0 || tail.wrapping_sub(head) > cap {
+        if !tail.is_multiple_of(8) || !head.is_multiple_of(8) || tail.wrapping_sub(head) > cap {
             return Err(Corrupt(format!(
                 "lane indices out of range (head {head}, tail {tail}, capacity {cap})"
             )));
@@ -137,7 +137,9 @@ impl ProducerRing {
         // released happen before our overwriting them.
         let head = ctl.cons.head.load(Ordering::Acquire);
         // Valid heads lie between the cached head and our tail (both inclusive).
-        if head % 8 != 0 || head.wrapping_sub(self.head) > self.tail.wrapping_sub(self.head) {
+        if !head.is_multiple_of(8)
+            || head.wrapping_sub(self.head) > self.tail.wrapping_sub(self.head)
+        {
             return Err(Corrupt(format!(
                 "consumer head {head} outside {}..={} (the previous head and our tail)",
                 self.head, self.tail
@@ -249,7 +251,7 @@ pub(crate) struct ConsumerRing {
 impl ConsumerRing {
     /// Starts consuming a lane whose shared head is `head`.
     pub(crate) fn new(cap: usize, head: u64) -> Result<ConsumerRing, Corrupt> {
-        if head % 8 != 0 {
+        if !head.is_multiple_of(8) {
             return Err(Corrupt(format!("lane head {head} is not a multiple of 8")));
         }
         Ok(ConsumerRing {
@@ -359,7 +361,7 @@ mod buf {
 
         fn header(&self, off: usize) -> &AtomicU64 {
             assert!(
-                off % 8 == 0 && off + 8 <= self.cap,
+                off.is_multiple_of(8) && off + 8 <= self.cap,
                 "ring header offset {off}"
             );
             // SAFETY: in bounds and 8-aligned (asserted; `base` is 8-aligned); the mapping is

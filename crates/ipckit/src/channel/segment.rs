@@ -323,7 +323,7 @@ impl Segment {
                 ),
             ));
         }
-        if size < PAGE as u64 || size % PAGE as u64 != 0 || size > usize::MAX as u64 {
+        if size < PAGE as u64 || !size.is_multiple_of(PAGE as u64) || size > usize::MAX as u64 {
             return Err(Error::corrupt(
                 op,
                 object.clone(),

@@ -81,7 +81,7 @@ impl CheckDue {
         // times longer than that.
         let due = self
             .last
-            .map_or(true, |last| now.saturating_sub(last) >= SLICE);
+            .is_none_or(|last| now.saturating_sub(last) >= SLICE);
         if due {
             self.last = Some(now);
         }

@@ -11,7 +11,7 @@
 //!   [`SemInfo`], [`MsgInfo`]); [`parse_shm`], [`parse_sem`], [`parse_msg`] parse captured text.
 //! - [`limits`] (`ipcs -l`) and [`usage`] (`ipcs -u`).
 //! - [`shm_attached_pids`]: shmid → PIDs, from one scan of `/proc/<pid>/maps` ([`scan_maps`]).
-//! - [`Names`]: user and group names for the ids.
+//! - [`Names`]: user and group names for the ids, through NSS as `ipcs` finds them.
 //! - POSIX objects, which have no such table, from their files: [`posix_shm_objects`],
 //!   [`posix_semaphores`], [`posix_mqueues`] (or [`PosixMqs::NotMounted`] when `/dev/mqueue` is
 //!   not mounted), and the processes that map them or hold them open ([`posix_users`]).

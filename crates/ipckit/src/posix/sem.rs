@@ -608,7 +608,7 @@ fn check_ptr(op: &'static str, ptr: *mut u8, object: impl FnOnce() -> Object) ->
     if ptr.is_null() {
         return Err(Error::invalid(op, object(), "null address"));
     }
-    if ptr as usize % Semaphore::ALIGN != 0 {
+    if !(ptr as usize).is_multiple_of(Semaphore::ALIGN) {
         return Err(Error::invalid(
             op,
             object(),
@@ -632,7 +632,7 @@ const _: () = {
     assert!(mem::offset_of!(Slot, sem) >= mem::size_of::<Once>());
     assert!(mem::offset_of!(Slot, sem) % mem::align_of::<libc::sem_t>() == 0);
     assert!(mem::size_of::<Slot>() == mem::offset_of!(Slot, sem) + mem::size_of::<libc::sem_t>());
-    assert!(mem::size_of::<Slot>() % mem::align_of::<Slot>() == 0);
+    assert!(mem::size_of::<Slot>().is_multiple_of(mem::align_of::<Slot>()));
 };
 
 // The slot's state word: UNINIT (free: fresh, zero-filled memory, and after destruction),
@@ -858,7 +858,7 @@ impl Slot {
                 ),
             ));
         }
-        if ptr as usize % RawSemaphore::SLOT_ALIGN != 0 {
+        if !(ptr as usize).is_multiple_of(RawSemaphore::SLOT_ALIGN) {
             return Err(Error::invalid(
                 op,
                 object(),

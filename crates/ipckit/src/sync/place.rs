@@ -20,6 +20,7 @@ use crate::error::{Error, Result};
 use crate::once::Once;
 #[cfg(not(loom))]
 use crate::once::INIT_WAIT;
+#[cfg_attr(loom, allow(unused_imports))]
 pub(crate) use crate::once::READY;
 #[cfg(not(loom))]
 use crate::once::UNINIT;
@@ -290,7 +291,7 @@ fn place<T: Shared>(op: &'static str, region: SharedRegion) -> Result<Placed<T>>
             ),
         ));
     }
-    if (addr as usize) % align != 0 {
+    if !(addr as usize).is_multiple_of(align) {
         return Err(Error::invalid(
             op,
             object_at::<T>(addr),

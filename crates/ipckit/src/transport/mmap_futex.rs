@@ -229,7 +229,7 @@ impl Slot {
 
     /// The header word at `offset` (a multiple of 4 below `HEADER`).
     fn word(&self, offset: usize) -> &AtomicU32 {
-        debug_assert!(offset % 4 == 0 && offset + 4 <= HEADER);
+        debug_assert!(offset.is_multiple_of(4) && offset + 4 <= HEADER);
         // SAFETY: `end` checked that the mapping and the file hold at least HEADER bytes; the
         // mapping is page-aligned, so `offset` (a multiple of 4) is aligned for AtomicU32, which
         // accepts any bits; the mapping lives as long as `self`.

@@ -101,8 +101,7 @@ impl HostImpl for Host {
                 loop {
                     match sender(&path) {
                         Err(e)
-                            if not_there_yet(&e)
-                                && deadline.map_or(true, |d| Instant::now() < d) =>
+                            if not_there_yet(&e) && deadline.is_none_or(|d| Instant::now() < d) =>
                         {
                             std::thread::sleep(Duration::from_millis(2));
                         }
