@@ -319,7 +319,7 @@ fn bad_flags_and_files_are_one_line_errors() {
 fn bad_sizes_and_durations_are_usage_errors_in_the_commands_one_grammar() {
     for (args, complaint) in [
         (&["bench", "--sizes", "64,12Q"][..], "is not a size"),
-        (&["bench", "--sizes", "1.5K"], "is not a size"),
+        (&["bench", "--sizes", "1.5"], "is not a size"),
         (&["bench", "--duration", "100"], "is not a duration"),
         (&["bench", "--duration", "soon"], "is not a duration"),
         (&["send", "x", "--chunk", "4Ki"], "is not a size"),

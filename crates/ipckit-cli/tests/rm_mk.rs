@@ -161,6 +161,11 @@ fn mk_sizes_take_k_m_g_suffixes_in_powers_of_1024() {
         ("2KiB", 2048),
         ("3k", 3072),
         ("2MiB", 2 << 20),
+        ("64KB", 64_000),
+        ("64KiB", 65_536),
+        ("64K", 65_536),
+        ("1.5K", 1536),
+        ("1.5KB", 1500),
     ] {
         let made = mk(&["-M", size]);
         assert_eq!(made.shm.len(), 1, "{size}: {:?}", made.lines);
