@@ -26,11 +26,15 @@ use ipckit::Key;
     group(clap::ArgGroup::new("posix")
         .args(["posix_shmem", "posix_semaphore", "posix_mqueue"])
         .multiple(true)),
+    group(clap::ArgGroup::new("sysv")
+        .args(["shmem", "semaphore", "queue"])
+        .multiple(true)),
     after_help = "\
 Unlike ipcmk, whose default mode is 0644 (readable by everyone), ipckit creates objects with mode 0600
 (owner only) unless -p says otherwise. For POSIX objects the process umask applies, as for files.
-System V objects are created with key IPC_PRIVATE (0): refer to them by the printed id, e.g.
-`ipckit rm -m ID`. POSIX objects are created under -n NAME (/NAME; NAME alone means /NAME), which
+System V objects are created with key IPC_PRIVATE (0) unless --key KEY gives one: refer to
+private objects by the printed id, e.g. `ipckit rm -m ID`. A KEY already in use by an object of
+the same kind is an error (the object is not reused). POSIX objects are created under -n NAME (/NAME; NAME alone means /NAME), which
 must be free: unlike ipcmk, an existing object of that name is an error, not reused. Remove them
 with `ipckit rm --posix-shmem NAME` (--posix-mqueue, --posix-semaphore).
 Ids and names are printed in ipcmk's order and words: shared memory, then message queue, then
@@ -72,6 +76,12 @@ pub struct Args {
     #[arg(long = "msgsize", value_name = "BYTES", value_parser = parse_positive,
           requires = "posix_mqueue")]
     msgsize: Option<usize>,
+    /// Create the System V objects under KEY (0x and up to 8 hex digits, or a decimal number, as
+    /// `ipckit key` and ipcs print it) instead of IPC_PRIVATE, so that programs can open them by
+    /// key; a key in use is an error.
+    #[arg(short = 'k', long = "key", value_name = "KEY", value_parser = parse_key,
+          requires = "sysv")]
+    key: Option<Key>,
     /// Permission bits of the new objects, in octal [default: 0600; ipcmk's is 0644].
     #[arg(short = 'p', long = "mode", value_name = "MODE", value_parser = parse_mode,
           default_value = "0600", hide_default_value = true)]
@@ -79,6 +89,45 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> Result<ExitCode> {
+    // The POSIX name, checked for each kind asked for (their length limits differ): a bad one is
+    // a command-line mistake, reported before anything is created.
+    let posix_name = |kind: PosixKind, wanted: bool| -> Result<Option<String>, String> {
+        match (&args.name, wanted) {
+            (Some(name), true) => match inspect::posix_name(kind, name) {
+                Ok(full) => Ok(Some(full)),
+                Err(ipckit::Error::InvalidArgument { reason, .. }) => {
+                    Err(format!("mk: {name:?} is not a POSIX name: {reason}"))
+                }
+                Err(e) => Err(format!("mk: {e}")),
+            },
+            _ => Ok(None),
+        }
+    };
+    let names = (|| {
+        Ok::<_, String>((
+            posix_name(PosixKind::Shm, args.posix_shmem.is_some())?,
+            posix_name(PosixKind::Mq, args.posix_mqueue)?,
+            posix_name(PosixKind::Sem, args.posix_semaphore)?,
+        ))
+    })();
+    let (pshm_name, pmq_name, psem_name) = match names {
+        Ok(names) => names,
+        Err(line) => {
+            eprintln!("ipckit: {line}");
+            return Ok(ExitCode::from(2));
+        }
+    };
+    let key = args.key.unwrap_or(Key::PRIVATE);
+    // An existing object under KEY is named, not just "File exists".
+    let taken = |what: &'static str| {
+        move |e: ipckit::Error| {
+            if e.raw_os_error() == Some(libc::EEXIST) {
+                anyhow::anyhow!("mk: key {key} is in use by another {what}; choose another key")
+            } else {
+                anyhow::Error::new(e).context("mk")
+            }
+        }
+    };
     // semget answers a set that is too large with a bare EINVAL; say which limit it is instead.
     if let (Some(nsems), Ok(limits)) = (args.semaphore, ipckit::inspect::limits()) {
         if nsems as u64 > limits.semmsl {
@@ -88,23 +137,6 @@ pub fn run(args: Args) -> Result<ExitCode> {
             );
         }
     }
-    // The POSIX name, checked for each kind asked for (their length limits differ).
-    let posix_name = |kind: PosixKind, wanted: bool| -> Result<Option<String>> {
-        match (&args.name, wanted) {
-            (Some(name), true) => match inspect::posix_name(kind, name) {
-                Ok(full) => Ok(Some(full)),
-                Err(ipckit::Error::InvalidArgument { reason, .. }) => {
-                    bail!("mk: {name:?} is not a POSIX name: {reason}")
-                }
-                Err(e) => Err(e).context("mk"),
-            },
-            _ => Ok(None),
-        }
-    };
-    let pshm_name = posix_name(PosixKind::Shm, args.posix_shmem.is_some())?;
-    let pmq_name = posix_name(PosixKind::Mq, args.posix_mqueue)?;
-    let psem_name = posix_name(PosixKind::Sem, args.posix_semaphore)?;
-
     // Owning handles: anything created so far is removed again if a later step fails.
     let shm = match args.shmem {
         Some(size) => Some(
@@ -113,8 +145,8 @@ pub fn run(args: Args) -> Result<ExitCode> {
                 .mode(args.mode)
                 .create(true)
                 .exclusive(true)
-                .open(Key::PRIVATE)
-                .context("mk")?
+                .open(key)
+                .map_err(taken("shared-memory segment"))?
                 .into_owned(),
         ),
         None => None,
@@ -137,8 +169,8 @@ pub fn run(args: Args) -> Result<ExitCode> {
                 .mode(args.mode)
                 .create(true)
                 .exclusive(true)
-                .open(Key::PRIVATE)
-                .context("mk")?
+                .open(key)
+                .map_err(taken("message queue"))?
                 .into_owned(),
         ),
         false => None,
@@ -164,8 +196,8 @@ pub fn run(args: Args) -> Result<ExitCode> {
                 .mode(args.mode)
                 .create(true)
                 .exclusive(true)
-                .open(Key::PRIVATE)
-                .context("mk")?
+                .open(key)
+                .map_err(taken("semaphore set"))?
                 .into_owned(),
         ),
         None => None,
@@ -232,6 +264,14 @@ fn segment_size(s: &str) -> Result<usize, String> {
         Ok(bytes) => Ok(bytes),
         Err(_) => Err(format!("size {s} is too large for this machine")),
     }
+}
+
+/// A System V key as ipcs and `ipckit key` print it (`0x1234abcd`) or in decimal (signed, as
+/// /proc/sysvipc shows it); 0 is IPC_PRIVATE, as without --key.
+fn parse_key(s: &str) -> Result<Key, String> {
+    s.parse().map_err(|_| {
+        format!("{s:?} is not a key: give 0x and up to 8 hex digits, or a decimal number")
+    })
 }
 
 /// A semaphore value: from 0 to SEM_VALUE_MAX.

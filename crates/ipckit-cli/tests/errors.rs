@@ -317,6 +317,32 @@ fn key_of_a_missing_path_names_the_path() {
 }
 
 #[test]
+fn bad_project_ids_and_posix_names_are_usage_errors_checked_before_any_work() {
+    for (proj, complaint) in [
+        ("0", "out of range"),
+        ("256", "out of range"),
+        ("ab", "not one ASCII character"),
+        ("", "not one ASCII character"),
+    ] {
+        // The path does not exist either: the project id is checked first, as a usage error.
+        let line = error_with_status(2, &["key", "/no/such/path/for/ipckit", proj]);
+        assert!(line.contains(complaint), "{proj:?}: {line}");
+    }
+    assert!(error_with_status(2, &["key", "/tmp", "0"]).contains("project id 0"));
+    let bystanders = Bystanders::new();
+    for args in [
+        &["-m", "1K", "-n", "/a/b"][..],
+        &["-Q", "-q", "-n", "a/b"],
+        &["-M", "4K", "-s", "-n", ""],
+    ] {
+        // -Q and -M come first and are valid: they must not be created either.
+        let line = mk_error(2, args);
+        assert!(line.contains("is not a POSIX name"), "{args:?}: {line}");
+    }
+    bystanders.assert_untouched();
+}
+
+#[test]
 fn unknown_flags_and_missing_arguments_are_usage_errors() {
     let bystanders = Bystanders::new();
     let id = bystanders.shm.id().to_string();

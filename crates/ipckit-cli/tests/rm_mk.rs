@@ -155,6 +155,62 @@ fn mk_with_several_flags_creates_each_and_prints_them_in_ipcmks_order() {
 }
 
 #[test]
+fn mk_key_creates_each_system_v_kind_under_that_key_and_refuses_a_key_in_use() {
+    let key = unique();
+    let made = mk(&["-M", "1K", "-Q", "-S", "2", "--key", &key.to_string()]);
+    assert_eq!(
+        (made.shm.len(), made.msg.len(), made.sem.len()),
+        (1, 1, 1),
+        "{:?}",
+        made.lines
+    );
+    assert_eq!(made.shm[0].stat().unwrap().perm.key, key);
+    assert_eq!(made.msg[0].stat().unwrap().perm.key, key);
+    assert_eq!(made.sem[0].stat().unwrap().perm.key, key);
+    // Programs open them by key alone.
+    assert_eq!(Segment::open(key).unwrap().id(), made.shm[0].id());
+    assert_eq!(SemSet::open(key).unwrap().id(), made.sem[0].id());
+    // Decimal, as /proc/sysvipc prints keys, is the same key.
+    let other = unique();
+    let made_decimal = mk(&["-Q", "-k", &other.value().to_string()]);
+    assert_eq!(made_decimal.msg[0].stat().unwrap().perm.key, other);
+
+    // In use: an error that says so, and nothing else is left behind: the queue made before
+    // the set's key was found taken is removed again.
+    let sem_only = unique();
+    let _set = mk(&["-S", "1", "--key", &sem_only.to_string()]);
+    let out = ipckit(&["mk", "-Q", "-S", "1", "--key", &sem_only.to_string()]);
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "key {sem_only} is in use by another semaphore set"
+        )),
+        "{stderr}"
+    );
+    assert_eq!(text(&out.stdout), "");
+    let queues: Vec<OwnedMsgQueue> = ipckit::inspect::msg_queues()
+        .unwrap()
+        .into_iter()
+        .filter(|q| q.key == sem_only)
+        .map(|q| MsgQueue::from_id(q.id).into_owned())
+        .collect();
+    assert!(queues.is_empty(), "a queue was left under {sem_only}");
+    let out = ipckit(&["mk", "-Q", "--key", &key.to_string()]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("is in use by another message queue"));
+
+    // --key is for System V objects, and must be a key.
+    for args in [
+        &["mk", "-m", "1K", "-n", "x", "--key", "0x1"][..],
+        &["mk", "-Q", "--key", "0xZZ"],
+        &["mk", "-Q", "--key", "0x123456789"],
+    ] {
+        assert_eq!(ipckit(args).status.code(), Some(2), "{args:?}");
+    }
+}
+
+#[test]
 fn mk_sizes_take_k_m_g_suffixes_in_powers_of_1024() {
     for (size, bytes) in [
         ("3000", 3000),
