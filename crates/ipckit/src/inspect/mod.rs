@@ -9,6 +9,8 @@
 //!
 //! - [`shm_segments`], [`sem_sets`], [`msg_queues`]: every object, all columns ([`ShmInfo`],
 //!   [`SemInfo`], [`MsgInfo`]); [`parse_shm`], [`parse_sem`], [`parse_msg`] parse captured text.
+//! - [`shm_detail`], [`sem_detail`], [`msg_detail`]: one object in full, as `ipcs -i ID` shows it,
+//!   with each semaphore's state ([`semaphores`]) and a queue's capacity ([`msg_qbytes`]).
 //! - [`limits`] (`ipcs -l`) and [`usage`] (`ipcs -u`).
 //! - [`shm_attached_pids`]: shmid → PIDs, from one scan of `/proc/<pid>/maps` ([`scan_maps`]).
 //! - [`Names`]: user and group names for the ids, through NSS as `ipcs` finds them.
@@ -33,6 +35,7 @@
 //! [sem_overview(7)](https://man7.org/linux/man-pages/man7/sem_overview.7.html),
 //! [mq_overview(7)](https://man7.org/linux/man-pages/man7/mq_overview.7.html)
 
+mod detail;
 pub mod gc;
 mod limits;
 mod posix;
@@ -42,6 +45,10 @@ mod serialize;
 mod sysv;
 mod users;
 
+pub use detail::{
+    command_line, msg_detail, msg_qbytes, sem_detail, semaphores, shm_detail, MsgDetail, SemDetail,
+    SemaphoreState,
+};
 pub use limits::{limits, usage, Limits, Usage};
 pub use posix::{
     mqueue_mount_point, posix_mqueues, posix_name, posix_semaphores, posix_shm_objects,
