@@ -17,10 +17,11 @@ use std::time::SystemTime;
 use anyhow::{Context, Result};
 use ipckit::inspect::{
     self, FileId, Limits, MsgInfo, Names, PosixMqInfo, PosixMqs, PosixSemInfo, PosixShmInfo,
-    SemInfo, ShmInfo, Usage, Users,
+    SemInfo, SemaphoreState, ShmInfo, Usage, Users,
 };
 use serde::Serialize;
 
+use crate::columns::{self, Column, Format, Kind, Mode, Record, TimeFormat};
 use crate::output::{self, key_hex, local_time, perms_short, Align, Table};
 
 #[derive(clap::Args)]
@@ -62,36 +63,75 @@ pub struct Args {
     #[arg(short = 'u', long = "summary")]
     usage: bool,
     /// Print JSON instead of tables.
-    #[arg(long)]
+    #[arg(long, conflicts_with_all = ["raw", "export", "newline"])]
     json: bool,
+    /// Show System V object ID in full, as `ipcs -i`: with -m, -q or -s to say its kind. A
+    /// semaphore set shows each semaphore's value, ncount, zcount and last pid.
+    #[arg(short = 'i', long = "id", value_name = "ID", allow_negative_numbers = true,
+          conflicts_with_all = ["limits", "usage", "all", "posix_shm", "posix_sem", "posix_mq"])]
+    id: Option<i32>,
+    /// lsipc's columns, comma-separated (`KEY,ID,SIZE`; `+LIST` adds to the defaults); one kind
+    /// flag says which objects. See the list of columns below.
+    #[arg(short = 'o', long = "output", value_name = "COLUMNS",
+          conflicts_with_all = ["time", "pid", "creator"], help_heading = "Output as lsipc")]
+    output: Option<String>,
+    /// Leave out the header line.
+    #[arg(long, help_heading = "Output as lsipc")]
+    noheadings: bool,
+    /// Unaligned: cells separated by one space, spaces in them as \x20.
+    #[arg(short = 'r', long, conflicts_with_all = ["export", "newline"],
+          help_heading = "Output as lsipc")]
+    raw: bool,
+    /// NAME="value" pairs, a line per object (for `eval` in a shell).
+    #[arg(
+        short = 'e',
+        long,
+        conflicts_with = "newline",
+        help_heading = "Output as lsipc"
+    )]
+    export: bool,
+    /// NAME="value" pairs, one per line.
+    #[arg(short = 'n', long, help_heading = "Output as lsipc")]
+    newline: bool,
+    /// Sizes in bytes, not as 1.5K.
+    #[arg(short = 'b', long, help_heading = "Output as lsipc")]
+    bytes: bool,
+    /// Times as short (17:30, Dec06, 2025-Dec06), full (ctime) or iso (2026-12-06T17:30:47+00:00).
+    #[arg(long, value_name = "FORMAT", help_heading = "Output as lsipc")]
+    time_format: Option<TimeFormat>,
+    /// Permissions in octal (0640), not as rw-r-----.
+    #[arg(short = 'P', long, help_heading = "Output as lsipc")]
+    numeric_perms: bool,
 }
 
-/// The kinds of objects `ls` knows, in the order it lists them.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Kind {
-    SysvShm,
-    SysvSem,
-    SysvMsg,
-    PosixShm,
-    PosixSem,
-    PosixMq,
-}
-
-impl Kind {
-    const ALL: [Kind; 6] = [
-        Kind::SysvShm,
-        Kind::SysvSem,
-        Kind::SysvMsg,
-        Kind::PosixShm,
-        Kind::PosixSem,
-        Kind::PosixMq,
-    ];
-}
+/// The kinds in the order `ls` lists them.
+const ALL_KINDS: [Kind; 6] = [
+    Kind::SysvShm,
+    Kind::SysvSem,
+    Kind::SysvMsg,
+    Kind::PosixShm,
+    Kind::PosixSem,
+    Kind::PosixMq,
+];
 
 impl Args {
     /// The kinds selected by flags; none (or -a) means every kind.
     fn kinds(&self) -> Vec<Kind> {
-        let chosen: Vec<Kind> = Kind::ALL
+        if self.id.is_some() {
+            // -i ID: the one kind named (checked in run()).
+            return self.chosen_kinds();
+        }
+        let chosen = self.chosen_kinds();
+        if self.all || chosen.is_empty() {
+            ALL_KINDS.to_vec()
+        } else {
+            chosen
+        }
+    }
+
+    /// The kinds named by their flags.
+    fn chosen_kinds(&self) -> Vec<Kind> {
+        ALL_KINDS
             .into_iter()
             .filter(|k| match k {
                 Kind::SysvShm => self.shm,
@@ -101,17 +141,79 @@ impl Args {
                 Kind::PosixSem => self.posix_sem,
                 Kind::PosixMq => self.posix_mq,
             })
-            .collect();
-        if self.all || chosen.is_empty() {
-            Kind::ALL.to_vec()
-        } else {
-            chosen
+            .collect()
+    }
+
+    /// Whether an lsipc output option is given: then objects are printed as lsipc prints them.
+    fn lsipc_output(&self) -> bool {
+        self.output.is_some()
+            || self.noheadings
+            || self.raw
+            || self.export
+            || self.newline
+            || self.bytes
+            || self.time_format.is_some()
+            || self.numeric_perms
+    }
+
+    /// The lsipc format these flags ask for.
+    fn format(&self) -> Format {
+        Format {
+            mode: if self.raw {
+                Mode::Raw
+            } else if self.export {
+                Mode::Export
+            } else if self.newline {
+                Mode::Newline
+            } else {
+                Mode::Table
+            },
+            headings: !self.noheadings,
+            bytes: self.bytes,
+            numeric_perms: self.numeric_perms,
+            time: self.time_format.unwrap_or(TimeFormat::Short),
         }
     }
 }
 
+/// A command-line mistake found after parsing: one line, exit status 2.
+fn usage(line: &str) -> ExitCode {
+    eprintln!("ipckit: ls: {line}");
+    ExitCode::from(2)
+}
+
 pub fn run(args: Args) -> Result<ExitCode> {
     let kinds = args.kinds();
+    let one_kind = args.chosen_kinds().len() == 1 && !args.all;
+    if let Some(id) = args.id {
+        let sysv = matches!(
+            kinds.as_slice(),
+            [Kind::SysvShm] | [Kind::SysvSem] | [Kind::SysvMsg]
+        );
+        if !(one_kind && sysv) {
+            return Ok(usage(
+                "-i ID needs exactly one of -m, -q or -s, to say which kind of object ID is",
+            ));
+        }
+        return show_one(&args, kinds[0], id);
+    }
+    let lsipc = args.lsipc_output() && !(args.limits || args.usage);
+    let mut columns = Vec::new();
+    if lsipc {
+        if !one_kind {
+            return Ok(usage(
+                "lsipc's output options (-o, --raw, --export, -n, --noheadings, -b, \
+                 --time-format, -P) show one kind at a time: add -m, -q, -s, -M, -Q or -S",
+            ));
+        }
+        columns = match &args.output {
+            Some(list) => match columns::parse_columns(list, kinds[0]) {
+                Ok(columns) => columns,
+                Err(line) => return Ok(usage(&line)),
+            },
+            None => Column::defaults(kinds[0]),
+        };
+    }
     if args.limits {
         let limits = inspect::limits().context("cannot read the IPC limits")?;
         show_limits(&limits, &kinds, args.json)?;
@@ -119,7 +221,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
         let usage = inspect::usage().context("cannot read the IPC usage")?;
         show_usage(&usage, &kinds, args.json)?;
     } else {
-        let listing = Listing::read(&kinds, args.json || args.pid)?;
+        let listing = Listing::read(&kinds, args.json || args.pid, args.json)?;
         if listing.mqueue_not_mounted {
             eprintln!(
                 "ipckit: ls: POSIX message queues cannot be listed: no mqueue file system is \
@@ -129,6 +231,9 @@ pub fn run(args: Args) -> Result<ExitCode> {
         }
         if args.json {
             output::print_json(&listing.json())?;
+        } else if lsipc {
+            let records = listing.records(kinds[0], &args.format());
+            output::emit(&columns::render(&records, &columns, &args.format()))?;
         } else {
             output::emit(&listing.tables(&args))?;
         }
@@ -152,10 +257,14 @@ struct Listing {
     /// The processes using each POSIX object (read only when shown).
     users: BTreeMap<FileId, Users>,
     names: Names,
+    /// semid → each semaphore's state (read for JSON and -i; missing where not readable).
+    semaphores: BTreeMap<i32, Vec<SemaphoreState>>,
+    /// msqid → the queue's capacity in bytes (read for JSON and -i; missing where not readable).
+    qbytes: BTreeMap<i32, u64>,
 }
 
 impl Listing {
-    fn read(kinds: &[Kind], with_pids: bool) -> Result<Listing> {
+    fn read(kinds: &[Kind], with_pids: bool, with_details: bool) -> Result<Listing> {
         let has = |k| kinds.contains(&k);
         let mut l = Listing {
             kinds: kinds.to_vec(),
@@ -169,6 +278,8 @@ impl Listing {
             mqueue_not_mounted: false,
             users: BTreeMap::new(),
             names: Names::load(),
+            semaphores: BTreeMap::new(),
+            qbytes: BTreeMap::new(),
         };
         if has(Kind::SysvShm) {
             l.shm = inspect::shm_segments()?;
@@ -181,6 +292,9 @@ impl Listing {
         }
         if has(Kind::SysvMsg) {
             l.msg = inspect::msg_queues()?;
+        }
+        if with_details {
+            l.read_details();
         }
         if has(Kind::PosixShm) {
             l.posix_shm = inspect::posix_shm_objects()?;
@@ -199,6 +313,40 @@ impl Listing {
             l.users = inspect::posix_users(&l.posix_shm, &l.posix_sem, &l.posix_mq)?;
         }
         Ok(l)
+    }
+
+    /// What only the objects' *ctl calls tell: each semaphore, each queue's capacity. An object
+    /// that cannot be read (no read permission, or removed meanwhile) has none: `null` in JSON.
+    fn read_details(&mut self) {
+        for s in &self.sem {
+            if let Ok(states) = inspect::semaphores(s.id) {
+                self.semaphores.insert(s.id, states);
+            }
+        }
+        for q in &self.msg {
+            if let Ok(qbytes) = inspect::msg_qbytes(q.id) {
+                self.qbytes.insert(q.id, qbytes);
+            }
+        }
+    }
+
+    /// Keeps only the System V object `id` of `kind`; whether there is one.
+    fn keep_only(&mut self, kind: Kind, id: i32) -> bool {
+        match kind {
+            Kind::SysvShm => {
+                self.shm.retain(|s| s.id == id);
+                !self.shm.is_empty()
+            }
+            Kind::SysvSem => {
+                self.sem.retain(|s| s.id == id);
+                !self.sem.is_empty()
+            }
+            Kind::SysvMsg => {
+                self.msg.retain(|q| q.id == id);
+                !self.msg.is_empty()
+            }
+            _ => false,
+        }
     }
 
     fn users(&self, file: FileId) -> Users {
@@ -227,13 +375,19 @@ impl Listing {
                 Kind::SysvSem => out.extend(self.sem.iter().map(|s| {
                     Entry::SysvSem(Listed {
                         object: s,
-                        extra: self.sysv_names([s.uid, s.gid, s.cuid, s.cgid]),
+                        extra: SemExtra {
+                            names: self.sysv_names([s.uid, s.gid, s.cuid, s.cgid]),
+                            semaphores: self.semaphores.get(&s.id).map(Vec::as_slice),
+                        },
                     })
                 })),
                 Kind::SysvMsg => out.extend(self.msg.iter().map(|q| {
                     Entry::SysvMsg(Listed {
                         object: q,
-                        extra: self.sysv_names([q.uid, q.gid, q.cuid, q.cgid]),
+                        extra: MsgExtra {
+                            names: self.sysv_names([q.uid, q.gid, q.cuid, q.cgid]),
+                            qbytes: self.qbytes.get(&q.id).copied(),
+                        },
                     })
                 })),
                 Kind::PosixShm => out.extend(self.posix_shm.iter().map(|s| {
@@ -480,6 +634,289 @@ impl Listing {
     }
 }
 
+/// The records of lsipc's output: each object's cells for every column of its kind.
+impl Listing {
+    fn records(&self, kind: Kind, f: &Format) -> Vec<Record> {
+        match kind {
+            Kind::SysvShm => self.shm.iter().map(|s| self.shm_record(s, f)).collect(),
+            Kind::SysvSem => self.sem.iter().map(|s| self.sem_record(s, f)).collect(),
+            Kind::SysvMsg => self.msg.iter().map(|q| self.msg_record(q, f)).collect(),
+            Kind::PosixShm => self
+                .posix_shm
+                .iter()
+                .map(|s| {
+                    let mut r = self.posix_record(&s.name, s.mode, s.uid, s.gid, s.ctime, f);
+                    r.push((Column::Mtime, f.time.format(Some(s.mtime))));
+                    r.push((Column::Size, size_cell(s.size, f)));
+                    r
+                })
+                .collect(),
+            Kind::PosixSem => self
+                .posix_sem
+                .iter()
+                .map(|s| {
+                    let mut r = self.posix_record(&s.name, s.mode, s.uid, s.gid, s.ctime, f);
+                    r.push((Column::Mtime, f.time.format(Some(s.mtime))));
+                    r.push((
+                        Column::Sval,
+                        s.value.map_or(String::new(), |v| v.to_string()),
+                    ));
+                    r
+                })
+                .collect(),
+            Kind::PosixMq => self
+                .posix_mq
+                .iter()
+                .map(|q| {
+                    let mut r = self.posix_record(&q.name, q.mode, q.uid, q.gid, q.ctime, f);
+                    r.push((Column::Mtime, f.time.format(Some(q.mtime))));
+                    r.push((Column::Usedbytes, size_cell(q.used_bytes, f)));
+                    r.push((
+                        Column::Msgs,
+                        q.messages.map_or(String::new(), |n| n.to_string()),
+                    ));
+                    r
+                })
+                .collect(),
+        }
+    }
+
+    /// Key, id, owner and creator: the columns every System V object has.
+    fn sysv_record(
+        &self,
+        key: ipckit::Key,
+        id: i32,
+        mode: u32,
+        [uid, gid, cuid, cgid]: [u32; 4],
+        ctime: Option<SystemTime>,
+        f: &Format,
+    ) -> Record {
+        vec![
+            (Column::Key, key_hex(key)),
+            (Column::Id, id.to_string()),
+            (Column::Owner, self.names.user(uid)),
+            (Column::Perms, columns::perms(mode, f.numeric_perms)),
+            (Column::Cuid, cuid.to_string()),
+            (Column::Cuser, self.names.user(cuid)),
+            (Column::Cgid, cgid.to_string()),
+            (Column::Cgroup, self.names.group(cgid)),
+            (Column::Uid, uid.to_string()),
+            (Column::User, self.names.user(uid)),
+            (Column::Gid, gid.to_string()),
+            (Column::Group, self.names.group(gid)),
+            (Column::Ctime, f.time.format(ctime)),
+        ]
+    }
+
+    /// Name, owner and times: the columns every POSIX object has (its file's owner is also its
+    /// creator).
+    fn posix_record(
+        &self,
+        name: &str,
+        mode: u32,
+        uid: u32,
+        gid: u32,
+        ctime: SystemTime,
+        f: &Format,
+    ) -> Record {
+        vec![
+            (Column::Name, name_cell(name)),
+            (Column::Owner, self.names.user(uid)),
+            (Column::Perms, columns::perms(mode, f.numeric_perms)),
+            (Column::Cuid, uid.to_string()),
+            (Column::Cuser, self.names.user(uid)),
+            (Column::Cgid, gid.to_string()),
+            (Column::Cgroup, self.names.group(gid)),
+            (Column::Uid, uid.to_string()),
+            (Column::User, self.names.user(uid)),
+            (Column::Gid, gid.to_string()),
+            (Column::Group, self.names.group(gid)),
+            (Column::Ctime, f.time.format(Some(ctime))),
+        ]
+    }
+
+    fn shm_record(&self, s: &ShmInfo, f: &Format) -> Record {
+        let ids = [s.uid, s.gid, s.cuid, s.cgid];
+        let mut r = self.sysv_record(s.key, s.id, s.mode, ids, s.ctime, f);
+        let status: Vec<&str> = [
+            (s.is_marked_for_removal(), "dest"),
+            (s.is_locked(), "locked"),
+        ]
+        .into_iter()
+        .filter_map(|(on, word)| on.then_some(word))
+        .collect();
+        r.extend([
+            (Column::Size, size_cell(s.size, f)),
+            (Column::Nattch, s.nattch.to_string()),
+            (Column::Status, status.join(",")),
+            (Column::Attach, f.time.format(s.atime)),
+            (Column::Detach, f.time.format(s.dtime)),
+            (
+                Column::Command,
+                inspect::command_line(s.cpid).unwrap_or_default(),
+            ),
+            (Column::Cpid, s.cpid.to_string()),
+            (Column::Lpid, s.lpid.to_string()),
+        ]);
+        r
+    }
+
+    fn sem_record(&self, s: &SemInfo, f: &Format) -> Record {
+        let ids = [s.uid, s.gid, s.cuid, s.cgid];
+        let mut r = self.sysv_record(s.key, s.id, s.mode, ids, s.ctime, f);
+        r.extend([
+            (Column::Nsems, s.nsems.to_string()),
+            (Column::Otime, f.time.format(s.otime)),
+        ]);
+        r
+    }
+
+    fn msg_record(&self, q: &MsgInfo, f: &Format) -> Record {
+        let ids = [q.uid, q.gid, q.cuid, q.cgid];
+        let mut r = self.sysv_record(q.key, q.id, q.mode, ids, q.ctime, f);
+        r.extend([
+            (Column::Usedbytes, size_cell(q.cbytes, f)),
+            (Column::Msgs, q.qnum.to_string()),
+            (Column::Send, f.time.format(q.stime)),
+            (Column::Recv, f.time.format(q.rtime)),
+            (Column::Lspid, q.lspid.to_string()),
+            (Column::Lrpid, q.lrpid.to_string()),
+        ]);
+        r
+    }
+}
+
+/// A size: bytes with -b, else as lsipc prints it (`1.5K`).
+fn size_cell(bytes: u64, f: &Format) -> String {
+    if f.bytes {
+        bytes.to_string()
+    } else {
+        columns::human_size(bytes)
+    }
+}
+
+/// `ls -i ID` with -m, -q or -s: one System V object in full, as `ipcs -i` shows it (or its
+/// `--json` entry, in an array of one).
+fn show_one(args: &Args, kind: Kind, id: i32) -> Result<ExitCode> {
+    let mut listing = Listing::read(&[kind], true, true)?;
+    if !listing.keep_only(kind, id) {
+        let what = match kind {
+            Kind::SysvShm => "shared-memory segment",
+            Kind::SysvSem => "semaphore set",
+            _ => "message queue",
+        };
+        anyhow::bail!("ls: there is no System V {what} with id {id}");
+    }
+    if args.json {
+        output::print_json(&listing.json())?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let time = |t: Option<SystemTime>| match args.time_format {
+        Some(format) if t.is_some() => format.format(t),
+        _ => local_time(t),
+    };
+    let octal = |mode: u32| format!("{mode:#o}").replacen("0o", "0", 1);
+    let ids = |[uid, gid, cuid, cgid]: [u32; 4]| {
+        format!("uid={uid}\tgid={gid}\tcuid={cuid}\tcgid={cgid}")
+    };
+    let names = &listing.names;
+    let owners = |[uid, gid, cuid, cgid]: [u32; 4]| {
+        format!(
+            "owner={}\tgroup={}\tcreator={}\tcreator_group={}",
+            names.user(uid),
+            names.group(gid),
+            names.user(cuid),
+            names.group(cgid)
+        )
+    };
+    let mut text = String::new();
+    match kind {
+        Kind::SysvShm => {
+            let s = &listing.shm[0];
+            let i = [s.uid, s.gid, s.cuid, s.cgid];
+            text += &format!("Shared memory segment shmid={} key={}\n", s.id, s.key);
+            text += &format!("{}\n{}\n", ids(i), owners(i));
+            text += &format!(
+                "mode={}\taccess_perms={}\n",
+                octal(s.mode),
+                octal(s.permissions())
+            );
+            text += &format!(
+                "bytes={}\tlpid={}\tcpid={}\tnattch={}\n",
+                s.size, s.lpid, s.cpid, s.nattch
+            );
+            text += &format!("rss={}\tswap={}\n", s.rss, s.swap);
+            text += &format!("att_time={}\n", time(s.atime));
+            text += &format!("det_time={}\n", time(s.dtime));
+            text += &format!("change_time={}\n", time(s.ctime));
+            text += &format!("attached_pids={}\n", pid_cell(&listing.attached_pids(s.id)));
+        }
+        Kind::SysvSem => {
+            let s = &listing.sem[0];
+            let i = [s.uid, s.gid, s.cuid, s.cgid];
+            text += &format!("Semaphore set semid={} key={}\n", s.id, s.key);
+            text += &format!("{}\n{}\n", ids(i), owners(i));
+            text += &format!(
+                "mode={}\taccess_perms={}\n",
+                octal(s.mode),
+                octal(s.permissions())
+            );
+            text += &format!("nsems={}\n", s.nsems);
+            text += &format!("otime={}\n", time(s.otime));
+            text += &format!("ctime={}\n", time(s.ctime));
+            match listing.semaphores.get(&s.id) {
+                Some(states) => {
+                    let mut table = Table::new(&[
+                        ("semnum", Align::Right),
+                        ("value", Align::Right),
+                        ("ncount", Align::Right),
+                        ("zcount", Align::Right),
+                        ("pid", Align::Right),
+                    ]);
+                    for (num, st) in states.iter().enumerate() {
+                        table.row(vec![
+                            num.to_string(),
+                            st.value.to_string(),
+                            st.ncount.to_string(),
+                            st.zcount.to_string(),
+                            st.pid.to_string(),
+                        ]);
+                    }
+                    text += &table.render();
+                }
+                None => {
+                    let why = inspect::semaphores(s.id)
+                        .err()
+                        .map_or_else(String::new, |e| format!(": {e}"));
+                    eprintln!(
+                        "ipckit: ls: the semaphores of set {} cannot be read{why}",
+                        s.id
+                    );
+                }
+            }
+        }
+        _ => {
+            let q = &listing.msg[0];
+            let i = [q.uid, q.gid, q.cuid, q.cgid];
+            text += &format!("Message queue msqid={} key={}\n", q.id, q.key);
+            text += &format!("{}\tmode={}\n{}\n", ids(i), octal(q.mode), owners(i));
+            let qbytes = listing
+                .qbytes
+                .get(&q.id)
+                .map_or_else(|| "-".to_owned(), u64::to_string);
+            text += &format!(
+                "cbytes={}\tqbytes={}\tqnum={}\tlspid={}\tlrpid={}\n",
+                q.cbytes, qbytes, q.qnum, q.lspid, q.lrpid
+            );
+            text += &format!("send_time={}\n", time(q.stime));
+            text += &format!("rcv_time={}\n", time(q.rtime));
+            text += &format!("change_time={}\n", time(q.ctime));
+        }
+    }
+    output::emit(&text)?;
+    Ok(ExitCode::SUCCESS)
+}
+
 /// The POSIX tables: a name instead of key and id, the file's times, the PIDs from /proc.
 impl Listing {
     /// Columns shared by the POSIX views: name, and who owns it (with -c: perms, user, group).
@@ -505,7 +942,7 @@ impl Listing {
         gid: u32,
         args: &Args,
     ) -> Vec<String> {
-        let mut cells = vec![name.to_owned()];
+        let mut cells = vec![name_cell(name)];
         if args.creator {
             cells.extend([
                 perms_short(mode),
@@ -634,6 +1071,11 @@ impl Listing {
     }
 }
 
+/// A POSIX name as a table cell. Every table prints names through this one function.
+fn name_cell(name: &str) -> String {
+    name.to_owned()
+}
+
 /// PIDs as one cell: `12,13`.
 fn pid_cell(pids: &[u32]) -> String {
     let pids: Vec<String> = pids.iter().map(u32::to_string).collect();
@@ -651,8 +1093,8 @@ fn optional<T: ToString>(value: Option<T>) -> String {
 #[serde(untagged)]
 enum Entry<'a> {
     SysvShm(Listed<'a, ShmInfo, ShmExtra>),
-    SysvSem(Listed<'a, SemInfo, SysvNames>),
-    SysvMsg(Listed<'a, MsgInfo, SysvNames>),
+    SysvSem(Listed<'a, SemInfo, SemExtra<'a>>),
+    SysvMsg(Listed<'a, MsgInfo, MsgExtra>),
     PosixShm(Listed<'a, PosixShmInfo, PosixExtra>),
     PosixSem(Listed<'a, PosixSemInfo, PosixExtra>),
     PosixMq(Listed<'a, PosixMqInfo, PosixMqExtra>),
@@ -674,6 +1116,22 @@ struct SysvNames {
     group: String,
     creator: String,
     creator_group: String,
+}
+
+#[derive(Serialize)]
+struct SemExtra<'a> {
+    #[serde(flatten)]
+    names: SysvNames,
+    /// Each semaphore: `{"value", "ncount", "zcount", "pid"}`; `null` if they cannot be read.
+    semaphores: Option<&'a [SemaphoreState]>,
+}
+
+#[derive(Serialize)]
+struct MsgExtra {
+    #[serde(flatten)]
+    names: SysvNames,
+    /// The queue's capacity in bytes (`msg_qbytes`); `null` if it cannot be read.
+    qbytes: Option<u64>,
 }
 
 #[derive(Serialize)]

@@ -9,6 +9,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod bench;
+mod columns;
 mod completions;
 mod demo;
 mod dump;
