@@ -8,7 +8,8 @@
 //! a semaphore this user may not open, the counts of such a queue) is `null`. When no `mqueue` file
 //! system is mounted, POSIX queues cannot be listed: stderr says so and how to mount it, and the
 //! JSON simply has none. `-l --json` and `-u --json` print one object with every System V limit or
-//! count, whatever the kind flags.
+//! count, whatever the kind flags; `-l --json` adds `shmmin`, `semvmx` and, under `"mqueue"`,
+//! the POSIX queue limits of /proc/sys/fs/mqueue.
 
 use std::collections::BTreeMap;
 use std::process::ExitCode;
@@ -1167,13 +1168,60 @@ struct PosixMqExtra {
     open_pids: Vec<u32>,
 }
 
+/// `ls -l --json`: the System V limits under the kernel's names, the two fixed ones ipcs adds
+/// (`shmmin`, `semvmx`), and the POSIX queue limits of /proc/sys/fs/mqueue under theirs (`null`
+/// where that directory cannot be read).
+#[derive(Serialize)]
+struct AllLimits<'a> {
+    #[serde(flatten)]
+    sysv: &'a Limits,
+    shmmin: u64,
+    semvmx: u64,
+    mqueue: Option<MqueueLimits>,
+}
+
+/// /proc/sys/fs/mqueue/*.
+#[derive(Serialize)]
+struct MqueueLimits {
+    queues_max: u64,
+    msg_max: u64,
+    msgsize_max: u64,
+    msg_default: u64,
+    msgsize_default: u64,
+}
+
 fn show_limits(l: &Limits, kinds: &[Kind], json: bool) -> Result<()> {
+    let shmmin = ipckit::sysv::shm::SHMMIN as u64;
+    let semvmx = ipckit::sysv::sem::SEMVMX as u64;
+    let mqueue = if json || kinds.contains(&Kind::PosixMq) {
+        match ipckit::posix::mq::limits() {
+            Ok(m) => Some(MqueueLimits {
+                queues_max: m.queues_max as u64,
+                msg_max: m.msg_max as u64,
+                msgsize_max: m.msgsize_max as u64,
+                msg_default: m.msg_default as u64,
+                msgsize_default: m.msgsize_default as u64,
+            }),
+            Err(e) => {
+                eprintln!("ipckit: ls: the POSIX message queue limits cannot be read: {e}");
+                None
+            }
+        }
+    } else {
+        None
+    };
     if json {
         // The library's serialization: the kernel's names as keys.
-        return output::print_json(l);
+        return output::print_json(&AllLimits {
+            sysv: l,
+            shmmin,
+            semvmx,
+            mqueue,
+        });
     }
-    let rows: &[(Kind, &str, u64, &str)] = &[
+    let mut rows: Vec<(Kind, &str, u64, &str)> = vec![
         (Kind::SysvShm, "shmmax", l.shmmax, "largest segment (bytes)"),
+        (Kind::SysvShm, "shmmin", shmmin, "smallest segment (bytes)"),
         (
             Kind::SysvShm,
             "shmall",
@@ -1195,6 +1243,7 @@ fn show_limits(l: &Limits, kinds: &[Kind], json: bool) -> Result<()> {
             "most operations per semop call",
         ),
         (Kind::SysvSem, "semmni", l.semmni, "most semaphore sets"),
+        (Kind::SysvSem, "semvmx", semvmx, "largest semaphore value"),
         (Kind::SysvMsg, "msgmax", l.msgmax, "largest message (bytes)"),
         (
             Kind::SysvMsg,
@@ -1204,7 +1253,41 @@ fn show_limits(l: &Limits, kinds: &[Kind], json: bool) -> Result<()> {
         ),
         (Kind::SysvMsg, "msgmni", l.msgmni, "most message queues"),
     ];
-    output::emit(&name_value_table(rows, kinds))
+    if let Some(m) = &mqueue {
+        rows.extend([
+            (
+                Kind::PosixMq,
+                "queues_max",
+                m.queues_max,
+                "most POSIX queues",
+            ),
+            (
+                Kind::PosixMq,
+                "msg_max",
+                m.msg_max,
+                "most messages per queue (mq_maxmsg)",
+            ),
+            (
+                Kind::PosixMq,
+                "msgsize_max",
+                m.msgsize_max,
+                "largest message (bytes, mq_msgsize)",
+            ),
+            (
+                Kind::PosixMq,
+                "msg_default",
+                m.msg_default,
+                "messages of a queue made without attributes",
+            ),
+            (
+                Kind::PosixMq,
+                "msgsize_default",
+                m.msgsize_default,
+                "message size of a queue made without attributes",
+            ),
+        ]);
+    }
+    output::emit(&name_value_table(&rows, kinds))
 }
 
 fn show_usage(u: &Usage, kinds: &[Kind], json: bool) -> Result<()> {

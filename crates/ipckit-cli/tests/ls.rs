@@ -375,9 +375,9 @@ fn view_flags_do_not_trim_json_and_kind_flags_select() {
     }
 }
 
-const LIMIT_NAMES: [&str; 10] = [
+const LIMIT_NAMES: [&str; 13] = [
     "shmmax", "shmall", "shmmni", "semmsl", "semmns", "semopm", "semmni", "msgmax", "msgmnb",
-    "msgmni",
+    "msgmni", "shmmin", "semvmx", "mqueue",
 ];
 
 fn proc_numbers(name: &str) -> Vec<u64> {
@@ -435,8 +435,40 @@ fn limits_json_holds_proc_values_and_agrees_with_ipcs() {
         ("msgmni", "max queues system wide"),
         ("msgmax", "max size of message (bytes)"),
         ("msgmnb", "default max size of queue (bytes)"),
+        ("shmmin", "min seg size (bytes)"),
+        ("semvmx", "semaphore max value"),
     ] {
         assert_eq!(n(o, name), ipcs_limit(&text, label), "{name} vs {label:?}");
+    }
+    // The POSIX queue limits, from /proc/sys/fs/mqueue.
+    let mqueue = o["mqueue"].as_object().expect("mqueue limits");
+    for name in [
+        "queues_max",
+        "msg_max",
+        "msgsize_max",
+        "msg_default",
+        "msgsize_default",
+    ] {
+        let file = Path::new("/proc/sys/fs/mqueue").join(name);
+        let expected: u64 = std::fs::read_to_string(&file)
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        assert_eq!(n(mqueue, name), expected, "{name}");
+    }
+    let table = ipckit_ok(&["ls", "-l"]);
+    for name in [
+        "shmmin",
+        "semvmx",
+        "queues_max",
+        "msgsize_max",
+        "msg_default",
+    ] {
+        assert!(
+            table.lines().any(|l| l.starts_with(name)),
+            "{name} missing from:\n{table}"
+        );
     }
     // ipcs shows shmmax in KiB, and shmall converted from pages to KiB, saturating near 2^64
     // (where the kernel's default lies) at the largest multiple of KiB-per-page.

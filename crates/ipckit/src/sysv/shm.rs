@@ -35,6 +35,10 @@ pub const SHM_DEST: u32 = 0o1000;
 /// `SHM_LOCKED` in [`Perm::mode`]: the segment is locked in memory (`SHM_LOCK`) and not swapped.
 pub const SHM_LOCKED: u32 = 0o2000;
 
+/// The smallest segment, in bytes (the kernel's `SHMMIN`, fixed at 1 on Linux; `ipcs -l` shows
+/// it as "min seg size").
+pub const SHMMIN: usize = 1;
+
 /// A System V shared-memory segment, by id.
 ///
 /// A plain handle: copying or dropping it does nothing to the segment, which belongs to the kernel
