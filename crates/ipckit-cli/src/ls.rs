@@ -69,7 +69,8 @@ pub struct Args {
     /// Show System V object ID in full, as `ipcs -i`: with -m, -q or -s to say its kind. A
     /// semaphore set shows each semaphore's value, ncount, zcount and last pid.
     #[arg(short = 'i', long = "id", value_name = "ID", allow_negative_numbers = true,
-          conflicts_with_all = ["limits", "usage", "all", "posix_shm", "posix_sem", "posix_mq"])]
+          conflicts_with_all = ["limits", "usage", "all", "posix_shm", "posix_sem", "posix_mq",
+                                "output", "raw", "export", "newline", "noheadings"])]
     id: Option<i32>,
     /// lsipc's columns, comma-separated (`KEY,ID,SIZE`; `+LIST` adds to the defaults); one kind
     /// flag says which objects. See the list of columns below.
@@ -79,7 +80,8 @@ pub struct Args {
     /// Leave out the header line.
     #[arg(long, help_heading = "Output as lsipc")]
     noheadings: bool,
-    /// Unaligned: cells separated by one space, spaces in them as \x20.
+    /// Unaligned: cells separated by one space; spaces and control characters in a cell are
+    /// written as hex escapes, as lsipc writes them.
     #[arg(short = 'r', long, conflicts_with_all = ["export", "newline"],
           help_heading = "Output as lsipc")]
     raw: bool,

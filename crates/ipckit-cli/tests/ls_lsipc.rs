@@ -196,6 +196,8 @@ fn ls_i_needs_one_system_v_kind_and_an_existing_id() {
         &["ls", "-a", "-i", "1"],
         &["ls", "-m", "-l", "-i", "1"],
         &["ls", "-m", "-i", "x"],
+        &["ls", "-m", "-i", "1", "--raw"],
+        &["ls", "-m", "-i", "1", "-o", "ID"],
     ] {
         ipckit_err(2, args);
     }
