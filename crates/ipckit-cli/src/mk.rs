@@ -14,7 +14,11 @@ use ipckit::posix::{
     sem::{NamedSemaphore, SEM_VALUE_MAX},
     shm::SharedMemory,
 };
-use ipckit::sysv::{msg::MsgQueue, sem::SemSet, shm::Segment};
+use ipckit::sysv::{
+    msg::{MsgQueue, OwnedMsgQueue},
+    sem::{OwnedSemSet, SemSet},
+    shm::{OwnedSegment, Segment},
+};
 use ipckit::Key;
 
 #[derive(clap::Args)]
@@ -34,7 +38,7 @@ Unlike ipcmk, whose default mode is 0644 (readable by everyone), ipckit creates 
 (owner only) unless -p says otherwise. For POSIX objects the process umask applies, as for files.
 System V objects are created with key IPC_PRIVATE (0) unless --key KEY gives one: refer to
 private objects by the printed id, e.g. `ipckit rm -m ID`. A KEY already in use by an object of
-the same kind is an error (the object is not reused). POSIX objects are created under -n NAME (/NAME; NAME alone means /NAME), which
+the same kind is an error, unless --reuse says to use that object. POSIX objects are created under -n NAME (/NAME; NAME alone means /NAME), which
 must be free: unlike ipcmk, an existing object of that name is an error, not reused. Remove them
 with `ipckit rm --posix-shmem NAME` (--posix-mqueue, --posix-semaphore).
 Ids and names are printed in ipcmk's order and words: shared memory, then message queue, then
@@ -82,6 +86,11 @@ pub struct Args {
     #[arg(short = 'k', long = "key", value_name = "KEY", value_parser = parse_key,
           requires = "sysv")]
     key: Option<Key>,
+    /// With --key: an object of the kind already under KEY is used (and printed) instead of being
+    /// an error. It keeps its size, semaphores and mode (a larger -M or -S than it has is an
+    /// error), and is never removed by this command.
+    #[arg(long, requires = "key")]
+    reuse: bool,
     /// Permission bits of the new objects, in octal [default: 0600; ipcmk's is 0644].
     #[arg(short = 'p', long = "mode", value_name = "MODE", value_parser = parse_mode,
           default_value = "0600", hide_default_value = true)]
@@ -137,17 +146,26 @@ pub fn run(args: Args) -> Result<ExitCode> {
             );
         }
     }
-    // Owning handles: anything created so far is removed again if a later step fails.
-    let shm = match args.shmem {
+    // With --reuse, an object already under KEY is used instead.
+    let reuse = |e: &ipckit::Error| args.reuse && e.raw_os_error() == Some(libc::EEXIST);
+    // Each System V object as (id, owning handle): anything created so far is removed again if a
+    // later step fails; a reused object has no owning handle and is never removed.
+    let shm: Option<(i32, Option<OwnedSegment>)> = match args.shmem {
         Some(size) => Some(
-            Segment::options()
+            match Segment::options()
                 .size(size)
                 .mode(args.mode)
                 .create(true)
                 .exclusive(true)
                 .open(key)
-                .map_err(taken("shared-memory segment"))?
-                .into_owned(),
+            {
+                Ok(new) => (new.id(), Some(new.into_owned())),
+                Err(e) if reuse(&e) => {
+                    let old = Segment::options().size(size).open(key).context("mk")?;
+                    (old.id(), None)
+                }
+                Err(e) => return Err(taken("shared-memory segment")(e)),
+            },
         ),
         None => None,
     };
@@ -163,15 +181,18 @@ pub fn run(args: Args) -> Result<ExitCode> {
         ),
         _ => None,
     };
-    let msg = match args.queue {
+    let msg: Option<(i32, Option<OwnedMsgQueue>)> = match args.queue {
         true => Some(
-            MsgQueue::options()
+            match MsgQueue::options()
                 .mode(args.mode)
                 .create(true)
                 .exclusive(true)
                 .open(key)
-                .map_err(taken("message queue"))?
-                .into_owned(),
+            {
+                Ok(new) => (new.id(), Some(new.into_owned())),
+                Err(e) if reuse(&e) => (MsgQueue::open(key).context("mk")?.id(), None),
+                Err(e) => return Err(taken("message queue")(e)),
+            },
         ),
         false => None,
     };
@@ -189,16 +210,22 @@ pub fn run(args: Args) -> Result<ExitCode> {
         }
         None => None,
     };
-    let sem = match args.semaphore {
+    let sem: Option<(i32, Option<OwnedSemSet>)> = match args.semaphore {
         Some(nsems) => Some(
-            SemSet::options()
+            match SemSet::options()
                 .nsems(nsems)
                 .mode(args.mode)
                 .create(true)
                 .exclusive(true)
                 .open(key)
-                .map_err(taken("semaphore set"))?
-                .into_owned(),
+            {
+                Ok(new) => (new.id(), Some(new.into_owned())),
+                Err(e) if reuse(&e) => {
+                    let old = SemSet::options().nsems(nsems).open(key).context("mk")?;
+                    (old.id(), None)
+                }
+                Err(e) => return Err(taken("semaphore set")(e)),
+            },
         ),
         None => None,
     };
@@ -216,20 +243,20 @@ pub fn run(args: Args) -> Result<ExitCode> {
     };
 
     let mut text = String::new();
-    if let Some(shm) = &shm {
-        text += &format!("Shared memory id: {}\n", shm.id());
+    if let Some((id, _)) = &shm {
+        text += &format!("Shared memory id: {id}\n");
     }
     if let Some(pshm) = &pshm {
         text += &format!("POSIX shared memory name: {}\n", pshm.name());
     }
-    if let Some(msg) = &msg {
-        text += &format!("Message queue id: {}\n", msg.id());
+    if let Some((id, _)) = &msg {
+        text += &format!("Message queue id: {id}\n");
     }
     if let Some(pmq) = &pmq {
         text += &format!("POSIX message queue name: {}\n", pmq.name());
     }
-    if let Some(sem) = &sem {
-        text += &format!("Semaphore id: {}\n", sem.id());
+    if let Some((id, _)) = &sem {
+        text += &format!("Semaphore id: {id}\n");
     }
     if let Some(psem) = &psem {
         text += &format!("POSIX semaphore name: {}\n", psem.name());
@@ -241,13 +268,13 @@ pub fn run(args: Args) -> Result<ExitCode> {
         .context("mk: write to stdout (the new objects were removed again)")?;
 
     // Reported: from now on they outlive this process, as the user asked.
-    if let Some(shm) = shm {
+    if let Some((_, Some(shm))) = shm {
         shm.into_inner();
     }
-    if let Some(msg) = msg {
+    if let Some((_, Some(msg))) = msg {
         msg.into_inner();
     }
-    if let Some(sem) = sem {
+    if let Some((_, Some(sem))) = sem {
         sem.into_inner();
     }
     // The POSIX handles are closed; the objects stay.

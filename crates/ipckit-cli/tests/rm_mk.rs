@@ -200,11 +200,49 @@ fn mk_key_creates_each_system_v_kind_under_that_key_and_refuses_a_key_in_use() {
     assert_eq!(out.status.code(), Some(1));
     assert!(text(&out.stderr).contains("is in use by another message queue"));
 
-    // --key is for System V objects, and must be a key.
+    // --reuse: the object under the key is used and printed, and never removed, even when a
+    // later object fails (the set under `sem_only` has 1 semaphore, not 5).
+    let out = ipckit(&[
+        "mk",
+        "-Q",
+        "-S",
+        "5",
+        "--key",
+        &sem_only.to_string(),
+        "--reuse",
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    let reused = mk(&["-M", "512", "-Q", "--key", &key.to_string(), "--reuse"]);
+    assert_eq!(
+        reused.lines,
+        [
+            format!("Shared memory id: {}", made.shm[0].id()),
+            format!("Message queue id: {}", made.msg[0].id()),
+        ]
+    );
+    // The test's handles for them must not remove them twice: forget the reused ones.
+    let Made { shm, msg, .. } = reused;
+    shm.into_iter().for_each(|o| drop(o.into_inner()));
+    msg.into_iter().for_each(|o| drop(o.into_inner()));
+    assert!(shm_exists(made.shm[0].id()) && msg_exists(made.msg[0].id()));
+    assert!(SemSet::open(sem_only).is_ok(), "the reused set was removed");
+    let queues: Vec<OwnedMsgQueue> = ipckit::inspect::msg_queues()
+        .unwrap()
+        .into_iter()
+        .filter(|q| q.key == sem_only)
+        .map(|q| MsgQueue::from_id(q.id).into_owned())
+        .collect();
+    assert!(
+        queues.is_empty(),
+        "--reuse left a new queue under {sem_only}"
+    );
+
+    // --key is for System V objects, and must be a key; --reuse needs --key.
     for args in [
         &["mk", "-m", "1K", "-n", "x", "--key", "0x1"][..],
         &["mk", "-Q", "--key", "0xZZ"],
         &["mk", "-Q", "--key", "0x123456789"],
+        &["mk", "-Q", "--reuse"],
     ] {
         assert_eq!(ipckit(args).status.code(), Some(2), "{args:?}");
     }
