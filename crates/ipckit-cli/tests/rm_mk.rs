@@ -222,8 +222,12 @@ fn mk_key_creates_each_system_v_kind_under_that_key_and_refuses_a_key_in_use() {
     );
     // The test's handles for them must not remove them twice: forget the reused ones.
     let Made { shm, msg, .. } = reused;
-    shm.into_iter().for_each(|o| drop(o.into_inner()));
-    msg.into_iter().for_each(|o| drop(o.into_inner()));
+    for o in shm {
+        o.into_inner();
+    }
+    for o in msg {
+        o.into_inner();
+    }
     assert!(shm_exists(made.shm[0].id()) && msg_exists(made.msg[0].id()));
     assert!(SemSet::open(sem_only).is_ok(), "the reused set was removed");
     let queues: Vec<OwnedMsgQueue> = ipckit::inspect::msg_queues()
