@@ -26,6 +26,16 @@ use crate::columns::{self, Column, Format, Kind, Mode, Record, TimeFormat};
 use crate::output::{self, key_hex, local_time, perms_short, Align, Table};
 
 #[derive(clap::Args)]
+#[command(after_help = "\
+Columns of -o (lsipc's names, in any case):
+  every kind:  OWNER PERMS CUID CUSER CGID CGROUP UID USER GID GROUP CTIME
+  System V:    KEY ID
+  -m:          SIZE NATTCH STATUS ATTACH DETACH COMMAND (the creator's command line while it
+               runs) CPID LPID
+  -q:          USEDBYTES MSGS SEND RECV LSPID LRPID
+  -s:          NSEMS OTIME
+  POSIX:       NAME MTIME; -M: SIZE; -Q: USEDBYTES MSGS; -S: SVAL
+Without -o, lsipc's default columns of the kind.")]
 pub struct Args {
     /// System V shared-memory segments.
     #[arg(short = 'm', long = "shmems")]
@@ -73,7 +83,7 @@ pub struct Args {
                                 "output", "raw", "export", "newline", "noheadings"])]
     id: Option<i32>,
     /// lsipc's columns, comma-separated (`KEY,ID,SIZE`; `+LIST` adds to the defaults); one kind
-    /// flag says which objects. See the list of columns below.
+    /// flag says which objects. The columns are listed at the end of --help.
     #[arg(short = 'o', long = "output", value_name = "COLUMNS",
           conflicts_with_all = ["time", "pid", "creator"], help_heading = "Output as lsipc")]
     output: Option<String>,

@@ -40,7 +40,8 @@ enum Command {
     /// List IPC objects, their limits (-l) or their usage (-u), like ipcs.
     ///
     /// Without a kind flag, or with -a, every kind is listed. -t, -p and -c choose the columns of
-    /// the tables and can be combined; --json prints every field whatever they say.
+    /// the tables and can be combined; --json prints every field whatever they say. -i ID shows
+    /// one System V object in full (ipcs -i); -o, --raw, --export… print one kind as lsipc does.
     Ls(ls::Args),
     /// Remove System V objects by id or key, and POSIX objects by name (ipcrm's flags).
     Rm(rm::Args),
