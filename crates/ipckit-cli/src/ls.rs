@@ -766,7 +766,7 @@ impl Listing {
             (Column::Detach, f.time.format(s.dtime)),
             (
                 Column::Command,
-                inspect::command_line(s.cpid).unwrap_or_default(),
+                inspect::creator_command_line(s.cpid, s.ctime).unwrap_or_default(),
             ),
             (Column::Cpid, s.cpid.to_string()),
             (Column::Lpid, s.lpid.to_string()),

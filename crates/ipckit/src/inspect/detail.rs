@@ -11,6 +11,8 @@
 //! [semctl(2)](https://man7.org/linux/man-pages/man2/semctl.2.html),
 //! [msgctl(2)](https://man7.org/linux/man-pages/man2/msgctl.2.html)
 
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
 use super::sysv::{msg_queues, sem_sets, shm_segments, MsgInfo, SemInfo, ShmInfo};
 use crate::error::{Error, Object, Result};
 use crate::sysv::msg::MsgQueue;
@@ -121,10 +123,45 @@ pub fn msg_detail(id: i32) -> Result<MsgDetail> {
     })
 }
 
-/// The command line of process `pid`, its arguments joined by spaces, as `lsipc` shows a
-/// segment's creator (`COMMAND`); `None` when the process is gone, is a zombie or a kernel
-/// thread, or its command line cannot be read. A PID the kernel has reused names the new
-/// process, so this is the creator's only while the creator lives.
+/// The command line of the process that created an object at `created` (its ctime) with PID
+/// `cpid`, as `lsipc` shows a segment's creator (`COMMAND`): [`command_line`], unless the process
+/// now under that PID started after `created` — then the creator is gone and its PID reused, and
+/// this is `None` rather than another program's command line.
+pub fn creator_command_line(cpid: u32, created: Option<SystemTime>) -> Option<String> {
+    let command = command_line(cpid)?;
+    if let (Some(created), Some(started)) = (created, process_start(cpid)) {
+        // The start time is known to 1/CLK_TCK and btime to the second: allow two seconds.
+        if started > created + Duration::from_secs(2) {
+            return None;
+        }
+    }
+    Some(command)
+}
+
+/// When process `pid` started: `btime` of /proc/stat plus field 22 (`starttime`, clock ticks
+/// after boot) of /proc/PID/stat.
+fn process_start(pid: u32) -> Option<SystemTime> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name (field 2) is in parentheses and may hold spaces or parentheses itself.
+    let after_name = &stat[stat.rfind(')')? + 1..];
+    let ticks: u64 = after_name.split_whitespace().nth(19)?.parse().ok()?;
+    let boot: u64 = std::fs::read_to_string("/proc/stat")
+        .ok()?
+        .lines()
+        .find_map(|l| l.strip_prefix("btime "))?
+        .trim()
+        .parse()
+        .ok()?;
+    // SAFETY: sysconf takes a constant and touches no memory of ours.
+    let per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    let per_second = u64::try_from(per_second).ok().filter(|&n| n > 0)?;
+    let since_boot = Duration::from_millis(ticks.checked_mul(1000)? / per_second);
+    Some(UNIX_EPOCH + Duration::from_secs(boot) + since_boot)
+}
+
+/// The command line of process `pid`, its arguments joined by spaces; `None` when the process
+/// is gone, is a zombie or a kernel thread, or its command line cannot be read. A PID the kernel
+/// has reused names the new process: see [`creator_command_line`].
 pub fn command_line(pid: u32) -> Option<String> {
     if pid == 0 {
         return None;
@@ -144,6 +181,7 @@ mod tests {
     use crate::key::Key;
 
     #[test]
+    #[cfg_attr(miri, ignore = "calls semget, which Miri lacks")]
     fn a_sets_semaphores_have_their_values_and_last_pids() {
         let set = SemSet::options()
             .nsems(3)
@@ -166,6 +204,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg_attr(miri, ignore = "calls msgget, which Miri lacks")]
     fn a_queues_capacity_is_its_qbytes() {
         let q = MsgQueue::options()
             .exclusive(true)
@@ -178,6 +217,10 @@ mod tests {
     }
 
     #[test]
+    #[cfg_attr(
+        miri,
+        ignore = "reads /proc/self, which is not Miri's interpreted program"
+    )]
     fn a_command_line_is_its_arguments_joined() {
         let mine = command_line(std::process::id()).unwrap();
         let exe = std::env::args().next().unwrap();
@@ -187,6 +230,24 @@ mod tests {
     }
 
     #[test]
+    #[cfg_attr(miri, ignore = "calls sysconf(_SC_CLK_TCK), which Miri lacks")]
+    fn a_creator_that_started_after_the_object_is_not_its_creator() {
+        let me = std::process::id();
+        let started = process_start(me).unwrap();
+        let now = SystemTime::now();
+        assert!(
+            started <= now + Duration::from_secs(2),
+            "{started:?} > {now:?}"
+        );
+        assert!(creator_command_line(me, Some(now)).is_some());
+        assert!(creator_command_line(me, None).is_some());
+        // An object made long before this process started was made by another process.
+        let long_ago = started - Duration::from_secs(3600);
+        assert_eq!(creator_command_line(me, Some(long_ago)), None);
+    }
+
+    #[test]
+    #[cfg_attr(miri, ignore = "reads /proc/sysvipc, which Miri's isolation hides")]
     fn an_id_that_names_nothing_is_an_error_naming_it() {
         let e = shm_detail(i32::MAX).unwrap_err();
         assert!(e.to_string().contains("id 2147483647"), "{e}");

@@ -46,8 +46,8 @@ mod sysv;
 mod users;
 
 pub use detail::{
-    command_line, msg_detail, msg_qbytes, sem_detail, semaphores, shm_detail, MsgDetail, SemDetail,
-    SemaphoreState,
+    command_line, creator_command_line, msg_detail, msg_qbytes, sem_detail, semaphores, shm_detail,
+    MsgDetail, SemDetail, SemaphoreState,
 };
 pub use limits::{limits, usage, Limits, Usage};
 pub use posix::{
