@@ -127,6 +127,17 @@ pub fn run(args: Args) -> Result<ExitCode> {
                 inspect::MOUNT_MQUEUE
             );
         }
+        let unreadable = listing
+            .posix_mq
+            .iter()
+            .filter(|q| q.used_bytes.is_none())
+            .count();
+        if unreadable > 0 {
+            eprintln!(
+                "ipckit: ls: {unreadable} POSIX message queue(s) could not be read (no read \
+                 permission): listed with owner and mode only"
+            );
+        }
         if args.json {
             output::print_json(&listing.json())?;
         } else {
@@ -619,7 +630,7 @@ impl Listing {
                     optional(q.messages),
                     optional(q.max_messages),
                     optional(q.message_size),
-                    q.used_bytes.to_string(),
+                    optional(q.used_bytes),
                 ]);
             }
             if args.time {
@@ -640,9 +651,9 @@ fn pid_cell(pids: &[u32]) -> String {
     pids.join(",")
 }
 
-/// A value that may be unknown (`-`).
+/// A value that may be unknown (left empty, as lsipc does).
 fn optional<T: ToString>(value: Option<T>) -> String {
-    value.map_or_else(|| "-".to_owned(), |v| v.to_string())
+    value.map_or_else(String::new, |v| v.to_string())
 }
 
 /// One IPC object in `ls --json`: the library's serialization of it (which holds `"kind"`) and

@@ -193,15 +193,19 @@ pub struct PosixSemInfo {
 pub struct PosixMqInfo {
     /// Its name, `/NAME`.
     pub name: String,
-    /// Bytes the queued messages take (`QSIZE` in the queue's file).
-    pub used_bytes: u64,
+    /// Bytes the queued messages take (`QSIZE` in the queue's file); `None` when that file cannot
+    /// be read (reading it needs read permission on the queue, as opening it does: an
+    /// unprivileged user cannot read another user's 0600 queue). Such a queue is still listed,
+    /// with what `stat` tells (name, owner, mode, times), and its other fields `None` too.
+    pub used_bytes: Option<u64>,
     /// Messages queued now (`mq_curmsgs`); `None` when it cannot be opened for reading.
     pub messages: Option<u64>,
     /// Its capacity in messages (`mq_maxmsg`); `None` as for `messages`.
     pub max_messages: Option<u64>,
     /// Its largest message in bytes (`mq_msgsize`); `None` as for `messages`.
     pub message_size: Option<u64>,
-    /// The process registered for notification (`mq_notify`), if any (`NOTIFY_PID`).
+    /// The process registered for notification (`mq_notify`), if any (`NOTIFY_PID`); `None` also
+    /// when the queue's file cannot be read (see [`used_bytes`](Self::used_bytes)).
     pub notify_pid: Option<u32>,
     /// Owner's user id.
     pub uid: u32,
@@ -209,9 +213,13 @@ pub struct PosixMqInfo {
     pub gid: u32,
     /// Mode: the permission bits.
     pub mode: u32,
-    /// Time of the last send or receive, or of creation (`st_mtime`).
+    /// Time of the last send or receive, or of creation (`st_mtime`). Only `mq_send` and
+    /// `mq_receive` (and `mq_open` creating it) set it, so it is the queue's age as
+    /// [`gc`](super::gc) measures it.
     pub mtime: SystemTime,
-    /// Time of the last send, receive or attribute change (`st_ctime`).
+    /// Time of the last send, receive, attribute change, `mq_getattr`, `mq_notify` — and of every
+    /// `read` of its file in the `mqueue` file system (`st_ctime`). Listing the queues sets it, so
+    /// it says nothing about the queue's use.
     pub ctime: SystemTime,
     /// Device and inode of its file, to match the processes holding it open.
     pub file: FileId,
@@ -339,13 +347,15 @@ pub(crate) fn posix_mqueues_in(dir: &Path, open: bool) -> Result<Vec<PosixMqInfo
     for (file_name, meta) in regular_files(dir)? {
         let path = dir.join(&file_name);
         let status = match std::fs::read_to_string(&path) {
-            Ok(text) => parse_mq_status(&text, &path)?,
+            Ok(text) => Some(parse_mq_status(&text, &path)?),
             // Removed since it was listed.
             Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+            // Another user's queue without read permission: listed with what stat told.
+            Err(e) if matches!(e.raw_os_error(), Some(libc::EACCES | libc::EPERM)) => None,
             Err(e) => return Err(Error::os("read", Object::Path(path.into()), e)),
         };
         let name = format!("/{file_name}");
-        let attr = open
+        let attr = (open && status.is_some())
             .then(|| {
                 MessageQueue::options()
                     .read_only()
@@ -356,11 +366,11 @@ pub(crate) fn posix_mqueues_in(dir: &Path, open: bool) -> Result<Vec<PosixMqInfo
             })
             .flatten();
         out.push(PosixMqInfo {
-            used_bytes: status.used_bytes,
+            used_bytes: status.map(|s| s.used_bytes),
             messages: attr.map(|a| a.current_messages as u64),
             max_messages: attr.map(|a| a.max_messages as u64),
             message_size: attr.map(|a| a.message_size as u64),
-            notify_pid: status.notify_pid,
+            notify_pid: status.and_then(|s| s.notify_pid),
             uid: meta.uid(),
             gid: meta.gid(),
             mode: meta.mode() & 0o7777,
@@ -703,7 +713,7 @@ mod tests {
         std::fs::remove_file(dir.join("bad")).unwrap();
         let q = posix_mqueues_in(&dir, false).unwrap();
         assert_eq!(q.len(), 1);
-        assert_eq!((q[0].name.as_str(), q[0].used_bytes), ("/jobs", 12));
+        assert_eq!((q[0].name.as_str(), q[0].used_bytes), ("/jobs", Some(12)));
         assert_eq!(q[0].notify_pid, Some(77));
         assert_eq!(q[0].messages, None);
     }
