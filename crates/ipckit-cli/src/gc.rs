@@ -26,15 +26,22 @@ use crate::output::{self, key_hex};
 #[derive(clap::Args)]
 #[command(after_help = "\
 An object is an orphan when:
-  System V shared memory: nothing is attached and its creator and last user (cpid, lpid) have exited;
+  System V shared memory: nothing is attached, its creator and last user (cpid, lpid) have exited
+    and it was not attached, detached or changed within --older-than;
   System V semaphore sets: the processes that last operated on its semaphores have exited (the
     kernel records no creator) and it was not operated on or changed within --older-than;
   System V message queues: the last sender and receiver have exited and nothing was sent, received
     or changed within --older-than;
-  POSIX shared memory, semaphores, queues: no live process maps it or holds it open (or waits for a
-    queue's notification) and its file was not modified or changed within --older-than.
-A process counts as alive while /proc/PID exists: a PID reused by another process keeps an object
-(the safe side). Without privilege, other users' processes cannot be inspected, so their use of an
+  POSIX shared memory and semaphores: no live process maps it or holds it open and its file was not
+    modified or changed within --older-than;
+  POSIX message queues: no live process holds it open or waits for its notification, and nothing
+    was sent or received, nor was it created, within --older-than (its file's mtime: reading the
+    queue's file, as listing does, changes its ctime); a queue you cannot read is kept.
+Every kind must be untouched for --older-than: System V segments count their creation, last attach
+and last detach (ctime, atime, dtime), so one made by `ipckit mk -M` is safe until a program
+attaches it.
+A process counts as alive while /proc/PID exists and is not a zombie: a PID reused by another
+process keeps an object (the safe side). Without privilege, other users' processes cannot be inspected, so their use of an
 object is not seen; their objects cannot be removed by you either.
 With --yes, each orphan is checked again right before it is removed; an object that is in use
 again, or gone, is reported and left alone.")]
@@ -61,6 +68,19 @@ pub fn run(args: Args) -> Result<ExitCode> {
             "ipckit: gc: POSIX message queues are not checked: no mqueue file system is mounted; \
              mount one with `{}`",
             inspect::MOUNT_MQUEUE
+        ));
+    }
+    let unreadable = snapshot
+        .posix_mq
+        .as_ref()
+        .map_or(&[][..], PosixMqs::queues)
+        .iter()
+        .filter(|q| q.used_bytes.is_none())
+        .count();
+    if unreadable > 0 {
+        say(&format!(
+            "ipckit: gc: {unreadable} POSIX message queue(s) could not be read (no read \
+             permission) and are kept"
         ));
     }
     let policy = Policy::new(args.older_than);
