@@ -8,7 +8,9 @@
 //! a semaphore this user may not open, the counts of such a queue) is `null`. When no `mqueue` file
 //! system is mounted, POSIX queues cannot be listed: stderr says so and how to mount it, and the
 //! JSON simply has none. `-l --json` and `-u --json` print one object with every System V limit or
-//! count, whatever the kind flags.
+//! count, whatever the kind flags. A System V segment's `"attachments"` lists each attached PID
+//! with how many times it has the segment attached (`[{"pid": 12, "count": 211}]`, from its
+//! maps); the `-p` table shows such a PID as `12(x211)`.
 
 use std::collections::BTreeMap;
 use std::process::ExitCode;
@@ -16,8 +18,8 @@ use std::time::SystemTime;
 
 use anyhow::{Context, Result};
 use ipckit::inspect::{
-    self, FileId, Limits, MsgInfo, Names, PosixMqInfo, PosixMqs, PosixSemInfo, PosixShmInfo,
-    SemInfo, ShmInfo, Usage, Users,
+    self, Attachments, FileId, Limits, MsgInfo, Names, PosixMqInfo, PosixMqs, PosixSemInfo,
+    PosixShmInfo, SemInfo, ShmInfo, Usage, Users,
 };
 use serde::Serialize;
 
@@ -153,8 +155,8 @@ struct Listing {
     shm: Vec<ShmInfo>,
     sem: Vec<SemInfo>,
     msg: Vec<MsgInfo>,
-    /// shmid → attached PIDs (read only when shown).
-    attached: BTreeMap<i32, Vec<u32>>,
+    /// shmid → attached PIDs and how many times each (read only when shown).
+    attached: BTreeMap<i32, Vec<Attachments>>,
     posix_shm: Vec<PosixShmInfo>,
     posix_sem: Vec<PosixSemInfo>,
     posix_mq: Vec<PosixMqInfo>,
@@ -184,7 +186,7 @@ impl Listing {
         if has(Kind::SysvShm) {
             l.shm = inspect::shm_segments()?;
             if with_pids {
-                l.attached = inspect::shm_attached_pids()?;
+                l.attached = inspect::shm_attachments()?;
             }
         }
         if has(Kind::SysvSem) {
@@ -216,8 +218,12 @@ impl Listing {
         self.users.get(&file).cloned().unwrap_or_default()
     }
 
-    fn attached_pids(&self, shmid: i32) -> Vec<u32> {
+    fn attachments(&self, shmid: i32) -> Vec<Attachments> {
         self.attached.get(&shmid).cloned().unwrap_or_default()
+    }
+
+    fn attached_pids(&self, shmid: i32) -> Vec<u32> {
+        self.attachments(shmid).iter().map(|a| a.pid).collect()
     }
 
     /// The `--json` array: each object as the library serializes it (kind, ids, permissions,
@@ -232,6 +238,14 @@ impl Listing {
                         extra: ShmExtra {
                             names: self.sysv_names([s.uid, s.gid, s.cuid, s.cgid]),
                             attached_pids: self.attached_pids(s.id),
+                            attachments: self
+                                .attachments(s.id)
+                                .iter()
+                                .map(|a| AttachCount {
+                                    pid: a.pid,
+                                    count: a.count,
+                                })
+                                .collect(),
                         },
                     })
                 })),
@@ -414,7 +428,7 @@ impl Listing {
                 cells.extend([
                     s.cpid.to_string(),
                     s.lpid.to_string(),
-                    pid_cell(&self.attached_pids(s.id)),
+                    attach_cell(&self.attachments(s.id)),
                 ]);
             }
             table.row(cells);
@@ -651,6 +665,19 @@ fn pid_cell(pids: &[u32]) -> String {
     pids.join(",")
 }
 
+/// Attached PIDs as one cell: `12,13`, and a PID holding the segment more than once flagged
+/// with its count, `12(x211)`.
+fn attach_cell(attachments: &[Attachments]) -> String {
+    let cells: Vec<String> = attachments
+        .iter()
+        .map(|a| match a.count {
+            1 => a.pid.to_string(),
+            n => format!("{}(x{n})", a.pid),
+        })
+        .collect();
+    cells.join(",")
+}
+
 /// A value that may be unknown (left empty, as lsipc does).
 fn optional<T: ToString>(value: Option<T>) -> String {
     value.map_or_else(String::new, |v| v.to_string())
@@ -693,6 +720,14 @@ struct ShmExtra {
     names: SysvNames,
     /// PIDs attached now, as far as /proc lets us see.
     attached_pids: Vec<u32>,
+    /// Each attached PID and how many times it has the segment attached.
+    attachments: Vec<AttachCount>,
+}
+
+#[derive(Serialize)]
+struct AttachCount {
+    pid: u32,
+    count: u32,
 }
 
 /// The names of a POSIX object's owner (or the ids as text).

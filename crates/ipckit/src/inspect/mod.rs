@@ -10,7 +10,8 @@
 //! - [`shm_segments`], [`sem_sets`], [`msg_queues`]: every object, all columns ([`ShmInfo`],
 //!   [`SemInfo`], [`MsgInfo`]); [`parse_shm`], [`parse_sem`], [`parse_msg`] parse captured text.
 //! - [`limits`] (`ipcs -l`) and [`usage`] (`ipcs -u`).
-//! - [`shm_attached_pids`]: shmid → PIDs, from one scan of `/proc/<pid>/maps` ([`scan_maps`]).
+//! - [`shm_attached_pids`]: shmid → PIDs, from one scan of `/proc/<pid>/maps` ([`scan_maps`]);
+//!   [`shm_attachments`]: with how many times each PID has the segment attached.
 //! - [`Names`]: user and group names for the ids, through NSS as `ipcs` finds them.
 //! - POSIX objects, which have no such table, from their files: [`posix_shm_objects`],
 //!   [`posix_semaphores`], [`posix_mqueues`] (or [`PosixMqs::NotMounted`] when `/dev/mqueue` is
@@ -50,8 +51,8 @@ pub use posix::{
 };
 pub use procfs::{scan_maps, MapsEntry};
 pub use sysv::{
-    msg_queues, parse_msg, parse_sem, parse_shm, sem_sets, shm_attached_pids, shm_segments,
-    sysv_shmid_of_mapping, MsgInfo, SemInfo, ShmInfo, PROC_SYSVIPC_MSG, PROC_SYSVIPC_SEM,
-    PROC_SYSVIPC_SHM,
+    msg_queues, parse_msg, parse_sem, parse_shm, sem_sets, shm_attached_pids, shm_attachments,
+    shm_segments, sysv_shmid_of_mapping, Attachments, MsgInfo, SemInfo, ShmInfo, PROC_SYSVIPC_MSG,
+    PROC_SYSVIPC_SEM, PROC_SYSVIPC_SHM,
 };
 pub use users::Names;
