@@ -425,3 +425,49 @@ fn segment_of_a_killed_unreaped_creator_is_an_orphan() {
     assert_eq!(found[0]["id"], id);
     drop(kid);
 }
+
+#[test]
+fn a_dump_does_not_make_a_segment_whose_last_user_lives_an_orphan() {
+    const TEST: &str = "a_dump_does_not_make_a_segment_whose_last_user_lives_an_orphan";
+    if let Some(role) = child_role() {
+        if role == "shm" {
+            return create_and_exit(&role);
+        }
+        // The last user: attach, detach, and stay alive until told.
+        let segment = Segment::from_id(role.parse().unwrap());
+        drop(segment.attach().unwrap());
+        println!("detached");
+        let mut line = String::new();
+        let _ = std::io::stdin().read_line(&mut line);
+        return;
+    }
+    let id = id_from_child(TEST, "shm");
+    let _segment = Segment::from_id(id).into_owned();
+    let _records = Defer(|| ipckit::inspect::forget_shm_reads(id));
+    let mut user = Conversation::start(spawn_self(TEST, &id.to_string()));
+    user.wait_for("detached");
+    let only = only_shm(&[id]);
+    let only: Vec<&str> = only.iter().map(String::as_str).collect();
+    let only = [&["--older-than", "0s"][..], &only].concat();
+    assert!(gc_json(&only).is_empty(), "its last user is alive");
+
+    let out = ipckit(&["dump", "-m", &id.to_string()]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stderr), "");
+    assert_ne!(
+        Segment::from_id(id).stat().unwrap().lpid,
+        user.pid(),
+        "the dump is the last user now"
+    );
+    assert!(
+        gc_json(&only).is_empty(),
+        "the dump, which has exited, is not taken for the last user"
+    );
+
+    user.say("done");
+    assert!(user.finish().success());
+    let found = gc_json(&only);
+    assert_eq!(found.len(), 1, "once the real last user is gone: {found:?}");
+    let reason = found[0]["reason"].as_str().unwrap();
+    assert!(reason.contains("was `ipckit dump`"), "{reason}");
+}

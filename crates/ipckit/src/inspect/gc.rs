@@ -31,6 +31,12 @@
 //!   `mq_notify`, so any listing would make every queue look fresh. A queue whose file this user
 //!   cannot read (another user's 0600 queue) is never an orphan: who waits for it is unknown.
 //!
+//!
+//! `ipckit dump` must attach a segment to read it, which makes it the segment's last user: it
+//! records the last user it replaced ([`record_shm_read`](super::record_shm_read)), and a segment
+//! whose last user is a recorded reader is kept while the user before the read is alive. (The
+//! read's attach and detach times stay: a dump counts as a use for `older_than`.)
+//!
 //! # Limitations
 //! Liveness is "`/proc/<pid>` exists and is not a zombie" ([`ProcLiveness`]): a PID reused by an unrelated process
 //! makes a dead creator look alive (the object is then kept, the safe side), and a creator in
@@ -47,6 +53,7 @@ use super::posix::{
     posix_mqueues, posix_semaphores, posix_shm_objects, posix_users, FileId, PosixMqs,
     PosixSemInfo, PosixShmInfo, Users,
 };
+use super::reads::{shm_reads, ShmRead};
 use super::sysv::{msg_queues, sem_sets, shm_segments, MsgInfo, SemInfo, ShmInfo};
 use crate::error::{Object, Result};
 use crate::key::Key;
@@ -173,6 +180,9 @@ impl Kind {
 pub struct Snapshot {
     /// System V segments.
     pub shm: Vec<ShmInfo>,
+    /// Recorded reads of segments by ipckit ([`shm_reads`](super::shm_reads)): a segment whose
+    /// last user is such a reader is kept while the last user before the read is alive.
+    pub shm_reads: Vec<ShmRead>,
     /// System V semaphore sets.
     pub sem: Vec<SemInfo>,
     /// semid → the PID of the last operation on each semaphore of the set (`GETPID`); a set
@@ -199,6 +209,7 @@ impl Snapshot {
         let mut s = Snapshot::default();
         if has(Kind::SysvShm) {
             s.shm = shm_segments()?;
+            s.shm_reads = shm_reads();
         }
         if has(Kind::SysvSem) {
             s.sem = sem_sets()?;
@@ -317,7 +328,25 @@ impl Orphan {
 pub fn find_orphans(snap: &Snapshot, policy: &Policy, live: &dyn Liveness) -> Vec<Orphan> {
     let mut out = Vec::new();
     for s in &snap.shm {
-        if let Some(reason) = sysv_shm_rule(s, policy, live) {
+        // The last attach/detach was ipckit's own read (`dump`): the user before it counts.
+        let read = snap
+            .shm_reads
+            .iter()
+            .find(|r| r.explains(s.id, s.key, s.ctime, s.lpid));
+        if read.is_some_and(|r| live.is_alive(r.lpid_before)) {
+            continue;
+        }
+        if let Some(mut reason) = sysv_shm_rule(s, policy, live) {
+            if let Some(r) = read {
+                reason += &format!(
+                    " (pid {} was `ipckit dump`; the last user before it, {}, is gone too)",
+                    r.reader,
+                    match r.lpid_before {
+                        0 => "none".to_owned(),
+                        p => format!("pid {p}"),
+                    }
+                );
+            }
             out.push(Orphan::sysv(
                 Kind::SysvShm,
                 Object::ShmId(s.id),
@@ -585,6 +614,9 @@ pub fn remove_orphan(
         Object::PosixMq(name) => MessageQueue::unlink(name),
         _ => return Ok(Removal::Gone),
     };
+    if let (Ok(()), Object::ShmId(id)) = (&result, &orphan.object) {
+        super::reads::forget_shm_reads(*id);
+    }
     match result {
         Ok(()) => Ok(Removal::Removed),
         Err(e)
@@ -863,6 +895,7 @@ mod tests {
         };
         let snap = Snapshot {
             shm: vec![shm(42, 43, 0), shm(150, 43, 0)],
+            shm_reads: Vec::new(),
             sem: vec![sem(NOW - 3600, NOW - 3600)],
             sem_pids: BTreeMap::from([(3, vec![42, 44])]),
             msg: vec![msg(42, 43, 0, [0, 0, NOW - 3600])],
@@ -914,6 +947,48 @@ mod tests {
         // Nothing is an orphan when every PID is alive and everything is recent.
         let all_live = |_pid: u32| true;
         assert!(find_orphans(&snap, &policy(2 * 3600), &all_live).is_empty());
+    }
+
+    #[test]
+    fn a_segment_last_used_by_a_recorded_dump_is_judged_by_the_user_before_it() {
+        let s = shm(42, 43, 0);
+        let read = |reader, lpid_before| ShmRead {
+            id: s.id,
+            key: s.key,
+            ctime: s.ctime.map(crate::inspect::reads::secs),
+            reader,
+            lpid_before,
+        };
+        let orphans = |reads: Vec<ShmRead>| {
+            let snap = Snapshot {
+                shm: vec![s.clone()],
+                shm_reads: reads,
+                ..Snapshot::default()
+            };
+            find_orphans(&snap, &policy(10 * MIN), &live)
+        };
+        assert_eq!(orphans(vec![]).len(), 1, "without a record: an orphan");
+        assert!(
+            orphans(vec![read(43, 150)]).is_empty(),
+            "the dump (43) replaced a live user (150)"
+        );
+        let found = orphans(vec![read(43, 44)]);
+        assert_eq!(found.len(), 1, "the user before the dump is gone too");
+        assert!(
+            found[0].reason.ends_with(
+                "(pid 43 was `ipckit dump`; the last user before it, pid 44, is gone too)"
+            ),
+            "{}",
+            found[0].reason
+        );
+        // A record of a reader that is no longer the last user says nothing.
+        assert_eq!(orphans(vec![read(77, 150)]).len(), 1);
+        // Nor one of another segment that reuses the id.
+        let other = ShmRead {
+            ctime: Some(1),
+            ..read(43, 150)
+        };
+        assert_eq!(orphans(vec![other]).len(), 1);
     }
 
     #[test]

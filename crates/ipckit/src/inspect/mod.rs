@@ -16,7 +16,9 @@
 //! - POSIX objects, which have no such table, from their files: [`posix_shm_objects`],
 //!   [`posix_semaphores`], [`posix_mqueues`] (or [`PosixMqs::NotMounted`] when `/dev/mqueue` is
 //!   not mounted), and the processes that map them or hold them open ([`posix_users`]).
-//! - [`gc`]: objects left behind by processes that are gone, by rules over these listings.
+//! - [`gc`]: objects left behind by processes that are gone, by rules over these listings;
+//!   [`record_shm_read`] and [`shm_reads`]: what `ipckit dump`'s attachment changed, so that
+//!   `gc` is not fooled by it.
 //! - With the `serde` feature, the objects, [`gc::Orphan`], [`Limits`] and [`Usage`] implement
 //!   `serde::Serialize` in the shape `ipckit ls --json` and `ipckit gc --json` print (each object
 //!   with its `"kind"`, keys `"0x%08x"`, permissions `"0640"`, times RFC 3339 in UTC or `null`).
@@ -38,6 +40,7 @@ pub mod gc;
 mod limits;
 mod posix;
 mod procfs;
+mod reads;
 #[cfg(feature = "serde")]
 mod serialize;
 mod sysv;
@@ -50,6 +53,7 @@ pub use posix::{
     DEV_MQUEUE, DEV_SHM, MOUNT_MQUEUE,
 };
 pub use procfs::{scan_maps, MapsEntry};
+pub use reads::{forget_shm_reads, record_shm_read, shm_reads, ShmRead, SHM_READS_DIR};
 pub use sysv::{
     msg_queues, parse_msg, parse_sem, parse_shm, sem_sets, shm_attached_pids, shm_attachments,
     shm_segments, sysv_shmid_of_mapping, Attachments, MsgInfo, SemInfo, ShmInfo, PROC_SYSVIPC_MSG,
