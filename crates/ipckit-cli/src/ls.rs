@@ -4,7 +4,11 @@
 //! JSON is one array with an object per IPC object. Every object has `"kind"` (`"sysv-shm"`,
 //! `"sysv-sem"`, `"sysv-msg"`, `"posix-shm"`, `"posix-sem"`, `"posix-mq"`), the owner fields and
 //! `"perms"`; System V objects add `"key"` and `"id"`, POSIX objects `"name"` and their file's
-//! `"mtime"` and `"ctime"`, and each kind its own fields. A value that cannot be read (the value of
+//! `"mtime"` and `"ctime"`, and each kind its own fields. A POSIX name is a file name and need not
+//! be UTF-8: `"name"` is the name itself when it is UTF-8, otherwise the name with each byte that
+//! is not part of a UTF-8 character written `\xNN`, followed by `"name_bytes"`, every byte of the
+//! name as a number. Tables escape names as lsipc does: control characters, bytes that are not
+//! UTF-8 and a backslash before `x` as `\xNN`. A value that cannot be read (the value of
 //! a semaphore this user may not open, the counts of such a queue) is `null`. When no `mqueue` file
 //! system is mounted, POSIX queues cannot be listed: stderr says so and how to mount it, and the
 //! JSON simply has none. `-l --json` and `-u --json` print one object with every System V limit or
@@ -13,6 +17,7 @@
 //! maps); the `-p` table shows such a PID as `12(x211)`.
 
 use std::collections::BTreeMap;
+use std::ffi::OsStr;
 use std::process::ExitCode;
 use std::time::SystemTime;
 
@@ -524,13 +529,13 @@ impl Listing {
 
     fn posix_ident_cells(
         &self,
-        name: &str,
+        name: &OsStr,
         mode: u32,
         uid: u32,
         gid: u32,
         args: &Args,
     ) -> Vec<String> {
-        let mut cells = vec![name.to_owned()];
+        let mut cells = vec![crate::escape::cell(name)];
         if args.creator {
             cells.extend([
                 perms_short(mode),

@@ -12,6 +12,7 @@ mod bench;
 mod completions;
 mod demo;
 mod dump;
+mod escape;
 mod gc;
 mod key;
 mod leave;

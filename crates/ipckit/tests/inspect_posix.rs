@@ -28,20 +28,20 @@ fn shm(name: &str) -> Option<PosixShmInfo> {
     inspect::posix_shm_objects()
         .unwrap()
         .into_iter()
-        .find(|s| s.name == name)
+        .find(|s| s.name == *name)
 }
 
 fn sem(name: &str) -> Option<PosixSemInfo> {
     inspect::posix_semaphores()
         .unwrap()
         .into_iter()
-        .find(|s| s.name == name)
+        .find(|s| s.name == *name)
 }
 
 /// The queue `name`, or `None` when /dev/mqueue is not mounted (the test then says so and stops).
 fn mq(name: &str) -> Option<Option<PosixMqInfo>> {
     match inspect::posix_mqueues().unwrap() {
-        PosixMqs::Listed(v) => Some(v.into_iter().find(|q| q.name == name)),
+        PosixMqs::Listed(v) => Some(v.into_iter().find(|q| q.name == *name)),
         PosixMqs::NotMounted => None,
     }
 }
@@ -234,7 +234,10 @@ fn queue_another_user_cannot_read_is_listed_from_stat_with_unknown_counts() {
             Ok(PosixMqs::Listed(v)) => v,
             other => panic!("listing failed as nobody: {other:?}"),
         };
-        let q = queues.into_iter().find(|q| q.name == name).expect("listed");
+        let q = queues
+            .into_iter()
+            .find(|q| q.name == *name)
+            .expect("listed");
         assert_eq!((q.uid, q.permissions()), (0, 0o600));
         assert_eq!(q.used_bytes, None);
         assert_eq!(

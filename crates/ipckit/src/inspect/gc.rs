@@ -46,20 +46,18 @@
 //! removal a process may still start using an object; the window is one system call.
 
 use std::collections::BTreeMap;
+use std::ffi::{OsStr, OsString};
 use std::path::Path;
 use std::time::{Duration, SystemTime};
 
 use super::posix::{
-    posix_mqueues, posix_semaphores, posix_shm_objects, posix_users, FileId, PosixMqs,
-    PosixSemInfo, PosixShmInfo, Users,
+    display_name, posix_mqueues, posix_semaphores, posix_shm_objects, posix_users, unlink_posix,
+    FileId, PosixKind, PosixMqs, PosixSemInfo, PosixShmInfo, Users,
 };
 use super::reads::{shm_reads, ShmRead};
 use super::sysv::{msg_queues, sem_sets, shm_segments, MsgInfo, SemInfo, ShmInfo};
 use crate::error::{Object, Result};
 use crate::key::Key;
-use crate::posix::mq::MessageQueue;
-use crate::posix::sem::NamedSemaphore;
-use crate::posix::shm::SharedMemory;
 use crate::sysv::msg::MsgQueue;
 use crate::sysv::sem::SemSet;
 use crate::sysv::shm::Segment;
@@ -276,7 +274,7 @@ pub struct Orphan {
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Stamp {
     Sysv { key: Key, ctime: Option<SystemTime> },
-    Posix(FileId),
+    Posix(FileId, OsString),
 }
 
 impl Orphan {
@@ -288,11 +286,20 @@ impl Orphan {
         }
     }
 
-    /// The POSIX name (`/NAME`).
+    /// The POSIX name (`/NAME`) as text: [`display_name`](super::display_name) of
+    /// [`os_name`](Self::os_name).
     pub fn name(&self) -> Option<&str> {
         match &self.object {
             Object::PosixShm(n) | Object::PosixSem(n) | Object::PosixMq(n) => Some(n),
             _ => None,
+        }
+    }
+
+    /// The POSIX name (`/NAME`) as the file system has it: bytes that need not be UTF-8.
+    pub fn os_name(&self) -> Option<&OsStr> {
+        match &self.stamp {
+            Stamp::Posix(_, name) => Some(name),
+            Stamp::Sysv { .. } => None,
         }
     }
 
@@ -312,13 +319,19 @@ impl Orphan {
         }
     }
 
-    fn posix(kind: Kind, object: Object, file: FileId, reason: String) -> Orphan {
+    fn posix(kind: Kind, name: &OsStr, file: FileId, reason: String) -> Orphan {
+        let shown: std::sync::Arc<str> = display_name(name).into();
+        let object = match kind {
+            Kind::PosixShm => Object::PosixShm(shown),
+            Kind::PosixSem => Object::PosixSem(shown),
+            _ => Object::PosixMq(shown),
+        };
         Orphan {
             kind,
             object,
             key: None,
             reason,
-            stamp: Stamp::Posix(file),
+            stamp: Stamp::Posix(file, name.to_owned()),
         }
     }
 }
@@ -382,23 +395,13 @@ pub fn find_orphans(snap: &Snapshot, policy: &Policy, live: &dyn Liveness) -> Ve
     for s in &snap.posix_shm {
         let times = [Some(s.mtime), Some(s.ctime)];
         if let Some(reason) = posix_rule(&snap.users(s.file), None, &times, policy, live) {
-            out.push(Orphan::posix(
-                Kind::PosixShm,
-                Object::PosixShm(s.name.as_str().into()),
-                s.file,
-                reason,
-            ));
+            out.push(Orphan::posix(Kind::PosixShm, &s.name, s.file, reason));
         }
     }
     for s in &snap.posix_sem {
         let times = [Some(s.mtime), Some(s.ctime)];
         if let Some(reason) = posix_rule(&snap.users(s.file), None, &times, policy, live) {
-            out.push(Orphan::posix(
-                Kind::PosixSem,
-                Object::PosixSem(s.name.as_str().into()),
-                s.file,
-                reason,
-            ));
+            out.push(Orphan::posix(Kind::PosixSem, &s.name, s.file, reason));
         }
     }
     for q in snap.posix_mq.as_ref().map_or(&[][..], PosixMqs::queues) {
@@ -411,12 +414,7 @@ pub fn find_orphans(snap: &Snapshot, policy: &Policy, live: &dyn Liveness) -> Ve
         let times = [Some(q.mtime)];
         let users = snap.users(q.file);
         if let Some(reason) = posix_rule(&users, q.notify_pid, &times, policy, live) {
-            out.push(Orphan::posix(
-                Kind::PosixMq,
-                Object::PosixMq(q.name.as_str().into()),
-                q.file,
-                reason,
-            ));
+            out.push(Orphan::posix(Kind::PosixMq, &q.name, q.file, reason));
         }
     }
     out
@@ -591,7 +589,7 @@ pub fn remove_orphan(
                 .msg
                 .iter()
                 .any(|q| q.id == *id && q.key == *key && q.ctime == *ctime),
-            (_, Stamp::Posix(file)) => {
+            (_, Stamp::Posix(file, _)) => {
                 let queues = snap.posix_mq.as_ref().map_or(&[][..], PosixMqs::queues);
                 snap.posix_shm.iter().any(|s| s.file == *file)
                     || snap.posix_sem.iter().any(|s| s.file == *file)
@@ -605,13 +603,17 @@ pub fn remove_orphan(
             Removal::Gone
         });
     }
+    let posix = |kind| match orphan.os_name() {
+        Some(name) => unlink_posix(kind, name),
+        None => Ok(()),
+    };
     let result = match &orphan.object {
         Object::ShmId(id) => Segment::from_id(*id).remove(),
         Object::SemId(id) => SemSet::from_id(*id).remove(),
         Object::MsgId(id) => MsgQueue::from_id(*id).remove(),
-        Object::PosixShm(name) => SharedMemory::unlink(name),
-        Object::PosixSem(name) => NamedSemaphore::unlink(name),
-        Object::PosixMq(name) => MessageQueue::unlink(name),
+        Object::PosixShm(_) => posix(PosixKind::Shm),
+        Object::PosixSem(_) => posix(PosixKind::Sem),
+        Object::PosixMq(_) => posix(PosixKind::Mq),
         _ => return Ok(Removal::Gone),
     };
     if let (Ok(()), Object::ShmId(id)) = (&result, &orphan.object) {

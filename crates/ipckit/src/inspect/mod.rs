@@ -48,9 +48,9 @@ mod users;
 
 pub use limits::{limits, usage, Limits, Usage};
 pub use posix::{
-    mqueue_mount_point, posix_mqueues, posix_name, posix_semaphores, posix_shm_objects,
-    posix_users, FileId, PosixKind, PosixMqInfo, PosixMqs, PosixSemInfo, PosixShmInfo, Users,
-    DEV_MQUEUE, DEV_SHM, MOUNT_MQUEUE,
+    display_name, mqueue_mount_point, posix_mqueues, posix_name, posix_name_os, posix_semaphores,
+    posix_shm_objects, posix_users, unlink_posix, FileId, PosixKind, PosixMqInfo, PosixMqs,
+    PosixSemInfo, PosixShmInfo, Users, DEV_MQUEUE, DEV_SHM, MOUNT_MQUEUE,
 };
 pub use procfs::{scan_maps, MapsEntry};
 pub use reads::{forget_shm_reads, record_shm_read, shm_reads, ShmRead, SHM_READS_DIR};
