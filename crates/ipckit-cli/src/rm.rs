@@ -160,8 +160,8 @@ impl clap::Args for Args {
 Flags may be repeated and mixed; they are processed in the order given. Every id, key and name is
 checked before anything is removed. Keys are 0x followed by up to 8 hex digits, or decimal; key 0
 (IPC_PRIVATE) names no object and is refused: remove private objects by id. POSIX names are given
-as `ipckit ls` shows them, /NAME (NAME alone means /NAME); a name may hold any bytes (give them
-as the shell allows, e.g. $'/a\\nb' or $'/\\xff').
+as `ipckit ls` shows them, /NAME (NAME alone means /NAME); a name may hold any bytes, not only
+UTF-8 (pass them as the shell allows, such as bash's $'...' quoting).
 A missing object or one that cannot be removed is reported on its own line and the others are still
 removed; the exit status is then 1.
 -a removes every object of the kind (shm, pshm, msg, pmsg, sem or psem), or of every kind, that you
