@@ -178,7 +178,7 @@ impl Kind {
 pub struct Snapshot {
     /// System V segments.
     pub shm: Vec<ShmInfo>,
-    /// Recorded reads of segments by ipckit ([`shm_reads`](super::shm_reads)): a segment whose
+    /// Recorded reads of segments by ipckit ([`shm_reads`]): a segment whose
     /// last user is such a reader is kept while the last user before the read is alive.
     pub shm_reads: Vec<ShmRead>,
     /// System V semaphore sets.
@@ -286,7 +286,7 @@ impl Orphan {
         }
     }
 
-    /// The POSIX name (`/NAME`) as text: [`display_name`](super::display_name) of
+    /// The POSIX name (`/NAME`) as text: [`display_name`] of
     /// [`os_name`](Self::os_name).
     pub fn name(&self) -> Option<&str> {
         match &self.object {
