@@ -243,14 +243,7 @@ impl Listing {
                         extra: ShmExtra {
                             names: self.sysv_names([s.uid, s.gid, s.cuid, s.cgid]),
                             attached_pids: self.attached_pids(s.id),
-                            attachments: self
-                                .attachments(s.id)
-                                .iter()
-                                .map(|a| AttachCount {
-                                    pid: a.pid,
-                                    count: a.count,
-                                })
-                                .collect(),
+                            attachments: self.attachments(s.id),
                         },
                     })
                 })),
@@ -726,13 +719,7 @@ struct ShmExtra {
     /// PIDs attached now, as far as /proc lets us see.
     attached_pids: Vec<u32>,
     /// Each attached PID and how many times it has the segment attached.
-    attachments: Vec<AttachCount>,
-}
-
-#[derive(Serialize)]
-struct AttachCount {
-    pid: u32,
-    count: u32,
+    attachments: Vec<Attachments>,
 }
 
 /// The names of a POSIX object's owner (or the ids as text).

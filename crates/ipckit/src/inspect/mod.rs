@@ -19,9 +19,10 @@
 //! - [`gc`]: objects left behind by processes that are gone, by rules over these listings;
 //!   [`record_shm_read`] and [`shm_reads`]: what `ipckit dump`'s attachment changed, so that
 //!   `gc` is not fooled by it.
-//! - With the `serde` feature, the objects, [`gc::Orphan`], [`Limits`] and [`Usage`] implement
-//!   `serde::Serialize` in the shape `ipckit ls --json` and `ipckit gc --json` print (each object
-//!   with its `"kind"`, keys `"0x%08x"`, permissions `"0640"`, times RFC 3339 in UTC or `null`).
+//! - With the `serde` feature, the objects, [`Attachments`], [`gc::Orphan`], [`Limits`] and
+//!   [`Usage`] implement `serde::Serialize` in the shape `ipckit ls --json` and `ipckit gc --json`
+//!   print (each object with its `"kind"`, keys `"0x%08x"`, permissions `"0640"`, times RFC 3339
+//!   in UTC or `null`; a POSIX name that is not UTF-8 as [`display_name`] plus `"name_bytes"`).
 //!
 //! Only plain files are read (POSIX semaphores and queues are also opened, to read a value and
 //! attributes); nothing here needs privilege, though without it the maps and descriptors of other

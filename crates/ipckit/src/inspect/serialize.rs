@@ -14,7 +14,7 @@ use serde::Serialize;
 
 use super::gc::{Kind, Orphan};
 use super::posix::{PosixMqInfo, PosixSemInfo, PosixShmInfo};
-use super::sysv::{MsgInfo, SemInfo, ShmInfo};
+use super::sysv::{Attachments, MsgInfo, SemInfo, ShmInfo};
 
 /// Permission bits as four octal digits, as `chmod` takes them.
 fn perms(mode: u32) -> String {
@@ -147,6 +147,16 @@ fn posix_name<S: SerializeStruct>(st: &mut S, name: &OsStr) -> Result<(), S::Err
         st.skip_field("name_bytes")
     } else {
         st.serialize_field("name_bytes", name.as_bytes())
+    }
+}
+
+/// `pid`, `count`: one element of a segment's `"attachments"` in `ipckit ls --json`.
+impl Serialize for Attachments {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut st = s.serialize_struct("Attachments", 2)?;
+        st.serialize_field("pid", &self.pid)?;
+        st.serialize_field("count", &self.count)?;
+        st.end()
     }
 }
 
