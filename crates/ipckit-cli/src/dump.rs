@@ -1,7 +1,11 @@
 //! `ipckit dump -m ID`: the bytes of a System V shared-memory segment, as `hexdump -C` shows them.
 //!
-//! The segment is attached read-only, so dumping it cannot change it, and the selected bytes are
-//! copied out first (other processes may be writing them; the dump shows one copy). The formatter
+//! The segment is attached read-only, so dumping it cannot change its bytes, and the selected
+//! bytes are copied out first (other processes may be writing them; the dump shows one copy).
+//! Attaching does change what the kernel records of the segment's use: its last-user PID
+//! (`lpid`) becomes the dump's, and its attach and detach times (`atime`, `dtime`) the dump's.
+//! So that `ipckit gc` does not take the dump, once exited, for the segment's last user, the
+//! dump records the `lpid` it replaced (`ipckit::inspect::record_shm_read`). The formatter
 //! ([`write_canonical`]) is a pure function that reproduces util-linux's `hexdump -C` layout byte
 //! for byte, including the `*` line for repeated lines and the final offset line.
 
@@ -9,7 +13,10 @@ use std::io::{self, BufWriter, Write};
 use std::process::ExitCode;
 
 use anyhow::{anyhow, bail, Context, Result};
-use ipckit::sysv::shm::Segment;
+use std::time::UNIX_EPOCH;
+
+use ipckit::inspect::{self, ShmRead};
+use ipckit::sysv::shm::{Segment, ShmStat};
 use ipckit::Object;
 
 use crate::rm::{describe, parse_id};
@@ -36,7 +43,12 @@ pub struct Args {
 
 pub fn run(args: Args) -> Result<ExitCode> {
     let object = Object::ShmId(args.id);
-    let attachment = Segment::from_id(args.id)
+    let segment = Segment::from_id(args.id);
+    // The last user the attachment is about to replace, for `gc` (see `record_read`).
+    let before = segment
+        .stat()
+        .map_err(|e| anyhow!("dump: {}", describe(&object, &e)))?;
+    let attachment = segment
         .attach_read_only()
         .map_err(|e| anyhow!("dump: {}", describe(&object, &e)))?;
     let size = attachment.len();
@@ -56,10 +68,15 @@ pub fn run(args: Args) -> Result<ExitCode> {
     attachment
         .read_at(start, &mut selection)
         .map_err(|e| anyhow!("dump: {}", describe(&object, &e)))?;
+    drop(attachment);
+    record_read(args.id, &before);
 
     let mut out = BufWriter::with_capacity(1 << 16, io::stdout().lock());
     let written = if args.raw {
         out.write_all(&selection)
+    } else if selection.is_empty() && args.len.is_none() {
+        // `hexdump -C -s END` of a file of END bytes: only the end offset.
+        writeln!(out, "{start:08x}")
     } else {
         write_canonical(&mut out, &selection, start as u64)
     }
@@ -69,6 +86,32 @@ pub fn run(args: Args) -> Result<ExitCode> {
         // The reader went away (`| head`): nothing is wrong, and nobody is left to tell.
         Err(e) if e.kind() == io::ErrorKind::BrokenPipe => Ok(ExitCode::SUCCESS),
         Err(e) => Err(e).context("dump: write to stdout"),
+    }
+}
+
+/// Records that this process, only reading, became the last user of segment `id` in place of
+/// `before.lpid`, so that `ipckit gc` does not take this dump, which is about to exit, for the
+/// segment's last real user. A failure to record is one warning line: the dump itself is done.
+fn record_read(id: i32, before: &ShmStat) {
+    let read = ShmRead {
+        id,
+        key: before.perm.key,
+        ctime: before
+            .ctime
+            .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+            .map(|d| d.as_secs()),
+        reader: std::process::id(),
+        lpid_before: before.lpid,
+    };
+    let existing: Vec<i32> = inspect::shm_segments()
+        .map(|v| v.iter().map(|s| s.id).collect())
+        .unwrap_or_else(|_| vec![id]);
+    if let Err(e) = inspect::record_shm_read(&read, &existing) {
+        eprintln!(
+            "ipckit: dump: {e}; `ipckit gc` will take this dump (pid {}) for the segment's last \
+             user",
+            read.reader
+        );
     }
 }
 

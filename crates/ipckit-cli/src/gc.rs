@@ -11,11 +11,14 @@
 //! `"removed"`, `"gone"` (removed by someone else meanwhile), `"in-use"` (no longer an orphan,
 //! kept) or `"failed"` with `"error"`.
 
+use std::ffi::OsStr;
 use std::io::{self, Write};
+use std::os::unix::ffi::OsStrExt;
 use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
+use clap::builder::{OsStringValueParser, TypedValueParser};
 use ipckit::inspect::gc::{self, format_duration, Kind, Orphan, Policy, ProcLiveness, Removal};
 use ipckit::inspect::{self, PosixKind, PosixMqs};
 use ipckit::Object;
@@ -26,15 +29,22 @@ use crate::output::{self, key_hex};
 #[derive(clap::Args)]
 #[command(after_help = "\
 An object is an orphan when:
-  System V shared memory: nothing is attached and its creator and last user (cpid, lpid) have exited;
+  System V shared memory: nothing is attached, its creator and last user (cpid, lpid) have exited
+    and it was not attached, detached or changed within --older-than;
   System V semaphore sets: the processes that last operated on its semaphores have exited (the
     kernel records no creator) and it was not operated on or changed within --older-than;
   System V message queues: the last sender and receiver have exited and nothing was sent, received
     or changed within --older-than;
-  POSIX shared memory, semaphores, queues: no live process maps it or holds it open (or waits for a
-    queue's notification) and its file was not modified or changed within --older-than.
-A process counts as alive while /proc/PID exists: a PID reused by another process keeps an object
-(the safe side). Without privilege, other users' processes cannot be inspected, so their use of an
+  POSIX shared memory and semaphores: no live process maps it or holds it open and its file was not
+    modified or changed within --older-than;
+  POSIX message queues: no live process holds it open or waits for its notification, and nothing
+    was sent or received, nor was it created, within --older-than (its file's mtime: reading the
+    queue's file, as listing does, changes its ctime); a queue you cannot read is kept.
+Every kind must be untouched for --older-than: System V segments count their creation, last attach
+and last detach (ctime, atime, dtime), so one made by `ipckit mk -M` is safe until a program
+attaches it.
+A process counts as alive while /proc/PID exists and is not a zombie: a PID reused by another
+process keeps an object (the safe side). Without privilege, other users' processes cannot be inspected, so their use of an
 object is not seen; their objects cannot be removed by you either.
 With --yes, each orphan is checked again right before it is removed; an object that is in use
 again, or gone, is reported and left alone.")]
@@ -50,7 +60,8 @@ pub struct Args {
     older_than: Duration,
     /// Consider only this object (KIND:ID or KIND:NAME, e.g. sysv-shm:5 or posix-shm:/x); may be
     /// repeated. Used by the tests to stay within their own objects.
-    #[arg(long = "only", value_name = "KIND:OBJECT", value_parser = parse_only, hide = true)]
+    #[arg(long = "only", value_name = "KIND:OBJECT", hide = true,
+          value_parser = OsStringValueParser::new().try_map(|s| parse_only(&s)))]
     only: Vec<(Kind, Object)>,
 }
 
@@ -61,6 +72,19 @@ pub fn run(args: Args) -> Result<ExitCode> {
             "ipckit: gc: POSIX message queues are not checked: no mqueue file system is mounted; \
              mount one with `{}`",
             inspect::MOUNT_MQUEUE
+        ));
+    }
+    let unreadable = snapshot
+        .posix_mq
+        .as_ref()
+        .map_or(&[][..], PosixMqs::queues)
+        .iter()
+        .filter(|q| q.used_bytes.is_none())
+        .count();
+    if unreadable > 0 {
+        say(&format!(
+            "ipckit: gc: {unreadable} POSIX message queue(s) could not be read (no read \
+             permission) and are kept"
         ));
     }
     let policy = Policy::new(args.older_than);
@@ -134,8 +158,8 @@ impl<'a> Row<'a> {
     /// `id 5 (key 0x00000000)` or `/name`.
     fn object(&self) -> String {
         let o = self.orphan;
-        match (o.name(), o.id(), o.key) {
-            (Some(name), _, _) => name.to_owned(),
+        match (o.os_name(), o.id(), o.key) {
+            (Some(name), _, _) => crate::escape::cell(name),
             (None, Some(id), Some(key)) => format!("id {id} (key {})", key_hex(key)),
             (None, Some(id), None) => format!("id {id}"),
             _ => String::new(),
@@ -181,14 +205,23 @@ fn say(line: &str) {
     let _ = writeln!(io::stderr().lock(), "{line}");
 }
 
-/// `KIND:ID` (System V) or `KIND:NAME` (POSIX), kinds as `ls --json` names them.
-fn parse_only(s: &str) -> Result<(Kind, Object), String> {
-    let (kind, what) = s
-        .split_once(':')
-        .ok_or_else(|| format!("{s:?} is not KIND:ID or KIND:NAME"))?;
-    let id = || crate::rm::parse_id(what);
-    let name = |k: PosixKind| inspect::posix_name(k, what).map_err(|e| e.to_string());
-    Ok(match kind {
+/// `KIND:ID` (System V) or `KIND:NAME` (POSIX, any bytes), kinds as `ls --json` names them.
+fn parse_only(s: &OsStr) -> Result<(Kind, Object), String> {
+    let bytes = s.as_bytes();
+    let colon = bytes
+        .iter()
+        .position(|&b| b == b':')
+        .ok_or_else(|| format!("\"{}\" is not KIND:ID or KIND:NAME", crate::escape::cell(s)))?;
+    let kind = String::from_utf8_lossy(&bytes[..colon]);
+    let what = OsStr::from_bytes(&bytes[colon + 1..]);
+    let id = || crate::rm::parse_id(&what.to_string_lossy());
+    // Orphans name their objects by inspect::display_name.
+    let name = |k: PosixKind| {
+        inspect::posix_name_os(k, what)
+            .map(|n| inspect::display_name(&n).into_owned())
+            .map_err(|e| e.to_string())
+    };
+    Ok(match kind.as_ref() {
         "sysv-shm" => (Kind::SysvShm, Object::ShmId(id()?)),
         "sysv-sem" => (Kind::SysvSem, Object::SemId(id()?)),
         "sysv-msg" => (Kind::SysvMsg, Object::MsgId(id()?)),
@@ -201,7 +234,12 @@ fn parse_only(s: &str) -> Result<(Kind, Object), String> {
             Object::PosixSem(name(PosixKind::Sem)?.into()),
         ),
         "posix-mq" => (Kind::PosixMq, Object::PosixMq(name(PosixKind::Mq)?.into())),
-        _ => return Err(format!("unknown kind {kind:?} in {s:?}")),
+        _ => {
+            return Err(format!(
+                "unknown kind {kind:?} in \"{}\"",
+                crate::escape::cell(s)
+            ))
+        }
     })
 }
 
@@ -211,6 +249,7 @@ mod tests {
 
     #[test]
     fn only_names_a_kind_and_an_object() {
+        let parse_only = |s: &str| parse_only(OsStr::new(s));
         assert_eq!(
             parse_only("sysv-shm:5"),
             Ok((Kind::SysvShm, Object::ShmId(5)))

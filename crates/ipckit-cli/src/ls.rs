@@ -4,21 +4,28 @@
 //! JSON is one array with an object per IPC object. Every object has `"kind"` (`"sysv-shm"`,
 //! `"sysv-sem"`, `"sysv-msg"`, `"posix-shm"`, `"posix-sem"`, `"posix-mq"`), the owner fields and
 //! `"perms"`; System V objects add `"key"` and `"id"`, POSIX objects `"name"` and their file's
-//! `"mtime"` and `"ctime"`, and each kind its own fields. A value that cannot be read (the value of
+//! `"mtime"` and `"ctime"`, and each kind its own fields. A POSIX name is a file name and need not
+//! be UTF-8: `"name"` is the name itself when it is UTF-8, otherwise the name with each byte that
+//! is not part of a UTF-8 character written `\xNN`, followed by `"name_bytes"`, every byte of the
+//! name as a number. Tables escape names as lsipc does: control characters, bytes that are not
+//! UTF-8 and a backslash before `x` as `\xNN`. A value that cannot be read (the value of
 //! a semaphore this user may not open, the counts of such a queue) is `null`. When no `mqueue` file
 //! system is mounted, POSIX queues cannot be listed: stderr says so and how to mount it, and the
 //! JSON simply has none. `-l --json` and `-u --json` print one object with every System V limit or
 //! count, whatever the kind flags; `-l --json` adds `shmmin`, `semvmx` and, under `"mqueue"`,
-//! the POSIX queue limits of /proc/sys/fs/mqueue.
+//! the POSIX queue limits of /proc/sys/fs/mqueue. A System V segment's `"attachments"` lists each
+//! attached PID with how many times it has the segment attached (`[{"pid": 12, "count": 211}]`,
+//! from its maps); the `-p` table shows such a PID as `12(x211)`.
 
 use std::collections::BTreeMap;
+use std::ffi::OsStr;
 use std::process::ExitCode;
 use std::time::SystemTime;
 
 use anyhow::{Context, Result};
 use ipckit::inspect::{
-    self, FileId, Limits, MsgInfo, Names, PosixMqInfo, PosixMqs, PosixSemInfo, PosixShmInfo,
-    SemInfo, SemaphoreState, ShmInfo, Usage, Users,
+    self, Attachments, FileId, Limits, MsgInfo, Names, PosixMqInfo, PosixMqs, PosixSemInfo,
+    PosixShmInfo, SemInfo, SemaphoreState, ShmInfo, Usage, Users,
 };
 use serde::Serialize;
 
@@ -242,6 +249,17 @@ pub fn run(args: Args) -> Result<ExitCode> {
                 inspect::MOUNT_MQUEUE
             );
         }
+        let unreadable = listing
+            .posix_mq
+            .iter()
+            .filter(|q| q.used_bytes.is_none())
+            .count();
+        if unreadable > 0 {
+            eprintln!(
+                "ipckit: ls: {unreadable} POSIX message queue(s) could not be read (no read \
+                 permission): listed with owner and mode only"
+            );
+        }
         if args.json {
             output::print_json(&listing.json())?;
         } else if lsipc {
@@ -260,8 +278,8 @@ struct Listing {
     shm: Vec<ShmInfo>,
     sem: Vec<SemInfo>,
     msg: Vec<MsgInfo>,
-    /// shmid → attached PIDs (read only when shown).
-    attached: BTreeMap<i32, Vec<u32>>,
+    /// shmid → attached PIDs and how many times each (read only when shown).
+    attached: BTreeMap<i32, Vec<Attachments>>,
     posix_shm: Vec<PosixShmInfo>,
     posix_sem: Vec<PosixSemInfo>,
     posix_mq: Vec<PosixMqInfo>,
@@ -297,7 +315,7 @@ impl Listing {
         if has(Kind::SysvShm) {
             l.shm = inspect::shm_segments()?;
             if with_pids {
-                l.attached = inspect::shm_attached_pids()?;
+                l.attached = inspect::shm_attachments()?;
             }
         }
         if has(Kind::SysvSem) {
@@ -366,8 +384,12 @@ impl Listing {
         self.users.get(&file).cloned().unwrap_or_default()
     }
 
-    fn attached_pids(&self, shmid: i32) -> Vec<u32> {
+    fn attachments(&self, shmid: i32) -> Vec<Attachments> {
         self.attached.get(&shmid).cloned().unwrap_or_default()
+    }
+
+    fn attached_pids(&self, shmid: i32) -> Vec<u32> {
+        self.attachments(shmid).iter().map(|a| a.pid).collect()
     }
 
     /// The `--json` array: each object as the library serializes it (kind, ids, permissions,
@@ -382,6 +404,7 @@ impl Listing {
                         extra: ShmExtra {
                             names: self.sysv_names([s.uid, s.gid, s.cuid, s.cgid]),
                             attached_pids: self.attached_pids(s.id),
+                            attachments: self.attachments(s.id),
                         },
                     })
                 })),
@@ -570,7 +593,7 @@ impl Listing {
                 cells.extend([
                     s.cpid.to_string(),
                     s.lpid.to_string(),
-                    pid_cell(&self.attached_pids(s.id)),
+                    attach_cell(&self.attachments(s.id)),
                 ]);
             }
             table.row(cells);
@@ -670,10 +693,7 @@ impl Listing {
                 .map(|s| {
                     let mut r = self.posix_record(&s.name, s.mode, s.uid, s.gid, s.ctime, f);
                     r.push((Column::Mtime, f.time.format(Some(s.mtime))));
-                    r.push((
-                        Column::Sval,
-                        s.value.map_or(String::new(), |v| v.to_string()),
-                    ));
+                    r.push((Column::Sval, optional(s.value)));
                     r
                 })
                 .collect(),
@@ -683,11 +703,11 @@ impl Listing {
                 .map(|q| {
                     let mut r = self.posix_record(&q.name, q.mode, q.uid, q.gid, q.ctime, f);
                     r.push((Column::Mtime, f.time.format(Some(q.mtime))));
-                    r.push((Column::Usedbytes, size_cell(q.used_bytes, f)));
                     r.push((
-                        Column::Msgs,
-                        q.messages.map_or(String::new(), |n| n.to_string()),
+                        Column::Usedbytes,
+                        q.used_bytes.map_or_else(String::new, |b| size_cell(b, f)),
                     ));
+                    r.push((Column::Msgs, optional(q.messages)));
                     r
                 })
                 .collect(),
@@ -725,7 +745,7 @@ impl Listing {
     /// creator).
     fn posix_record(
         &self,
-        name: &str,
+        name: &OsStr,
         mode: u32,
         uid: u32,
         gid: u32,
@@ -733,7 +753,7 @@ impl Listing {
         f: &Format,
     ) -> Record {
         vec![
-            (Column::Name, name_cell(name)),
+            (Column::Name, crate::escape::cell(name)),
             (Column::Owner, self.names.user(uid)),
             (Column::Perms, columns::perms(mode, f.numeric_perms)),
             (Column::Cuid, uid.to_string()),
@@ -949,13 +969,13 @@ impl Listing {
 
     fn posix_ident_cells(
         &self,
-        name: &str,
+        name: &OsStr,
         mode: u32,
         uid: u32,
         gid: u32,
         args: &Args,
     ) -> Vec<String> {
-        let mut cells = vec![name_cell(name)];
+        let mut cells = vec![crate::escape::cell(name)];
         if args.creator {
             cells.extend([
                 perms_short(mode),
@@ -1069,7 +1089,7 @@ impl Listing {
                     optional(q.messages),
                     optional(q.max_messages),
                     optional(q.message_size),
-                    q.used_bytes.to_string(),
+                    optional(q.used_bytes),
                 ]);
             }
             if args.time {
@@ -1084,20 +1104,28 @@ impl Listing {
     }
 }
 
-/// A POSIX name as a table cell. Every table prints names through this one function.
-fn name_cell(name: &str) -> String {
-    name.to_owned()
-}
-
 /// PIDs as one cell: `12,13`.
 fn pid_cell(pids: &[u32]) -> String {
     let pids: Vec<String> = pids.iter().map(u32::to_string).collect();
     pids.join(",")
 }
 
-/// A value that may be unknown (`-`).
+/// Attached PIDs as one cell: `12,13`, and a PID holding the segment more than once flagged
+/// with its count, `12(x211)`.
+fn attach_cell(attachments: &[Attachments]) -> String {
+    let cells: Vec<String> = attachments
+        .iter()
+        .map(|a| match a.count {
+            1 => a.pid.to_string(),
+            n => format!("{}(x{n})", a.pid),
+        })
+        .collect();
+    cells.join(",")
+}
+
+/// A value that may be unknown (left empty, as lsipc does).
 fn optional<T: ToString>(value: Option<T>) -> String {
-    value.map_or_else(|| "-".to_owned(), |v| v.to_string())
+    value.map_or_else(String::new, |v| v.to_string())
 }
 
 /// One IPC object in `ls --json`: the library's serialization of it (which holds `"kind"`) and
@@ -1153,6 +1181,8 @@ struct ShmExtra {
     names: SysvNames,
     /// PIDs attached now, as far as /proc lets us see.
     attached_pids: Vec<u32>,
+    /// Each attached PID and how many times it has the segment attached.
+    attachments: Vec<Attachments>,
 }
 
 /// The names of a POSIX object's owner (or the ids as text).

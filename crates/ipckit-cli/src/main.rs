@@ -13,6 +13,7 @@ mod columns;
 mod completions;
 mod demo;
 mod dump;
+mod escape;
 mod gc;
 mod key;
 mod leave;

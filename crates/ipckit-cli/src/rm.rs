@@ -6,13 +6,14 @@
 //! or cannot be removed gets one line on stderr; the others are still removed, and the exit status
 //! says whether everything went.
 
+use std::ffi::{OsStr, OsString};
 use std::io::{self, Write};
 use std::process::ExitCode;
 
 use anyhow::Result;
+use clap::builder::{OsStringValueParser, TypedValueParser};
 use clap::{Arg, ArgAction, ArgGroup, ArgMatches, Command, FromArgMatches};
 use ipckit::inspect::{self, PosixKind, PosixMqs};
-use ipckit::posix::{mq::MessageQueue, sem::NamedSemaphore, shm::SharedMemory};
 use ipckit::sysv::{msg::MsgQueue, sem::SemSet, shm::Segment};
 use ipckit::{Key, Object};
 
@@ -66,8 +67,8 @@ impl Class {
 enum Target {
     Id(Kind, i32),
     Key(Kind, Key),
-    /// A POSIX object by name (`/NAME`).
-    Name(PosixKind, String),
+    /// A POSIX object by name (`/NAME`): any bytes a file name may hold, UTF-8 or not.
+    Name(PosixKind, OsString),
     /// `-a`: every object of one kind, or of all kinds.
     All(Option<Class>),
 }
@@ -159,7 +160,8 @@ impl clap::Args for Args {
 Flags may be repeated and mixed; they are processed in the order given. Every id, key and name is
 checked before anything is removed. Keys are 0x followed by up to 8 hex digits, or decimal; key 0
 (IPC_PRIVATE) names no object and is refused: remove private objects by id. POSIX names are given
-as `ipckit ls` shows them, /NAME (NAME alone means /NAME).
+as `ipckit ls` shows them, /NAME (NAME alone means /NAME); a name may hold any bytes, not only
+UTF-8 (pass them as the shell allows, such as bash's $'...' quoting).
 A missing object or one that cannot be removed is reported on its own line and the others are still
 removed; the exit status is then 1.
 -a removes every object of the kind (shm, pshm, msg, pmsg, sem or psem), or of every kind, that you
@@ -187,7 +189,9 @@ mounted (mount -t mqueue none /dev/mqueue).",
                     .help(help)
                     .value_name("NAME")
                     .action(ArgAction::Append)
-                    .value_parser(move |s: &str| parse_name(kind, s)),
+                    .value_parser(
+                        OsStringValueParser::new().try_map(move |s| parse_name(kind, &s)),
+                    ),
             );
         }
         cmd.arg(
@@ -238,7 +242,7 @@ impl FromArgMatches for Args {
             let Some(indices) = m.indices_of(id) else {
                 continue;
             };
-            let names = m.get_many::<String>(id).into_iter().flatten();
+            let names = m.get_many::<OsString>(id).into_iter().flatten();
             positioned.extend(
                 indices
                     .zip(names)
@@ -290,7 +294,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
             }
             Target::Name(kind, name) => {
                 if let Err(e) = remove_by_name(kind, &name) {
-                    complain(&kind.object(&name), &e);
+                    complain(&name_object(kind, &name), &e);
                     ok = false;
                 }
             }
@@ -327,18 +331,19 @@ fn remove_by_key(kind: Kind, key: Key) -> ipckit::Result<()> {
     }
 }
 
-fn remove_by_name(kind: PosixKind, name: &str) -> ipckit::Result<()> {
-    match kind {
-        PosixKind::Shm => SharedMemory::unlink(name),
-        PosixKind::Sem => NamedSemaphore::unlink(name),
-        PosixKind::Mq => MessageQueue::unlink(name),
-    }
+fn remove_by_name(kind: PosixKind, name: &OsStr) -> ipckit::Result<()> {
+    inspect::unlink_posix(kind, name)
+}
+
+/// The object named `name`, for messages: its name escaped as a table shows it.
+fn name_object(kind: PosixKind, name: &OsStr) -> Object {
+    kind.object(&crate::escape::cell(name))
 }
 
 /// Removes every POSIX object of `kind` that is listed now, as [`remove_all`] does; queues cannot
 /// be listed without a mounted mqueue file system, which is reported as a failure.
 fn remove_all_posix(kind: PosixKind) -> bool {
-    let names: ipckit::Result<Vec<String>> = match kind {
+    let names: ipckit::Result<Vec<OsString>> = match kind {
         PosixKind::Shm => {
             inspect::posix_shm_objects().map(|v| v.into_iter().map(|s| s.name).collect())
         }
@@ -369,7 +374,7 @@ fn remove_all_posix(kind: PosixKind) -> bool {
     for name in names {
         match remove_by_name(kind, &name) {
             Err(e) if !is_missing(&e) => {
-                complain(&kind.object(&name), &e);
+                complain(&name_object(kind, &name), &e);
                 ok = false;
             }
             _ => {}
@@ -452,11 +457,15 @@ pub fn parse_id(s: &str) -> Result<i32, String> {
     }
 }
 
-/// A POSIX name for removal: `/NAME` as ls shows it, or `NAME`.
-fn parse_name(kind: PosixKind, s: &str) -> Result<String, String> {
-    inspect::posix_name(kind, s).map_err(|e| match e {
+/// A POSIX name for removal: `/NAME` as ls shows it, or `NAME`; any bytes but a slash past the
+/// first and NUL.
+fn parse_name(kind: PosixKind, s: &OsStr) -> Result<OsString, String> {
+    inspect::posix_name_os(kind, s).map_err(|e| match e {
         ipckit::Error::InvalidArgument { reason, .. } => {
-            format!("{s:?} is not a POSIX name: {reason}")
+            format!(
+                "\"{}\" is not a POSIX name: {reason}",
+                crate::escape::cell(s)
+            )
         }
         e => e.to_string(),
     })
@@ -637,7 +646,7 @@ mod tests {
     #[test]
     fn missing_posix_objects_are_described_in_plain_words() {
         let name = "/ipckit-rm-unit-never-created";
-        let e = remove_by_name(PosixKind::Mq, name).unwrap_err();
+        let e = remove_by_name(PosixKind::Mq, name.as_ref()).unwrap_err();
         assert_eq!(
             describe(&PosixKind::Mq.object(name), &e),
             format!("POSIX message queue {name}: no such object")

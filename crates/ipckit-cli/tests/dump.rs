@@ -42,6 +42,8 @@ fn pattern() -> Vec<u8> {
 fn dump(shm: &OwnedSegment, extra: &[&str]) -> Vec<u8> {
     let id = shm.id().to_string();
     let out = ipckit(&[&["dump", "-m", &id], extra].concat());
+    // What the dump recorded for `gc` goes with the test's segment.
+    ipckit::inspect::forget_shm_reads(shm.id());
     assert!(
         out.status.success(),
         "dump {extra:?} failed: {}",
@@ -125,9 +127,9 @@ fn offset_and_len_select_a_range_numbered_from_the_segment_start() {
 }
 
 #[test]
-fn an_empty_range_at_the_end_prints_nothing() {
+fn an_empty_range_prints_nothing_but_the_end_offset_without_len() {
     let shm = segment_with(b"abc");
-    assert_eq!(dump(&shm, &["--offset", "3"]), b"");
+    assert_eq!(text(&dump(&shm, &["--offset", "3"])), "00000003\n");
     assert_eq!(dump(&shm, &["--offset", "1", "--len", "0"]), b"");
 }
 
@@ -163,4 +165,18 @@ fn a_reader_that_closes_the_pipe_early_ends_the_dump_quietly() {
         assert_eq!(text(&out.stderr), "", "raw: {raw}");
         assert!(out.status.success(), "raw: {raw}: {:?}", out.status);
     }
+}
+
+#[test]
+fn offset_at_the_end_prints_the_end_offset_as_hexdump_does() {
+    let shm = segment_with(&[7u8; 4096]);
+    assert_eq!(text(&dump(&shm, &["--offset", "4096"])), "00001000\n");
+    if let Some(expected) = hexdump_c(&[7u8; 4096], &["-s", "4096"]) {
+        assert_eq!(text(&expected), "00001000\n");
+    }
+    assert_eq!(
+        dump(&shm, &["--offset", "4096", "--len", "0"]),
+        b"",
+        "as -n 0"
+    );
 }

@@ -10,7 +10,7 @@ use ipckit::sysv::msg::MsgQueue;
 use ipckit::sysv::sem::SemSet;
 use ipckit::sysv::shm::Segment;
 use ipckit::Key;
-use ipckit_testkit::{child_role, spawn_self, unique_key, Conversation};
+use ipckit_testkit::{child_role, no_process_starts, spawn_self, unique_key, Conversation};
 
 fn euid() -> u32 {
     rustix::process::geteuid().as_raw()
@@ -250,4 +250,26 @@ fn limits_are_positive_and_usage_counts_our_objects() {
     assert!(u.sem_arrays >= 1);
     assert!(u.sem_semaphores >= 5);
     drop(set);
+}
+
+#[test]
+fn attachments_count_how_many_times_a_process_has_a_segment() {
+    let seg = Segment::create(Key::PRIVATE, 4096).unwrap().into_owned();
+    // A process another test starts would copy the attachments until it execs.
+    let _no_starts = no_process_starts();
+    let three: Vec<_> = (0..3).map(|_| seg.attach().unwrap()).collect();
+    let me = std::process::id();
+    let mine = |id| {
+        inspect::shm_attachments()
+            .unwrap()
+            .remove(&id)
+            .unwrap_or_default()
+            .into_iter()
+            .find(|a| a.pid == me)
+            .map(|a| a.count)
+    };
+    assert_eq!(mine(seg.id()), Some(3));
+    assert_eq!(shm(seg.id()).unwrap().nattch, 3);
+    drop(three);
+    assert_eq!(mine(seg.id()), None);
 }

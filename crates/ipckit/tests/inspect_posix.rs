@@ -16,7 +16,8 @@ use ipckit::posix::mq::MessageQueue;
 use ipckit::posix::sem::NamedSemaphore;
 use ipckit::posix::shm::SharedMemory;
 use ipckit_testkit::{
-    child_role, no_process_starts, spawn_self, umask, unique_name, Conversation, Defer,
+    become_nobody, child_role, is_root, no_process_starts, spawn_self, start, umask, unique_name,
+    Conversation, Defer,
 };
 
 fn euid() -> u32 {
@@ -27,20 +28,20 @@ fn shm(name: &str) -> Option<PosixShmInfo> {
     inspect::posix_shm_objects()
         .unwrap()
         .into_iter()
-        .find(|s| s.name == name)
+        .find(|s| s.name == *name)
 }
 
 fn sem(name: &str) -> Option<PosixSemInfo> {
     inspect::posix_semaphores()
         .unwrap()
         .into_iter()
-        .find(|s| s.name == name)
+        .find(|s| s.name == *name)
 }
 
 /// The queue `name`, or `None` when /dev/mqueue is not mounted (the test then says so and stops).
 fn mq(name: &str) -> Option<Option<PosixMqInfo>> {
     match inspect::posix_mqueues().unwrap() {
-        PosixMqs::Listed(v) => Some(v.into_iter().find(|q| q.name == name)),
+        PosixMqs::Listed(v) => Some(v.into_iter().find(|q| q.name == *name)),
         PosixMqs::NotMounted => None,
     }
 }
@@ -132,7 +133,7 @@ fn message_queue_is_listed_with_counts_and_sizes_without_consuming() {
     assert_eq!(info.messages, Some(0));
     assert_eq!(info.max_messages, Some(5));
     assert_eq!(info.message_size, Some(64));
-    assert_eq!(info.used_bytes, 0);
+    assert_eq!(info.used_bytes, Some(0));
     assert_eq!(info.notify_pid, None);
     assert_eq!(info.permissions(), 0o600);
     assert_eq!(info.uid, euid());
@@ -142,12 +143,12 @@ fn message_queue_is_listed_with_counts_and_sizes_without_consuming() {
     let info = mq(&name).unwrap().unwrap();
     assert_eq!(info.messages, Some(2));
     // QSIZE counts the text (13 bytes) plus the kernel's bookkeeping per priority.
-    assert!(info.used_bytes >= 13, "{}", info.used_bytes);
+    assert!(info.used_bytes >= Some(13), "{:?}", info.used_bytes);
     // Listing did not receive anything.
     let mut buf = [0u8; 64];
     assert_eq!(q.try_recv(&mut buf).unwrap(), Some((8, 2)));
     assert_eq!(q.try_recv(&mut buf).unwrap(), Some((5, 1)));
-    assert_eq!(mq(&name).unwrap().unwrap().used_bytes, 0);
+    assert_eq!(mq(&name).unwrap().unwrap().used_bytes, Some(0));
     // A queue descriptor links to "/NAME": it is followed and matched.
     assert!(users_of(info.file).open.contains(&std::process::id()));
 }
@@ -221,4 +222,49 @@ fn object_nobody_uses_has_no_users() {
     assert!(users_of(file).is_empty());
     let meta = std::fs::metadata(format!("{DEV_SHM}{name}")).unwrap();
     assert_eq!(FileId::of_metadata(&meta).ino, meta.ino());
+}
+
+#[test]
+fn queue_another_user_cannot_read_is_listed_from_stat_with_unknown_counts() {
+    const TEST: &str = "queue_another_user_cannot_read_is_listed_from_stat_with_unknown_counts";
+    if let Some(name) = child_role() {
+        // The child, as nobody: root's 0600 queue cannot be read, yet the listing succeeds.
+        become_nobody();
+        let queues = match inspect::posix_mqueues() {
+            Ok(PosixMqs::Listed(v)) => v,
+            other => panic!("listing failed as nobody: {other:?}"),
+        };
+        let q = queues
+            .into_iter()
+            .find(|q| q.name == *name)
+            .expect("listed");
+        assert_eq!((q.uid, q.permissions()), (0, 0o600));
+        assert_eq!(q.used_bytes, None);
+        assert_eq!(
+            (q.messages, q.max_messages, q.message_size),
+            (None, None, None)
+        );
+        assert_eq!(q.notify_pid, None);
+        return;
+    }
+    if !is_root() {
+        eprintln!("skipped: needs root to make a queue that the user nobody cannot read");
+        return;
+    }
+    let name = unique_name("inspect-mq-unreadable");
+    let _q = MessageQueue::options()
+        .mode(0o600)
+        .exclusive(true)
+        .open(&name)
+        .unwrap()
+        .into_owned();
+    if mq(&name).is_none() {
+        eprintln!(
+            "skipped: /dev/mqueue is not mounted ({})",
+            inspect::MOUNT_MQUEUE
+        );
+        return;
+    }
+    let status = start(spawn_self(TEST, &name)).wait();
+    assert!(status.success(), "child's verdict: {status}");
 }

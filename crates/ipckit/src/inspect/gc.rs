@@ -9,8 +9,10 @@
 //! functions of their inputs, so they are tested with made-up listings and PIDs.
 //!
 //! # The rules
-//! - **System V shared memory**: nothing attached (`nattch` 0), and its creator (`cpid`) and last
-//!   user (`lpid`, 0 if none) are not alive.
+//! - **System V shared memory**: nothing attached (`nattch` 0), its creator (`cpid`) and last
+//!   user (`lpid`, 0 if none) are not alive, and it was neither attached, detached nor changed
+//!   (`atime`, `dtime`, `ctime`) within [`Policy::older_than`] — so a segment made by `ipcmk` or
+//!   `ipckit mk` for a program that has yet to attach it is not taken away.
 //! - **System V semaphore sets**: the kernel records no creator PID for them, so the PIDs of the
 //!   last operation on each semaphore (`GETPID`, also set by `SETVAL` / `SETALL`; 0 if none) stand
 //!   in for it: none is alive, and neither an operation (`otime`) nor a change (`ctime`) happened
@@ -18,12 +20,25 @@
 //! - **System V message queues**: likewise no creator PID: the last sender and receiver
 //!   (`lspid`, `lrpid`) are not alive, and nothing was sent, received or changed (`stime`,
 //!   `rtime`, `ctime`) within [`Policy::older_than`].
-//! - **POSIX shared memory, semaphores and queues**: no live process maps the object or holds it
-//!   open (for a queue: nor waits for its notification), and its file was not modified or changed
-//!   (`st_mtime`, `st_ctime`) within [`Policy::older_than`].
+//! - **POSIX shared memory and semaphores**: no live process maps the object or holds it open,
+//!   and its file was not modified or changed (`st_mtime`, `st_ctime`) within
+//!   [`Policy::older_than`].
+//! - **POSIX message queues**: no live process holds it open or waits for its notification, and
+//!   nothing was sent or received, nor was it created, within [`Policy::older_than`]: its file's
+//!   `st_mtime`, which the kernel sets only in `mq_open` (creating), `mq_send` and `mq_receive`.
+//!   Its `st_ctime` is no measure: the `mqueue` file system sets it on every `read` of the
+//!   queue's file (which is how `QSIZE` and `NOTIFY_PID` are listed) and on `mq_getattr` and
+//!   `mq_notify`, so any listing would make every queue look fresh. A queue whose file this user
+//!   cannot read (another user's 0600 queue) is never an orphan: who waits for it is unknown.
+//!
+//!
+//! `ipckit dump` must attach a segment to read it, which makes it the segment's last user: it
+//! records the last user it replaced ([`record_shm_read`](super::record_shm_read)), and a segment
+//! whose last user is a recorded reader is kept while the user before the read is alive. (The
+//! read's attach and detach times stay: a dump counts as a use for `older_than`.)
 //!
 //! # Limitations
-//! Liveness is "`/proc/<pid>` exists" ([`ProcLiveness`]): a PID reused by an unrelated process
+//! Liveness is "`/proc/<pid>` exists and is not a zombie" ([`ProcLiveness`]): a PID reused by an unrelated process
 //! makes a dead creator look alive (the object is then kept, the safe side), and a creator in
 //! another PID namespace is judged by the PID it has there. Without privilege the maps and
 //! descriptors of other users' processes cannot be read, so their use of an object is not seen;
@@ -31,19 +46,18 @@
 //! removal a process may still start using an object; the window is one system call.
 
 use std::collections::BTreeMap;
+use std::ffi::{OsStr, OsString};
 use std::path::Path;
 use std::time::{Duration, SystemTime};
 
 use super::posix::{
-    posix_mqueues, posix_semaphores, posix_shm_objects, posix_users, FileId, PosixMqs,
-    PosixSemInfo, PosixShmInfo, Users,
+    display_name, posix_mqueues, posix_semaphores, posix_shm_objects, posix_users, unlink_posix,
+    FileId, PosixKind, PosixMqs, PosixSemInfo, PosixShmInfo, Users,
 };
+use super::reads::{shm_reads, ShmRead};
 use super::sysv::{msg_queues, sem_sets, shm_segments, MsgInfo, SemInfo, ShmInfo};
 use crate::error::{Object, Result};
 use crate::key::Key;
-use crate::posix::mq::MessageQueue;
-use crate::posix::sem::NamedSemaphore;
-use crate::posix::shm::SharedMemory;
 use crate::sysv::msg::MsgQueue;
 use crate::sysv::sem::SemSet;
 use crate::sysv::shm::Segment;
@@ -54,14 +68,33 @@ pub trait Liveness {
     fn is_alive(&self, pid: u32) -> bool;
 }
 
-/// A process is alive while `/proc/<pid>` exists (a zombie counts as alive until reaped).
+/// A process is alive while `/proc/<pid>/stat` exists and its state is not `Z` (zombie: it has
+/// exited, and only its parent has not collected its status yet — in a container whose PID 1
+/// never reaps, for ever) or `X` (dead). A process whose state cannot be read otherwise counts
+/// as alive, the safe side.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct ProcLiveness;
 
 impl Liveness for ProcLiveness {
     fn is_alive(&self, pid: u32) -> bool {
-        pid != 0 && Path::new("/proc").join(pid.to_string()).exists()
+        if pid == 0 {
+            return false;
+        }
+        match std::fs::read(Path::new("/proc").join(pid.to_string()).join("stat")) {
+            Ok(stat) => !matches!(process_state(&stat), Some(b'Z' | b'X')),
+            Err(e) => e.kind() != std::io::ErrorKind::NotFound,
+        }
     }
+}
+
+/// The state letter of a `/proc/<pid>/stat` line: the field after the command name, which is
+/// in parentheses and may itself hold spaces and parentheses (so the last `)` ends it).
+fn process_state(stat: &[u8]) -> Option<u8> {
+    let close = stat.iter().rposition(|&b| b == b')')?;
+    stat.get(close + 1..)?
+        .iter()
+        .copied()
+        .find(|b| !b.is_ascii_whitespace())
 }
 
 impl<F: Fn(u32) -> bool> Liveness for F {
@@ -75,8 +108,7 @@ impl<F: Fn(u32) -> bool> Liveness for F {
 pub struct Policy {
     /// The time to measure ages from.
     pub now: SystemTime,
-    /// An object used or changed more recently than this is never an orphan (System V semaphore
-    /// sets and queues, and POSIX objects).
+    /// An object used or changed more recently than this is never an orphan (every kind).
     pub older_than: Duration,
 }
 
@@ -146,6 +178,9 @@ impl Kind {
 pub struct Snapshot {
     /// System V segments.
     pub shm: Vec<ShmInfo>,
+    /// Recorded reads of segments by ipckit ([`shm_reads`]): a segment whose
+    /// last user is such a reader is kept while the last user before the read is alive.
+    pub shm_reads: Vec<ShmRead>,
     /// System V semaphore sets.
     pub sem: Vec<SemInfo>,
     /// semid → the PID of the last operation on each semaphore of the set (`GETPID`); a set
@@ -172,6 +207,7 @@ impl Snapshot {
         let mut s = Snapshot::default();
         if has(Kind::SysvShm) {
             s.shm = shm_segments()?;
+            s.shm_reads = shm_reads();
         }
         if has(Kind::SysvSem) {
             s.sem = sem_sets()?;
@@ -238,7 +274,7 @@ pub struct Orphan {
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Stamp {
     Sysv { key: Key, ctime: Option<SystemTime> },
-    Posix(FileId),
+    Posix(FileId, OsString),
 }
 
 impl Orphan {
@@ -250,11 +286,20 @@ impl Orphan {
         }
     }
 
-    /// The POSIX name (`/NAME`).
+    /// The POSIX name (`/NAME`) as text: [`display_name`] of
+    /// [`os_name`](Self::os_name).
     pub fn name(&self) -> Option<&str> {
         match &self.object {
             Object::PosixShm(n) | Object::PosixSem(n) | Object::PosixMq(n) => Some(n),
             _ => None,
+        }
+    }
+
+    /// The POSIX name (`/NAME`) as the file system has it: bytes that need not be UTF-8.
+    pub fn os_name(&self) -> Option<&OsStr> {
+        match &self.stamp {
+            Stamp::Posix(_, name) => Some(name),
+            Stamp::Sysv { .. } => None,
         }
     }
 
@@ -274,13 +319,19 @@ impl Orphan {
         }
     }
 
-    fn posix(kind: Kind, object: Object, file: FileId, reason: String) -> Orphan {
+    fn posix(kind: Kind, name: &OsStr, file: FileId, reason: String) -> Orphan {
+        let shown: std::sync::Arc<str> = display_name(name).into();
+        let object = match kind {
+            Kind::PosixShm => Object::PosixShm(shown),
+            Kind::PosixSem => Object::PosixSem(shown),
+            _ => Object::PosixMq(shown),
+        };
         Orphan {
             kind,
             object,
             key: None,
             reason,
-            stamp: Stamp::Posix(file),
+            stamp: Stamp::Posix(file, name.to_owned()),
         }
     }
 }
@@ -290,7 +341,25 @@ impl Orphan {
 pub fn find_orphans(snap: &Snapshot, policy: &Policy, live: &dyn Liveness) -> Vec<Orphan> {
     let mut out = Vec::new();
     for s in &snap.shm {
-        if let Some(reason) = sysv_shm_rule(s, live) {
+        // The last attach/detach was ipckit's own read (`dump`): the user before it counts.
+        let read = snap
+            .shm_reads
+            .iter()
+            .find(|r| r.explains(s.id, s.key, s.ctime, s.lpid));
+        if read.is_some_and(|r| live.is_alive(r.lpid_before)) {
+            continue;
+        }
+        if let Some(mut reason) = sysv_shm_rule(s, policy, live) {
+            if let Some(r) = read {
+                reason += &format!(
+                    " (pid {} was `ipckit dump`; the last user before it, {}, is gone too)",
+                    r.reader,
+                    match r.lpid_before {
+                        0 => "none".to_owned(),
+                        p => format!("pid {p}"),
+                    }
+                );
+            }
             out.push(Orphan::sysv(
                 Kind::SysvShm,
                 Object::ShmId(s.id),
@@ -326,35 +395,26 @@ pub fn find_orphans(snap: &Snapshot, policy: &Policy, live: &dyn Liveness) -> Ve
     for s in &snap.posix_shm {
         let times = [Some(s.mtime), Some(s.ctime)];
         if let Some(reason) = posix_rule(&snap.users(s.file), None, &times, policy, live) {
-            out.push(Orphan::posix(
-                Kind::PosixShm,
-                Object::PosixShm(s.name.as_str().into()),
-                s.file,
-                reason,
-            ));
+            out.push(Orphan::posix(Kind::PosixShm, &s.name, s.file, reason));
         }
     }
     for s in &snap.posix_sem {
         let times = [Some(s.mtime), Some(s.ctime)];
         if let Some(reason) = posix_rule(&snap.users(s.file), None, &times, policy, live) {
-            out.push(Orphan::posix(
-                Kind::PosixSem,
-                Object::PosixSem(s.name.as_str().into()),
-                s.file,
-                reason,
-            ));
+            out.push(Orphan::posix(Kind::PosixSem, &s.name, s.file, reason));
         }
     }
     for q in snap.posix_mq.as_ref().map_or(&[][..], PosixMqs::queues) {
-        let times = [Some(q.mtime), Some(q.ctime)];
+        // A queue whose file could not be read hides its notification PID: keep it.
+        if q.used_bytes.is_none() {
+            continue;
+        }
+        // Its ctime is set by every read of its file (this scan's own): only mtime, which send,
+        // receive and creation alone set, tells its age.
+        let times = [Some(q.mtime)];
         let users = snap.users(q.file);
         if let Some(reason) = posix_rule(&users, q.notify_pid, &times, policy, live) {
-            out.push(Orphan::posix(
-                Kind::PosixMq,
-                Object::PosixMq(q.name.as_str().into()),
-                q.file,
-                reason,
-            ));
+            out.push(Orphan::posix(Kind::PosixMq, &q.name, q.file, reason));
         }
     }
     out
@@ -402,11 +462,12 @@ pub fn format_duration(d: Duration) -> String {
 }
 
 /// The rule for a System V segment; the reason if it is an orphan.
-pub fn sysv_shm_rule(s: &ShmInfo, live: &dyn Liveness) -> Option<String> {
+pub fn sysv_shm_rule(s: &ShmInfo, policy: &Policy, live: &dyn Liveness) -> Option<String> {
     if s.nattch != 0 || live.is_alive(s.cpid) || live.is_alive(s.lpid) {
         return None;
     }
-    Some(if s.lpid == 0 {
+    let age = policy.untouched_for(&[s.atime, s.dtime, s.ctime])?;
+    let who = if s.lpid == 0 {
         format!("never attached; its creator (pid {}) has exited", s.cpid)
     } else if s.lpid == s.cpid {
         format!(
@@ -418,7 +479,8 @@ pub fn sysv_shm_rule(s: &ShmInfo, live: &dyn Liveness) -> Option<String> {
             "nothing attached; its creator (pid {}) and last user (pid {}) have exited",
             s.cpid, s.lpid
         )
-    })
+    };
+    Some(who + &age_clause(age, policy, "untouched"))
 }
 
 /// The rule for a System V semaphore set whose semaphores were last operated on by `last_pids`
@@ -527,7 +589,7 @@ pub fn remove_orphan(
                 .msg
                 .iter()
                 .any(|q| q.id == *id && q.key == *key && q.ctime == *ctime),
-            (_, Stamp::Posix(file)) => {
+            (_, Stamp::Posix(file, _)) => {
                 let queues = snap.posix_mq.as_ref().map_or(&[][..], PosixMqs::queues);
                 snap.posix_shm.iter().any(|s| s.file == *file)
                     || snap.posix_sem.iter().any(|s| s.file == *file)
@@ -541,15 +603,22 @@ pub fn remove_orphan(
             Removal::Gone
         });
     }
+    let posix = |kind| match orphan.os_name() {
+        Some(name) => unlink_posix(kind, name),
+        None => Ok(()),
+    };
     let result = match &orphan.object {
         Object::ShmId(id) => Segment::from_id(*id).remove(),
         Object::SemId(id) => SemSet::from_id(*id).remove(),
         Object::MsgId(id) => MsgQueue::from_id(*id).remove(),
-        Object::PosixShm(name) => SharedMemory::unlink(name),
-        Object::PosixSem(name) => NamedSemaphore::unlink(name),
-        Object::PosixMq(name) => MessageQueue::unlink(name),
+        Object::PosixShm(_) => posix(PosixKind::Shm),
+        Object::PosixSem(_) => posix(PosixKind::Sem),
+        Object::PosixMq(_) => posix(PosixKind::Mq),
         _ => return Ok(Removal::Gone),
     };
+    if let (Ok(()), Object::ShmId(id)) = (&result, &orphan.object) {
+        super::reads::forget_shm_reads(*id);
+    }
     match result {
         Ok(()) => Ok(Removal::Removed),
         Err(e)
@@ -591,11 +660,21 @@ mod tests {
         (100..200).contains(&pid)
     }
 
+    /// A segment created an hour ago and attached and detached 20 and 15 minutes ago.
     fn shm(cpid: u32, lpid: u32, nattch: u64) -> ShmInfo {
+        shm_at(
+            cpid,
+            lpid,
+            nattch,
+            [NOW - 20 * MIN, NOW - 15 * MIN, NOW - 60 * MIN],
+        )
+    }
+
+    fn shm_at(cpid: u32, lpid: u32, nattch: u64, times: [u64; 3]) -> ShmInfo {
+        let [atime, dtime, ctime] = times;
         let text = format!(
             "key shmid perms size cpid lpid nattch uid gid cuid cgid atime dtime ctime rss swap\n\
-             0 7 600 4096 {cpid} {lpid} {nattch} 0 0 0 0 0 0 {} 0 0\n",
-            NOW - 5
+             0 7 600 4096 {cpid} {lpid} {nattch} 0 0 0 0 {atime} {dtime} {ctime} 0 0\n"
         );
         parse_shm(&text, Path::new("shm")).unwrap().remove(0)
     }
@@ -626,32 +705,65 @@ mod tests {
 
     #[test]
     fn segment_is_an_orphan_when_unattached_and_creator_and_last_user_are_dead() {
-        let reason = sysv_shm_rule(&shm(42, 43, 0), &live).unwrap();
+        let p = policy(10 * MIN);
+        let reason = sysv_shm_rule(&shm(42, 43, 0), &p, &live).unwrap();
         assert_eq!(
             reason,
-            "nothing attached; its creator (pid 42) and last user (pid 43) have exited"
+            "nothing attached; its creator (pid 42) and last user (pid 43) have exited; \
+             untouched for 15m (at least 10m)"
         );
-        assert!(sysv_shm_rule(&shm(42, 0, 0), &live)
+        let never = shm_at(42, 0, 0, [0, 0, NOW - 60 * MIN]);
+        assert!(sysv_shm_rule(&never, &p, &live)
             .unwrap()
             .starts_with("never attached"));
-        assert!(sysv_shm_rule(&shm(42, 42, 0), &live)
+        assert!(sysv_shm_rule(&shm(42, 42, 0), &p, &live)
             .unwrap()
             .contains("(pid 42) has exited"));
     }
 
     #[test]
     fn segment_with_a_live_creator_user_or_attachment_is_kept() {
+        let p = policy(10 * MIN);
         assert_eq!(
-            sysv_shm_rule(&shm(150, 43, 0), &live),
+            sysv_shm_rule(&shm(150, 43, 0), &p, &live),
             None,
             "creator alive"
         );
         assert_eq!(
-            sysv_shm_rule(&shm(42, 150, 0), &live),
+            sysv_shm_rule(&shm(42, 150, 0), &p, &live),
             None,
             "last user alive"
         );
-        assert_eq!(sysv_shm_rule(&shm(42, 43, 1), &live), None, "attached");
+        assert_eq!(sysv_shm_rule(&shm(42, 43, 1), &p, &live), None, "attached");
+    }
+
+    #[test]
+    fn segment_used_or_made_within_older_than_is_kept() {
+        let p = policy(10 * MIN);
+        // Just made (as `ipcmk -M` does) for a program that has not attached it yet.
+        let fresh = shm_at(42, 0, 0, [0, 0, NOW - 5]);
+        assert_eq!(sysv_shm_rule(&fresh, &p, &live), None, "just created");
+        assert!(sysv_shm_rule(&fresh, &policy(0), &live).is_some());
+        let attached = shm_at(42, 43, 0, [NOW - MIN, NOW - 20 * MIN, NOW - 60 * MIN]);
+        assert_eq!(sysv_shm_rule(&attached, &p, &live), None, "attached lately");
+        let detached = shm_at(42, 43, 0, [NOW - 20 * MIN, NOW - MIN, NOW - 60 * MIN]);
+        assert_eq!(sysv_shm_rule(&detached, &p, &live), None, "detached lately");
+        let day = policy(24 * 3600);
+        assert_eq!(sysv_shm_rule(&shm(42, 43, 0), &day, &live), None);
+    }
+
+    #[test]
+    fn zombies_and_dead_processes_are_not_alive() {
+        let stat = |s: &str| process_state(s.as_bytes());
+        assert_eq!(stat("42 (sleep) S 1 42 42 0"), Some(b'S'));
+        assert_eq!(
+            stat("42 (a) b) (c) Z 1 42"),
+            Some(b'Z'),
+            "parentheses in the name"
+        );
+        assert_eq!(stat("42 (x)\tX 1"), Some(b'X'));
+        assert_eq!(stat("42 (truncated"), None);
+        assert_eq!(stat(""), None);
     }
 
     #[test]
@@ -769,8 +881,23 @@ mod tests {
             ctime: at(NOW - 3600),
             file: file(ino),
         };
+        let queue = |name: &str, used_bytes, notify_pid, ino| PosixMqInfo {
+            name: name.into(),
+            used_bytes,
+            messages: used_bytes.map(|_| 0),
+            max_messages: used_bytes.map(|_| 10),
+            message_size: used_bytes.map(|_| 8192),
+            notify_pid,
+            uid: 0,
+            gid: 0,
+            mode: 0o600,
+            mtime: at(NOW - 3600),
+            ctime: at(NOW - 3600),
+            file: file(ino),
+        };
         let snap = Snapshot {
             shm: vec![shm(42, 43, 0), shm(150, 43, 0)],
+            shm_reads: Vec::new(),
             sem: vec![sem(NOW - 3600, NOW - 3600)],
             sem_pids: BTreeMap::from([(3, vec![42, 44])]),
             msg: vec![msg(42, 43, 0, [0, 0, NOW - 3600])],
@@ -785,20 +912,16 @@ mod tests {
                 ctime: at(NOW - 3600),
                 file: file(3),
             }],
-            posix_mq: Some(PosixMqs::Listed(vec![PosixMqInfo {
-                name: "/jobs".into(),
-                used_bytes: 0,
-                messages: Some(0),
-                max_messages: Some(10),
-                message_size: Some(8192),
-                notify_pid: Some(150),
-                uid: 0,
-                gid: 0,
-                mode: 0o600,
-                mtime: at(NOW - 3600),
-                ctime: at(NOW - 3600),
-                file: file(4),
-            }])),
+            posix_mq: Some(PosixMqs::Listed(vec![
+                queue("/jobs", Some(0), Some(150), 4),
+                // Read a moment ago (ctime), but nothing sent or received for an hour (mtime).
+                PosixMqInfo {
+                    ctime: at(NOW - 1),
+                    ..queue("/idle", Some(0), None, 5)
+                },
+                // Its file could not be read: who waits for it is unknown.
+                queue("/unreadable", None, None, 6),
+            ])),
             users: BTreeMap::from([(file(2), users(&[150], &[])), (file(3), users(&[42], &[]))]),
         };
         let found = find_orphans(&snap, &policy(10 * MIN), &live);
@@ -811,6 +934,7 @@ mod tests {
                 (Kind::SysvMsg, &Object::MsgId(5)),
                 (Kind::PosixShm, &Object::PosixShm("/free".into())),
                 (Kind::PosixSem, &Object::PosixSem("/lock".into())),
+                (Kind::PosixMq, &Object::PosixMq("/idle".into())),
             ]
         );
         assert_eq!(found[0].id(), Some(7));
@@ -825,6 +949,48 @@ mod tests {
         // Nothing is an orphan when every PID is alive and everything is recent.
         let all_live = |_pid: u32| true;
         assert!(find_orphans(&snap, &policy(2 * 3600), &all_live).is_empty());
+    }
+
+    #[test]
+    fn a_segment_last_used_by_a_recorded_dump_is_judged_by_the_user_before_it() {
+        let s = shm(42, 43, 0);
+        let read = |reader, lpid_before| ShmRead {
+            id: s.id,
+            key: s.key,
+            ctime: s.ctime.map(crate::inspect::reads::secs),
+            reader,
+            lpid_before,
+        };
+        let orphans = |reads: Vec<ShmRead>| {
+            let snap = Snapshot {
+                shm: vec![s.clone()],
+                shm_reads: reads,
+                ..Snapshot::default()
+            };
+            find_orphans(&snap, &policy(10 * MIN), &live)
+        };
+        assert_eq!(orphans(vec![]).len(), 1, "without a record: an orphan");
+        assert!(
+            orphans(vec![read(43, 150)]).is_empty(),
+            "the dump (43) replaced a live user (150)"
+        );
+        let found = orphans(vec![read(43, 44)]);
+        assert_eq!(found.len(), 1, "the user before the dump is gone too");
+        assert!(
+            found[0].reason.ends_with(
+                "(pid 43 was `ipckit dump`; the last user before it, pid 44, is gone too)"
+            ),
+            "{}",
+            found[0].reason
+        );
+        // A record of a reader that is no longer the last user says nothing.
+        assert_eq!(orphans(vec![read(77, 150)]).len(), 1);
+        // Nor one of another segment that reuses the id.
+        let other = ShmRead {
+            ctime: Some(1),
+            ..read(43, 150)
+        };
+        assert_eq!(orphans(vec![other]).len(), 1);
     }
 
     #[test]

@@ -12,15 +12,19 @@
 //! - [`shm_detail`], [`sem_detail`], [`msg_detail`]: one object in full, as `ipcs -i ID` shows it,
 //!   with each semaphore's state ([`semaphores`]) and a queue's capacity ([`msg_qbytes`]).
 //! - [`limits`] (`ipcs -l`) and [`usage`] (`ipcs -u`).
-//! - [`shm_attached_pids`]: shmid → PIDs, from one scan of `/proc/<pid>/maps` ([`scan_maps`]).
+//! - [`shm_attached_pids`]: shmid → PIDs, from one scan of `/proc/<pid>/maps` ([`scan_maps`]);
+//!   [`shm_attachments`]: with how many times each PID has the segment attached.
 //! - [`Names`]: user and group names for the ids, through NSS as `ipcs` finds them.
 //! - POSIX objects, which have no such table, from their files: [`posix_shm_objects`],
 //!   [`posix_semaphores`], [`posix_mqueues`] (or [`PosixMqs::NotMounted`] when `/dev/mqueue` is
 //!   not mounted), and the processes that map them or hold them open ([`posix_users`]).
-//! - [`gc`]: objects left behind by processes that are gone, by rules over these listings.
-//! - With the `serde` feature, the objects, [`gc::Orphan`], [`Limits`] and [`Usage`] implement
-//!   `serde::Serialize` in the shape `ipckit ls --json` and `ipckit gc --json` print (each object
-//!   with its `"kind"`, keys `"0x%08x"`, permissions `"0640"`, times RFC 3339 in UTC or `null`).
+//! - [`gc`]: objects left behind by processes that are gone, by rules over these listings;
+//!   [`record_shm_read`] and [`shm_reads`]: what `ipckit dump`'s attachment changed, so that
+//!   `gc` is not fooled by it.
+//! - With the `serde` feature, the objects, [`Attachments`], [`gc::Orphan`], [`Limits`] and
+//!   [`Usage`] implement `serde::Serialize` in the shape `ipckit ls --json` and `ipckit gc --json`
+//!   print (each object with its `"kind"`, keys `"0x%08x"`, permissions `"0640"`, times RFC 3339
+//!   in UTC or `null`; a POSIX name that is not UTF-8 as [`display_name`] plus `"name_bytes"`).
 //!
 //! Only plain files are read (POSIX semaphores and queues are also opened, to read a value and
 //! attributes); nothing here needs privilege, though without it the maps and descriptors of other
@@ -40,6 +44,7 @@ pub mod gc;
 mod limits;
 mod posix;
 mod procfs;
+mod reads;
 #[cfg(feature = "serde")]
 mod serialize;
 mod sysv;
@@ -51,14 +56,15 @@ pub use detail::{
 };
 pub use limits::{limits, usage, Limits, Usage};
 pub use posix::{
-    mqueue_mount_point, posix_mqueues, posix_name, posix_semaphores, posix_shm_objects,
-    posix_users, FileId, PosixKind, PosixMqInfo, PosixMqs, PosixSemInfo, PosixShmInfo, Users,
-    DEV_MQUEUE, DEV_SHM, MOUNT_MQUEUE,
+    display_name, mqueue_mount_point, posix_mqueues, posix_name, posix_name_os, posix_semaphores,
+    posix_shm_objects, posix_users, unlink_posix, FileId, PosixKind, PosixMqInfo, PosixMqs,
+    PosixSemInfo, PosixShmInfo, Users, DEV_MQUEUE, DEV_SHM, MOUNT_MQUEUE,
 };
 pub use procfs::{scan_maps, MapsEntry};
+pub use reads::{forget_shm_reads, record_shm_read, shm_reads, ShmRead, SHM_READS_DIR};
 pub use sysv::{
-    msg_queues, parse_msg, parse_sem, parse_shm, sem_sets, shm_attached_pids, shm_segments,
-    sysv_shmid_of_mapping, MsgInfo, SemInfo, ShmInfo, PROC_SYSVIPC_MSG, PROC_SYSVIPC_SEM,
-    PROC_SYSVIPC_SHM,
+    msg_queues, parse_msg, parse_sem, parse_shm, sem_sets, shm_attached_pids, shm_attachments,
+    shm_segments, sysv_shmid_of_mapping, Attachments, MsgInfo, SemInfo, ShmInfo, PROC_SYSVIPC_MSG,
+    PROC_SYSVIPC_SEM, PROC_SYSVIPC_SHM,
 };
 pub use users::Names;

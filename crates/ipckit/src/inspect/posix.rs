@@ -86,6 +86,92 @@ pub fn posix_name(kind: PosixKind, name: &str) -> Result<String> {
     }
 }
 
+/// [`posix_name`] for a name that need not be UTF-8 (as a command line or a directory gives
+/// it): the same checks on its bytes, and the name with one leading slash.
+pub fn posix_name_os(kind: PosixKind, name: &OsStr) -> Result<OsString> {
+    if let Some(utf8) = name.to_str() {
+        return posix_name(kind, utf8).map(OsString::from);
+    }
+    // The bytes that are not UTF-8 are all 0x80 or above, so none is a slash, a dot or NUL:
+    // check a stand-in of the same length with each of them replaced by `x`, and keep the bytes.
+    let stand_in: String = name
+        .as_bytes()
+        .iter()
+        .map(|&b| if b.is_ascii() { char::from(b) } else { 'x' })
+        .collect();
+    posix_name(kind, &stand_in).map_err(|e| match e {
+        Error::InvalidArgument { op, reason, .. } => {
+            Error::invalid(op, kind.object(&display_name(name)), reason)
+        }
+        e => e,
+    })?;
+    let mut full = Vec::with_capacity(name.len() + 1);
+    if !name.as_bytes().starts_with(b"/") {
+        full.push(b'/');
+    }
+    full.extend_from_slice(name.as_bytes());
+    Ok(OsString::from_vec(full))
+}
+
+/// A name as text: itself when it is UTF-8, else each byte that is not part of a UTF-8
+/// character written `\xNN` (two lower-case hex digits), the rest as it is. Error messages and
+/// the `"name"` of the JSON show names so; the JSON adds the bytes for such a name.
+pub fn display_name(name: &OsStr) -> std::borrow::Cow<'_, str> {
+    if let Some(utf8) = name.to_str() {
+        return utf8.into();
+    }
+    let mut out = String::new();
+    for chunk in name.as_bytes().utf8_chunks() {
+        out.push_str(chunk.valid());
+        for b in chunk.invalid() {
+            out.push_str(&format!("\\x{b:02x}"));
+        }
+    }
+    out.into()
+}
+
+/// Removes the POSIX object `name` (`/NAME`) of `kind`: `shm_unlink`, `sem_unlink` or
+/// `mq_unlink` for a UTF-8 name; for another, `unlink(2)` of its file (`/dev/shm/NAME`,
+/// `/dev/shm/sem.NAME`, or `NAME` where the `mqueue` file system is mounted), which is what those
+/// calls do.
+pub fn unlink_posix(kind: PosixKind, name: &OsStr) -> Result<()> {
+    if let Some(utf8) = name.to_str() {
+        return match kind {
+            PosixKind::Shm => crate::posix::shm::SharedMemory::unlink(utf8),
+            PosixKind::Sem => NamedSemaphore::unlink(utf8),
+            PosixKind::Mq => MessageQueue::unlink(utf8),
+        };
+    }
+    let full = posix_name_os(kind, name)?;
+    let file = OsStr::from_bytes(&full.as_bytes()[1..]);
+    let object = || kind.object(&display_name(&full));
+    let path = match kind {
+        PosixKind::Shm => Path::new(DEV_SHM).join(file),
+        PosixKind::Sem => {
+            let mut sem_file = OsString::from(SEM_PREFIX);
+            sem_file.push(file);
+            Path::new(DEV_SHM).join(sem_file)
+        }
+        PosixKind::Mq => {
+            let mounts = read_text(Path::new(PROC_SELF_MOUNTS))?;
+            let dir = mqueue_mount_point(&mounts).ok_or_else(|| {
+                Error::invalid(
+                    "mq_unlink",
+                    object(),
+                    format!("no mqueue file system is mounted (mount one with `{MOUNT_MQUEUE}`)"),
+                )
+            })?;
+            dir.join(file)
+        }
+    };
+    let op = match kind {
+        PosixKind::Shm => "shm_unlink",
+        PosixKind::Sem => "sem_unlink",
+        PosixKind::Mq => "mq_unlink",
+    };
+    std::fs::remove_file(&path).map_err(|e| Error::os(op, object(), e))
+}
+
 /// The identity of a file: its device and inode number, as `stat(2)` and `/proc/<pid>/maps`
 /// report them. Two paths, or a path and a mapping, name the same object exactly when their ids
 /// are equal; a name that was unlinked and created again gets a new id.
@@ -145,8 +231,8 @@ impl Users {
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct PosixShmInfo {
-    /// Its name, `/NAME`.
-    pub name: String,
+    /// Its name, `/NAME`: a file name, which need not be UTF-8 ([`display_name`] shows it).
+    pub name: OsString,
     /// Size in bytes (`st_size`: what `ftruncate` set).
     pub size: u64,
     /// Owner's user id.
@@ -168,8 +254,8 @@ pub struct PosixShmInfo {
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct PosixSemInfo {
-    /// Its name, `/NAME`.
-    pub name: String,
+    /// Its name, `/NAME`: a file name, which need not be UTF-8 ([`display_name`] shows it).
+    pub name: OsString,
     /// Its value (`sem_getvalue`), or `None` when it cannot be opened (no read and write
     /// permission) or its file is too short to hold a `sem_t`.
     pub value: Option<u32>,
@@ -191,17 +277,21 @@ pub struct PosixSemInfo {
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct PosixMqInfo {
-    /// Its name, `/NAME`.
-    pub name: String,
-    /// Bytes the queued messages take (`QSIZE` in the queue's file).
-    pub used_bytes: u64,
+    /// Its name, `/NAME`: a file name, which need not be UTF-8 ([`display_name`] shows it).
+    pub name: OsString,
+    /// Bytes the queued messages take (`QSIZE` in the queue's file); `None` when that file cannot
+    /// be read (reading it needs read permission on the queue, as opening it does: an
+    /// unprivileged user cannot read another user's 0600 queue). Such a queue is still listed,
+    /// with what `stat` tells (name, owner, mode, times), and its other fields `None` too.
+    pub used_bytes: Option<u64>,
     /// Messages queued now (`mq_curmsgs`); `None` when it cannot be opened for reading.
     pub messages: Option<u64>,
     /// Its capacity in messages (`mq_maxmsg`); `None` as for `messages`.
     pub max_messages: Option<u64>,
     /// Its largest message in bytes (`mq_msgsize`); `None` as for `messages`.
     pub message_size: Option<u64>,
-    /// The process registered for notification (`mq_notify`), if any (`NOTIFY_PID`).
+    /// The process registered for notification (`mq_notify`), if any (`NOTIFY_PID`); `None` also
+    /// when the queue's file cannot be read (see [`used_bytes`](Self::used_bytes)).
     pub notify_pid: Option<u32>,
     /// Owner's user id.
     pub uid: u32,
@@ -209,9 +299,13 @@ pub struct PosixMqInfo {
     pub gid: u32,
     /// Mode: the permission bits.
     pub mode: u32,
-    /// Time of the last send or receive, or of creation (`st_mtime`).
+    /// Time of the last send or receive, or of creation (`st_mtime`). Only `mq_send` and
+    /// `mq_receive` (and `mq_open` creating it) set it, so it is the queue's age as
+    /// [`gc`](super::gc) measures it.
     pub mtime: SystemTime,
-    /// Time of the last send, receive or attribute change (`st_ctime`).
+    /// Time of the last send, receive, attribute change, `mq_getattr`, `mq_notify` — and of every
+    /// `read` of its file in the `mqueue` file system (`st_ctime`). Listing the queues sets it, so
+    /// it says nothing about the queue's use.
     pub ctime: SystemTime,
     /// Device and inode of its file, to match the processes holding it open.
     pub file: FileId,
@@ -250,7 +344,7 @@ impl PosixMqs {
 }
 
 /// Every POSIX shared-memory object: the regular files of `/dev/shm` whose names do not start
-/// with `sem.` (those are glibc's named semaphores). Names that are not UTF-8 are skipped.
+/// with `sem.` (those are glibc's named semaphores). Names need not be UTF-8.
 ///
 /// # References
 /// [shm_overview(7)](https://man7.org/linux/man-pages/man7/shm_overview.7.html)
@@ -262,9 +356,9 @@ pub fn posix_shm_objects() -> Result<Vec<PosixShmInfo>> {
 pub(crate) fn posix_shm_objects_in(dir: &Path) -> Result<Vec<PosixShmInfo>> {
     Ok(regular_files(dir)?
         .into_iter()
-        .filter(|(name, _)| !name.starts_with(SEM_PREFIX))
+        .filter(|(name, _)| !name.as_bytes().starts_with(SEM_PREFIX.as_bytes()))
         .map(|(name, meta)| PosixShmInfo {
-            name: format!("/{name}"),
+            name: slash(&name),
             size: meta.size(),
             uid: meta.uid(),
             gid: meta.gid(),
@@ -295,11 +389,16 @@ pub(crate) fn posix_semaphores_in(dir: &Path) -> Result<Vec<PosixSemInfo>> {
         .into_iter()
         .filter_map(|(file_name, meta)| {
             let rest = file_name
-                .strip_prefix(SEM_PREFIX)
+                .as_bytes()
+                .strip_prefix(SEM_PREFIX.as_bytes())
                 .filter(|r| !r.is_empty())?;
-            let name = format!("/{rest}");
+            let name = slash(OsStr::from_bytes(rest));
+            // sem_open takes UTF-8 names only: another's value stays unknown.
             let value = (real && meta.size() >= Semaphore::SIZE as u64)
-                .then(|| NamedSemaphore::open(&name).and_then(|s| s.value()).ok())
+                .then(|| {
+                    let utf8 = name.to_str()?;
+                    NamedSemaphore::open(utf8).and_then(|s| s.value()).ok()
+                })
                 .flatten();
             Some(PosixSemInfo {
                 value,
@@ -339,28 +438,30 @@ pub(crate) fn posix_mqueues_in(dir: &Path, open: bool) -> Result<Vec<PosixMqInfo
     for (file_name, meta) in regular_files(dir)? {
         let path = dir.join(&file_name);
         let status = match std::fs::read_to_string(&path) {
-            Ok(text) => parse_mq_status(&text, &path)?,
+            Ok(text) => Some(parse_mq_status(&text, &path)?),
             // Removed since it was listed.
             Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+            // Another user's queue without read permission: listed with what stat told.
+            Err(e) if matches!(e.raw_os_error(), Some(libc::EACCES | libc::EPERM)) => None,
             Err(e) => return Err(Error::os("read", Object::Path(path.into()), e)),
         };
-        let name = format!("/{file_name}");
-        let attr = open
-            .then(|| {
-                MessageQueue::options()
-                    .read_only()
-                    .nonblocking(true)
-                    .open(&name)
-                    .and_then(|q| q.attr())
-                    .ok()
-            })
-            .flatten();
+        let name = slash(&file_name);
+        let utf8 = name.to_str().filter(|_| open && status.is_some());
+        // mq_open takes UTF-8 names only: another's attributes stay unknown.
+        let attr = utf8.and_then(|utf8| {
+            MessageQueue::options()
+                .read_only()
+                .nonblocking(true)
+                .open(utf8)
+                .and_then(|q| q.attr())
+                .ok()
+        });
         out.push(PosixMqInfo {
-            used_bytes: status.used_bytes,
+            used_bytes: status.map(|s| s.used_bytes),
             messages: attr.map(|a| a.current_messages as u64),
             max_messages: attr.map(|a| a.max_messages as u64),
             message_size: attr.map(|a| a.message_size as u64),
-            notify_pid: status.notify_pid,
+            notify_pid: status.and_then(|s| s.notify_pid),
             uid: meta.uid(),
             gid: meta.gid(),
             mode: meta.mode() & 0o7777,
@@ -455,17 +556,22 @@ pub(crate) fn parse_mq_status(text: &str, file: &Path) -> Result<MqStatus> {
     })
 }
 
-/// The regular files of `dir` with UTF-8 names, and their metadata (symbolic links are not
-/// followed). Files removed while the directory is read are skipped.
-fn regular_files(dir: &Path) -> Result<Vec<(String, Metadata)>> {
+/// `/NAME` for the file `NAME`.
+fn slash(file_name: &OsStr) -> OsString {
+    let mut name = OsString::from("/");
+    name.push(file_name);
+    name
+}
+
+/// The regular files of `dir`, and their metadata (symbolic links are not followed). Files
+/// removed while the directory is read are skipped.
+fn regular_files(dir: &Path) -> Result<Vec<(OsString, Metadata)>> {
     let entries =
         std::fs::read_dir(dir).map_err(|e| Error::os("read_dir", Object::Path(dir.into()), e))?;
     let mut out = Vec::new();
     for entry in entries {
         let entry = entry.map_err(|e| Error::os("read_dir", Object::Path(dir.into()), e))?;
-        let Ok(name) = entry.file_name().into_string() else {
-            continue;
-        };
+        let name = entry.file_name();
         let meta = match std::fs::symlink_metadata(entry.path()) {
             Ok(meta) => meta,
             Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
@@ -517,7 +623,7 @@ pub fn posix_users(
         .chain(sem.iter().map(|s| s.file))
         .chain(mq.iter().map(|q| q.file))
         .collect();
-    let mq_names: BTreeSet<&OsStr> = mq.iter().map(|q| OsStr::new(q.name.as_str())).collect();
+    let mq_names: BTreeSet<&OsStr> = mq.iter().map(|q| q.name.as_os_str()).collect();
     users_in(Path::new(PROC), &files, &mq_names)
 }
 
@@ -632,6 +738,38 @@ mod tests {
     }
 
     #[test]
+    fn names_that_are_not_utf8_are_listed_checked_and_shown_escaped() {
+        let (dir, _cleanup) = temp_dir("devshm-odd");
+        let odd = OsStr::from_bytes(b"a\xffb\nc");
+        std::fs::write(dir.join(odd), [0u8; 4]).unwrap();
+        let mut sem_file = b"sem.".to_vec();
+        sem_file.extend_from_slice(b"s\xfe");
+        std::fs::write(dir.join(OsStr::from_bytes(&sem_file)), [0u8; 32]).unwrap();
+        let shm = posix_shm_objects_in(&dir).unwrap();
+        assert_eq!(shm.len(), 1);
+        assert_eq!(shm[0].name.as_bytes(), b"/a\xffb\nc");
+        assert_eq!(display_name(&shm[0].name), "/a\\xffb\nc");
+        let sem = posix_semaphores_in(&dir).unwrap();
+        assert_eq!(sem[0].name.as_bytes(), b"/s\xfe");
+
+        let full = posix_name_os(PosixKind::Shm, odd).unwrap();
+        assert_eq!(full.as_bytes(), b"/a\xffb\nc");
+        assert_eq!(posix_name_os(PosixKind::Mq, &full).unwrap(), full);
+        assert_eq!(
+            posix_name_os(PosixKind::Shm, OsStr::new("ok")).unwrap(),
+            "/ok"
+        );
+        for bad in [&b"/a/\xff"[..], b"\xff/", b"//\xff"] {
+            let e = posix_name_os(PosixKind::Shm, OsStr::from_bytes(bad)).unwrap_err();
+            assert_eq!(e.kind(), io::ErrorKind::InvalidInput, "{bad:?}");
+        }
+        let long = vec![0xffu8; SHM_NAME_MAX + 1];
+        assert!(posix_name_os(PosixKind::Shm, OsStr::from_bytes(&long)).is_err());
+        assert!(posix_name_os(PosixKind::Shm, OsStr::from_bytes(&long[1..])).is_ok());
+        assert_eq!(display_name(OsStr::new("/plain")), "/plain");
+    }
+
+    #[test]
     fn shm_dir_splits_into_objects_and_semaphores_skipping_other_files() {
         let (dir, _cleanup) = temp_dir("devshm");
         std::fs::write(dir.join("data"), [0u8; 100]).unwrap();
@@ -642,14 +780,17 @@ mod tests {
 
         let shm = posix_shm_objects_in(&dir).unwrap();
         assert_eq!(shm.len(), 1, "{shm:?}");
-        assert_eq!((shm[0].name.as_str(), shm[0].size), ("/data", 100));
+        assert_eq!(
+            (shm[0].name.as_os_str(), shm[0].size),
+            (OsStr::new("/data"), 100)
+        );
         let meta = std::fs::metadata(dir.join("data")).unwrap();
         assert_eq!(shm[0].file, FileId::of_metadata(&meta));
         assert_eq!(shm[0].permissions(), meta.mode() & 0o777);
         assert_eq!(shm[0].mtime, meta.modified().unwrap());
 
         let sem = posix_semaphores_in(&dir).unwrap();
-        let names: Vec<&str> = sem.iter().map(|s| s.name.as_str()).collect();
+        let names: Vec<&OsStr> = sem.iter().map(|s| s.name.as_os_str()).collect();
         assert_eq!(names, ["/lock"]);
         assert_eq!(sem[0].value, None, "values are read only from /dev/shm");
     }
@@ -703,7 +844,10 @@ mod tests {
         std::fs::remove_file(dir.join("bad")).unwrap();
         let q = posix_mqueues_in(&dir, false).unwrap();
         assert_eq!(q.len(), 1);
-        assert_eq!((q[0].name.as_str(), q[0].used_bytes), ("/jobs", 12));
+        assert_eq!(
+            (q[0].name.as_os_str(), q[0].used_bytes),
+            (OsStr::new("/jobs"), Some(12))
+        );
         assert_eq!(q[0].notify_pid, Some(77));
         assert_eq!(q[0].messages, None);
     }

@@ -275,11 +275,23 @@ pub fn scan_maps<K: Ord>(
 /// [`scan_maps`] over a procfs mounted at `root`.
 pub(crate) fn scan_maps_in<K: Ord>(
     root: &Path,
-    mut select: impl FnMut(&MapsEntry<'_>) -> Option<K>,
+    select: impl FnMut(&MapsEntry<'_>) -> Option<K>,
 ) -> Result<BTreeMap<K, Vec<u32>>> {
+    Ok(count_maps_in(root, select)?
+        .into_iter()
+        .map(|(key, counts)| (key, counts.into_iter().map(|(pid, _)| pid).collect()))
+        .collect())
+}
+
+/// Like [`scan_maps_in`], with how many of each process's mappings `select` picked: the answer
+/// maps each value to `(pid, mappings)` pairs sorted by PID.
+pub(crate) fn count_maps_in<K: Ord>(
+    root: &Path,
+    mut select: impl FnMut(&MapsEntry<'_>) -> Option<K>,
+) -> Result<BTreeMap<K, Vec<(u32, u32)>>> {
     let dir =
         std::fs::read_dir(root).map_err(|e| Error::os("read_dir", Object::Path(root.into()), e))?;
-    let mut found: BTreeMap<K, Vec<u32>> = BTreeMap::new();
+    let mut found: BTreeMap<K, Vec<(u32, u32)>> = BTreeMap::new();
     for entry in dir.flatten() {
         let Some(pid) = entry
             .file_name()
@@ -294,16 +306,16 @@ pub(crate) fn scan_maps_in<K: Ord>(
         };
         for line in maps.split(|b| *b == b'\n') {
             if let Some(key) = MapsEntry::parse(line).as_ref().and_then(&mut select) {
-                let pids = found.entry(key).or_default();
-                if pids.last() != Some(&pid) {
-                    pids.push(pid);
+                let counts = found.entry(key).or_default();
+                match counts.last_mut() {
+                    Some((last, n)) if *last == pid => *n += 1,
+                    _ => counts.push((pid, 1)),
                 }
             }
         }
     }
-    for pids in found.values_mut() {
-        pids.sort_unstable();
-        pids.dedup();
+    for counts in found.values_mut() {
+        counts.sort_unstable();
     }
     Ok(found)
 }
@@ -405,6 +417,11 @@ mod tests {
         std::fs::create_dir_all(root.join("30")).unwrap(); // exited: no maps
         let found = scan_maps_in(&root, |m| (m.path == "/a").then_some(m.inode)).unwrap();
         assert_eq!(found.into_iter().collect::<Vec<_>>(), [(5, vec![10, 20])]);
+        let counted = count_maps_in(&root, |m| (m.path == "/a").then_some(m.inode)).unwrap();
+        assert_eq!(
+            counted.into_iter().collect::<Vec<_>>(),
+            [(5, vec![(10, 1), (20, 2)])]
+        );
         assert!(scan_maps_in(&root.join("none"), |_| Some(())).is_err());
     }
 }

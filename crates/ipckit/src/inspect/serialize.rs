@@ -5,6 +5,8 @@
 //! more than the object itself (user names, attached PIDs) is for the caller to add, for example
 //! with `#[serde(flatten)]`.
 
+use std::ffi::OsStr;
+use std::os::unix::ffi::OsStrExt;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::ser::{SerializeStruct, Serializer};
@@ -12,7 +14,7 @@ use serde::Serialize;
 
 use super::gc::{Kind, Orphan};
 use super::posix::{PosixMqInfo, PosixSemInfo, PosixShmInfo};
-use super::sysv::{MsgInfo, SemInfo, ShmInfo};
+use super::sysv::{Attachments, MsgInfo, SemInfo, ShmInfo};
 
 /// Permission bits as four octal digits, as `chmod` takes them.
 fn perms(mode: u32) -> String {
@@ -135,17 +137,40 @@ impl Serialize for MsgInfo {
     }
 }
 
-/// The fields of every POSIX object: kind, name, owner ids, permissions.
+/// A POSIX name, losslessly: `"name"` is the name itself when it is UTF-8; otherwise it is the
+/// name with each byte that is not part of a UTF-8 character written `\xNN`
+/// ([`display_name`](super::display_name)), and `"name_bytes"` follows with every byte of the
+/// name as a number (absent for UTF-8 names).
+fn posix_name<S: SerializeStruct>(st: &mut S, name: &OsStr) -> Result<(), S::Error> {
+    st.serialize_field("name", &super::display_name(name))?;
+    if name.to_str().is_some() {
+        st.skip_field("name_bytes")
+    } else {
+        st.serialize_field("name_bytes", name.as_bytes())
+    }
+}
+
+/// `pid`, `count`: one element of a segment's `"attachments"` in `ipckit ls --json`.
+impl Serialize for Attachments {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut st = s.serialize_struct("Attachments", 2)?;
+        st.serialize_field("pid", &self.pid)?;
+        st.serialize_field("count", &self.count)?;
+        st.end()
+    }
+}
+
+/// The fields of every POSIX object: kind, name (and `name_bytes`), owner ids, permissions.
 fn posix_common<S: SerializeStruct>(
     st: &mut S,
     kind: Kind,
-    name: &str,
+    name: &OsStr,
     mode: u32,
     uid: u32,
     gid: u32,
 ) -> Result<(), S::Error> {
     st.serialize_field("kind", &kind)?;
-    st.serialize_field("name", name)?;
+    posix_name(st, name)?;
     st.serialize_field("uid", &uid)?;
     st.serialize_field("gid", &gid)?;
     st.serialize_field("perms", &perms(mode))
@@ -227,9 +252,12 @@ impl Serialize for Orphan {
             Some(key) => st.serialize_field("key", &key.to_string())?,
             None => st.skip_field("key")?,
         }
-        match self.name() {
-            Some(name) => st.serialize_field("name", name)?,
-            None => st.skip_field("name")?,
+        match self.os_name() {
+            Some(name) => posix_name(&mut st, name)?,
+            None => {
+                st.skip_field("name")?;
+                st.skip_field("name_bytes")?;
+            }
         }
         st.serialize_field("reason", &self.reason)?;
         st.end()
@@ -279,6 +307,29 @@ mod tests {
                 "swap": 0, "atime": "2023-11-14T22:15:00Z", "dtime": null,
                 "ctime": "2023-11-14T22:13:20Z"
             })
+        );
+    }
+
+    #[test]
+    fn a_name_that_is_not_utf8_is_escaped_and_given_as_bytes() {
+        #[derive(Debug)]
+        struct Named<'a>(&'a OsStr);
+        impl Serialize for Named<'_> {
+            fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                let mut st = s.serialize_struct("Named", 2)?;
+                posix_name(&mut st, self.0)?;
+                st.end()
+            }
+        }
+        let json = |name: &[u8]| serde_json::to_value(Named(OsStr::from_bytes(name))).unwrap();
+        assert_eq!(
+            json(b"/a\nb"),
+            serde_json::json!({"name": "/a\nb"}),
+            "UTF-8, control characters and all, is itself"
+        );
+        assert_eq!(
+            json(b"/x\xff"),
+            serde_json::json!({"name": "/x\\xff", "name_bytes": [47, 120, 255]})
         );
     }
 

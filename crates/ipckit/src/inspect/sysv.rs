@@ -8,7 +8,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 use std::time::SystemTime;
 
-use super::procfs::{read_text, scan_maps, MapsEntry, Table};
+use super::procfs::{count_maps_in, read_text, scan_maps, MapsEntry, Table, PROC};
 use crate::error::Result;
 use crate::key::Key;
 use crate::sysv::shm::{SHM_DEST, SHM_LOCKED};
@@ -329,6 +329,46 @@ pub fn shm_attached_pids() -> Result<BTreeMap<i32, Vec<u32>>> {
     scan_maps(sysv_shmid_of_mapping)
 }
 
+/// How many times one process has a System V segment attached.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Attachments {
+    /// The process.
+    pub pid: u32,
+    /// Its attachments of the segment: its mappings of the segment's file at offset 0. Each
+    /// `shmat` makes one; a mapping that `mprotect` or `munmap` of a part split in pieces is
+    /// still one, as only its first piece starts at offset 0.
+    pub count: u32,
+}
+
+/// The processes attached to each System V shared-memory segment right now and how many times
+/// each: shmid → [`Attachments`] sorted by PID. A process that attached a segment many times
+/// and never detached (a leak `nattch` shows only as a sum) stands out with a large count.
+///
+/// The same scan as [`shm_attached_pids`], with the same limits: processes whose maps this
+/// process may not read are not counted.
+///
+/// # References
+/// [proc_pid_maps(5)](https://man7.org/linux/man-pages/man5/proc_pid_maps.5.html),
+/// [shmat(2)](https://man7.org/linux/man-pages/man2/shmat.2.html)
+pub fn shm_attachments() -> Result<BTreeMap<i32, Vec<Attachments>>> {
+    shm_attachments_in(Path::new(PROC))
+}
+
+/// [`shm_attachments`] over a procfs mounted at `root`.
+pub(crate) fn shm_attachments_in(root: &Path) -> Result<BTreeMap<i32, Vec<Attachments>>> {
+    let counts = count_maps_in(root, |m| sysv_shmid_of_mapping(m).filter(|_| m.offset == 0))?;
+    Ok(counts
+        .into_iter()
+        .map(|(id, counts)| {
+            let v = counts
+                .into_iter()
+                .map(|(pid, count)| Attachments { pid, count })
+                .collect();
+            (id, v)
+        })
+        .collect())
+}
+
 #[cfg(test)]
 mod tests {
     use std::time::{Duration, UNIX_EPOCH};
@@ -481,5 +521,32 @@ mod tests {
             shmid(b"1000-2000 rw-s 00000000 00:01 7 /SYSVzzzzzzzz"),
             None
         );
+    }
+
+    #[test]
+    fn attachments_count_each_mapping_at_offset_zero_per_process() {
+        let root = ipckit_testkit::unique_path("proc-attach");
+        let _cleanup = ipckit_testkit::Defer(|| {
+            let _ = std::fs::remove_dir_all(&root);
+        });
+        let write = |pid: &str, maps: &str| {
+            std::fs::create_dir_all(root.join(pid)).unwrap();
+            std::fs::write(root.join(pid).join("maps"), maps).unwrap();
+        };
+        // 10: segment 7 attached three times, the last one split by mprotect into two lines.
+        write(
+            "10",
+            "1000-2000 rw-s 00000000 00:01 7 /SYSV00000000\n\
+             3000-4000 rw-s 00000000 00:01 7 /SYSV00000000 (deleted)\n\
+             5000-6000 r--s 00000000 00:01 7 /SYSV00000000\n\
+             6000-7000 rw-s 00001000 00:01 7 /SYSV00000000\n\
+             8000-9000 rw-s 00000000 00:01 8 /SYSV0000abcd\n",
+        );
+        write("11", "1000-2000 rw-s 00000000 00:01 7 /SYSV00000000\n");
+        let found = shm_attachments_in(&root).unwrap();
+        let a = |pid, count| Attachments { pid, count };
+        assert_eq!(found[&7], [a(10, 3), a(11, 1)]);
+        assert_eq!(found[&8], [a(10, 1)]);
+        assert_eq!(found.len(), 2);
     }
 }
