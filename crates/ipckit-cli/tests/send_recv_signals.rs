@@ -45,6 +45,8 @@ fn recv(name: &str, via: &str) -> Proc {
     Proc(
         ipckit()
             .args(["recv", name, "--via", via, "--timeout", "30s"])
+            // ipckit's framing: an explicit end of stream, and a send's exit 0 means delivered.
+            .args(["--framing", "ipckit"])
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
@@ -56,6 +58,7 @@ fn recv(name: &str, via: &str) -> Proc {
 fn send(name: &str, via: &str, input: &str, timeout: &str) -> (Option<i32>, String) {
     let mut child = ipckit()
         .args(["send", name, "--via", via, "--timeout", timeout])
+        .args(["--framing", "ipckit"])
         .stdin(Stdio::piped())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -183,7 +186,7 @@ fn send_stopped_by_sigint_exits_130() {
         let mut r = recv(&name, via);
         let mut s = Proc(
             ipckit()
-                .args(["send", &name, "--via", via])
+                .args(["send", &name, "--via", via, "--framing", "ipckit"])
                 .stdin(Stdio::piped())
                 .stdout(Stdio::null())
                 .stderr(Stdio::piped())
