@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
-use ipckit::transport::AbortHandle;
+use ipckit::transport::{AbortHandle, TransportKind};
 
 use crate::send::{usage, Framing, Wire, WIRE_HELP};
 
@@ -36,8 +36,13 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> Result<ExitCode> {
-    if let Err(e) = args.wire.check() {
+    if let Err(e) = args.wire.check(false) {
         return Ok(usage(&e));
+    }
+    if args.wire.via == TransportKind::Signal {
+        // Before the signal thread starts: no thread may take the transport's signals the
+        // ordinary way (their default action ends the process).
+        ipckit::transport::prepare_signals().context("block the transport's signals")?;
     }
     let interrupts = crate::leave::install()?;
     let result = recv(args, &interrupts);
@@ -106,8 +111,13 @@ fn recv(args: Args, interrupts: &crate::leave::Interrupts) -> Result<ExitCode> {
     let mut options = args.wire.options(args.capacity, args.timeout)?;
     interrupts.cancel(&mut options);
     let mut rx = kind
-        .named_receiver(&args.wire.name, &options)
-        .with_context(|| format!("receive {:?} over {kind}", args.wire.name))?;
+        .named_receiver(args.wire.name(), &options)
+        .with_context(|| format!("receive {:?} over {kind}", args.wire.name()))?;
+    if kind == TransportKind::Signal {
+        // The one thing a sender needs, on one line.
+        let pid = std::process::id();
+        eprintln!("ipckit: receiving signals as pid {pid} (ipckit send --via signal --pid {pid})");
+    }
     interrupts.watch(rx.abort_handle());
     let idle = match args.idle {
         Some(d) => Some(IdleWatch::start(d, rx.abort_handle())?),

@@ -27,7 +27,8 @@ Wire formats (--framing lines or bytes; --framing ipckit: ipckit's checked frami
   tcp             the bytes as they are; the end is the writer closing; --port N or --addr HOST:PORT (loopback by default)
   sysv-msg        a message per line (without its newline) or chunk, of type --type N (default 1; recv: any); --key KEY (default derived from NAME); no end: recv --count, --idle or a signal
   posix-mq        a message per line (without its newline) or chunk, at --priority N (default 0; recv: any); queue /ipckit-NAME; no end: recv --count, --idle or a signal
-  channel, channel-spin, sysv-shm+sem, mmap+futex, signal: ipckit's own framing only";
+  signal          sigqueue of exactly 4 bytes (one int) a message; recv prints its pid on stderr, send --pid PID reaches it
+  channel, channel-spin, sysv-shm+sem, mmap+futex: ipckit's own framing only";
 
 /// How standard input is cut into messages, and what goes on the wire.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -45,8 +46,9 @@ pub enum Framing {
 #[derive(clap::Args)]
 pub struct Wire {
     /// The name both sides use (letters, digits, '.', '_', '-'); paths, keys and queue names are
-    /// derived from it.
-    pub name: String,
+    /// derived from it. Not needed by `send --via signal --pid N`.
+    #[arg(required_unless_present = "pid")]
+    pub name: Option<String>,
     /// The transport: channel (default; several senders may feed one receiver), fifo,
     /// unix-stream, unix-seqpacket, unix-dgram, tcp, sysv-msg, posix-mq, sysv-shm+sem,
     /// mmap+futex, channel-spin, signal.
@@ -77,6 +79,9 @@ pub struct Wire {
     /// posix-mq: the priority send uses (default 0) and the only one recv accepts (default: any).
     #[arg(long, value_name = "N")]
     pub priority: Option<u32>,
+    /// send --via signal: the receiver's pid (`recv --via signal` prints it on stderr).
+    #[arg(long, value_name = "PID", value_parser = clap::value_parser!(u32).range(1..))]
+    pub pid: Option<u32>,
 }
 
 fn parse_kind(s: &str) -> Result<TransportKind, String> {
@@ -106,9 +111,21 @@ impl Wire {
         self.framing != Framing::Ipckit && self.via.supports_plain()
     }
 
+    /// The NAME ("" when `--pid` stands for it).
+    pub fn name(&self) -> &str {
+        self.name.as_deref().unwrap_or("")
+    }
+
     /// A flag that does not fit the transport or framing, in words; checked before any work.
-    pub fn check(&self) -> Result<(), String> {
+    /// `sending`: the flags of `send` (--pid).
+    pub fn check(&self, sending: bool) -> Result<(), String> {
         let kind = self.via;
+        if self.pid.is_some() && (!sending || kind != TransportKind::Signal) {
+            return Err("--pid is for send --via signal".into());
+        }
+        if sending && kind == TransportKind::Signal && self.pid.is_none() {
+            return Err("send --via signal needs --pid N: the pid recv --via signal prints".into());
+        }
         let only = |flag: &str, kinds: &str| -> Result<(), String> {
             Err(format!("{flag} is for {kinds} (not {kind})"))
         };
@@ -143,7 +160,9 @@ impl Wire {
                     .into(),
             );
         }
-        ipckit::transport::check_name(&self.name).map_err(|e| e.to_string())?;
+        if let Some(name) = &self.name {
+            ipckit::transport::check_name(name).map_err(|e| e.to_string())?;
+        }
         Ok(())
     }
 
@@ -227,7 +246,7 @@ enum Item {
 }
 
 pub fn run(args: Args) -> Result<ExitCode> {
-    if let Err(e) = args.wire.check() {
+    if let Err(e) = args.wire.check(true) {
         return Ok(usage(&e));
     }
     let interrupts = crate::leave::install()?;
@@ -243,9 +262,14 @@ fn send(args: Args, interrupts: &crate::leave::Interrupts) -> Result<ExitCode> {
     let kind = args.wire.via;
     let mut options = args.wire.options(args.capacity, args.timeout)?;
     interrupts.cancel(&mut options);
-    let mut tx = kind
-        .named_sender(&args.wire.name, &options)
-        .with_context(|| format!("connect to {:?} over {kind}", args.wire.name))?;
+    let mut tx = match args.wire.pid {
+        Some(pid) => kind
+            .connect_sender(&format!("pid={pid}"), &options)
+            .with_context(|| format!("connect to pid {pid} over {kind}"))?,
+        None => kind
+            .named_sender(args.wire.name(), &options)
+            .with_context(|| format!("connect to {:?} over {kind}", args.wire.name()))?,
+    };
     interrupts.watch(tx.abort_handle());
     let max = tx.max_message();
     let chunk = match args.wire.framing {

@@ -424,6 +424,8 @@ fn flags_that_do_not_fit_the_transport_are_usage_errors() {
             "ipckit",
         ],
         &["recv", "x", "--via", "carrier-pigeon"],
+        &["send", "x", "--via", "signal"],
+        &["send", "--via", "fifo", "--pid", "1"],
     ] {
         let out = ipckit().args(args).stdin(Stdio::null()).output().unwrap();
         assert_eq!(out.status.code(), Some(2), "{args:?}: {out:?}");
@@ -456,4 +458,31 @@ fn help_says_each_transports_wire_format() {
             "{help}"
         );
     }
+}
+
+#[test]
+fn send_via_signal_reaches_the_pid_recv_prints() {
+    use std::io::BufRead;
+    let mut r = ipckit()
+        .args(["recv", "sig", "--via", "signal"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = std::io::BufReader::new(r.stderr.take().unwrap());
+    let r = Proc(Some(r));
+    let mut line = String::new();
+    stderr.read_line(&mut line).unwrap();
+    let pid = line
+        .split_whitespace()
+        .skip_while(|w| *w != "pid")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no pid in {line:?}"));
+    assert_eq!(pid, r.pid().to_string(), "{line}");
+    let s = Proc::start(
+        &["send", "--via", "signal", "--pid", pid],
+        Some(b"abcd\nwxyz\n"),
+    );
+    ok(s.finish(), "send");
+    assert_eq!(ok(r.finish(), "recv"), b"abcd\nwxyz\n");
 }
