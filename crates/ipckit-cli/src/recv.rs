@@ -36,7 +36,11 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> Result<ExitCode> {
-    if let Err(e) = args.wire.check(false) {
+    if let Err(e) = args
+        .wire
+        .check(false)
+        .and_then(|()| args.wire.check_sizes(args.capacity, None))
+    {
         return Ok(usage(&e));
     }
     if args.wire.via == TransportKind::Signal {

@@ -166,6 +166,30 @@ impl Wire {
         Ok(())
     }
 
+    /// `--capacity` and `--chunk` for this transport, checked before any work.
+    pub fn check_sizes(&self, capacity: Option<u64>, chunk: Option<u64>) -> Result<(), String> {
+        if let Some(c) = capacity {
+            let bytes = usize::try_from(c).map_err(|_| format!("--capacity {c} is too large"))?;
+            self.via
+                .check_capacity(bytes)
+                .map_err(|e| format!("--capacity: {e}"))?;
+        }
+        if let (Some(c), Framing::Bytes) = (chunk, self.framing) {
+            let max = if self.plain() {
+                None
+            } else {
+                Some(self.via.max_message())
+            };
+            if let Some(max) = max.filter(|m| c > m.bytes as u64) {
+                return Err(format!(
+                    "--chunk {c} is more than {} carries in one message ({} bytes: {})",
+                    self.via, max.bytes, max.reason
+                ));
+            }
+        }
+        Ok(())
+    }
+
     /// The transport options: framing and meeting point, `--capacity` and `--timeout`.
     pub fn options(&self, capacity: Option<u64>, timeout: Duration) -> Result<Options> {
         let mut options = options(capacity, timeout)?;
@@ -246,7 +270,11 @@ enum Item {
 }
 
 pub fn run(args: Args) -> Result<ExitCode> {
-    if let Err(e) = args.wire.check(true) {
+    if let Err(e) = args
+        .wire
+        .check(true)
+        .and_then(|()| args.wire.check_sizes(args.capacity, args.chunk))
+    {
         return Ok(usage(&e));
     }
     let interrupts = crate::leave::install()?;

@@ -486,3 +486,36 @@ fn send_via_signal_reaches_the_pid_recv_prints() {
     ok(s.finish(), "send");
     assert_eq!(ok(r.finish(), "recv"), b"abcd\nwxyz\n");
 }
+
+/// Issue #13: sizes that cannot work are usage errors found before send or recv connects or
+/// waits (without the check, `send --capacity 3K` waited for a receiver, then failed with 1).
+#[test]
+fn impossible_sizes_are_usage_errors_before_any_work() {
+    for args in [
+        &["send", "x", "--capacity", "3K", "--timeout", "2s"][..],
+        &["recv", "x", "--capacity", "3K", "--timeout", "2s"],
+        &["send", "x", "--capacity", "0", "--timeout", "2s"],
+        &["send", "x", "--capacity", "abc"],
+        &["send", "x", "--framing", "bytes", "--chunk", "0"],
+        &[
+            "send",
+            "x",
+            "--via",
+            "signal",
+            "--pid",
+            "1",
+            "--framing",
+            "bytes",
+            "--chunk",
+            "8",
+        ],
+    ] {
+        let out = ipckit().args(args).stdin(Stdio::null()).output().unwrap();
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {out:?}");
+        assert_eq!(
+            String::from_utf8_lossy(&out.stderr).lines().count(),
+            1,
+            "{out:?}"
+        );
+    }
+}

@@ -230,6 +230,33 @@ impl TransportKind {
         Ok(())
     }
 
+    /// `Ok` if [`Options::capacity`] may ask for `bytes` on this kind, else why not, in words:
+    /// the channel's lanes are a power of two from 4 KiB to 1 GiB, and no buffer is empty. For a
+    /// program to check its arguments before it does any work.
+    ///
+    /// ```
+    /// use ipckit::transport::TransportKind;
+    /// assert!(TransportKind::Channel.check_capacity(64 * 1024).is_ok());
+    /// assert!(TransportKind::Channel.check_capacity(3 * 1024).is_err());
+    /// assert!(TransportKind::UnixStream.check_capacity(3 * 1024).is_ok());
+    /// ```
+    pub fn check_capacity(self, bytes: usize) -> std::result::Result<(), String> {
+        use crate::channel::{MAX_LANE_CAPACITY, MIN_LANE_CAPACITY};
+        if bytes == 0 {
+            return Err("a buffer of 0 bytes holds nothing".into());
+        }
+        if self.is_channel()
+            && (!bytes.is_power_of_two()
+                || !(MIN_LANE_CAPACITY..=MAX_LANE_CAPACITY).contains(&bytes))
+        {
+            return Err(format!(
+                "the {self} capacity is a power of two from {MIN_LANE_CAPACITY} to \
+                 {MAX_LANE_CAPACITY} bytes (4K … 1G), not {bytes}"
+            ));
+        }
+        Ok(())
+    }
+
     /// Creates what the mechanism needs so that another process can connect and *receive* what
     /// this one sends; finish with [`Pending::establish`] once the peer was started.
     pub fn host_sender(self, options: &Options) -> Result<Pending<Sender>> {
