@@ -197,8 +197,12 @@ fn send_stopped_by_sigint_exits_130() {
         wait_until("send set itself up", || blocks(pid, Signal::INT.as_raw()));
         // Let it connect (it then waits for input).
         std::thread::sleep(Duration::from_millis(200));
+        // Child::wait closes stdin first: hold it open, or the end of input may race the signal
+        // and the send close cleanly with 0.
+        let stdin = s.0.stdin.take();
         ipckit::signal::kill(pid, Signal::INT).unwrap();
         let status = s.0.wait().unwrap();
+        drop(stdin);
         assert_eq!(status.code(), Some(130), "{via}: {status}");
         // Stop the receiver cleanly too (a SIGKILL would leave its objects behind).
         ipckit::signal::kill(r.0.id(), Signal::INT).unwrap();
