@@ -114,9 +114,24 @@ fn recv(args: Args, interrupts: &crate::leave::Interrupts) -> Result<ExitCode> {
     let kind = args.wire.via;
     let mut options = args.wire.options(args.capacity, args.timeout)?;
     interrupts.cancel(&mut options);
-    let mut rx = kind
-        .named_receiver(args.wire.name(), &options)
-        .with_context(|| format!("receive {:?} over {kind}", args.wire.name()))?;
+    let context = || format!("receive {:?} over {kind}", args.wire.name());
+    let ephemeral = kind == TransportKind::Tcp
+        && args.wire.plain()
+        && args.wire.port.is_none()
+        && args.wire.addr.is_none();
+    let mut rx = if ephemeral {
+        // The kernel picks the port: say which, so that other programs can connect.
+        let pending = kind
+            .named_receiver_pending(args.wire.name(), &options)
+            .with_context(context)?;
+        eprintln!("ipckit: listening on {}", pending.rendezvous());
+        pending
+            .establish(Some(args.timeout))
+            .with_context(context)?
+    } else {
+        kind.named_receiver(args.wire.name(), &options)
+            .with_context(context)?
+    };
     if kind == TransportKind::Signal {
         // The one thing a sender needs, on one line.
         let pid = std::process::id();

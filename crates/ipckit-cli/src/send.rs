@@ -24,7 +24,7 @@ Wire formats (--framing lines or bytes; --framing ipckit: ipckit's checked frami
   unix-stream     the bytes as they are; the end is the writer closing; --path PATH (default …/ipckit-NAME.sock)
   unix-seqpacket  a packet per line (with its newline) or chunk; the end is the writer closing; --path (…/ipckit-NAME.seqpacket)
   unix-dgram      a datagram per line (with its newline) or chunk; an empty datagram ends; --path (…/ipckit-NAME.dgram)
-  tcp             the bytes as they are; the end is the writer closing; --port N or --addr HOST:PORT (loopback by default)
+  tcp             the bytes as they are; the end is the writer closing; --port N or --addr HOST:PORT (default: a free loopback port, which recv prints)
   sysv-msg        a message per line (without its newline) or chunk, of type --type N (default 1; recv: any); --key KEY (default derived from NAME); no end: recv --count, --idle or a signal
   posix-mq        a message per line (without its newline) or chunk, at --priority N (default 0; recv: any); queue /ipckit-NAME; no end: recv --count, --idle or a signal
   signal          sigqueue of exactly 4 bytes (one int) a message; recv prints its pid on stderr, send --pid PID reaches it
@@ -62,7 +62,8 @@ pub struct Wire {
     /// derived from NAME).
     #[arg(long, value_name = "PATH")]
     pub path: Option<PathBuf>,
-    /// tcp: the port on 127.0.0.1 (default: an ephemeral port, found by an ipckit sender).
+    /// tcp: the port on 127.0.0.1 (default: a free port, which recv prints on stderr and an
+    /// ipckit sender finds).
     #[arg(long, value_name = "N", conflicts_with = "addr")]
     pub port: Option<u16>,
     /// tcp: the address to listen at (recv) or connect to (send).

@@ -519,3 +519,29 @@ fn impossible_sizes_are_usage_errors_before_any_work() {
         );
     }
 }
+
+/// Without --port, recv says on stderr which port the kernel gave it, and a plain client
+/// connects there (the port used to be only in a file).
+#[test]
+fn recv_over_tcp_without_a_port_says_where_it_listens() {
+    use std::io::BufRead;
+    let n = name("tcpport");
+    let mut r = ipckit()
+        .args(["recv", &n, "--via", "tcp"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = std::io::BufReader::new(r.stderr.take().unwrap());
+    let r = Proc(Some(r));
+    let mut line = String::new();
+    stderr.read_line(&mut line).unwrap();
+    let addr = line
+        .trim()
+        .strip_prefix("ipckit: listening on ")
+        .unwrap_or_else(|| panic!("{line:?}"));
+    let mut conn = TcpStream::connect(addr).unwrap();
+    conn.write_all(b"found you\n").unwrap();
+    drop(conn);
+    assert_eq!(ok(r.finish(), "recv"), b"found you\n");
+}

@@ -359,15 +359,39 @@ impl TransportKind {
     /// With [`Framing::Plain`] the bytes on the wire are the messages and nothing else, for
     /// programs that are not ipckit (see [`Framing`]).
     pub fn named_receiver(self, name: &str, options: &Options) -> Result<Receiver> {
-        let at = Rendezvous::named(self, name)?;
-        if options.framing == Framing::Plain {
-            return plain::receiver(self, &at, options);
-        }
         if self.is_channel() {
+            Rendezvous::named(self, name)?;
             return channel::named_receiver(self, name, options);
         }
-        let pending = Pending::<Receiver>::new(self, host(self, Role::Recv, &at, options)?);
-        pending.establish(Some(options.timeout))
+        self.named_receiver_pending(name, options)?
+            .establish(Some(options.timeout))
+    }
+
+    /// [`named_receiver`](Self::named_receiver) in two steps: the FIFO, socket, queue …
+    /// is created (or found) now, and [`Pending::rendezvous`] says where it is (a path, a
+    /// `HOST:PORT` — the port a TCP receiver was given by the kernel —, a queue); the wait for a
+    /// sender is [`Pending::establish`]. For a program that tells its user where to connect.
+    /// Not for `channel` and `channel-spin`, whose receiver has no such step (an error of kind
+    /// `InvalidInput`).
+    pub fn named_receiver_pending(
+        self,
+        name: &str,
+        options: &Options,
+    ) -> Result<Pending<Receiver>> {
+        let at = Rendezvous::named(self, name)?;
+        if self.is_channel() {
+            return Err(Error::invalid(
+                "rendezvous",
+                Object::Other(format!("transport {self}").into()),
+                "a channel's receiver has no setup step of its own: use named_receiver",
+            ));
+        }
+        let inner = if options.framing == Framing::Plain {
+            plain::host(self, &at, options)?
+        } else {
+            host(self, Role::Recv, &at, options)?
+        };
+        Ok(Pending::new(self, inner))
     }
 
     /// The sending side of a meeting by `name`: waits up to `options.timeout` for the receiver to

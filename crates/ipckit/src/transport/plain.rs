@@ -30,7 +30,7 @@ use rustix::io::Errno;
 use rustix::net::{RecvFlags, SendFlags};
 
 use super::{not_there_yet, wait_readable, wait_readable_or_cancel, AbortHandle, Options};
-use super::{Receiver, RecvImpl, Rendezvous, SendImpl, Sender, TransportKind, SLICE};
+use super::{End, HostImpl, RecvImpl, Rendezvous, SendImpl, Sender, TransportKind, SLICE};
 use crate::error::{Error, Object, Result};
 use crate::pipe::{Fifo, OwnedFifo, PipeWriter};
 use crate::posix::mq::{MessageQueue, OwnedMessageQueue};
@@ -95,17 +95,40 @@ fn unsupported(kind: TransportKind) -> Error {
     )
 }
 
-/// The receiving side of a plain meeting: creates (or finds) the FIFO, socket or queue, waits
-/// for a writer where the mechanism has connections (at most the connect timeout), and removes
-/// what it created when dropped.
-pub(super) fn receiver(
+/// The receiving side of a plain meeting, set up: the FIFO, listener or queue exists (created
+/// if it was missing, and removed on drop if so); [`HostImpl::establish`] waits for a writer
+/// where the mechanism has connections (FIFO, stream and seqpacket sockets).
+enum Host {
+    Fifo {
+        path: PathBuf,
+        owned: Option<OwnedFifo>,
+        cancel: Option<AbortHandle>,
+    },
+    UnixStream {
+        listener: StreamListener,
+        cancel: Option<AbortHandle>,
+    },
+    UnixSeqpacket {
+        listener: SeqpacketListener,
+        cancel: Option<AbortHandle>,
+    },
+    Tcp {
+        listener: TcpListener,
+        addr: SocketAddr,
+        port_file: Option<PortFile>,
+        cancel: Option<AbortHandle>,
+    },
+    /// Nothing to wait for (datagrams, queues): the end, and where it is.
+    Ready(Box<dyn RecvImpl>, String),
+}
+
+pub(super) fn host(
     kind: TransportKind,
     at: &Rendezvous,
     options: &Options,
-) -> Result<Receiver> {
+) -> Result<Box<dyn HostImpl>> {
     let cancel = options.get_cancel();
-    let timeout = Some(options.get_timeout());
-    let inner: Box<dyn RecvImpl> = match kind {
+    Ok(Box::new(match kind {
         TransportKind::Fifo => {
             let path = path(kind, at, options);
             // A FIFO already there (made by mkfifo, say) is used and left in place.
@@ -117,68 +140,28 @@ pub(super) fn receiver(
                 }
                 Err(e) => return Err(e),
             };
-            let fifo = Fifo::new(&path);
-            let deadline = Instant::now() + options.get_timeout();
-            let r = loop {
-                options.check_cancel("open", || Object::Path(path.as_path().into()))?;
-                let left = deadline.saturating_duration_since(Instant::now());
-                match fifo.open_read_timeout(left.min(SLICE)) {
-                    Err(e) if e.kind() == std::io::ErrorKind::TimedOut && left > SLICE => {}
-                    other => break other?,
-                }
-            };
-            Box::new(StreamIn::new(
-                OwnedFd::from(r),
-                Object::Path(path.into()),
-                Keep::Fifo(owned),
-            ))
-        }
-        TransportKind::UnixStream => {
-            let path = path(kind, at, options);
-            let listener = StreamListener::bind_replacing(&Addr::path(&path))?;
-            let object = object(kind, format!("listener {}", path.display()));
-            if !wait_readable_or_cancel(listener.as_fd(), timeout, cancel.as_ref(), || {
-                object.clone()
-            })? {
-                return Err(timed_out(object, options.get_timeout()));
+            Host::Fifo {
+                path,
+                owned,
+                cancel,
             }
-            let conn = listener.accept()?;
-            Box::new(StreamIn::new(
-                conn.into(),
-                self::object(kind, format!("socket {}", path.display())),
-                Keep::Nothing,
-            ))
         }
+        TransportKind::UnixStream => Host::UnixStream {
+            listener: StreamListener::bind_replacing(&Addr::path(path(kind, at, options)))?,
+            cancel,
+        },
+        TransportKind::UnixSeqpacket => Host::UnixSeqpacket {
+            listener: SeqpacketListener::bind_replacing(&Addr::path(path(kind, at, options)))?,
+            cancel,
+        },
         TransportKind::Tcp => {
             let (listener, addr, port_file) = tcp_listen(at, options)?;
-            let object = object(kind, addr);
-            if !wait_readable_or_cancel(listener.as_fd(), timeout, cancel.as_ref(), || {
-                object.clone()
-            })? {
-                return Err(timed_out(object, options.get_timeout()));
+            Host::Tcp {
+                listener,
+                addr,
+                port_file,
+                cancel,
             }
-            let (conn, _) = listener
-                .accept()
-                .map_err(|e| Error::os("accept", object.clone(), e))?;
-            drop(port_file);
-            Box::new(StreamIn::new(conn.into(), object, Keep::Nothing))
-        }
-        TransportKind::UnixSeqpacket => {
-            let path = path(kind, at, options);
-            let listener = SeqpacketListener::bind_replacing(&Addr::path(&path))?;
-            let object = object(kind, format!("listener {}", path.display()));
-            if !wait_readable_or_cancel(listener.as_fd(), timeout, cancel.as_ref(), || {
-                object.clone()
-            })? {
-                return Err(timed_out(object, options.get_timeout()));
-            }
-            let conn = listener.accept()?;
-            Box::new(PacketIn::new(
-                conn.into(),
-                self::object(kind, format!("socket {}", path.display())),
-                true,
-                Keep::Nothing,
-            )?)
         }
         TransportKind::UnixDgram => {
             let path = path(kind, at, options);
@@ -188,7 +171,10 @@ pub(super) fn receiver(
                 .as_fd()
                 .try_clone_to_owned()
                 .map_err(|e| Error::os("F_DUPFD_CLOEXEC", object.clone(), e))?;
-            Box::new(PacketIn::new(fd, object, false, Keep::Socket(socket))?)
+            Host::Ready(
+                Box::new(PacketIn::new(fd, object, false, Keep::Socket(socket))?),
+                path.display().to_string(),
+            )
         }
         TransportKind::SysvMsg => {
             let key = key(at, options);
@@ -199,12 +185,15 @@ pub(super) fn receiver(
                 }
                 Err(e) => return Err(e),
             };
-            Box::new(SysvIn {
-                queue,
-                _owned: owned,
-                selector: options.message_type.unwrap_or(0),
-                abort: AbortHandle::new(None),
-            })
+            Host::Ready(
+                Box::new(SysvIn {
+                    queue,
+                    _owned: owned,
+                    selector: options.message_type.unwrap_or(0),
+                    abort: AbortHandle::new(None),
+                }),
+                format!("key {:#010x}", key.value()),
+            )
         }
         TransportKind::PosixMq => {
             let name = queue_name(at);
@@ -226,16 +215,116 @@ pub(super) fn receiver(
                 }
                 Err(e) => return Err(e),
             };
-            Box::new(PosixIn {
-                rx: Vec::new(),
-                queue,
-                priority: options.priority,
-                abort: AbortHandle::new(None),
-            })
+            Host::Ready(
+                Box::new(PosixIn {
+                    rx: Vec::new(),
+                    queue,
+                    priority: options.priority,
+                    abort: AbortHandle::new(None),
+                }),
+                name,
+            )
         }
         _ => return Err(unsupported(kind)),
-    };
-    Ok(Receiver::new(inner))
+    }))
+}
+
+impl HostImpl for Host {
+    fn rendezvous(&self) -> String {
+        match self {
+            Host::Fifo { path, .. } => path.display().to_string(),
+            Host::UnixStream { listener, .. } => listener.addr().to_string(),
+            Host::UnixSeqpacket { listener, .. } => listener.addr().to_string(),
+            Host::Tcp { addr, .. } => addr.to_string(),
+            Host::Ready(_, at) => at.clone(),
+        }
+    }
+
+    fn establish(self: Box<Self>, timeout: Option<Duration>) -> Result<End> {
+        let wait =
+            |fd: std::os::fd::BorrowedFd<'_>, cancel: &Option<AbortHandle>, object: Object| {
+                if wait_readable_or_cancel(fd, timeout, cancel.as_ref(), || object.clone())? {
+                    Ok(())
+                } else {
+                    Err(Error::Timeout {
+                        op: "accept",
+                        object,
+                        timeout: timeout.unwrap_or_default(),
+                    })
+                }
+            };
+        let inner: Box<dyn RecvImpl> = match *self {
+            Host::Fifo {
+                path,
+                owned,
+                cancel,
+            } => {
+                let fifo = Fifo::new(&path);
+                let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
+                let r = loop {
+                    if let Some(c) = &cancel {
+                        c.check("open", || Object::Path(path.as_path().into()))?;
+                    }
+                    let left =
+                        deadline.map_or(SLICE, |d| d.saturating_duration_since(Instant::now()));
+                    match fifo.open_read_timeout(left.min(SLICE)) {
+                        Err(e) if e.kind() == std::io::ErrorKind::TimedOut && left > SLICE => {}
+                        other => break other?,
+                    }
+                };
+                Box::new(StreamIn::new(
+                    OwnedFd::from(r),
+                    Object::Path(path.into()),
+                    Keep::Fifo(owned),
+                ))
+            }
+            Host::UnixStream { listener, cancel } => {
+                let at = listener.addr().to_string();
+                wait(
+                    listener.as_fd(),
+                    &cancel,
+                    object(TransportKind::UnixStream, format!("listener {at}")),
+                )?;
+                let conn = listener.accept()?;
+                Box::new(StreamIn::new(
+                    conn.into(),
+                    object(TransportKind::UnixStream, format!("socket {at}")),
+                    Keep::Nothing,
+                ))
+            }
+            Host::UnixSeqpacket { listener, cancel } => {
+                let at = listener.addr().to_string();
+                wait(
+                    listener.as_fd(),
+                    &cancel,
+                    object(TransportKind::UnixSeqpacket, format!("listener {at}")),
+                )?;
+                let conn = listener.accept()?;
+                Box::new(PacketIn::new(
+                    conn.into(),
+                    object(TransportKind::UnixSeqpacket, format!("socket {at}")),
+                    true,
+                    Keep::Nothing,
+                )?)
+            }
+            Host::Tcp {
+                listener,
+                addr,
+                port_file,
+                cancel,
+            } => {
+                let object = object(TransportKind::Tcp, addr);
+                wait(listener.as_fd(), &cancel, object.clone())?;
+                let (conn, _) = listener
+                    .accept()
+                    .map_err(|e| Error::os("accept", object.clone(), e))?;
+                drop(port_file);
+                Box::new(StreamIn::new(conn.into(), object, Keep::Nothing))
+            }
+            Host::Ready(inner, _) => inner,
+        };
+        Ok(End::Recv(inner))
+    }
 }
 
 /// The sending side of a plain meeting: waits up to the connect timeout for the receiver's
@@ -332,14 +421,6 @@ fn connect_sender(
         }),
         _ => return Err(unsupported(kind)),
     })
-}
-
-fn timed_out(object: Object, timeout: Duration) -> Error {
-    Error::Timeout {
-        op: "accept",
-        object,
-        timeout,
-    }
 }
 
 /// The file that names a receiver's ephemeral port; removed on drop.
