@@ -25,6 +25,10 @@
 //! [`TransportKind::named_sender`]): paths, keys and names are derived from it
 //! ([`check_name`]); the receiver creates and removes, the sender waits for it to appear.
 //!
+//! **Plain framing.** For programs that are not ipckit, a named meeting can put nothing but the
+//! messages on the wire ([`Framing::Plain`], [`Options::framing`]): no lengths, tags, hellos or
+//! end markers; end of stream is the writer closing where the mechanism has one.
+//!
 //! # References
 //! [pipe(7)](https://man7.org/linux/man-pages/man7/pipe.7.html),
 //! [unix(7)](https://man7.org/linux/man-pages/man7/unix.7.html),

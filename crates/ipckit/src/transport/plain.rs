@@ -172,7 +172,7 @@ pub(super) fn host(
                 .try_clone_to_owned()
                 .map_err(|e| Error::os("F_DUPFD_CLOEXEC", object.clone(), e))?;
             Host::Ready(
-                Box::new(PacketIn::new(fd, object, false, Keep::Socket(socket))?),
+                Box::new(PacketIn::new(fd, object, false, Some(Box::new(socket)))?),
                 path.display().to_string(),
             )
         }
@@ -275,7 +275,7 @@ impl HostImpl for Host {
                 Box::new(StreamIn::new(
                     OwnedFd::from(r),
                     Object::Path(path.into()),
-                    Keep::Fifo(owned),
+                    owned.map(|f| Box::new(f) as Box<dyn Send>),
                 ))
             }
             Host::UnixStream { listener, cancel } => {
@@ -289,7 +289,7 @@ impl HostImpl for Host {
                 Box::new(StreamIn::new(
                     conn.into(),
                     object(TransportKind::UnixStream, format!("socket {at}")),
-                    Keep::Nothing,
+                    None,
                 ))
             }
             Host::UnixSeqpacket { listener, cancel } => {
@@ -304,7 +304,7 @@ impl HostImpl for Host {
                     conn.into(),
                     object(TransportKind::UnixSeqpacket, format!("socket {at}")),
                     true,
-                    Keep::Nothing,
+                    None,
                 )?)
             }
             Host::Tcp {
@@ -319,7 +319,7 @@ impl HostImpl for Host {
                     .accept()
                     .map_err(|e| Error::os("accept", object.clone(), e))?;
                 drop(port_file);
-                Box::new(StreamIn::new(conn.into(), object, Keep::Nothing))
+                Box::new(StreamIn::new(conn.into(), object, None))
             }
             Host::Ready(inner, _) => inner,
         };
@@ -477,12 +477,9 @@ fn tcp_addr(at: &Rendezvous, options: &Options) -> Result<SocketAddr> {
     Ok(SocketAddr::from(([127, 0, 0, 1], port)))
 }
 
-/// What a receiver keeps for its lifetime (removed on drop where it created it).
-enum Keep {
-    Nothing,
-    Fifo(#[allow(dead_code)] Option<OwnedFifo>),
-    Socket(#[allow(dead_code)] DatagramSocket),
-}
+/// What a receiver keeps for its lifetime, removed on drop where it created it (a FIFO, a
+/// datagram socket's file).
+type Keep = Option<Box<dyn Send>>;
 
 /// A byte stream's receiving side: each `recv` returns what one `read` gave.
 struct StreamIn {
