@@ -130,8 +130,33 @@ fn plan(args: &RunArgs) -> Result<Plan> {
     Ok(plan)
 }
 
+/// Whether a result file can be written where it is asked for, found by opening it for writing
+/// (not truncated; removed again if this made it): checked before a run, not after it.
+fn check_output(flag: &str, path: Option<&Path>) -> Result<()> {
+    let Some(path) = path else { return Ok(()) };
+    let existed = path.symlink_metadata().is_ok();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(path)
+        .with_context(|| format!("{flag} {}", path.display()))?;
+    if !existed {
+        let _ = std::fs::remove_file(path);
+    }
+    Ok(())
+}
+
 fn measure(args: RunArgs) -> Result<ExitCode> {
-    let plan = plan(&args)?;
+    // Command-line mistakes are found before the run: exit 2.
+    let plan = match plan(&args).and_then(|plan| {
+        check_output("--json", args.json.as_deref())?;
+        check_output("--svg", args.svg.as_deref())?;
+        Ok(plan)
+    }) {
+        Ok(plan) => plan,
+        Err(e) => return Ok(crate::send::usage(&format!("{e:#}"))),
+    };
     let peer = PeerCommand {
         program: std::env::current_exe().context("the path of this program")?,
         args: vec![PEER_SUBCOMMAND.into()],
@@ -166,6 +191,11 @@ fn measure(args: RunArgs) -> Result<ExitCode> {
 }
 
 fn merge(args: MergeArgs) -> Result<ExitCode> {
+    if let Err(e) = check_output("--json", args.json.as_deref())
+        .and_then(|()| check_output("--svg", args.svg.as_deref()))
+    {
+        return Ok(crate::send::usage(&format!("{e:#}")));
+    }
     let reports = args
         .files
         .iter()

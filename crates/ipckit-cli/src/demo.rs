@@ -107,6 +107,10 @@ fn mutex(args: MutexArgs) -> Result<ExitCode> {
         procs: args.procs,
         iters: args.iters,
     };
+    // A command-line mistake is found before anything is created: exit 2.
+    if let Err(e) = mutex::check(&spec) {
+        return Ok(crate::send::usage(&format!("{e:#}")));
+    }
     let report = mutex::run_mutex(&spec, &launcher()?)?;
     if args.json {
         let json = MutexJson {

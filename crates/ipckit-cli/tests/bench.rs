@@ -333,3 +333,33 @@ fn bad_sizes_and_durations_are_usage_errors_in_the_commands_one_grammar() {
         assert!(stderr.contains(complaint), "{args:?}: {stderr}");
     }
 }
+
+/// Issue #13: every command-line mistake of bench is exit 2 and found before the run (no table
+/// is printed first): an unwritable --json or --svg, an unknown transport, a size of 0.
+#[test]
+fn mistakes_are_usage_errors_found_before_the_run() {
+    let mut cases: Vec<Vec<&str>> = vec![
+        vec!["--json", "/nonexistent/x.json"],
+        vec!["--svg", "/nonexistent/x.svg"],
+        vec!["--transports", "carrier-pigeon"],
+        vec!["--sizes", "0"],
+    ];
+    for case in &mut cases {
+        let mut args = vec!["bench", "--transports", "pipe", "--pattern", "latency"];
+        args.extend(TINY);
+        args.append(case);
+        let out = ipckit(&args);
+        let (stdout, stderr) = text(&out);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(stdout.is_empty(), "{args:?}: ran first: {stdout}");
+        assert_eq!(stderr.lines().count(), 1, "{args:?}: {stderr}");
+    }
+    let out = ipckit(&[
+        "bench",
+        "merge",
+        "/nonexistent/a.json",
+        "--json",
+        "/nonexistent/b.json",
+    ]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out).1);
+}

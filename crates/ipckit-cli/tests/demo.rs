@@ -261,3 +261,24 @@ fn robust_demo_reports_the_dead_owner_and_the_recovery() {
         ["create", "lock", "kill", "owner-died", "repair", "relock"]
     );
 }
+
+/// Issue #13: --procs 0 (and other impossible parameters) is a command-line mistake: exit 2.
+#[test]
+fn impossible_parameters_are_usage_errors() {
+    let _serial = serial();
+    for args in [
+        &["demo", "mutex", "--algo", "futex", "--procs", "0"][..],
+        &["demo", "mutex", "--algo", "futex", "--iters", "0"],
+        &["demo", "mutex", "--algo", "dekker", "--procs", "3"],
+    ] {
+        let out = ipckit(args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        assert_eq!(text(&out.stdout), "");
+        assert_eq!(
+            text(&out.stderr).lines().count(),
+            1,
+            "{}",
+            text(&out.stderr)
+        );
+    }
+}

@@ -45,6 +45,8 @@ fn recv(name: &str, via: &str) -> Proc {
     Proc(
         ipckit()
             .args(["recv", name, "--via", via, "--timeout", "30s"])
+            // ipckit's framing: an explicit end of stream, and a send's exit 0 means delivered.
+            .args(["--framing", "ipckit"])
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
@@ -56,6 +58,7 @@ fn recv(name: &str, via: &str) -> Proc {
 fn send(name: &str, via: &str, input: &str, timeout: &str) -> (Option<i32>, String) {
     let mut child = ipckit()
         .args(["send", name, "--via", via, "--timeout", timeout])
+        .args(["--framing", "ipckit"])
         .stdin(Stdio::piped())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -183,7 +186,7 @@ fn send_stopped_by_sigint_exits_130() {
         let mut r = recv(&name, via);
         let mut s = Proc(
             ipckit()
-                .args(["send", &name, "--via", via])
+                .args(["send", &name, "--via", via, "--framing", "ipckit"])
                 .stdin(Stdio::piped())
                 .stdout(Stdio::null())
                 .stderr(Stdio::piped())
@@ -194,8 +197,12 @@ fn send_stopped_by_sigint_exits_130() {
         wait_until("send set itself up", || blocks(pid, Signal::INT.as_raw()));
         // Let it connect (it then waits for input).
         std::thread::sleep(Duration::from_millis(200));
+        // Child::wait closes stdin first: hold it open, or the end of input may race the signal
+        // and the send close cleanly with 0.
+        let stdin = s.0.stdin.take();
         ipckit::signal::kill(pid, Signal::INT).unwrap();
         let status = s.0.wait().unwrap();
+        drop(stdin);
         assert_eq!(status.code(), Some(130), "{via}: {status}");
         // Stop the receiver cleanly too (a SIGKILL would leave its objects behind).
         ipckit::signal::kill(r.0.id(), Signal::INT).unwrap();

@@ -414,3 +414,78 @@ fn names_are_checked_before_anything_is_created() {
         .unwrap_err();
     assert!(err.to_string().contains("use fifo"), "{err}");
 }
+
+/// `Framing::Plain`: the bytes on the wire are the messages and nothing else — a plain stream
+/// client's bytes arrive as written and its close ends the stream, a datagram is a message as
+/// it is (an empty one ends), a System V message of type 1 (the "abort" of ipckit's framing) is
+/// data, and a queue receiver, which has no end of stream, ends when aborted.
+#[test]
+fn plain_framing_carries_only_the_messages() {
+    use ipckit::transport::Framing;
+    use std::io::Write;
+
+    let mut options = Options::new();
+    options
+        .framing(Framing::Plain)
+        .timeout(Duration::from_secs(30));
+
+    // A plain Unix stream client.
+    let name = unique_name("plain-stream")[1..].to_string();
+    let pending = TransportKind::UnixStream
+        .named_receiver_pending(&name, &options)
+        .unwrap();
+    let path = pending.rendezvous();
+    let client = std::thread::spawn(move || {
+        let mut c = std::os::unix::net::UnixStream::connect(path).unwrap();
+        c.write_all(b"\x00\x00\x00\x05hello").unwrap();
+    });
+    let mut rx = pending.establish(Some(Duration::from_secs(30))).unwrap();
+    let mut got = Vec::new();
+    while let Some(chunk) = rx.recv().unwrap() {
+        got.extend(chunk);
+    }
+    client.join().unwrap();
+    assert_eq!(
+        got, b"\x00\x00\x00\x05hello",
+        "no length prefix is taken off"
+    );
+
+    // ipckit to ipckit over datagrams: the messages as they are, an empty datagram ends.
+    let name = unique_name("plain-dgram")[1..].to_string();
+    let mut rx = TransportKind::UnixDgram
+        .named_receiver(&name, &options)
+        .unwrap();
+    let (n, o) = (name.clone(), options.clone());
+    let sender = std::thread::spawn(move || {
+        let mut tx = TransportKind::UnixDgram.named_sender(&n, &o).unwrap();
+        tx.send(b"one").unwrap();
+        tx.send(b"two\n").unwrap();
+        tx.close().unwrap();
+    });
+    assert_eq!(rx.recv().unwrap().as_deref(), Some(&b"one"[..]));
+    assert_eq!(rx.recv().unwrap().as_deref(), Some(&b"two\n"[..]));
+    assert_eq!(rx.recv().unwrap(), None);
+    sender.join().unwrap();
+
+    // System V: type 1 is data; an abort ends the receiver, which removes its queue.
+    let name = unique_name("plain-msg")[1..].to_string();
+    let key = ipckit::Key::new(ipckit_testkit::unique_key());
+    let mut o = options.clone();
+    o.key(Some(key));
+    let mut rx = TransportKind::SysvMsg.named_receiver(&name, &o).unwrap();
+    let queue = ipckit::sysv::msg::MsgQueue::open(key).unwrap();
+    queue.send(1, b"from sysv_ipc").unwrap();
+    assert_eq!(rx.recv().unwrap().as_deref(), Some(&b"from sysv_ipc"[..]));
+    let abort = rx.abort_handle();
+    let stopper = std::thread::spawn(move || abort.abort());
+    assert!(rx.recv().is_err(), "an aborted plain receiver fails");
+    stopper.join().unwrap();
+    drop(rx);
+    assert!(ipckit::sysv::msg::MsgQueue::open(key).is_err(), "removed");
+
+    // Kinds only ipckit speaks refuse plain framing.
+    let err = TransportKind::SysvShmSem
+        .named_sender("x", &options)
+        .unwrap_err();
+    assert_eq!(err.kind(), std::io::ErrorKind::InvalidInput);
+}

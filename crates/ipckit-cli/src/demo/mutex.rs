@@ -209,7 +209,7 @@ fn invalid(demo: &MutexDemo, reason: String) -> anyhow::Error {
 }
 
 /// Checks the demo's parameters before anything is created.
-fn check(demo: &MutexDemo) -> Result<()> {
+pub fn check(demo: &MutexDemo) -> Result<()> {
     if let Some(n) = demo.algo.fixed_procs() {
         if demo.procs != n {
             return Err(invalid(

@@ -25,6 +25,10 @@
 //! [`TransportKind::named_sender`]): paths, keys and names are derived from it
 //! ([`check_name`]); the receiver creates and removes, the sender waits for it to appear.
 //!
+//! **Plain framing.** For programs that are not ipckit, a named meeting can put nothing but the
+//! messages on the wire ([`Framing::Plain`], [`Options::framing`]): no lengths, tags, hellos or
+//! end markers; end of stream is the writer closing where the mechanism has one.
+//!
 //! # References
 //! [pipe(7)](https://man7.org/linux/man-pages/man7/pipe.7.html),
 //! [unix(7)](https://man7.org/linux/man-pages/man7/unix.7.html),
@@ -49,6 +53,7 @@ mod fifo;
 mod mmap_futex;
 mod packet;
 mod pipe;
+mod plain;
 mod posix_mq;
 mod signal;
 mod stream;
@@ -229,6 +234,33 @@ impl TransportKind {
         Ok(())
     }
 
+    /// `Ok` if [`Options::capacity`] may ask for `bytes` on this kind, else why not, in words:
+    /// the channel's lanes are a power of two from 4 KiB to 1 GiB, and no buffer is empty. For a
+    /// program to check its arguments before it does any work.
+    ///
+    /// ```
+    /// use ipckit::transport::TransportKind;
+    /// assert!(TransportKind::Channel.check_capacity(64 * 1024).is_ok());
+    /// assert!(TransportKind::Channel.check_capacity(3 * 1024).is_err());
+    /// assert!(TransportKind::UnixStream.check_capacity(3 * 1024).is_ok());
+    /// ```
+    pub fn check_capacity(self, bytes: usize) -> std::result::Result<(), String> {
+        use crate::channel::{MAX_LANE_CAPACITY, MIN_LANE_CAPACITY};
+        if bytes == 0 {
+            return Err("a buffer of 0 bytes holds nothing".into());
+        }
+        if self.is_channel()
+            && (!bytes.is_power_of_two()
+                || !(MIN_LANE_CAPACITY..=MAX_LANE_CAPACITY).contains(&bytes))
+        {
+            return Err(format!(
+                "the {self} capacity is a power of two from {MIN_LANE_CAPACITY} to \
+                 {MAX_LANE_CAPACITY} bytes (4K … 1G), not {bytes}"
+            ));
+        }
+        Ok(())
+    }
+
     /// Creates what the mechanism needs so that another process can connect and *receive* what
     /// this one sends; finish with [`Pending::establish`] once the peer was started.
     pub fn host_sender(self, options: &Options) -> Result<Pending<Sender>> {
@@ -327,13 +359,43 @@ impl TransportKind {
     /// themselves closed). The other kinds carry one sender's stream: a second sender fails
     /// (FIFO: at once; sockets and one-slot kinds: its close is never acknowledged), never
     /// silently.
+    ///
+    /// With [`Framing::Plain`] the bytes on the wire are the messages and nothing else, for
+    /// programs that are not ipckit (see [`Framing`]).
     pub fn named_receiver(self, name: &str, options: &Options) -> Result<Receiver> {
-        let at = Rendezvous::named(self, name)?;
         if self.is_channel() {
+            Rendezvous::named(self, name)?;
             return channel::named_receiver(self, name, options);
         }
-        let pending = Pending::<Receiver>::new(self, host(self, Role::Recv, &at, options)?);
-        pending.establish(Some(options.timeout))
+        self.named_receiver_pending(name, options)?
+            .establish(Some(options.timeout))
+    }
+
+    /// [`named_receiver`](Self::named_receiver) in two steps: the FIFO, socket, queue …
+    /// is created (or found) now, and [`Pending::rendezvous`] says where it is (a path, a
+    /// `HOST:PORT` — the port a TCP receiver was given by the kernel —, a queue); the wait for a
+    /// sender is [`Pending::establish`]. For a program that tells its user where to connect.
+    /// Not for `channel` and `channel-spin`, whose receiver has no such step (an error of kind
+    /// `InvalidInput`).
+    pub fn named_receiver_pending(
+        self,
+        name: &str,
+        options: &Options,
+    ) -> Result<Pending<Receiver>> {
+        let at = Rendezvous::named(self, name)?;
+        if self.is_channel() {
+            return Err(Error::invalid(
+                "rendezvous",
+                Object::Other(format!("transport {self}").into()),
+                "a channel's receiver has no setup step of its own: use named_receiver",
+            ));
+        }
+        let inner = if options.framing == Framing::Plain {
+            plain::host(self, &at, options)?
+        } else {
+            host(self, Role::Recv, &at, options)?
+        };
+        Ok(Pending::new(self, inner))
     }
 
     /// The sending side of a meeting by `name`: waits up to `options.timeout` for the receiver to
@@ -341,6 +403,9 @@ impl TransportKind {
     /// may create the channel itself, and the receiver finds it.
     pub fn named_sender(self, name: &str, options: &Options) -> Result<Sender> {
         let at = Rendezvous::named(self, name)?;
+        if options.framing == Framing::Plain {
+            return plain::sender(self, &at, options);
+        }
         if self.is_channel() {
             return channel::named_sender(self, name, options);
         }
@@ -357,6 +422,25 @@ impl TransportKind {
                 Err(e) => return Err(e),
             }
         }
+    }
+
+    /// Whether the kind has a [`Framing::Plain`] form, which programs that are not ipckit
+    /// speak: `fifo`, `unix-stream`, `unix-seqpacket`, `unix-dgram`, `tcp`, `sysv-msg`,
+    /// `posix-mq`.
+    pub fn supports_plain(self) -> bool {
+        plain::supported(self)
+    }
+
+    /// Whether the kind is a byte stream (`pipe`, `fifo`, `unix-stream`, `tcp`): with
+    /// [`Framing::Plain`] its messages are not kept apart, a receiver gets the bytes as read.
+    pub const fn is_byte_stream(self) -> bool {
+        matches!(
+            self,
+            TransportKind::Pipe
+                | TransportKind::Fifo
+                | TransportKind::UnixStream
+                | TransportKind::Tcp
+        )
     }
 
     fn is_channel(self) -> bool {
@@ -418,6 +502,35 @@ pub struct MaxMessage {
     pub reason: String,
 }
 
+/// What a named meeting puts on the wire besides the messages ([`Options::framing`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[non_exhaustive]
+pub enum Framing {
+    /// ipckit's own: lengths or tags that keep messages apart, an explicit end of stream, and a
+    /// sender that dies reported as such (the table of [`TransportKind`]). Only ipckit speaks it.
+    #[default]
+    Checked,
+    /// Nothing but the messages, so that other programs can be either side
+    /// ([`TransportKind::supports_plain`]):
+    ///
+    /// | kind | wire | end of stream |
+    /// |---|---|---|
+    /// | `fifo`, `unix-stream`, `tcp` | the bytes as sent; a receiver gets them as read | the writer closes |
+    /// | `unix-seqpacket` | a packet per message | the writer closes (an empty packet reads the same) |
+    /// | `unix-dgram` | a datagram per message | an empty datagram |
+    /// | `sysv-msg` | a message of type [`Options::message_type`] (default 1); a receiver takes any type unless one is set | none: abort the receiver |
+    /// | `posix-mq` | a message at [`Options::priority`] (default 0); a receiver takes any priority unless one is set | none: abort the receiver |
+    ///
+    /// The FIFO or socket is at [`Options::path`] (default `<runtime dir>/ipckit-NAME.fifo`,
+    /// `.sock`, `.seqpacket`, `.dgram`), a TCP receiver listens at [`Options::addr`] (default: an
+    /// ephemeral loopback port, written to `<runtime dir>/ipckit-NAME.tcp` for an ipckit
+    /// sender), a System V queue has [`Options::key`] (default: derived from NAME), a POSIX
+    /// queue is `/ipckit-NAME`. The receiver creates what is missing and removes only what it
+    /// created. A sender's close does not wait for the receiver, except over a FIFO (until it is
+    /// drained); a sender that dies cannot be told from one that finished.
+    Plain,
+}
+
 /// How a transport is set up: sizes and the connection timeout.
 ///
 /// Defaults: the largest message is 64 KiB, the capacity is the mechanism's default, and a
@@ -428,6 +541,12 @@ pub struct Options {
     capacity: Option<usize>,
     timeout: Duration,
     cancel: Option<AbortHandle>,
+    framing: Framing,
+    path: Option<PathBuf>,
+    addr: Option<std::net::SocketAddr>,
+    key: Option<crate::Key>,
+    message_type: Option<i64>,
+    priority: Option<u32>,
 }
 
 impl Default for Options {
@@ -444,7 +563,60 @@ impl Options {
             capacity: None,
             timeout: Duration::from_secs(30),
             cancel: None,
+            framing: Framing::Checked,
+            path: None,
+            addr: None,
+            key: None,
+            message_type: None,
+            priority: None,
         }
+    }
+
+    /// What goes on the wire of a named meeting ([`TransportKind::named_receiver`]); hosted
+    /// meetings always use [`Framing::Checked`].
+    pub fn framing(&mut self, framing: Framing) -> &mut Self {
+        self.framing = framing;
+        self
+    }
+
+    /// [`Framing::Plain`]: the FIFO or Unix socket to meet at, instead of the one derived from
+    /// NAME.
+    pub fn path(&mut self, path: Option<PathBuf>) -> &mut Self {
+        self.path = path;
+        self
+    }
+
+    /// [`Framing::Plain`] over `tcp`: the address the receiver listens at and the sender
+    /// connects to.
+    pub fn addr(&mut self, addr: Option<std::net::SocketAddr>) -> &mut Self {
+        self.addr = addr;
+        self
+    }
+
+    /// [`Framing::Plain`] over `sysv-msg`: the queue's key, instead of the one derived from
+    /// NAME.
+    pub fn key(&mut self, key: Option<crate::Key>) -> &mut Self {
+        self.key = key;
+        self
+    }
+
+    /// [`Framing::Plain`] over `sysv-msg`: the type a sender gives its messages (default 1) and
+    /// the only one a receiver takes (default: any).
+    pub fn message_type(&mut self, mtype: Option<i64>) -> &mut Self {
+        self.message_type = mtype;
+        self
+    }
+
+    /// [`Framing::Plain`] over `posix-mq`: the priority a sender gives its messages (default 0)
+    /// and the only one a receiver accepts (default: any; another is an error).
+    pub fn priority(&mut self, priority: Option<u32>) -> &mut Self {
+        self.priority = priority;
+        self
+    }
+
+    /// The framing of named meetings.
+    pub fn get_framing(&self) -> Framing {
+        self.framing
     }
 
     /// A handle whose [`abort`](AbortHandle::abort) makes the waits of setting up (waiting for a
