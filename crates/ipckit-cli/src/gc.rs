@@ -217,7 +217,7 @@ fn parse_only(s: &OsStr) -> Result<(Kind, Object), String> {
     let id = || crate::rm::parse_id(&what.to_string_lossy());
     // Orphans name their objects by inspect::display_name.
     let name = |k: PosixKind| {
-        inspect::posix_name_os(k, what)
+        inspect::posix_name(k, what)
             .map(|n| inspect::display_name(&n).into_owned())
             .map_err(|e| e.to_string())
     };

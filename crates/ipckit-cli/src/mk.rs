@@ -4,6 +4,7 @@
 //! Every argument is checked before anything is created, and the objects of one invocation are
 //! created all or none: if a later one fails, the earlier ones are removed again.
 
+use std::ffi::OsString;
 use std::io::{self, Write};
 use std::process::ExitCode;
 
@@ -65,9 +66,11 @@ pub struct Args {
     /// Create a POSIX message queue; needs -n.
     #[arg(short = 'q', long = "posix-mqueue", requires = "name")]
     posix_mqueue: bool,
-    /// The name of the POSIX objects to create: /NAME (NAME alone means /NAME).
-    #[arg(short = 'n', long = "name", value_name = "NAME", requires = "posix")]
-    name: Option<String>,
+    /// The name of the POSIX objects to create: /NAME (NAME alone means /NAME). Any bytes but
+    /// NUL and a second slash; printed escaped as `ls` prints names.
+    #[arg(short = 'n', long = "name", value_name = "NAME", requires = "posix",
+          value_parser = clap::value_parser!(OsString))]
+    name: Option<OsString>,
     /// The initial value of the POSIX semaphore [default: 0].
     #[arg(long = "value", value_name = "V", value_parser = parse_value, requires = "posix_semaphore")]
     value: Option<u32>,
@@ -100,7 +103,7 @@ pub struct Args {
 pub fn run(args: Args) -> Result<ExitCode> {
     // The POSIX name, checked for each kind asked for (their length limits differ): a bad one is
     // a command-line mistake, reported before anything is created.
-    let posix_name = |kind: PosixKind, wanted: bool| -> Result<Option<String>, String> {
+    let posix_name = |kind: PosixKind, wanted: bool| -> Result<Option<OsString>, String> {
         match (&args.name, wanted) {
             (Some(name), true) => match inspect::posix_name(kind, name) {
                 Ok(full) => Ok(Some(full)),
@@ -247,19 +250,28 @@ pub fn run(args: Args) -> Result<ExitCode> {
         text += &format!("Shared memory id: {id}\n");
     }
     if let Some(pshm) = &pshm {
-        text += &format!("POSIX shared memory name: {}\n", pshm.name());
+        text += &format!(
+            "POSIX shared memory name: {}\n",
+            crate::escape::cell(pshm.name())
+        );
     }
     if let Some((id, _)) = &msg {
         text += &format!("Message queue id: {id}\n");
     }
     if let Some(pmq) = &pmq {
-        text += &format!("POSIX message queue name: {}\n", pmq.name());
+        text += &format!(
+            "POSIX message queue name: {}\n",
+            crate::escape::cell(pmq.name())
+        );
     }
     if let Some((id, _)) = &sem {
         text += &format!("Semaphore id: {id}\n");
     }
     if let Some(psem) = &psem {
-        text += &format!("POSIX semaphore name: {}\n", psem.name());
+        text += &format!(
+            "POSIX semaphore name: {}\n",
+            crate::escape::cell(psem.name())
+        );
     }
     // Nobody learns the ids of objects whose report was lost; those are removed (on return).
     let mut out = io::stdout().lock();
@@ -408,7 +420,7 @@ mod tests {
         assert!(a.posix_semaphore && a.posix_mqueue);
         assert_eq!(
             (a.name.as_deref(), a.value, a.maxmsg),
-            (Some("x"), Some(2), Some(3))
+            (Some(std::ffi::OsStr::new("x")), Some(2), Some(3))
         );
         assert!(
             parse(&["-M", "4K", "-S", "2", "-Q"]).is_ok(),

@@ -460,7 +460,7 @@ pub fn parse_id(s: &str) -> Result<i32, String> {
 /// A POSIX name for removal: `/NAME` as ls shows it, or `NAME`; any bytes but a slash past the
 /// first and NUL.
 fn parse_name(kind: PosixKind, s: &OsStr) -> Result<OsString, String> {
-    inspect::posix_name_os(kind, s).map_err(|e| match e {
+    inspect::posix_name(kind, s).map_err(|e| match e {
         ipckit::Error::InvalidArgument { reason, .. } => {
             format!(
                 "\"{}\" is not a POSIX name: {reason}",

@@ -2,8 +2,8 @@
 //! lists such objects (escaped in tables as lsipc does, losslessly in JSON), `gc` reports and
 //! removes them, and `rm` takes their names as the shell passes them.
 //!
-//! The objects are made as their files, which is what `shm_open` and `mq_open` make (the library
-//! takes UTF-8 names only), and removed by guards even when an assertion fails.
+//! The objects are made as their files, which is what `shm_open` makes, or by `mk`, and removed by
+//! guards even when an assertion fails.
 
 use std::ffi::{OsStr, OsString};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
@@ -128,4 +128,50 @@ fn a_bad_name_that_is_not_utf8_is_a_usage_error() {
     let stderr = text(&out.stderr);
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
     assert!(stderr.contains("/a/\\xff"), "{stderr}");
+}
+
+#[test]
+fn mk_creates_objects_under_a_name_that_is_not_utf8_and_rm_removes_them() {
+    let name = odd_name(b"-\xfe");
+    let file = OsStr::from_bytes(&name.as_bytes()[1..]);
+    let shm = PathBuf::from("/dev/shm").join(file);
+    let mut sem_file = OsString::from("sem.");
+    sem_file.push(file);
+    let sem = PathBuf::from("/dev/shm").join(sem_file);
+    let queue = PathBuf::from("/dev/mqueue").join(file);
+    let _guard = Defer(|| {
+        for path in [&shm, &sem, &queue] {
+            let _ = std::fs::remove_file(path);
+        }
+    });
+    let out = ipckit(&[
+        OsStr::new("mk"),
+        OsStr::new("-m"),
+        OsStr::new("4K"),
+        OsStr::new("-s"),
+        OsStr::new("-q"),
+        OsStr::new("-n"),
+        &name,
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    let shown = format!("{}-\\xfe", unique_prefix(&name));
+    assert_eq!(stdout.matches(&shown).count(), 3, "{stdout}");
+    assert_eq!(std::fs::metadata(&shm).unwrap().len(), 4096);
+    assert!(sem.exists());
+    if PathBuf::from("/dev/mqueue").is_dir() {
+        assert!(queue.exists(), "the queue's file");
+    }
+    for flag in ["--posix-shmem", "--posix-semaphore", "--posix-mqueue"] {
+        let out = ipckit(&[OsStr::new("rm"), OsStr::new(flag), &name]);
+        assert!(out.status.success(), "{flag}: {}", text(&out.stderr));
+    }
+    assert!(!shm.exists() && !sem.exists() && !queue.exists());
+}
+
+/// The UTF-8 part of a name made by [`odd_name`]: `/ipckit-test-odd-…`.
+fn unique_prefix(name: &OsStr) -> String {
+    let bytes = name.as_bytes();
+    let end = bytes.iter().position(|&b| b >= 0x80).unwrap_or(bytes.len());
+    String::from_utf8(bytes[..end - 1].to_vec()).unwrap()
 }

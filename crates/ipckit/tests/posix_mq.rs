@@ -54,7 +54,7 @@ fn create_exclusive_fails_when_the_name_exists_and_open_finds_the_queue() {
     let again = MessageQueue::create(&name, Attr::new(2, 16)).unwrap();
     assert_eq!((again.max_messages(), again.message_size()), (4, 32));
     let opened = MessageQueue::open(&name).unwrap();
-    assert_eq!(opened.name(), name);
+    assert_eq!(opened.name(), name.as_str());
     opened.send(b"hello", 0).unwrap();
     assert_eq!(take(&q), (b"hello".to_vec(), 0));
 }

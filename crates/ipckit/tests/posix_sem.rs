@@ -47,7 +47,7 @@ fn create_exclusive_fails_when_the_name_exists_and_open_shares_the_semaphore() {
     let again = NamedSemaphore::create(&name, 5).unwrap();
     assert_eq!(again.value().unwrap(), 1);
     let opened = NamedSemaphore::open(&name).unwrap();
-    assert_eq!(opened.name(), name);
+    assert_eq!(opened.name(), name.as_str());
     opened.post().unwrap();
     assert_eq!(created.value().unwrap(), 2);
 }

@@ -89,7 +89,7 @@ fn create_open_exclusive_and_not_found() {
     assert_eq!(err.object(), &Object::PosixShm(name.as_str().into()));
 
     let created = SharedMemory::create_exclusive(&name, 4096).unwrap();
-    assert_eq!(created.name(), name);
+    assert_eq!(created.name(), name.as_str());
     assert_eq!(created.size().unwrap(), 4096);
     assert!(dev_shm(&name).exists());
 
@@ -138,7 +138,7 @@ fn new_objects_have_mode_0600_by_default_and_the_mode_asked_for() {
     let err = SharedMemory::options()
         .mode(0o4600)
         .create(true)
-        .open(&unique_name("mode"))
+        .open(unique_name("mode"))
         .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::InvalidInput, "{err}");
 }

@@ -232,7 +232,7 @@ fn a_posix_mq_sender_reports_its_killed_receiver() {
     let name = unique_name("mq-rx-killed")[1..].to_string();
     // The receiver creates `/ipckit-NAME` and cannot unlink it once killed: this test does.
     let _unlink = ipckit_testkit::Defer(|| {
-        let _ = ipckit::posix::mq::MessageQueue::unlink(&format!("/ipckit-{name}"));
+        let _ = ipckit::posix::mq::MessageQueue::unlink(format!("/ipckit-{name}"));
     });
     let mut cmd = spawn_self("a_posix_mq_sender_reports_its_killed_receiver", "receiver");
     cmd.env("T_NAME", &name);

@@ -151,7 +151,7 @@ impl Segment {
         role: Role,
     ) -> Result<(Segment, usize)> {
         let object = Object::Other(format!("channel {name}").into());
-        crate::posix::check_name(op, object.clone(), name)?;
+        crate::posix::check_name(op, object.clone(), std::ffi::OsStr::new(name))?;
         let flags = rustix::shm::OFlags::RDWR
             | rustix::shm::OFlags::CREATE
             | rustix::shm::OFlags::from_bits_retain(OFlags::NOFOLLOW.bits());
@@ -610,7 +610,7 @@ fn header_of(map: &Map) -> &Header {
 /// `shm_unlink(name)` after validating the name.
 pub(crate) fn unlink(name: &str) -> Result<()> {
     let object = Object::Other(format!("channel {name}").into());
-    crate::posix::check_name("shm_unlink", object.clone(), name)?;
+    crate::posix::check_name("shm_unlink", object.clone(), std::ffi::OsStr::new(name))?;
     rustix::shm::unlink(name).map_err(|e| Error::os("shm_unlink", object, e))
 }
 
@@ -618,7 +618,7 @@ pub(crate) fn unlink(name: &str) -> Result<()> {
 pub(crate) fn remove_if_orphaned(name: &str) -> Result<bool> {
     const OP: &str = "remove_if_orphaned";
     let object = Object::Other(format!("channel {name}").into());
-    crate::posix::check_name(OP, object.clone(), name)?;
+    crate::posix::check_name(OP, object.clone(), std::ffi::OsStr::new(name))?;
     let flags =
         rustix::shm::OFlags::RDWR | rustix::shm::OFlags::from_bits_retain(OFlags::NOFOLLOW.bits());
     let fd = rustix::shm::open(name, flags, Mode::empty())

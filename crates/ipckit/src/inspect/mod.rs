@@ -56,7 +56,7 @@ pub use detail::{
 };
 pub use limits::{limits, usage, Limits, Usage};
 pub use posix::{
-    display_name, mqueue_mount_point, posix_mqueues, posix_name, posix_name_os, posix_semaphores,
+    display_name, mqueue_mount_point, posix_mqueues, posix_name, posix_semaphores,
     posix_shm_objects, posix_users, unlink_posix, FileId, PosixKind, PosixMqInfo, PosixMqs,
     PosixSemInfo, PosixShmInfo, Users, DEV_MQUEUE, DEV_SHM, MOUNT_MQUEUE,
 };

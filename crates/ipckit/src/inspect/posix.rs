@@ -20,6 +20,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use super::procfs::{malformed, read_text, scan_maps_in, MapsEntry, PROC};
 use crate::error::{Error, Object, Result};
+pub use crate::posix::display_name;
 use crate::posix::mq::MessageQueue;
 use crate::posix::sem::{NamedSemaphore, Semaphore, SEM_NAME_MAX};
 use crate::posix::shm::SHM_NAME_MAX;
@@ -60,16 +61,18 @@ impl PosixKind {
 /// Checks a POSIX IPC name as given on a command line and returns it as the `posix` modules take
 /// it: `NAME` becomes `/NAME` (as glibc's `shm_open` and `sem_open` accept it), and the result has
 /// one leading slash and no other, is not `/.` or `/..`, and fits the kind's limit
-/// ([`SHM_NAME_MAX`], [`SEM_NAME_MAX`] — glibc adds `sem.` —, or `NAME_MAX`). Nothing is looked
-/// up.
-pub fn posix_name(kind: PosixKind, name: &str) -> Result<String> {
+/// ([`SHM_NAME_MAX`], [`SEM_NAME_MAX`] — glibc adds `sem.` —, or `NAME_MAX`). The name need not
+/// be UTF-8. Nothing is looked up.
+pub fn posix_name(kind: PosixKind, name: impl AsRef<OsStr>) -> Result<OsString> {
     const OP: &str = "name";
-    let full = if name.starts_with('/') {
-        name.to_owned()
-    } else {
-        format!("/{name}")
-    };
-    crate::posix::check_name(OP, kind.object(name), &full)?;
+    let name = name.as_ref();
+    let mut full = OsString::with_capacity(name.len() + 1);
+    if !name.as_bytes().starts_with(b"/") {
+        full.push("/");
+    }
+    full.push(name);
+    let object = || kind.object(&display_name(name));
+    crate::posix::check_name(OP, object(), &full)?;
     let len = full.len() - 1;
     let limit = match kind {
         PosixKind::Shm => Some(("SHM_NAME_MAX", SHM_NAME_MAX)),
@@ -79,97 +82,21 @@ pub fn posix_name(kind: PosixKind, name: &str) -> Result<String> {
     match limit {
         Some((limit_name, limit)) if len > limit => Err(Error::invalid(
             OP,
-            kind.object(name),
+            object(),
             format!("a name of {len} bytes after the slash exceeds {limit_name} ({limit})"),
         )),
         _ => Ok(full),
     }
 }
 
-/// [`posix_name`] for a name that need not be UTF-8 (as a command line or a directory gives
-/// it): the same checks on its bytes, and the name with one leading slash.
-pub fn posix_name_os(kind: PosixKind, name: &OsStr) -> Result<OsString> {
-    if let Some(utf8) = name.to_str() {
-        return posix_name(kind, utf8).map(OsString::from);
-    }
-    // The bytes that are not UTF-8 are all 0x80 or above, so none is a slash, a dot or NUL:
-    // check a stand-in of the same length with each of them replaced by `x`, and keep the bytes.
-    let stand_in: String = name
-        .as_bytes()
-        .iter()
-        .map(|&b| if b.is_ascii() { char::from(b) } else { 'x' })
-        .collect();
-    posix_name(kind, &stand_in).map_err(|e| match e {
-        Error::InvalidArgument { op, reason, .. } => {
-            Error::invalid(op, kind.object(&display_name(name)), reason)
-        }
-        e => e,
-    })?;
-    let mut full = Vec::with_capacity(name.len() + 1);
-    if !name.as_bytes().starts_with(b"/") {
-        full.push(b'/');
-    }
-    full.extend_from_slice(name.as_bytes());
-    Ok(OsString::from_vec(full))
-}
-
-/// A name as text: itself when it is UTF-8, else each byte that is not part of a UTF-8
-/// character written `\xNN` (two lower-case hex digits), the rest as it is. Error messages and
-/// the `"name"` of the JSON show names so; the JSON adds the bytes for such a name.
-pub fn display_name(name: &OsStr) -> std::borrow::Cow<'_, str> {
-    if let Some(utf8) = name.to_str() {
-        return utf8.into();
-    }
-    let mut out = String::new();
-    for chunk in name.as_bytes().utf8_chunks() {
-        out.push_str(chunk.valid());
-        for b in chunk.invalid() {
-            out.push_str(&format!("\\x{b:02x}"));
-        }
-    }
-    out.into()
-}
-
 /// Removes the POSIX object `name` (`/NAME`) of `kind`: `shm_unlink`, `sem_unlink` or
-/// `mq_unlink` for a UTF-8 name; for another, `unlink(2)` of its file (`/dev/shm/NAME`,
-/// `/dev/shm/sem.NAME`, or `NAME` where the `mqueue` file system is mounted), which is what those
-/// calls do.
+/// `mq_unlink`.
 pub fn unlink_posix(kind: PosixKind, name: &OsStr) -> Result<()> {
-    if let Some(utf8) = name.to_str() {
-        return match kind {
-            PosixKind::Shm => crate::posix::shm::SharedMemory::unlink(utf8),
-            PosixKind::Sem => NamedSemaphore::unlink(utf8),
-            PosixKind::Mq => MessageQueue::unlink(utf8),
-        };
+    match kind {
+        PosixKind::Shm => crate::posix::shm::SharedMemory::unlink(name),
+        PosixKind::Sem => NamedSemaphore::unlink(name),
+        PosixKind::Mq => MessageQueue::unlink(name),
     }
-    let full = posix_name_os(kind, name)?;
-    let file = OsStr::from_bytes(&full.as_bytes()[1..]);
-    let object = || kind.object(&display_name(&full));
-    let path = match kind {
-        PosixKind::Shm => Path::new(DEV_SHM).join(file),
-        PosixKind::Sem => {
-            let mut sem_file = OsString::from(SEM_PREFIX);
-            sem_file.push(file);
-            Path::new(DEV_SHM).join(sem_file)
-        }
-        PosixKind::Mq => {
-            let mounts = read_text(Path::new(PROC_SELF_MOUNTS))?;
-            let dir = mqueue_mount_point(&mounts).ok_or_else(|| {
-                Error::invalid(
-                    "mq_unlink",
-                    object(),
-                    format!("no mqueue file system is mounted (mount one with `{MOUNT_MQUEUE}`)"),
-                )
-            })?;
-            dir.join(file)
-        }
-    };
-    let op = match kind {
-        PosixKind::Shm => "shm_unlink",
-        PosixKind::Sem => "sem_unlink",
-        PosixKind::Mq => "mq_unlink",
-    };
-    std::fs::remove_file(&path).map_err(|e| Error::os(op, object(), e))
 }
 
 /// The identity of a file: its device and inode number, as `stat(2)` and `/proc/<pid>/maps`
@@ -730,11 +657,11 @@ mod tests {
         }
         let longest_sem = "s".repeat(SEM_NAME_MAX);
         assert!(posix_name(PosixKind::Sem, &longest_sem).is_ok());
-        let e = posix_name(PosixKind::Sem, &format!("{longest_sem}s")).unwrap_err();
+        let e = posix_name(PosixKind::Sem, format!("{longest_sem}s")).unwrap_err();
         assert!(e.to_string().contains("SEM_NAME_MAX"), "{e}");
-        assert!(posix_name(PosixKind::Mq, &format!("{longest_sem}s")).is_ok());
-        assert!(posix_name(PosixKind::Shm, &"m".repeat(SHM_NAME_MAX)).is_ok());
-        assert!(posix_name(PosixKind::Shm, &"m".repeat(SHM_NAME_MAX + 1)).is_err());
+        assert!(posix_name(PosixKind::Mq, format!("{longest_sem}s")).is_ok());
+        assert!(posix_name(PosixKind::Shm, "m".repeat(SHM_NAME_MAX)).is_ok());
+        assert!(posix_name(PosixKind::Shm, "m".repeat(SHM_NAME_MAX + 1)).is_err());
     }
 
     #[test]
@@ -752,20 +679,17 @@ mod tests {
         let sem = posix_semaphores_in(&dir).unwrap();
         assert_eq!(sem[0].name.as_bytes(), b"/s\xfe");
 
-        let full = posix_name_os(PosixKind::Shm, odd).unwrap();
+        let full = posix_name(PosixKind::Shm, odd).unwrap();
         assert_eq!(full.as_bytes(), b"/a\xffb\nc");
-        assert_eq!(posix_name_os(PosixKind::Mq, &full).unwrap(), full);
-        assert_eq!(
-            posix_name_os(PosixKind::Shm, OsStr::new("ok")).unwrap(),
-            "/ok"
-        );
+        assert_eq!(posix_name(PosixKind::Mq, &full).unwrap(), full);
+        assert_eq!(posix_name(PosixKind::Shm, OsStr::new("ok")).unwrap(), "/ok");
         for bad in [&b"/a/\xff"[..], b"\xff/", b"//\xff"] {
-            let e = posix_name_os(PosixKind::Shm, OsStr::from_bytes(bad)).unwrap_err();
+            let e = posix_name(PosixKind::Shm, OsStr::from_bytes(bad)).unwrap_err();
             assert_eq!(e.kind(), io::ErrorKind::InvalidInput, "{bad:?}");
         }
         let long = vec![0xffu8; SHM_NAME_MAX + 1];
-        assert!(posix_name_os(PosixKind::Shm, OsStr::from_bytes(&long)).is_err());
-        assert!(posix_name_os(PosixKind::Shm, OsStr::from_bytes(&long[1..])).is_ok());
+        assert!(posix_name(PosixKind::Shm, OsStr::from_bytes(&long)).is_err());
+        assert!(posix_name(PosixKind::Shm, OsStr::from_bytes(&long[1..])).is_ok());
         assert_eq!(display_name(OsStr::new("/plain")), "/plain");
     }
 

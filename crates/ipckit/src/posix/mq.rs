@@ -21,7 +21,7 @@
 //! [mq_getattr(3)](https://man7.org/linux/man-pages/man3/mq_getattr.3.html)
 
 use std::error::Error as StdError;
-use std::ffi::CString;
+use std::ffi::{OsStr, OsString};
 use std::fmt;
 use std::io;
 use std::mem;
@@ -319,12 +319,11 @@ impl MqOptions {
     /// (`EINVAL` for `msg_max` / `msgsize_max`, `ENOSPC` for `queues_max`, `EMFILE` for
     /// `RLIMIT_MSGQUEUE`), the error names the limit and its value; the OS error is kept as its
     /// source and gives its [`kind`](Error::kind).
-    pub fn open(&self, name: &str) -> Result<MessageQueue> {
+    pub fn open(&self, name: impl AsRef<OsStr>) -> Result<MessageQueue> {
         const OP: &str = "mq_open";
-        let object = || Object::PosixMq(name.into());
-        crate::posix::check_name(OP, object(), name)?;
-        let c_name = CString::new(name)
-            .map_err(|_| Error::invalid(OP, object(), "name contains a NUL byte"))?;
+        let name = name.as_ref();
+        let object = || mq_object(name);
+        let c_name = crate::posix::c_name(OP, object(), name)?;
         let mode = check_mode(OP, &object(), self.mode)?;
         let creating = self.create || self.exclusive;
         let mut oflag = match self.access {
@@ -368,7 +367,7 @@ impl MqOptions {
         }
         let mut queue = MessageQueue {
             mqd,
-            name: name.to_string(),
+            name: name.to_owned(),
             access: self.access,
             max_messages: 0,
             message_size: 0,
@@ -384,12 +383,12 @@ impl MqOptions {
     /// The `struct mq_attr` for creating a queue; a missing value is the system's default.
     fn create_attr(
         &self,
-        name: &str,
+        name: &OsStr,
         max_messages: Option<usize>,
         message_size: Option<usize>,
     ) -> Result<libc::mq_attr> {
         const OP: &str = "mq_open";
-        let object = || Object::PosixMq(name.into());
+        let object = || mq_object(name);
         let value = |given: Option<usize>, what: &str, default: &str| -> Result<c_long> {
             let v = match given {
                 Some(v) => v,
@@ -430,12 +429,17 @@ impl MqOptions {
 #[derive(Debug)]
 pub struct MessageQueue {
     mqd: libc::mqd_t,
-    name: String,
+    name: OsString,
     access: Access,
     /// `mq_maxmsg`, fixed at creation.
     max_messages: usize,
     /// `mq_msgsize`, fixed at creation.
     message_size: usize,
+}
+
+/// The queue named `name`, as errors name it.
+fn mq_object(name: &OsStr) -> Object {
+    Object::PosixMq(crate::posix::display_name(name).into())
 }
 
 impl MessageQueue {
@@ -447,7 +451,7 @@ impl MessageQueue {
     /// `mq_open(name, O_RDWR | O_CREAT, 0600, &attr)` — opens the queue `name` for sending and
     /// receiving, creating it with `attr`'s capacity and message size if there is none (an
     /// existing queue keeps its own).
-    pub fn create(name: &str, attr: Attr) -> Result<MessageQueue> {
+    pub fn create(name: impl AsRef<OsStr>, attr: Attr) -> Result<MessageQueue> {
         MessageQueue::options()
             .max_messages(attr.max_messages)
             .message_size(attr.message_size)
@@ -457,7 +461,7 @@ impl MessageQueue {
 
     /// `mq_open(name, O_RDWR | O_CREAT | O_EXCL, 0600, &attr)` — creates the queue `name` with
     /// `attr`'s capacity and message size; fails with `AlreadyExists` if the name is taken.
-    pub fn create_exclusive(name: &str, attr: Attr) -> Result<MessageQueue> {
+    pub fn create_exclusive(name: impl AsRef<OsStr>, attr: Attr) -> Result<MessageQueue> {
         MessageQueue::options()
             .max_messages(attr.max_messages)
             .message_size(attr.message_size)
@@ -467,18 +471,17 @@ impl MessageQueue {
 
     /// `mq_open(name, O_RDWR)` — opens the existing queue `name` for sending and receiving;
     /// `NotFound` if there is none.
-    pub fn open(name: &str) -> Result<MessageQueue> {
+    pub fn open(name: impl AsRef<OsStr>) -> Result<MessageQueue> {
         MessageQueue::options().open(name)
     }
 
     /// `mq_unlink(name)` — removes the name at once; the queue itself goes away when the last
     /// descriptor is closed. `NotFound` if there is no such queue.
-    pub fn unlink(name: &str) -> Result<()> {
+    pub fn unlink(name: impl AsRef<OsStr>) -> Result<()> {
         const OP: &str = "mq_unlink";
-        let object = || Object::PosixMq(name.into());
-        crate::posix::check_name(OP, object(), name)?;
-        let c_name = CString::new(name)
-            .map_err(|_| Error::invalid(OP, object(), "name contains a NUL byte"))?;
+        let name = name.as_ref();
+        let object = || mq_object(name);
+        let c_name = crate::posix::c_name(OP, object(), name)?;
         // SAFETY: `c_name` is a NUL-terminated string that mq_unlink only reads.
         if unsafe { libc::mq_unlink(c_name.as_ptr()) } != 0 {
             return Err(Error::last_os(OP, object()));
@@ -487,7 +490,7 @@ impl MessageQueue {
     }
 
     /// The name this queue was opened with.
-    pub fn name(&self) -> &str {
+    pub fn name(&self) -> &OsStr {
         &self.name
     }
 
@@ -508,7 +511,7 @@ impl MessageQueue {
     }
 
     fn object(&self) -> Object {
-        Object::PosixMq(self.name.as_str().into())
+        mq_object(&self.name)
     }
 
     /// `mq_getattr(mqdes, &attr)` — capacity, message size, messages now queued, and whether this

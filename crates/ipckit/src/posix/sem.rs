@@ -28,7 +28,7 @@
 //! [`sem_open`]: https://man7.org/linux/man-pages/man3/sem_open.3.html
 
 use std::cell::UnsafeCell;
-use std::ffi::CString;
+use std::ffi::{CString, OsStr, OsString};
 use std::fmt;
 use std::io;
 use std::mem;
@@ -249,9 +249,10 @@ impl NamedSemOptions {
     /// The name is checked before the call: one leading slash, no other, at most
     /// [`SEM_NAME_MAX`] bytes after it. So are the mode (0o777) and the value
     /// ([`SEM_VALUE_MAX`]).
-    pub fn open(&self, name: &str) -> Result<NamedSemaphore> {
+    pub fn open(&self, name: impl AsRef<OsStr>) -> Result<NamedSemaphore> {
         const OP: &str = "sem_open";
-        let object = || Object::PosixSem(name.into());
+        let name = name.as_ref();
+        let object = || sem_object(name);
         let c_name = sem_name(OP, name)?;
         let mode = check_mode(OP, &object(), self.mode)?;
         let value = check_value(OP, object, self.value)?;
@@ -273,15 +274,15 @@ impl NamedSemOptions {
             // SAFETY: sem_open returned a mapped, initialised semaphore, which stays so until
             // sem_close in drop.
             sem: unsafe { SemPtr::new(sem) },
-            name: name.to_string(),
+            name: name.to_owned(),
         })
     }
 }
 
 /// Checks a semaphore name and converts it for the C call.
-fn sem_name(op: &'static str, name: &str) -> Result<CString> {
-    let object = || Object::PosixSem(name.into());
-    crate::posix::check_name(op, object(), name)?;
+fn sem_name(op: &'static str, name: &OsStr) -> Result<CString> {
+    let object = || sem_object(name);
+    let c_name = crate::posix::c_name(op, object(), name)?;
     let len = name.len().saturating_sub(1);
     if len > SEM_NAME_MAX {
         return Err(Error::invalid(
@@ -293,7 +294,12 @@ fn sem_name(op: &'static str, name: &str) -> Result<CString> {
             ),
         ));
     }
-    CString::new(name).map_err(|_| Error::invalid(op, object(), "name contains a NUL byte"))
+    Ok(c_name)
+}
+
+/// The semaphore named `name`, as errors name it.
+fn sem_object(name: &OsStr) -> Object {
+    Object::PosixSem(crate::posix::display_name(name).into())
 }
 
 /// A named POSIX semaphore, open in this process; closed (`sem_close`) when dropped.
@@ -303,7 +309,7 @@ fn sem_name(op: &'static str, name: &str) -> Result<CString> {
 /// open. Any thread may use the handle: `sem_t` operations are thread-safe.
 pub struct NamedSemaphore {
     sem: SemPtr,
-    name: String,
+    name: OsString,
 }
 
 // SAFETY: the semaphore is mapped into the process, not a thread, and sem_wait, sem_post, … are
@@ -328,7 +334,7 @@ impl NamedSemaphore {
 
     /// `sem_open(name, O_CREAT, 0600, value)` — opens the semaphore `name`, creating it with
     /// `value` if there is none (an existing one keeps its value).
-    pub fn create(name: &str, value: u32) -> Result<NamedSemaphore> {
+    pub fn create(name: impl AsRef<OsStr>, value: u32) -> Result<NamedSemaphore> {
         NamedSemaphore::options()
             .value(value)
             .create(true)
@@ -337,7 +343,7 @@ impl NamedSemaphore {
 
     /// `sem_open(name, O_CREAT | O_EXCL, 0600, value)` — creates the semaphore `name` with
     /// `value`; fails with `AlreadyExists` if the name is taken.
-    pub fn create_exclusive(name: &str, value: u32) -> Result<NamedSemaphore> {
+    pub fn create_exclusive(name: impl AsRef<OsStr>, value: u32) -> Result<NamedSemaphore> {
         NamedSemaphore::options()
             .value(value)
             .exclusive(true)
@@ -345,24 +351,25 @@ impl NamedSemaphore {
     }
 
     /// `sem_open(name, 0)` — opens the existing semaphore `name`; `NotFound` if there is none.
-    pub fn open(name: &str) -> Result<NamedSemaphore> {
+    pub fn open(name: impl AsRef<OsStr>) -> Result<NamedSemaphore> {
         NamedSemaphore::options().open(name)
     }
 
     /// `sem_unlink(name)` — removes the name at once; the semaphore itself goes away when the last
     /// process that has it open closes it. `NotFound` if there is no such semaphore.
-    pub fn unlink(name: &str) -> Result<()> {
+    pub fn unlink(name: impl AsRef<OsStr>) -> Result<()> {
         const OP: &str = "sem_unlink";
+        let name = name.as_ref();
         let c_name = sem_name(OP, name)?;
         // SAFETY: `c_name` is a NUL-terminated string that sem_unlink only reads.
         if unsafe { libc::sem_unlink(c_name.as_ptr()) } != 0 {
-            return Err(Error::last_os(OP, Object::PosixSem(name.into())));
+            return Err(Error::last_os(OP, sem_object(name)));
         }
         Ok(())
     }
 
     /// The name this semaphore was opened with.
-    pub fn name(&self) -> &str {
+    pub fn name(&self) -> &OsStr {
         &self.name
     }
 
@@ -372,7 +379,7 @@ impl NamedSemaphore {
     }
 
     fn object(&self) -> Object {
-        Object::PosixSem(self.name.as_str().into())
+        sem_object(&self.name)
     }
 
     /// `sem_wait(sem)` — takes one, waiting while the value is zero.

@@ -15,6 +15,7 @@
 //! [memfd_create(2)](https://man7.org/linux/man-pages/man2/memfd_create.2.html),
 //! [fcntl(2) "File Sealing"](https://man7.org/linux/man-pages/man2/fcntl.2.html)
 
+use std::ffi::{OsStr, OsString};
 use std::fmt;
 use std::ops::{BitAnd, BitOr, BitOrAssign, Deref};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
@@ -36,12 +37,12 @@ pub const MEMFD_NAME_MAX: usize = 249;
 /// Checks a shared-memory name without any system call: one leading slash and no other, not
 /// `"/"`, `"/."` or `"/.."`, no NUL byte, at most [`SHM_NAME_MAX`] bytes after the slash. Every
 /// function of this module that takes a name checks it first.
-pub fn validate_name(name: &str) -> Result<()> {
-    check_name("shm_open", name)
+pub fn validate_name(name: impl AsRef<OsStr>) -> Result<()> {
+    check_name("shm_open", name.as_ref())
 }
 
-fn check_name(op: &'static str, name: &str) -> Result<()> {
-    let object = || Object::PosixShm(name.into());
+fn check_name(op: &'static str, name: &OsStr) -> Result<()> {
+    let object = || shm_object(name);
     crate::posix::check_name(op, object(), name)?;
     let len = name.len() - 1;
     if len > SHM_NAME_MAX {
@@ -52,6 +53,11 @@ fn check_name(op: &'static str, name: &str) -> Result<()> {
         ));
     }
     Ok(())
+}
+
+/// The object named `name`, as errors name it.
+fn shm_object(name: &OsStr) -> Object {
+    Object::PosixShm(crate::posix::display_name(name).into())
 }
 
 /// `fstat(fd)`: the file's type and size.
@@ -145,10 +151,11 @@ impl SharedMemoryOptions {
     /// Checked before any call: the name ([`validate_name`]), the mode (0o777), and that a
     /// read-only handle asks for no size. The opened file must be a regular file. If this call
     /// created the object exclusively and then fails, it unlinks the object again.
-    pub fn open(&self, name: &str) -> Result<SharedMemory> {
+    pub fn open(&self, name: impl AsRef<OsStr>) -> Result<SharedMemory> {
         const OP: &str = "shm_open";
+        let name = name.as_ref();
         check_name(OP, name)?;
-        let object = Object::PosixShm(name.into());
+        let object = shm_object(name);
         let mode = check_mode(OP, &object, self.mode)?;
         if self.read_only && self.size > 0 {
             return Err(Error::invalid(
@@ -173,7 +180,7 @@ impl SharedMemoryOptions {
             .map_err(|e| Error::os(OP, object.clone(), e))?;
         let shm = SharedMemory {
             fd,
-            name: name.to_string(),
+            name: name.to_owned(),
             writable: !self.read_only,
         };
         shm.finish_open(self.size).inspect_err(|_| {
@@ -194,20 +201,20 @@ impl SharedMemoryOptions {
 /// mapping stays valid after the handle is dropped.
 pub struct SharedMemory {
     fd: OwnedFd,
-    name: String,
+    name: OsString,
     writable: bool,
 }
 
 impl SharedMemory {
     /// `shm_open(name, O_CREAT | O_RDWR, 0600)` — creates the object or opens the existing one,
     /// and grows it to `size` bytes if it is smaller.
-    pub fn create(name: &str, size: u64) -> Result<SharedMemory> {
+    pub fn create(name: impl AsRef<OsStr>, size: u64) -> Result<SharedMemory> {
         SharedMemory::options().size(size).create(true).open(name)
     }
 
     /// `shm_open(name, O_CREAT | O_EXCL | O_RDWR, 0600)` — creates a new object of `size` bytes;
     /// fails with `AlreadyExists` if the name is taken.
-    pub fn create_exclusive(name: &str, size: u64) -> Result<SharedMemory> {
+    pub fn create_exclusive(name: impl AsRef<OsStr>, size: u64) -> Result<SharedMemory> {
         SharedMemory::options()
             .size(size)
             .exclusive(true)
@@ -216,7 +223,7 @@ impl SharedMemory {
 
     /// `shm_open(name, O_RDWR, 0)` — opens the existing object for reading and writing;
     /// `NotFound` if there is none.
-    pub fn open(name: &str) -> Result<SharedMemory> {
+    pub fn open(name: impl AsRef<OsStr>) -> Result<SharedMemory> {
         SharedMemory::options().open(name)
     }
 
@@ -228,10 +235,11 @@ impl SharedMemory {
     /// `shm_unlink(name)` — removes the name from `/dev/shm`. Open descriptors and mappings keep
     /// the memory until they are gone; opening the name afterwards finds nothing (or a new
     /// object). The name is checked first.
-    pub fn unlink(name: &str) -> Result<()> {
+    pub fn unlink(name: impl AsRef<OsStr>) -> Result<()> {
         const OP: &str = "shm_unlink";
+        let name = name.as_ref();
         check_name(OP, name)?;
-        rustix::shm::unlink(name).map_err(|e| Error::os(OP, Object::PosixShm(name.into()), e))
+        rustix::shm::unlink(name).map_err(|e| Error::os(OP, shm_object(name), e))
     }
 
     fn finish_open(&self, size: u64) -> Result<()> {
@@ -254,7 +262,7 @@ impl SharedMemory {
     }
 
     /// The name, as given (`/name`).
-    pub fn name(&self) -> &str {
+    pub fn name(&self) -> &OsStr {
         &self.name
     }
 
@@ -264,7 +272,7 @@ impl SharedMemory {
     }
 
     fn object(&self) -> Object {
-        Object::PosixShm(self.name.as_str().into())
+        shm_object(&self.name)
     }
 
     /// `fstat(fd)` — the object's size in bytes.
@@ -356,7 +364,7 @@ impl Deref for OwnedSharedMemory {
 impl Drop for OwnedSharedMemory {
     fn drop(&mut self) {
         if let Some(shm) = &self.shm {
-            let _ = rustix::shm::unlink(shm.name.as_str());
+            let _ = rustix::shm::unlink(shm.name.as_os_str());
         }
     }
 }
@@ -665,8 +673,8 @@ mod tests {
 
     #[test]
     fn shm_names_longer_than_shm_name_max_are_refused() {
-        assert!(validate_name(&format!("/{}", "n".repeat(SHM_NAME_MAX))).is_ok());
-        let err = validate_name(&format!("/{}", "n".repeat(SHM_NAME_MAX + 1))).unwrap_err();
+        assert!(validate_name(format!("/{}", "n".repeat(SHM_NAME_MAX))).is_ok());
+        let err = validate_name(format!("/{}", "n".repeat(SHM_NAME_MAX + 1))).unwrap_err();
         assert!(err.to_string().contains("SHM_NAME_MAX"), "{err}");
     }
 }

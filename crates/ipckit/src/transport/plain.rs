@@ -414,7 +414,7 @@ fn connect_sender(
             timeout: options.get_timeout(),
         }),
         TransportKind::PosixMq => Box::new(PosixOut {
-            queue: MessageQueue::options().write_only().open(&queue_name(at))?,
+            queue: MessageQueue::options().write_only().open(queue_name(at))?,
             priority: options.priority.unwrap_or(0),
             abort: AbortHandle::new(None),
             timeout: options.get_timeout(),
@@ -917,7 +917,7 @@ impl SendImpl for PosixOut {
     }
 
     fn object(&self) -> Object {
-        Object::PosixMq(self.queue.name().into())
+        Object::PosixMq(crate::posix::display_name(self.queue.name()).into())
     }
 }
 
@@ -932,7 +932,7 @@ struct PosixIn {
 
 impl RecvImpl for PosixIn {
     fn recv(&mut self, buf: &mut Vec<u8>) -> Result<Option<usize>> {
-        let object = || Object::PosixMq(self.queue.name().into());
+        let object = || Object::PosixMq(crate::posix::display_name(self.queue.name()).into());
         if self.rx.len() != self.queue.message_size() {
             self.rx = vec![0; self.queue.message_size()];
         }

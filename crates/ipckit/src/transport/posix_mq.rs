@@ -73,7 +73,7 @@ pub(super) fn host(role: Role, at: &Rendezvous, options: &Options) -> Result<Box
         .exclusive(true)
         .max_messages(DEPTH.min(limits.msg_max).max(1))
         .message_size(size)
-        .open(&queue_name(&at.name))?;
+        .open(queue_name(&at.name))?;
     Ok(Box::new(Host {
         role,
         queue: queue.into_owned(),
@@ -83,7 +83,7 @@ pub(super) fn host(role: Role, at: &Rendezvous, options: &Options) -> Result<Box
 
 impl HostImpl for Host {
     fn rendezvous(&self) -> String {
-        self.queue.name().to_string()
+        crate::posix::display_name(self.queue.name()).into_owned()
     }
 
     fn establish(self: Box<Self>, _timeout: Option<Duration>) -> Result<End> {
@@ -165,7 +165,7 @@ struct Endpoint {
 
 impl Endpoint {
     fn object(&self) -> Object {
-        Object::PosixMq(self.queue.name().into())
+        Object::PosixMq(crate::posix::display_name(self.queue.name()).into())
     }
 
     /// Whether the queue's name no longer leads to this queue: its creator (the receiver, by
@@ -174,7 +174,8 @@ impl Endpoint {
         let Ok(mine) = rustix::fs::fstat(self.queue.as_fd()) else {
             return false;
         };
-        let path = format!("/dev/mqueue{}", self.queue.name());
+        let mut path = std::ffi::OsString::from("/dev/mqueue");
+        path.push(self.queue.name());
         match std::fs::metadata(&path) {
             Ok(m) => {
                 use std::os::unix::fs::MetadataExt;
