@@ -10,32 +10,22 @@ use std::time::SystemTime;
 
 use crate::output::{Align, Table};
 
-/// The kinds of objects, as `ls` selects them.
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-pub enum Kind {
-    SysvShm,
-    SysvSem,
-    SysvMsg,
-    PosixShm,
-    PosixSem,
-    PosixMq,
+/// The kinds of objects, as `ls` selects them (and lists them: in the order of `Kind::ALL`).
+pub use ipckit::inspect::gc::Kind;
+
+fn is_sysv(kind: Kind) -> bool {
+    matches!(kind, Kind::SysvShm | Kind::SysvSem | Kind::SysvMsg)
 }
 
-impl Kind {
-    fn is_sysv(self) -> bool {
-        matches!(self, Kind::SysvShm | Kind::SysvSem | Kind::SysvMsg)
-    }
-
-    /// What the kind is called in messages.
-    pub fn noun(self) -> &'static str {
-        match self {
-            Kind::SysvShm => "System V shared memory (-m)",
-            Kind::SysvSem => "System V semaphore sets (-s)",
-            Kind::SysvMsg => "System V message queues (-q)",
-            Kind::PosixShm => "POSIX shared memory (-M)",
-            Kind::PosixSem => "POSIX semaphores (-S)",
-            Kind::PosixMq => "POSIX message queues (-Q)",
-        }
+/// What the kind is called in messages, with the `ls` flag that selects it.
+fn noun(kind: Kind) -> &'static str {
+    match kind {
+        Kind::SysvShm => "System V shared memory (-m)",
+        Kind::SysvSem => "System V semaphore sets (-s)",
+        Kind::SysvMsg => "System V message queues (-q)",
+        Kind::PosixShm => "POSIX shared memory (-M)",
+        Kind::PosixSem => "POSIX semaphores (-S)",
+        Kind::PosixMq => "POSIX message queues (-Q)",
     }
 }
 
@@ -147,10 +137,10 @@ impl Column {
     /// POSIX objects, which have them as files).
     pub fn applies(self, kind: Kind) -> bool {
         match self {
-            C::Key | C::Id => kind.is_sysv(),
+            C::Key | C::Id => is_sysv(kind),
             C::Owner | C::Perms | C::Cuid | C::Cuser | C::Cgid | C::Cgroup => true,
             C::Uid | C::User | C::Gid | C::Group | C::Ctime => true,
-            C::Name | C::Mtime => !kind.is_sysv(),
+            C::Name | C::Mtime => !is_sysv(kind),
             C::Size => matches!(kind, Kind::SysvShm | Kind::PosixShm),
             C::Nattch | C::Status | C::Attach | C::Detach | C::Command | C::Cpid | C::Lpid => {
                 kind == Kind::SysvShm
@@ -216,7 +206,7 @@ pub fn parse_columns(list: &str, kind: Kind) -> Result<Vec<Column>, String> {
             return Err(format!(
                 "column {} does not apply to {}",
                 column.name(),
-                kind.noun()
+                noun(kind)
             ));
         }
         columns.push(column);

@@ -124,16 +124,6 @@ pub struct Args {
     numeric_perms: bool,
 }
 
-/// The kinds in the order `ls` lists them.
-const ALL_KINDS: [Kind; 6] = [
-    Kind::SysvShm,
-    Kind::SysvSem,
-    Kind::SysvMsg,
-    Kind::PosixShm,
-    Kind::PosixSem,
-    Kind::PosixMq,
-];
-
 impl Args {
     /// The kinds selected by flags; none (or -a) means every kind.
     fn kinds(&self) -> Vec<Kind> {
@@ -143,7 +133,7 @@ impl Args {
         }
         let chosen = self.chosen_kinds();
         if self.all || chosen.is_empty() {
-            ALL_KINDS.to_vec()
+            Kind::ALL.to_vec()
         } else {
             chosen
         }
@@ -151,7 +141,7 @@ impl Args {
 
     /// The kinds named by their flags.
     fn chosen_kinds(&self) -> Vec<Kind> {
-        ALL_KINDS
+        Kind::ALL
             .into_iter()
             .filter(|k| match k {
                 Kind::SysvShm => self.shm,
