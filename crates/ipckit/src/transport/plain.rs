@@ -464,17 +464,7 @@ fn tcp_addr(at: &Rendezvous, options: &Options) -> Result<SocketAddr> {
     if let Some(a) = options.addr {
         return Ok(a);
     }
-    let path = at.path(".tcp");
-    let text = std::fs::read_to_string(&path)
-        .map_err(|e| Error::os("read", Object::Path(path.as_path().into()), e))?;
-    let port: u16 = text.trim().parse().map_err(|_| {
-        Error::invalid(
-            "connect",
-            Object::Path(path.as_path().into()),
-            "not a port number",
-        )
-    })?;
-    Ok(SocketAddr::from(([127, 0, 0, 1], port)))
+    super::tcp::port_file_addr(at)
 }
 
 /// What a receiver keeps for its lifetime, removed on drop where it created it (a FIFO, a
@@ -577,33 +567,6 @@ impl StreamOut {
             timeout: Duration::MAX,
         }))
     }
-
-    /// Waits until the pipe is empty: the receiver read everything.
-    fn await_drain(&self, fd: &OwnedFd) -> Result<()> {
-        let mut since = Instant::now();
-        let mut left = u64::MAX;
-        loop {
-            self.abort.check("close", || self.object.clone())?;
-            let queued = rustix::io::ioctl_fionread(fd)
-                .map_err(|e| Error::os("ioctl(FIONREAD)", self.object.clone(), e))?;
-            if queued == 0 {
-                return Ok(());
-            }
-            if queued < left {
-                left = queued;
-                since = Instant::now();
-            }
-            if since.elapsed() >= self.timeout {
-                return Err(super::no_peer(
-                    "close",
-                    self.object.clone(),
-                    "reader",
-                    self.timeout,
-                ));
-            }
-            std::thread::sleep(Duration::from_millis(1));
-        }
-    }
 }
 
 impl SendImpl for StreamOut {
@@ -620,7 +583,7 @@ impl SendImpl for StreamOut {
                 .map_err(|e| Error::os("shutdown", self.object.clone(), e))?;
         }
         if let Some(fd) = &self.drain {
-            self.await_drain(fd)?;
+            super::stream::await_drain(fd, &self.abort, &self.object, self.timeout)?;
         }
         Ok(())
     }

@@ -110,43 +110,8 @@ impl<W: Write + Send> StreamSender<W> {
         }
     }
 
-    /// Waits until the pipe is empty: the receiver read everything.
     fn await_drain(&self, fd: &OwnedFd) -> Result<()> {
-        use rustix::event::{poll, PollFd, PollFlags, Timespec};
-        let mut since = Instant::now();
-        let mut left = u64::MAX;
-        loop {
-            self.abort.check("close", || self.object.clone())?;
-            let queued = rustix::io::ioctl_fionread(fd)
-                .map_err(|e| Error::os("ioctl(FIONREAD)", self.object.clone(), e))?;
-            if queued == 0 {
-                return Ok(());
-            }
-            if queued < left {
-                left = queued;
-                since = Instant::now();
-            }
-            // POLLERR on a write end: no reader any more.
-            let mut fds = [PollFd::new(fd, PollFlags::empty())];
-            let zero = Timespec {
-                tv_sec: 0,
-                tv_nsec: 0,
-            };
-            if matches!(poll(&mut fds, Some(&zero)), Ok(n) if n > 0)
-                && fds[0].revents().contains(PollFlags::ERR)
-            {
-                return Err(self.gone());
-            }
-            if since.elapsed() >= self.timeout {
-                return Err(no_peer(
-                    "close",
-                    self.object.clone(),
-                    "receiver",
-                    self.timeout,
-                ));
-            }
-            std::thread::sleep(Duration::from_millis(1));
-        }
+        await_drain(fd, &self.abort, &self.object, self.timeout)
     }
 
     fn write_all(&mut self, bytes: &[u8]) -> Result<()> {
@@ -300,5 +265,53 @@ impl<R: Read + Send> RecvImpl for StreamReceiver<R> {
 
     fn abort_handle(&self) -> AbortHandle {
         self.abort.clone()
+    }
+}
+
+/// Waits until the pipe or FIFO whose write end is `fd` is empty: its reader read everything.
+/// Fails when the reader goes away first (`POLLERR` on the write end), when `abort` is set, and
+/// after `timeout` without progress.
+pub(super) fn await_drain(
+    fd: &OwnedFd,
+    abort: &AbortHandle,
+    object: &Object,
+    timeout: Duration,
+) -> Result<()> {
+    use rustix::event::{poll, PollFd, PollFlags, Timespec};
+    let mut since = Instant::now();
+    let mut left = u64::MAX;
+    loop {
+        abort.check("close", || object.clone())?;
+        let queued = rustix::io::ioctl_fionread(fd)
+            .map_err(|e| Error::os("ioctl(FIONREAD)", object.clone(), e))?;
+        if queued == 0 {
+            return Ok(());
+        }
+        if queued < left {
+            left = queued;
+            since = Instant::now();
+        }
+        // POLLERR on a write end: no reader any more.
+        let mut fds = [PollFd::new(fd, PollFlags::empty())];
+        let zero = Timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        if matches!(poll(&mut fds, Some(&zero)), Ok(n) if n > 0)
+            && fds[0].revents().contains(PollFlags::ERR)
+        {
+            return Err(Error::os(
+                "close",
+                object.clone(),
+                io::Error::new(
+                    io::ErrorKind::BrokenPipe,
+                    "the receiver went away before it read everything",
+                ),
+            ));
+        }
+        if since.elapsed() >= timeout {
+            return Err(no_peer("close", object.clone(), "receiver", timeout));
+        }
+        std::thread::sleep(Duration::from_millis(1));
     }
 }

@@ -99,21 +99,24 @@ fn end(
     stream_socket_end(role, OwnedFd::from(conn), max, object(addr), timeout)
 }
 
+/// The loopback address whose port a named receiver wrote in its port file (`NAME.tcp`).
+pub(super) fn port_file_addr(at: &Rendezvous) -> Result<SocketAddr> {
+    let path = at.path(".tcp");
+    let text = std::fs::read_to_string(&path)
+        .map_err(|e| Error::os("read", Object::Path(path.as_path().into()), e))?;
+    let port: u16 = text.trim().parse().map_err(|_| {
+        Error::invalid(
+            "connect",
+            Object::Path(path.as_path().into()),
+            "not a port number",
+        )
+    })?;
+    Ok(SocketAddr::from(([127, 0, 0, 1], port)))
+}
+
 pub(super) fn connect(role: Role, rendezvous: &str, options: &Options) -> Result<End> {
     let addr: SocketAddr = match as_named(TransportKind::Tcp, rendezvous) {
-        Some(at) => {
-            let path = at.path(".tcp");
-            let text = std::fs::read_to_string(&path)
-                .map_err(|e| Error::os("read", Object::Path(path.as_path().into()), e))?;
-            let port: u16 = text.trim().parse().map_err(|_| {
-                Error::invalid(
-                    "connect",
-                    Object::Path(path.as_path().into()),
-                    "not a port number",
-                )
-            })?;
-            SocketAddr::from(([127, 0, 0, 1], port))
-        }
+        Some(at) => port_file_addr(&at)?,
         None => rendezvous
             .parse()
             .map_err(|_| super::bad_rendezvous(TransportKind::Tcp, rendezvous, "127.0.0.1:PORT"))?,
