@@ -125,6 +125,10 @@ mod consumer;
 mod producer;
 #[cfg(not(loom))]
 mod segment;
+#[cfg(all(not(loom), feature = "serde"))]
+pub mod serialized;
+#[cfg(not(loom))]
+pub mod typed;
 
 #[cfg(all(test, loom))]
 mod loom_tests;
