@@ -533,6 +533,10 @@ fn sealed_bytes_are_lent_only_when_nobody_can_write_them() {
         assert_eq!(err.kind(), ErrorKind::InvalidInput, "{what}: {err}");
         assert!(err.to_string().contains("F_SEAL_WRITE"), "{what}: {err}");
     };
+    // A child forked by another test meanwhile (sealed_memfd_inherited_by_a_child_is_readable
+    // forks) would hold a copy of these shared mappings until it execs, and F_SEAL_WRITE below
+    // would fail with EBUSY.
+    let no_fork = no_process_starts();
     memfd.map().unwrap().write_at(0, &data).unwrap(); // unmapped at once
     refused(memfd.map_read_only().unwrap(), "not sealed");
     memfd.seal(Seals::SHRINK).unwrap();
@@ -541,6 +545,7 @@ fn sealed_bytes_are_lent_only_when_nobody_can_write_them() {
     // writing could be made writable with mprotect, and the kernel refuses F_SEAL_WRITE (EBUSY)
     // while one exists.)
     memfd.seal(Seals::WRITE).unwrap();
+    drop(no_fork);
 
     let frozen = memfd.map_read_only().unwrap();
     assert_eq!(frozen.sealed_bytes().unwrap(), &data[..]);
