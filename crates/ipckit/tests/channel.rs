@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use ipckit::channel::{Consumer, Options, Producer};
+use ipckit::channel::{self, Consumer, Options, Producer};
 use ipckit::Error;
 
 mod channel_support;
@@ -446,4 +446,57 @@ fn handles_are_send_and_spin_mode_waits_without_sleeping() {
     );
     let e = rx.recv_timeout(Duration::from_millis(1));
     assert_eq!(e.unwrap(), None);
+}
+
+/// Whether `bell` is readable now (poll with a zero timeout).
+fn rung(bell: &channel::Doorbell) -> bool {
+    let mut fds = [rustix::event::PollFd::new(
+        bell,
+        rustix::event::PollFlags::IN,
+    )];
+    let now = rustix::event::Timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    rustix::event::poll(&mut fds, Some(&now)).unwrap() == 1
+}
+
+#[test]
+fn an_armed_consumer_is_rung_by_a_send_and_a_disarmed_one_is_not() {
+    let anon = Options::new().anonymous().unwrap();
+    let mut tx = anon.producer().unwrap();
+    let mut rx = anon.consumer().unwrap();
+    let bell = channel::Doorbell::new().unwrap();
+    assert!(matches!(rx.try_recv(), Err(Error::WouldBlock { .. })));
+    rx.arm(&bell);
+    assert!(matches!(rx.try_recv(), Err(Error::WouldBlock { .. })));
+    tx.send(b"one").unwrap();
+    assert!(rung(&bell), "the send rang the armed consumer's doorbell");
+    rx.disarm();
+    bell.clear();
+    assert!(!rung(&bell));
+    assert_eq!(rx.try_recv().unwrap().as_deref(), Some(&b"one"[..]));
+    tx.send(b"two").unwrap();
+    assert!(!rung(&bell), "a disarmed consumer is not rung");
+    // Closing rings it too: the end of the stream is news.
+    rx.arm(&bell);
+    tx.close().unwrap();
+    assert!(rung(&bell), "the close rang the doorbell");
+}
+
+#[test]
+fn an_armed_producer_is_rung_when_the_consumer_frees_room() {
+    let anon = Options::new().lane_capacity(4096).anonymous().unwrap();
+    let mut tx = anon.producer().unwrap();
+    let mut rx = anon.consumer().unwrap();
+    let msg = [7u8; 1000];
+    while tx.try_send(&msg).is_ok() {}
+    let bell = channel::Doorbell::new().unwrap();
+    tx.arm(&bell);
+    assert!(matches!(tx.try_send(&msg), Err(Error::WouldBlock { .. })));
+    assert!(!rung(&bell));
+    rx.try_recv().unwrap().unwrap();
+    assert!(rung(&bell), "the receive rang the full producer's doorbell");
+    tx.disarm();
+    tx.try_send(&msg).unwrap();
 }

@@ -186,6 +186,37 @@ impl Consumer {
         self.recv_slot("recv_ref_timeout", Patience::For(timeout))
     }
 
+    /// Announces that this consumer is about to wait on `bell` instead of blocking in a receive
+    /// (an event loop, an async task): from now on, every producer that publishes a message or
+    /// closes rings it. The protocol, which loses no wake-up:
+    ///
+    /// 1. a `try_recv*` found the channel empty ([`Error::WouldBlock`]);
+    /// 2. `arm(&bell)`, then `try_recv*` once more (a message published meanwhile is seen now);
+    /// 3. if still empty, wait until `bell` is readable, **for at most [`CHECK_INTERVAL`]**
+    ///    (the producers' liveness is checked by the receives, so a producer killed while the
+    ///    channel is empty is reported only by a receive);
+    /// 4. [`disarm`](Self::disarm), [`Doorbell::clear`](super::Doorbell::clear), and go back to 1.
+    ///
+    /// While armed, senders make one extra system call (a datagram) per wake-up; a consumer
+    /// that is busy receiving should not stay armed.
+    ///
+    /// [`CHECK_INTERVAL`]: super::CHECK_INTERVAL
+    pub fn arm(&self, bell: &super::Doorbell) {
+        self.seg.header().consumer_wait.arm_bell(bell.id());
+    }
+
+    /// Ends an [`arm`](Self::arm): senders stop ringing the doorbell.
+    pub fn disarm(&self) {
+        self.seg.header().consumer_wait.disarm();
+    }
+
+    /// Whether a receive would return now (a message, the end of the stream, or an error: a
+    /// producer that died, corrupt memory), without taking anything.
+    #[cfg(feature = "tokio")]
+    pub(crate) fn ready(&mut self, op: &'static str) -> Result<bool> {
+        Ok(self.st.poll(op, &self.seg)?.is_some())
+    }
+
     fn recv_vec(&mut self, op: &'static str, patience: Patience) -> Result<Option<Vec<u8>>> {
         let mut v = Vec::new();
         Ok(self.recv_into_with(op, &mut v, patience)?.map(|_| v))

@@ -120,6 +120,8 @@ mod ring;
 mod wait;
 
 #[cfg(not(loom))]
+mod bell;
+#[cfg(not(loom))]
 mod consumer;
 #[cfg(not(loom))]
 mod producer;
@@ -127,6 +129,8 @@ mod producer;
 mod segment;
 #[cfg(all(not(loom), feature = "serde"))]
 pub mod serialized;
+#[cfg(all(not(loom), feature = "tokio"))]
+pub mod tokio;
 #[cfg(not(loom))]
 pub mod typed;
 
@@ -136,6 +140,11 @@ mod loom_tests;
 pub use header::{MAX_LANE_CAPACITY, MAX_PRODUCERS, MIN_LANE_CAPACITY};
 pub use wait::Wait;
 
+/// How often a waiting side checks that its peers are alive (a sleeper wakes at least this
+/// often): a peer killed while the other side waits is reported within about this long. A waiter
+/// on a [`Doorbell`] must poll at least this often too.
+pub const CHECK_INTERVAL: std::time::Duration = wait::SLICE;
+
 #[cfg(not(loom))]
 pub use self::api::*;
 
@@ -144,6 +153,7 @@ mod api {
     use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
     use std::time::Duration;
 
+    pub use super::bell::Doorbell;
     pub use super::consumer::{Consumer, RecvSlot};
     pub use super::producer::{Producer, SendSlot};
 

@@ -141,6 +141,19 @@ impl Producer {
         self.reserve_slot("reserve_timeout", len, Patience::For(timeout))
     }
 
+    /// Announces that this producer is about to wait on `bell` for room in its lane (instead of
+    /// blocking in a send): the consumer rings it when it frees room or closes. The protocol is
+    /// the consumer's ([`Consumer::arm`](super::Consumer::arm)) with `try_send`/`try_reserve`
+    /// and [`Error::WouldBlock`] for a full lane.
+    pub fn arm(&self, bell: &super::Doorbell) {
+        self.seg.lane(self.lane).space.arm_bell(bell.id());
+    }
+
+    /// Ends an [`arm`](Self::arm).
+    pub fn disarm(&self) {
+        self.seg.lane(self.lane).space.disarm();
+    }
+
     fn send_with(&mut self, op: &'static str, msg: &[u8], patience: Patience) -> Result<()> {
         let r = self.reserve_in_ring(op, msg.len(), patience)?;
         self.buf.write(r.payload_offset(self.buf_cap()), msg);

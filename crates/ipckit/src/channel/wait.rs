@@ -21,6 +21,15 @@
 //! the waiter's read of `seq` and its `futex_wait`, the kernel sees a different value and returns
 //! at once. No wake-up is lost; loom checks this (`channel::loom_tests`).
 //!
+//! # Sleeping on a doorbell instead (async and event-loop waiters)
+//! A waiter that cannot block its thread in `futex_wait` (a tokio task, an epoll loop) announces
+//! `sleeping = 2` instead of 1, with the id of its [`Doorbell`](super::Doorbell) (a Unix
+//! datagram socket) stored in the cell first, and then polls once more, exactly as above; it
+//! then waits for the socket to become readable. A waker that sees `sleeping != 0` does what it
+//! always does (`seq += 1`, `futex_wake`) and, when it sees 2, also sends the doorbell one byte.
+//! The Dekker pair is unchanged, so no wake-up is lost either; a datagram stays queued until the
+//! waiter reads it, so a ring that comes before the waiter starts waiting is not lost to it.
+//!
 //! # References
 //! [futex(2)](https://man7.org/linux/man-pages/man2/futex.2.html),
 //! [futex(7)](https://man7.org/linux/man-pages/man7/futex.7.html)
@@ -89,6 +98,9 @@ impl CheckDue {
     }
 }
 
+/// `sleeping` of a waiter that sleeps on its doorbell rather than on the futex.
+const ASLEEP_ON_BELL: u32 = 2;
+
 /// Rounds of `pause` (with exponential backoff, 2..64 `pause`s each) before a `Blocking` waiter
 /// yields and sleeps: about 20-50 µs on current x86 cores. Under loom the waiter goes straight to
 /// the sleep protocol, which is what the model checks.
@@ -115,11 +127,18 @@ pub(crate) struct WaitCell {
     /// The futex word: incremented (wrapping) by each waker that saw `sleeping == 1`, so a
     /// `futex_wait` that raced with a wake-up returns at once.
     seq: AtomicU32,
+    /// The doorbell of a waiter that sleeps with `sleeping == 2` (0: none). Written by the waiter
+    /// before it announces 2 (Release); read by wakers that saw 2 (Acquire). Untrusted: it only
+    /// picks which `ipckit-bell-…` socket gets one byte.
+    bell: AtomicU32,
     /// Loom has no futex: the model sleeps on a condition variable keyed by this cell.
     #[cfg(loom)]
     park: loom::sync::Mutex<()>,
     #[cfg(loom)]
     cond: loom::sync::Condvar,
+    /// Loom has no socket: a doorbell is modelled as a count of rings (under `park`).
+    #[cfg(loom)]
+    rings: AtomicU32,
 }
 
 impl WaitCell {
@@ -129,8 +148,10 @@ impl WaitCell {
         WaitCell {
             sleeping: AtomicU32::new(0),
             seq: AtomicU32::new(0),
+            bell: AtomicU32::new(0),
             park: loom::sync::Mutex::new(()),
             cond: loom::sync::Condvar::new(),
+            rings: AtomicU32::new(0),
         }
     }
 
@@ -138,6 +159,7 @@ impl WaitCell {
     /// init lock with nobody else attached; the lock's release publishes it.
     pub(crate) fn reset(&self) {
         self.sleeping.store(0, Ordering::Relaxed);
+        self.bell.store(0, Ordering::Relaxed);
     }
 
     /// The waker's half: call right after publishing (a Release store). Makes no system call
@@ -159,6 +181,61 @@ impl WaitCell {
         // published before it, so it does not sleep.
         self.seq.fetch_add(1, Ordering::Release);
         futex_wake(self);
+        // Acquire: pairs with the Release store of 2 in `arm_bell`, so the bell read next is
+        // the one stored before it.
+        if self.sleeping.load(Ordering::Acquire) == ASLEEP_ON_BELL {
+            self.ring_bell(self.bell.load(Ordering::Relaxed));
+        }
+    }
+
+    /// The doorbell waiter's announcement (see the module documentation): after it, poll once
+    /// more, then wait for the doorbell with a timeout of at most [`SLICE`]; [`disarm`] when
+    /// awake.
+    ///
+    /// [`disarm`]: Self::disarm
+    pub(crate) fn arm_bell(&self, bell: u32) {
+        // Relaxed: published by the Release store below.
+        self.bell.store(bell, Ordering::Relaxed);
+        // Release: see `bell`. Then the SeqCst fence of the Dekker pair, as in `prepare`.
+        self.sleeping.store(ASLEEP_ON_BELL, Ordering::Release);
+        fence(Ordering::SeqCst);
+    }
+
+    /// The doorbell waiter is awake again (as `cancel`).
+    pub(crate) fn disarm(&self) {
+        self.cancel();
+    }
+
+    /// Sends the doorbell `bell` one byte (see [`Doorbell`](super::Doorbell)).
+    #[cfg(not(loom))]
+    fn ring_bell(&self, bell: u32) {
+        super::bell::ring(bell);
+    }
+
+    /// The model of a ring: one more queued datagram, and the sleeper woken.
+    #[cfg(loom)]
+    fn ring_bell(&self, _bell: u32) {
+        let _guard = self.park.lock().unwrap();
+        // Relaxed: under the model's lock, as the socket's queue is under the kernel's.
+        self.rings.fetch_add(1, Ordering::Relaxed);
+        self.cond.notify_all();
+    }
+
+    /// The model's count of rings so far (read before arming).
+    #[cfg(loom)]
+    pub(crate) fn rings(&self) -> u32 {
+        let _guard = self.park.lock().unwrap();
+        self.rings.load(Ordering::Relaxed)
+    }
+
+    /// The model of waiting for the doorbell to become readable: until a ring after `seen`.
+    /// No timeout: a lost ring shows up as a deadlock.
+    #[cfg(loom)]
+    pub(crate) fn bell_sleep(&self, seen: u32) {
+        let mut guard = self.park.lock().unwrap();
+        while self.rings.load(Ordering::Relaxed) == seen {
+            guard = self.cond.wait(guard).unwrap();
+        }
     }
 
     /// The waiter's announcement; returns the futex value to sleep on. Poll once more after it.
