@@ -360,8 +360,12 @@ fn posix_mq_carries_a_message_per_line_at_any_priority() {
         queue.is_some()
     });
     let queue = queue.unwrap();
-    // Priority 0 is posix_ipc's default.
+    // Priority 0 is posix_ipc's default. A queue hands out its highest priority first, so the
+    // second message goes only once recv has taken the first: the order is then fixed.
     queue.send(b"hello", 0).unwrap();
+    wait_until("recv took the first message", || {
+        queue.attr().unwrap().current_messages == 0
+    });
     queue.send(b"urgent", 9).unwrap();
     drop(queue);
     assert_eq!(ok(r.finish(), "recv"), b"hello\nurgent\n");
