@@ -30,6 +30,9 @@ pub enum Pattern {
     Latency,
     /// A one-way stream as fast as it goes; the receiver acknowledges the end.
     Throughput,
+    /// One message after each pause (1 ms by default), so that the receiver is asleep when it
+    /// comes; one-way latency = receive time − send time (one clock for both processes).
+    Wake,
 }
 
 impl Pattern {
@@ -38,6 +41,7 @@ impl Pattern {
         match self {
             Pattern::Latency => "latency",
             Pattern::Throughput => "throughput",
+            Pattern::Wake => "wake",
         }
     }
 }
@@ -54,10 +58,11 @@ impl std::str::FromStr for Pattern {
         match s {
             "latency" => Ok(Pattern::Latency),
             "throughput" => Ok(Pattern::Throughput),
+            "wake" => Ok(Pattern::Wake),
             _ => Err(Error::invalid(
                 "parse pattern",
                 Object::Other(format!("{s:?}").into()),
-                "expected latency or throughput",
+                "expected latency, throughput or wake",
             )),
         }
     }
@@ -98,16 +103,16 @@ impl Machine {
     }
 }
 
-/// One latency cell: one-way latency in nanoseconds, from an HDR histogram.
+/// One latency or wake cell: one-way latency in nanoseconds, from an HDR histogram.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Latency {
     /// The transport's name.
     pub transport: String,
-    /// Always [`Pattern::Latency`].
+    /// [`Pattern::Latency`] or [`Pattern::Wake`].
     pub pattern: Pattern,
     /// Message size in bytes.
     pub size: u64,
-    /// Round trips measured (after warm-up).
+    /// Round trips (latency) or messages (wake) measured, after warm-up.
     pub iterations: u64,
     /// Mean one-way latency.
     pub mean_ns: f64,
@@ -164,8 +169,8 @@ impl Measurement {
     /// The pattern.
     pub fn pattern(&self) -> Pattern {
         match self {
-            Measurement::Latency(_) => Pattern::Latency,
-            Measurement::Throughput(_) => Pattern::Throughput,
+            Measurement::Latency(l) => l.pattern,
+            Measurement::Throughput(t) => t.pattern,
         }
     }
 
@@ -233,18 +238,21 @@ impl Report {
         let report: Report = serde_json::from_str(text)
             .map_err(|e| Error::invalid("parse", object(), e.to_string()))?;
         for m in &report.results {
-            let stated = match m {
-                Measurement::Latency(l) => l.pattern,
-                Measurement::Throughput(t) => t.pattern,
+            let (stated, fields) = match m {
+                Measurement::Latency(l) => (l.pattern, Pattern::Latency),
+                Measurement::Throughput(t) => (t.pattern, Pattern::Throughput),
             };
-            if stated != m.pattern() {
+            let fits = match stated {
+                Pattern::Latency | Pattern::Wake => fields == Pattern::Latency,
+                Pattern::Throughput => fields == Pattern::Throughput,
+            };
+            if !fits {
                 return Err(Error::invalid(
                     "parse",
                     object(),
                     format!(
-                        "a {stated} result of {} has the fields of a {}",
+                        "a {stated} result of {} has the fields of a {fields}",
                         m.transport(),
-                        m.pattern()
                     ),
                 ));
             }
@@ -332,7 +340,7 @@ impl Report {
                     .filter(|m| m.pattern() == pattern && m.size() == size)
                     .map(value);
                 match pattern {
-                    Pattern::Latency => {
+                    Pattern::Latency | Pattern::Wake => {
                         vals.fold(None, |b: Option<f64>, v| Some(b.map_or(v, |b| b.min(v))))
                     }
                     Pattern::Throughput => {
@@ -353,7 +361,7 @@ impl Report {
                     if let Some(m) = found {
                         let v = value(m);
                         let ratio = match (pattern, best) {
-                            (Pattern::Latency, Some(b)) if *b > 0.0 => v / b,
+                            (Pattern::Latency | Pattern::Wake, Some(b)) if *b > 0.0 => v / b,
                             (Pattern::Throughput, Some(b)) if v > 0.0 => b / v,
                             _ => 1.0,
                         };

@@ -10,8 +10,7 @@ use std::process::ExitCode;
 use anyhow::{bail, Context, Result};
 use clap::Subcommand;
 use comfy_table::{presets, CellAlignment, Table as Grid};
-use ipckit::transport::TransportKind;
-use ipckit_bench::{self as bench, Cell, Pattern, PeerCommand, Plan, Report};
+use ipckit_bench::{self as bench, Cell, Pattern, PeerCommand, Plan, Report, Transport};
 
 /// The hidden subcommand the bench re-executes this binary with, to run the peer process.
 pub const PEER_SUBCOMMAND: &str = "bench-peer";
@@ -39,19 +38,24 @@ struct RunArgs {
     quick: bool,
     /// Only these transports (comma-separated): pipe, fifo, unix-stream, unix-seqpacket,
     /// unix-dgram, tcp, sysv-msg, posix-mq, sysv-shm+sem, mmap+futex, channel, channel-spin,
-    /// signal.
+    /// channel-zc (the channel written and read in place), signal.
     #[arg(long, value_delimiter = ',', value_name = "LIST")]
     transports: Vec<String>,
     /// Message sizes (comma-separated; K, M: powers of 1024, KB, MB: of 1000). Default
     /// 64,1K,8K,64K,1M; signal is measured at 4 bytes besides.
     #[arg(long, value_delimiter = ',', value_name = "LIST", value_parser = crate::units::parse_size)]
     sizes: Vec<u64>,
-    /// Only one pattern: latency (ping-pong) or throughput (one-way stream).
-    #[arg(long, value_name = "latency|throughput")]
+    /// Only one pattern: latency (ping-pong), throughput (one-way stream) or wake (one message
+    /// after each pause, so that the receiver sleeps; one-way time from send to receive).
+    #[arg(long, value_name = "latency|throughput|wake")]
     pattern: Option<String>,
-    /// Latency: round trips per cell (at most; --duration caps the time). Default 10000.
+    /// Latency: round trips per cell; wake: messages per cell (at most; --duration caps the
+    /// time). Default 10000.
     #[arg(long, value_name = "N")]
     iterations: Option<u64>,
+    /// Wake: the sender's pause before each message (default 1ms).
+    #[arg(long, value_name = "TIME", value_parser = crate::units::parse_duration)]
+    wake_pause: Option<std::time::Duration>,
     /// Throughput: how long each cell streams; latency: the most a cell takes (e.g. 2s, 100ms).
     #[arg(long, value_name = "TIME", value_parser = crate::units::parse_duration)]
     duration: Option<std::time::Duration>,
@@ -102,7 +106,7 @@ fn plan(args: &RunArgs) -> Result<Plan> {
         plan.transports = args
             .transports
             .iter()
-            .map(|t| t.trim().parse::<TransportKind>())
+            .map(|t| t.trim().parse::<Transport>())
             .collect::<Result<_, _>>()?;
     }
     if !args.sizes.is_empty() {
@@ -125,6 +129,12 @@ fn plan(args: &RunArgs) -> Result<Plan> {
         if plan.duration.is_zero() {
             bail!("--duration must be longer than 0");
         }
+    }
+    if let Some(pause) = args.wake_pause {
+        if pause.is_zero() {
+            bail!("--wake-pause must be longer than 0");
+        }
+        plan.wake_pause = pause;
     }
     plan.pin = args.pin;
     Ok(plan)
@@ -213,7 +223,7 @@ fn finish(report: &Report, json: Option<&Path>, svg: Option<&Path>) -> Result<()
         report.machine.cpu_model, report.machine.cpus, report.machine.kernel
     );
     let mut notes = Notes::default();
-    for pattern in [Pattern::Latency, Pattern::Throughput] {
+    for pattern in [Pattern::Latency, Pattern::Wake, Pattern::Throughput] {
         if let Some(table) = report.table(pattern) {
             text.push('\n');
             text.push_str(&render(&table, &mut notes));
@@ -305,6 +315,7 @@ fn render(table: &bench::Table, notes: &mut Notes) -> String {
     let title = match table.pattern {
         Pattern::Latency => "latency: one-way p50 (×: times the column's lowest)",
         Pattern::Throughput => "throughput (×: times below the column's highest)",
+        Pattern::Wake => "wake-up: one-way p50 / p99 after a pause (×: p50 over the lowest)",
     };
     let mut header = vec![title.to_string()];
     header.extend(table.sizes.iter().map(|&s| bench::format_size(s)));
@@ -315,6 +326,11 @@ fn render(table: &bench::Table, notes: &mut Notes) -> String {
             let text = match cell {
                 Cell::Measured { measurement, ratio } => {
                     let value = match measurement {
+                        bench::Measurement::Latency(l) if l.pattern == Pattern::Wake => format!(
+                            "{} / {}",
+                            bench::format_ns(l.p50_ns as f64),
+                            bench::format_ns(l.p99_ns as f64)
+                        ),
                         bench::Measurement::Latency(l) => bench::format_ns(l.p50_ns as f64),
                         bench::Measurement::Throughput(t) => bench::format_rate(t.bytes_per_sec),
                     };

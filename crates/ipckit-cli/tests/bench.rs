@@ -41,6 +41,24 @@ fn text(out: &Output) -> (String, String) {
     )
 }
 
+/// Every transport of the bench: ipckit's, and the channel's zero-copy path.
+const TRANSPORTS: [&str; 14] = [
+    "pipe",
+    "fifo",
+    "unix-stream",
+    "unix-seqpacket",
+    "unix-dgram",
+    "tcp",
+    "sysv-msg",
+    "posix-mq",
+    "sysv-shm+sem",
+    "mmap+futex",
+    "channel",
+    "channel-spin",
+    "channel-zc",
+    "signal",
+];
+
 const TINY: [&str; 6] = ["--iterations", "50", "--duration", "100ms", "--sizes", "64"];
 
 /// Checks one results file against the schema: keys and JSON types, per pattern.
@@ -72,7 +90,10 @@ fn check_schema(doc: &Value) -> Vec<(String, String, u64)> {
         assert!(s["transport"].is_string() && s["reason"].is_string(), "{s}");
         assert!(s["size"].is_u64() && s["failed"].is_boolean(), "{s}");
         assert!(
-            matches!(s["pattern"].as_str(), Some("latency" | "throughput")),
+            matches!(
+                s["pattern"].as_str(),
+                Some("latency" | "throughput" | "wake")
+            ),
             "{s}"
         );
     }
@@ -105,7 +126,7 @@ fn check_cell(r: &Value) -> (String, String, u64) {
         let mut keys: Vec<&str> = obj.keys().map(String::as_str).collect();
         keys.sort_unstable();
         match pattern.as_str() {
-            "latency" => {
+            "latency" | "wake" => {
                 let mut want = vec![
                     "transport",
                     "pattern",
@@ -182,8 +203,7 @@ fn a_tiny_run_of_every_transport_writes_the_schema_and_a_chart_naming_them() {
 
     let doc: Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
     let cells = check_schema(&doc);
-    for kind in ipckit::transport::TransportKind::ALL {
-        let name = kind.name();
+    for name in TRANSPORTS {
         let has = |pattern: &str, size: u64| {
             cells
                 .iter()
@@ -197,6 +217,7 @@ fn a_tiny_run_of_every_transport_writes_the_schema_and_a_chart_naming_them() {
         } else {
             assert!(has("latency", 64), "{name} latency");
             assert!(has("throughput", 64), "{name} throughput");
+            assert!(has("wake", 64), "{name} wake");
         }
         assert!(stdout.contains(name), "the table names {name}:\n{stdout}");
     }
@@ -209,13 +230,56 @@ fn a_tiny_run_of_every_transport_writes_the_schema_and_a_chart_naming_them() {
         texts.iter().any(|t| t.starts_with("cache-line (floor")),
         "{texts:?}"
     );
-    for kind in ipckit::transport::TransportKind::ALL {
+    for name in TRANSPORTS {
         assert!(
-            texts.iter().any(|t| t == kind.name()),
-            "the chart names {}: {texts:?}",
-            kind.name()
+            texts.iter().any(|t| t == name),
+            "the chart names {name}: {texts:?}"
         );
     }
+}
+
+/// Issue #14: the wake pattern times each message from send to receive after a pause, for every
+/// transport that can carry a send time, and reports p50 and p99 in the table and the JSON.
+#[test]
+fn the_wake_pattern_reports_p50_and_p99_of_each_transport() {
+    let dir = Dir::new("bench-wake");
+    let json = dir.file("w.json");
+    let out = ipckit(&[
+        "bench",
+        "--transports",
+        "pipe,channel,channel-zc",
+        "--pattern",
+        "wake",
+        "--sizes",
+        "64,16",
+        "--iterations",
+        "20",
+        "--wake-pause",
+        "1ms",
+        "--json",
+        &json,
+    ]);
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    assert!(stdout.contains("wake-up: one-way p50 / p99"), "{stdout}");
+    assert!(stdout.contains("needs 32 bytes"), "16 B is n/a: {stdout}");
+    let doc: Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    let cells = check_schema(&doc);
+    for name in ["pipe", "channel", "channel-zc"] {
+        let cell = doc["results"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["transport"] == name && r["pattern"] == "wake")
+            .unwrap_or_else(|| panic!("{name} wake in {cells:?}"));
+        assert_eq!(cell["size"], 64, "{cell}");
+        assert_eq!(cell["iterations"], 20, "{cell}");
+        assert!(cell["p50_ns"].as_u64() <= cell["p99_ns"].as_u64(), "{cell}");
+    }
+    assert!(
+        cells.iter().all(|c| c.1 == "wake"),
+        "only wake was asked for: {cells:?}"
+    );
 }
 
 #[test]
@@ -304,6 +368,7 @@ fn bad_flags_and_files_are_one_line_errors() {
         &["bench", "--sizes", "12Q"],
         &["bench", "--duration", "soon"],
         &["bench", "--pattern", "sideways"],
+        &["bench", "--wake-pause", "0s"],
         &["bench", "merge", "/nonexistent/ipckit.json"],
     ] {
         let out = ipckit(args);
