@@ -21,6 +21,8 @@ use serde::{Deserialize, Serialize};
 use ipckit::Object;
 
 use crate::error::{Error, Result};
+use crate::placement::Placement;
+use crate::sanity::{Noise, Suspect};
 
 /// What a measurement measures.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -214,6 +216,25 @@ pub struct Report {
     /// Cells without a measurement, and why.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub skipped: Vec<Skipped>,
+    /// Every measurement of the floor in the run: before the first transport and after each
+    /// (`baseline` is the first sane one). Their spread is the run's [`noise`](Self::noise).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub floors: Vec<Latency>,
+    /// Results the tool's own definitions make impossible ([`crate::sanity`]), measured again.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub suspect: Vec<Suspect>,
+    /// The floor's spread over the run, and whether the machine was too noisy to compare on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub noise: Option<Noise>,
+    /// Where the two processes ran (`--pin`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub placement: Option<Placement>,
+    /// The wake pattern's pause before each message, in nanoseconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wake_pause_ns: Option<u64>,
+    /// What the run changed in the plan it was asked for (`--quick`'s cuts), in words.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
 }
 
 impl Report {
@@ -224,7 +245,25 @@ impl Report {
             results: Vec::new(),
             baseline: None,
             skipped: Vec::new(),
+            floors: Vec::new(),
+            suspect: Vec::new(),
+            noise: None,
+            placement: None,
+            wake_pause_ns: None,
+            notes: Vec::new(),
         }
+    }
+
+    /// The suspect entry of a cell whose last measurement is still impossible, if any.
+    pub fn unresolved(&self, transport: &str, pattern: Pattern, size: u64) -> Option<&Suspect> {
+        self.suspect.iter().find(|s| {
+            s.unresolved && s.transport == transport && s.pattern == pattern && s.size == size
+        })
+    }
+
+    /// Whether the run was too noisy to compare on ([`Noise::noisy`]).
+    pub fn is_noisy(&self) -> bool {
+        self.noise.as_ref().is_some_and(|n| n.noisy)
     }
 
     /// The JSON text (pretty-printed).
@@ -288,6 +327,14 @@ impl Report {
             }
             merged.skipped.extend(r.skipped);
             merged.baseline = merged.baseline.or(r.baseline);
+            merged.suspect.extend(r.suspect);
+            merged.notes.extend(r.notes);
+            merged.placement = merged.placement.or(r.placement);
+            merged.wake_pause_ns = merged.wake_pause_ns.or(r.wake_pause_ns);
+            // Files measured apart: their noise is each one's own; keep the worst.
+            if r.noise.as_ref().is_some_and(|n| n.noisy) || merged.noise.is_none() {
+                merged.noise = r.noise.or(merged.noise);
+            }
         }
         Some(merged)
     }
@@ -446,9 +493,11 @@ pub fn format_rate(bytes_per_sec: f64) -> String {
     format!("{bytes_per_sec:.0} B/s")
 }
 
-/// `64 B`, `1 KiB`, `1 MiB`, `1500 B`.
+/// `64 B`, `1 KiB`, `1 MiB`, `2 GiB`, `1500 B`.
 pub fn format_size(bytes: u64) -> String {
-    if bytes >= 1 << 20 && bytes.is_multiple_of(1 << 20) {
+    if bytes >= 1 << 30 && bytes.is_multiple_of(1 << 30) {
+        format!("{} GiB", bytes >> 30)
+    } else if bytes >= 1 << 20 && bytes.is_multiple_of(1 << 20) {
         format!("{} MiB", bytes >> 20)
     } else if bytes >= 1 << 10 && bytes.is_multiple_of(1 << 10) {
         format!("{} KiB", bytes >> 10)
@@ -466,5 +515,6 @@ mod tests {
         assert_eq!(format_size(64), "64 B");
         assert_eq!(format_size(1024), "1 KiB");
         assert_eq!(format_size(1 << 20), "1 MiB");
+        assert_eq!(format_size(2 << 30), "2 GiB");
     }
 }

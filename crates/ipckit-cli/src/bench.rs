@@ -96,7 +96,8 @@ pub fn peer(args: Vec<String>) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn plan(args: &RunArgs) -> Result<Plan> {
+/// The plan the flags ask for, and what `--quick` cut from it to stay within its budget.
+fn plan(args: &RunArgs) -> Result<(Plan, Vec<String>)> {
     let mut plan = if args.quick {
         Plan::quick()
     } else {
@@ -137,7 +138,12 @@ fn plan(args: &RunArgs) -> Result<Plan> {
         plan.wake_pause = pause;
     }
     plan.pin = args.pin;
-    Ok(plan)
+    let cuts = if args.quick {
+        plan.fit(bench::QUICK_BUDGET)
+    } else {
+        Vec::new()
+    };
+    Ok((plan, cuts))
 }
 
 /// Whether a result file can be written where it is asked for, found by opening it for writing
@@ -159,7 +165,7 @@ fn check_output(flag: &str, path: Option<&Path>) -> Result<()> {
 
 fn measure(args: RunArgs) -> Result<ExitCode> {
     // Command-line mistakes are found before the run: exit 2.
-    let plan = match plan(&args).and_then(|plan| {
+    let (plan, cuts) = match plan(&args).and_then(|plan| {
         check_output("--json", args.json.as_deref())?;
         check_output("--svg", args.svg.as_deref())?;
         Ok(plan)
@@ -180,7 +186,7 @@ fn measure(args: RunArgs) -> Result<ExitCode> {
         indicatif::ProgressStyle::with_template("{bar:30} {pos}/{len} cells  {msg}")
             .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
     );
-    let report = bench::run(&plan, &peer, &mut |p| {
+    let mut report = bench::run(&plan, &peer, &mut |p| {
         bar.set_position(p.done as u64);
         match p.cell {
             Some((pattern, size)) => bar.set_message(format!(
@@ -192,6 +198,7 @@ fn measure(args: RunArgs) -> Result<ExitCode> {
         }
     })?;
     bar.finish_and_clear();
+    report.notes.extend(cuts);
     finish(&report, args.json.as_deref(), args.svg.as_deref())?;
     let failed = report.skipped.iter().filter(|s| s.failed).count();
     if failed > 0 {
@@ -222,11 +229,39 @@ fn finish(report: &Report, json: Option<&Path>, svg: Option<&Path>) -> Result<()
         "{} · {} CPUs · Linux {}\n",
         report.machine.cpu_model, report.machine.cpus, report.machine.kernel
     );
+    if let Some(p) = &report.placement {
+        text.push_str(&format!(
+            "pinned: this process on CPU {}, its peer on CPU {}: {}\n",
+            p.host_cpu, p.peer_cpu, p.detail
+        ));
+    }
+    for note in &report.notes {
+        text.push_str(&format!("note: {note}\n"));
+    }
+    if let Some(n) = report.noise.as_ref().filter(|n| n.noisy) {
+        let why = if n.spread > n.threshold {
+            format!(
+                "the floor's p50 ranged from {} to {} during the run ({:.1}×, above the {:.1}× this tool accepts)",
+                bench::format_ns(n.floor_min_ns as f64),
+                bench::format_ns(n.floor_max_ns as f64),
+                n.spread,
+                n.threshold,
+            )
+        } else {
+            format!(
+                "no measurement of the floor came under {} (the processes waited for a CPU)",
+                bench::format_ns(bench::sanity::FLOOR_MAX_NS as f64)
+            )
+        };
+        text.push_str(&format!(
+            "warning: this machine was too noisy to compare on: {why}; the tables show what was measured, without ratios, and no ratio from this run holds\n"
+        ));
+    }
     let mut notes = Notes::default();
     for pattern in [Pattern::Latency, Pattern::Wake, Pattern::Throughput] {
         if let Some(table) = report.table(pattern) {
             text.push('\n');
-            text.push_str(&render(&table, &mut notes));
+            text.push_str(&render(report, &table, &mut notes));
             text.push('\n');
             if pattern == Pattern::Latency {
                 text.push_str(&floor_line(report, &table));
@@ -272,10 +307,33 @@ fn floor_line(report: &Report, table: &bench::Table) -> String {
             Cell::Measured {
                 measurement: bench::Measurement::Latency(l),
                 ..
-            } => Some((t, size, l.p50_ns)),
+            } if report.unresolved(t, l.pattern, size).is_none() => Some((t, size, l.p50_ns)),
             _ => None,
         })
         .min_by_key(|&(_, _, p50)| p50);
+    if let Some(s) = report
+        .suspect
+        .iter()
+        .find(|s| s.transport == bench::BASELINE && s.unresolved)
+    {
+        text.push_str(&format!(
+            "floor suspect: {} (measured {} more times)\n",
+            s.reason, s.retries
+        ));
+    }
+    if report.floors.len() > 1 {
+        let lo = report.floors.iter().map(|f| f.p50_ns).min().unwrap_or(0);
+        let hi = report.floors.iter().map(|f| f.p50_ns).max().unwrap_or(0);
+        text.push_str(&format!(
+            "floor measured {} times in the run (before the first transport and after each): p50 {} to {}\n",
+            report.floors.len(),
+            bench::format_ns(lo as f64),
+            bench::format_ns(hi as f64),
+        ));
+    }
+    if report.is_noisy() {
+        return text;
+    }
     if let Some((transport, size, p50)) = fastest {
         text.push_str(&format!(
             "lowest: {transport} at {}, {:.1}× the floor\n",
@@ -309,7 +367,7 @@ impl Notes {
     }
 }
 
-fn render(table: &bench::Table, notes: &mut Notes) -> String {
+fn render(report: &Report, table: &bench::Table, notes: &mut Notes) -> String {
     let mut grid = Grid::new();
     grid.load_preset(presets::UTF8_FULL_CONDENSED);
     let title = match table.pattern {
@@ -317,7 +375,18 @@ fn render(table: &bench::Table, notes: &mut Notes) -> String {
         Pattern::Throughput => "throughput (×: times below the column's highest)",
         Pattern::Wake => "wake-up: one-way p50 / p99 after a pause (×: p50 over the lowest)",
     };
-    let mut header = vec![title.to_string()];
+    let mut title = title.to_string();
+    if let (Pattern::Wake, Some(ns)) = (table.pattern, report.wake_pause_ns) {
+        title = title.replace(
+            "a pause",
+            &format!("a {} pause", bench::format_ns(ns as f64)),
+        );
+    }
+    if report.is_noisy() {
+        // No ratio holds on a noisy machine: say what was measured, no more.
+        title = title.split(" (×").next().unwrap_or_default().to_string();
+    }
+    let mut header = vec![title];
     header.extend(table.sizes.iter().map(|&s| bench::format_size(s)));
     grid.set_header(header);
     for (transport, cells) in &table.rows {
@@ -334,7 +403,33 @@ fn render(table: &bench::Table, notes: &mut Notes) -> String {
                         bench::Measurement::Latency(l) => bench::format_ns(l.p50_ns as f64),
                         bench::Measurement::Throughput(t) => bench::format_rate(t.bytes_per_sec),
                     };
-                    format!("{value} ×{ratio:.2}")
+                    let mut text = if report.is_noisy() {
+                        value
+                    } else {
+                        format!("{value} ×{ratio:.2}")
+                    };
+                    let m = measurement;
+                    let suspect = report.suspect.iter().find(|s| {
+                        s.transport == *transport && s.pattern == m.pattern() && s.size == m.size()
+                    });
+                    match suspect {
+                        Some(s) if s.unresolved => {
+                            let why = format!(
+                                "impossible: {} (measured {} more times)",
+                                s.reason, s.retries
+                            );
+                            text.push_str(&format!(" ! [{}]", notes.mark(transport, &why)));
+                        }
+                        Some(s) => {
+                            let why = format!(
+                                "measured again ({}×): the first result was impossible: {}",
+                                s.retries, s.reason
+                            );
+                            text.push_str(&format!(" [{}]", notes.mark(transport, &why)));
+                        }
+                        None => {}
+                    }
+                    text
                 }
                 Cell::NotApplicable(reason) => format!("n/a [{}]", notes.mark(transport, reason)),
                 Cell::Failed(reason) => format!("failed [{}]", notes.mark(transport, reason)),
