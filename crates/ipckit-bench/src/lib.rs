@@ -284,7 +284,7 @@ impl Plan {
     /// that takes longer than this for a single message is not one to measure on): latency stops
     /// at `duration`, throughput streams a tenth more for its warm-up, wake sends at most
     /// `duration / wake_pause` messages and a tenth more for its warm-up, a sleep overshooting
-    /// its pause by up to a fifth; plus [`CELL_OVERHEAD`] (building the payload, the end of the
+    /// its pause by up to a fifth; plus `CELL_OVERHEAD` (building the payload, the end of the
     /// stream).
     fn cell_bound(&self, pattern: Pattern) -> Duration {
         let body = match pattern {
@@ -300,7 +300,7 @@ impl Plan {
     }
 
     /// An upper bound of how long [`run`] takes for this plan, by the plan's own stopping rules
-    /// (see `cell_bound`): every cell, a peer started per transport ([`TRANSPORT_OVERHEAD`]),
+    /// (see `cell_bound`): every cell, a peer started per transport (100 ms),
     /// the floor measured before the first transport and after each, and the re-measuring of
     /// suspect cells at its limit.
     pub fn time_bound(&self) -> Duration {

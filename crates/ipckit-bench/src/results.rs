@@ -10,7 +10,12 @@
 //!   {"transport": "channel", "pattern": "throughput", "size": 65536, "messages": 81234,
 //!    "seconds": 2.0, "msgs_per_sec": 40617.0, "bytes_per_sec": 2661875712.0}]}
 //! ```
-//! Latencies are one-way: half a round trip.
+//! Latencies are one-way: half a round trip (`wake` cells, of pattern `"wake"` with the fields of
+//! a latency cell: receive time − send time). Optional top-level keys: `baseline` (the floor
+//! shown), `floors` (every measurement of the floor in the run), `skipped`, `suspect` (results
+//! the tool's own definitions make impossible, see [`crate::sanity`]), `noise` (the floor's
+//! spread, and whether the run was too noisy to compare on), `placement` (`--pin`),
+//! `wake_pause_ns`, `notes` (what `--quick` cut; a peer's settings).
 
 use std::collections::BTreeSet;
 use std::fmt;
