@@ -478,6 +478,7 @@ fn measure(json: Option<&str>, plan: &Plan, rounds: u32) -> Result<(), Error> {
                 }
             }
         }
+        println!("{ICEORYX2_SETTINGS}");
         for l in &lines {
             println!("{l}");
         }
