@@ -176,6 +176,9 @@ pub struct Plan {
     pub wake_pause: Duration,
     /// Run the two processes on two different CPUs.
     pub pin: bool,
+    /// With `pin`: this process's CPU and the peer's ([`check_cpus`]); without, the first two
+    /// this process may use.
+    pub cpus: Option<(usize, usize)>,
     /// How many times a suspect cell is measured again, at most.
     pub retries: u32,
     /// How many suspect cells a run measures again, at most.
@@ -202,6 +205,7 @@ impl Plan {
             duration: Duration::from_secs(2),
             wake_pause: Duration::from_millis(1),
             pin: false,
+            cpus: None,
             retries: 2,
             remeasure_limit: 16,
             baseline: true,
@@ -469,7 +473,16 @@ pub fn run(plan: &Plan, peer: &PeerCommand, progress: &mut dyn FnMut(&Progress))
     if plan.patterns.contains(&Pattern::Wake) {
         report.wake_pause_ns = Some(plan.wake_pause.as_nanos().try_into().unwrap_or(u64::MAX));
     }
-    let pins = if plan.pin { Some(pick_cpus()?) } else { None };
+    let pins = match (plan.pin, plan.cpus) {
+        (false, _) => None,
+        (true, Some((a, b))) => {
+            check_cpus(a, b).map_err(|why| {
+                Error::invalid("pin", Object::Other(format!("CPUs {a},{b}").into()), why)
+            })?;
+            Some((a, b))
+        }
+        (true, None) => Some(pick_cpus()?),
+    };
     let saved = match pins {
         Some((mine, _)) => Some(pin_to(mine)?),
         None => None,
@@ -658,6 +671,34 @@ fn remeasure_suspects(
             });
         }
     }
+}
+
+/// Whether this process may pin itself to CPU `a` and its peer to CPU `b`: two different CPUs,
+/// both in its affinity mask (`sched_getaffinity`). If not, why.
+pub fn check_cpus(a: usize, b: usize) -> std::result::Result<(), String> {
+    if a == b {
+        return Err(format!(
+            "the two processes need two different CPUs, not {a} twice"
+        ));
+    }
+    let set =
+        rustix::thread::sched_getaffinity(None).map_err(|e| format!("sched_getaffinity: {e}"))?;
+    let allowed: Vec<usize> = (0..rustix::thread::CpuSet::MAX_CPU)
+        .filter(|&c| set.is_set(c))
+        .collect();
+    for cpu in [a, b] {
+        if !allowed.contains(&cpu) {
+            return Err(format!(
+                "CPU {cpu} is not one this process may run on ({})",
+                allowed
+                    .iter()
+                    .map(usize::to_string)
+                    .collect::<Vec<_>>()
+                    .join(",")
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Two CPUs this process may use: one for it, one for the peer.

@@ -61,9 +61,11 @@ struct RunArgs {
     /// Throughput: how long each cell streams; latency: the most a cell takes (e.g. 2s, 100ms).
     #[arg(long, value_name = "TIME", value_parser = crate::units::parse_duration)]
     duration: Option<std::time::Duration>,
-    /// Run the two processes on two different CPUs (sched_setaffinity).
-    #[arg(long)]
-    pin: bool,
+    /// Run the two processes on two fixed CPUs (sched_setaffinity): the first two this process
+    /// may use, or --pin=A,B (this process on A, its peer on B). The report says whether they
+    /// share a core (SMT siblings), a cache, or neither; the floor is measured there too.
+    #[arg(long, value_name = "A,B", num_args = 0..=1, require_equals = true, default_missing_value = "")]
+    pin: Option<String>,
     /// Also write the results as JSON to FILE.
     #[arg(long, value_name = "FILE")]
     json: Option<PathBuf>,
@@ -139,7 +141,23 @@ fn plan(args: &RunArgs) -> Result<(Plan, Vec<String>)> {
         }
         plan.wake_pause = pause;
     }
-    plan.pin = args.pin;
+    if let Some(pin) = &args.pin {
+        plan.pin = true;
+        if !pin.is_empty() {
+            let cpus: Vec<usize> = pin
+                .split(',')
+                .map(|c| c.trim().parse())
+                .collect::<Result<_, _>>()
+                .with_context(|| format!("--pin={pin}: expected two CPU numbers, A,B"))?;
+            let [a, b] = cpus[..] else {
+                bail!("--pin={pin}: expected two CPU numbers, A,B");
+            };
+            if let Err(why) = bench::check_cpus(a, b) {
+                bail!("--pin={pin}: {why}");
+            }
+            plan.cpus = Some((a, b));
+        }
+    }
     let cuts = if args.quick {
         plan.fit(bench::QUICK_BUDGET)
     } else {

@@ -435,6 +435,31 @@ fn pin_reports_the_placement_and_measures_the_floor_on_it() {
         "{p}"
     );
     assert!(doc["baseline"].is_object(), "the floor was measured: {doc}");
+
+    // The same two CPUs the other way round, asked for by number.
+    let (host, peer) = (
+        p["host_cpu"].as_u64().unwrap(),
+        p["peer_cpu"].as_u64().unwrap(),
+    );
+    let swapped = format!("--pin={peer},{host}");
+    let mut args = vec![
+        "bench",
+        &swapped,
+        "--transports",
+        "channel-spin",
+        "--pattern",
+        "latency",
+    ];
+    args.extend(TINY);
+    args.extend(["--json", &json]);
+    let out = ipckit(&args);
+    assert!(out.status.success(), "{:?}", text(&out));
+    let doc: Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    assert_eq!(
+        (&doc["placement"]["host_cpu"], &doc["placement"]["peer_cpu"]),
+        (&Value::from(peer), &Value::from(host)),
+        "{doc}"
+    );
 }
 
 /// Issue #14: `--quick` bounds what it is given (`--sizes 2G` too) and says what it cut.
@@ -595,6 +620,10 @@ fn mistakes_are_usage_errors_found_before_the_run() {
         vec!["--svg", "/nonexistent/x.svg"],
         vec!["--transports", "carrier-pigeon"],
         vec!["--sizes", "0"],
+        vec!["--pin=0,0"],
+        vec!["--pin=0,100000"],
+        vec!["--pin=first"],
+        vec!["--pin=0"],
     ];
     for case in &mut cases {
         let mut args = vec!["bench", "--transports", "pipe", "--pattern", "latency"];
