@@ -25,7 +25,7 @@ use hdrhistogram::Histogram;
 use ipckit::mmap::{page_size, Mmap};
 use ipckit::Object;
 
-use super::{latency_summary, Latency, PeerCommand, Plan, CONNECT_TIMEOUT};
+use super::{latency_summary, Latency, Pattern, PeerCommand, Plan, CONNECT_TIMEOUT};
 use crate::error::{Error, Result};
 
 /// The name the baseline has in reports and on the peer's command line.
@@ -187,7 +187,7 @@ pub(super) fn measure(plan: &Plan, peer: &PeerCommand, peer_cpu: Option<usize>) 
             format!("the peer failed ({status})"),
         ));
     }
-    Ok(latency_summary(NAME, 8, measured, &hist))
+    Ok(latency_summary(NAME, Pattern::Latency, 8, measured, &hist))
 }
 
 /// Maps the first page of the file, growing it to a page first when `create`.

@@ -4,10 +4,13 @@
 //! measured size, and the receiver checks each one. Messages of 16 bytes or more:
 //!
 //! ```text
-//! | seq: u64 | check: u64 | body … | tail: u64 (from 24 bytes on) |
+//! | seq: u64 | check: u64 | time: u64 (from 32 bytes on) | body … | tail: u64 (from 24 bytes on) |
 //! ```
 //! - `seq` is the sequence number: the receiver checks it is the one it expects (`u64::MAX`
 //!   stops a pattern);
+//! - `time`, in the `wake` pattern, is the sender's `CLOCK_MONOTONIC` when it sent the message
+//!   (one clock for every process), so the receiver can time the one-way trip; otherwise body
+//!   bytes. It is covered by `check` like the rest;
 //! - `tail`, the last 8 bytes, is derived from `seq`, so the far end of the buffer must have moved
 //!   too;
 //! - above 1 KiB, the sender also writes 16 words at positions derived from `seq` (different in
@@ -20,8 +23,14 @@
 //! words, so building a message costs next to nothing next to moving it. The `signal` transport's
 //! 4-byte messages carry the sequence number alone (`u32`).
 
+use ipckit::shared::SharedSlice;
+
 /// The smallest message of the full format.
 pub const MIN_SIZE: usize = 16;
+/// The smallest message that carries a send time (the `wake` pattern).
+pub const MIN_TIMED_SIZE: usize = 32;
+/// Where the send time is.
+const TIME_AT: usize = 16;
 /// The sequence number that ends a pattern (`u32::MAX` in 4-byte messages).
 pub const STOP: u64 = u64::MAX;
 /// Messages up to this size are hashed whole.
@@ -58,10 +67,10 @@ fn put_word(buf: &mut [u8], at: usize, w: u64) {
 }
 
 /// Byte offset of sampled word `i` of message `seq` in a buffer of `len` (> 1 KiB) bytes: a
-/// multiple of 8 in `16..len-8`, clear of the header and the tail.
+/// multiple of 8 in `24..len-8`, clear of the header, the time and the tail.
 fn sample_at(len: usize, seq: u64, i: u64) -> usize {
-    let slots = ((len - 24) / 8) as u64;
-    16 + 8 * (mix(seq ^ (i << 56)) % slots) as usize
+    let slots = ((len - 32) / 8) as u64;
+    24 + 8 * (mix(seq ^ (i << 56)) % slots) as usize
 }
 
 /// The word sampled at byte `at` of message `seq`: a function of both, so that two samples that
@@ -85,6 +94,7 @@ fn checksum(buf: &[u8], seq: u64) -> u64 {
             h = fnv(h, u64::from(b));
         }
     } else {
+        h = fnv(h, word_at(buf, TIME_AT));
         h = fnv(h, word_at(buf, len - 8));
         for i in 0..SAMPLES {
             h = fnv(h, word_at(buf, sample_at(len, seq, i)));
@@ -109,6 +119,17 @@ impl Payload {
 
     /// Makes the buffer message `seq` and returns it.
     pub fn stamp(&mut self, seq: u64) -> &[u8] {
+        self.stamp_with(seq, None)
+    }
+
+    /// Makes the buffer message `seq` sent at `time` (nanoseconds of `CLOCK_MONOTONIC`, see
+    /// [`now_ns`]) and returns it. The size must be at least [`MIN_TIMED_SIZE`] bytes (smaller
+    /// messages carry no time: it is left out).
+    pub fn stamp_timed(&mut self, seq: u64, time: u64) -> &[u8] {
+        self.stamp_with(seq, Some(time))
+    }
+
+    fn stamp_with(&mut self, seq: u64, time: Option<u64>) -> &[u8] {
         let len = self.buf.len();
         if len < MIN_SIZE {
             // The 4-byte format: the sequence number alone.
@@ -117,6 +138,9 @@ impl Payload {
             return &self.buf;
         }
         put_word(&mut self.buf, 0, seq);
+        if let Some(t) = time.filter(|_| len >= MIN_TIMED_SIZE) {
+            put_word(&mut self.buf, TIME_AT, t);
+        }
         if len >= 24 {
             put_word(&mut self.buf, len - 8, mix(!seq));
         }
@@ -137,6 +161,21 @@ impl Payload {
     }
 }
 
+/// The send time of a checked message of at least [`MIN_TIMED_SIZE`] bytes stamped with
+/// [`Payload::stamp_timed`] (`None` if it is smaller).
+pub fn time_of(msg: &[u8]) -> Option<u64> {
+    (msg.len() >= MIN_TIMED_SIZE).then(|| word_at(msg, TIME_AT))
+}
+
+/// Now, in nanoseconds of `CLOCK_MONOTONIC`: the clock every process of the machine shares, so
+/// a time taken in one process can be subtracted from one taken in another.
+pub fn now_ns() -> u64 {
+    let t = rustix::time::clock_gettime(rustix::time::ClockId::Monotonic);
+    (t.tv_sec as u64)
+        .wrapping_mul(1_000_000_000)
+        .wrapping_add(t.tv_nsec as u64)
+}
+
 /// Checks a received message of the expected size and returns its sequence number ([`STOP`]
 /// for the end of a pattern), or says what is wrong with it.
 pub fn check(msg: &[u8], size: usize) -> Result<u64, String> {
@@ -153,26 +192,95 @@ pub fn check(msg: &[u8], size: usize) -> Result<u64, String> {
         let v = u32::from_le_bytes([msg[0], msg[1], msg[2], msg[3]]);
         return Ok(if v == u32::MAX { STOP } else { u64::from(v) });
     }
+    if size > HASH_ALL {
+        return check_sampled(size, |at| word_at(msg, at));
+    }
     let seq = word_at(msg, 0);
     if size >= 24 && word_at(msg, size - 8) != mix(!seq) {
         return Err(format!(
             "message {seq}: its last 8 bytes are not the ones sent"
         ));
     }
-    if size > HASH_ALL {
-        for i in 0..SAMPLES {
-            let at = sample_at(size, seq, i);
-            if word_at(msg, at) != sample_value(seq, at) {
-                return Err(format!(
-                    "message {seq}: sampled word {i} is not the one sent"
-                ));
-            }
-        }
-    }
     if word_at(msg, 8) != checksum(msg, seq) {
         return Err(format!("message {seq}: checksum mismatch"));
     }
     Ok(seq)
+}
+
+/// The check of a message above 1 KiB, reading only the words it checks through `word`.
+fn check_sampled(size: usize, mut word: impl FnMut(usize) -> u64) -> Result<u64, String> {
+    let seq = word(0);
+    let tail = word(size - 8);
+    if tail != mix(!seq) {
+        return Err(format!(
+            "message {seq}: its last 8 bytes are not the ones sent"
+        ));
+    }
+    let mut h = fnv(0xcbf2_9ce4_8422_2325, seq);
+    h = fnv(h, size as u64);
+    h = fnv(h, word(TIME_AT));
+    h = fnv(h, tail);
+    for i in 0..SAMPLES {
+        let at = sample_at(size, seq, i);
+        let w = word(at);
+        if w != sample_value(seq, at) {
+            return Err(format!(
+                "message {seq}: sampled word {i} is not the one sent"
+            ));
+        }
+        h = fnv(h, w);
+    }
+    if word(8) != h {
+        return Err(format!("message {seq}: checksum mismatch"));
+    }
+    Ok(seq)
+}
+
+/// [`check`] for a message lent in place (a channel's [`RecvSlot`](ipckit::channel::RecvSlot)):
+/// returns its sequence number and, from [`MIN_TIMED_SIZE`] bytes on, its time word. Up to 1 KiB
+/// the message is copied into `scratch` once to be hashed whole (every byte is read either way);
+/// above, only the words checked are read, in place, each once (a hostile writer could change
+/// them, so what is checked is what was read).
+pub fn check_in_place(
+    msg: &SharedSlice<'_>,
+    size: usize,
+    scratch: &mut Vec<u8>,
+) -> Result<(u64, Option<u64>), String> {
+    let read = |at: usize| -> Result<u64, String> {
+        let mut w = [0u8; 8];
+        msg.read_at(at, &mut w).map_err(|e| e.to_string())?;
+        Ok(u64::from_le_bytes(w))
+    };
+    if msg.len() != size {
+        return Err(format!(
+            "a message of {} bytes where {size} were sent",
+            msg.len()
+        ));
+    }
+    if size <= HASH_ALL {
+        scratch.resize(size, 0);
+        msg.read_at(0, scratch).map_err(|e| e.to_string())?;
+        let seq = check(scratch, size)?;
+        return Ok((seq, time_of(scratch)));
+    }
+    let mut failed = None;
+    let mut time = 0;
+    let seq = check_sampled(size, |at| match read(at) {
+        Ok(w) => {
+            if at == TIME_AT {
+                time = w;
+            }
+            w
+        }
+        Err(e) => {
+            failed.get_or_insert(e);
+            0
+        }
+    });
+    if let Some(e) = failed {
+        return Err(e);
+    }
+    Ok((seq?, Some(time)))
 }
 
 #[cfg(test)]
@@ -188,6 +296,52 @@ mod tests {
                 let msg = p.stamp(seq).to_vec();
                 assert_eq!(check(&msg, size), Ok(seq), "size {size} seq {seq}");
             }
+        }
+    }
+
+    #[test]
+    fn a_send_time_travels_with_the_message_and_is_checked() {
+        for size in [32, 64, 1024, 8192, 65536] {
+            let mut p = Payload::new(size);
+            let msg = p.stamp_timed(7, 123_456_789).to_vec();
+            assert_eq!(check(&msg, size), Ok(7), "size {size}");
+            assert_eq!(time_of(&msg), Some(123_456_789), "size {size}");
+            let mut forged = msg.clone();
+            forged[TIME_AT] ^= 1;
+            assert!(check(&forged, size).is_err(), "size {size}: a changed time");
+        }
+        assert_eq!(time_of(Payload::new(24).stamp_timed(1, 5)), None);
+    }
+
+    #[test]
+    fn a_message_in_shared_memory_is_checked_in_place_as_a_copy_is() {
+        let mut scratch = Vec::new();
+        for size in [32, 64, 1024, 1025, 8192, 65536] {
+            let map = ipckit::mmap::Mmap::options()
+                .read_write()
+                .map_anonymous(size)
+                .unwrap();
+            let slot = map.shared().unwrap();
+            let mut p = Payload::new(size);
+            slot.write_at(0, p.stamp_timed(9, 42)).unwrap();
+            assert_eq!(
+                check_in_place(&slot, size, &mut scratch),
+                Ok((9, Some(42))),
+                "size {size}"
+            );
+            // A torn message: the last byte, or the time, is not the one sent.
+            slot.write_at(size - 1, &[0xAA]).unwrap();
+            assert!(
+                check_in_place(&slot, size, &mut scratch).is_err(),
+                "size {size}"
+            );
+            slot.write_at(0, p.stamp_timed(9, 42)).unwrap();
+            slot.write_at(TIME_AT, &[1]).unwrap();
+            assert!(
+                check_in_place(&slot, size, &mut scratch).is_err(),
+                "size {size}"
+            );
+            assert!(check_in_place(&slot, size + 8, &mut scratch).is_err());
         }
     }
 

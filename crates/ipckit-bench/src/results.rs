@@ -10,7 +10,12 @@
 //!   {"transport": "channel", "pattern": "throughput", "size": 65536, "messages": 81234,
 //!    "seconds": 2.0, "msgs_per_sec": 40617.0, "bytes_per_sec": 2661875712.0}]}
 //! ```
-//! Latencies are one-way: half a round trip.
+//! Latencies are one-way: half a round trip (`wake` cells, of pattern `"wake"` with the fields of
+//! a latency cell: receive time − send time). Optional top-level keys: `baseline` (the floor
+//! shown), `floors` (every measurement of the floor in the run), `skipped`, `suspect` (results
+//! the tool's own definitions make impossible, see [`crate::sanity`]), `noise` (the floor's
+//! spread, and whether the run was too noisy to compare on), `placement` (`--pin`),
+//! `wake_pause_ns`, `notes` (what `--quick` cut; a peer's settings).
 
 use std::collections::BTreeSet;
 use std::fmt;
@@ -21,6 +26,8 @@ use serde::{Deserialize, Serialize};
 use ipckit::Object;
 
 use crate::error::{Error, Result};
+use crate::placement::Placement;
+use crate::sanity::{Noise, Suspect};
 
 /// What a measurement measures.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -30,6 +37,9 @@ pub enum Pattern {
     Latency,
     /// A one-way stream as fast as it goes; the receiver acknowledges the end.
     Throughput,
+    /// One message after each pause (1 ms by default), so that the receiver is asleep when it
+    /// comes; one-way latency = receive time − send time (one clock for both processes).
+    Wake,
 }
 
 impl Pattern {
@@ -38,6 +48,7 @@ impl Pattern {
         match self {
             Pattern::Latency => "latency",
             Pattern::Throughput => "throughput",
+            Pattern::Wake => "wake",
         }
     }
 }
@@ -54,10 +65,11 @@ impl std::str::FromStr for Pattern {
         match s {
             "latency" => Ok(Pattern::Latency),
             "throughput" => Ok(Pattern::Throughput),
+            "wake" => Ok(Pattern::Wake),
             _ => Err(Error::invalid(
                 "parse pattern",
                 Object::Other(format!("{s:?}").into()),
-                "expected latency or throughput",
+                "expected latency, throughput or wake",
             )),
         }
     }
@@ -98,16 +110,16 @@ impl Machine {
     }
 }
 
-/// One latency cell: one-way latency in nanoseconds, from an HDR histogram.
+/// One latency or wake cell: one-way latency in nanoseconds, from an HDR histogram.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Latency {
     /// The transport's name.
     pub transport: String,
-    /// Always [`Pattern::Latency`].
+    /// [`Pattern::Latency`] or [`Pattern::Wake`].
     pub pattern: Pattern,
     /// Message size in bytes.
     pub size: u64,
-    /// Round trips measured (after warm-up).
+    /// Round trips (latency) or messages (wake) measured, after warm-up.
     pub iterations: u64,
     /// Mean one-way latency.
     pub mean_ns: f64,
@@ -164,8 +176,8 @@ impl Measurement {
     /// The pattern.
     pub fn pattern(&self) -> Pattern {
         match self {
-            Measurement::Latency(_) => Pattern::Latency,
-            Measurement::Throughput(_) => Pattern::Throughput,
+            Measurement::Latency(l) => l.pattern,
+            Measurement::Throughput(t) => t.pattern,
         }
     }
 
@@ -209,6 +221,25 @@ pub struct Report {
     /// Cells without a measurement, and why.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub skipped: Vec<Skipped>,
+    /// Every measurement of the floor in the run: before the first transport and after each
+    /// (`baseline` is the first sane one). Their spread is the run's [`noise`](Self::noise).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub floors: Vec<Latency>,
+    /// Results the tool's own definitions make impossible ([`crate::sanity`]), measured again.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub suspect: Vec<Suspect>,
+    /// The floor's spread over the run, and whether the machine was too noisy to compare on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub noise: Option<Noise>,
+    /// Where the two processes ran (`--pin`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub placement: Option<Placement>,
+    /// The wake pattern's pause before each message, in nanoseconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wake_pause_ns: Option<u64>,
+    /// What the run changed in the plan it was asked for (`--quick`'s cuts), in words.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
 }
 
 impl Report {
@@ -219,7 +250,25 @@ impl Report {
             results: Vec::new(),
             baseline: None,
             skipped: Vec::new(),
+            floors: Vec::new(),
+            suspect: Vec::new(),
+            noise: None,
+            placement: None,
+            wake_pause_ns: None,
+            notes: Vec::new(),
         }
+    }
+
+    /// The suspect entry of a cell whose last measurement is still impossible, if any.
+    pub fn unresolved(&self, transport: &str, pattern: Pattern, size: u64) -> Option<&Suspect> {
+        self.suspect.iter().find(|s| {
+            s.unresolved && s.transport == transport && s.pattern == pattern && s.size == size
+        })
+    }
+
+    /// Whether the run was too noisy to compare on ([`Noise::noisy`]).
+    pub fn is_noisy(&self) -> bool {
+        self.noise.as_ref().is_some_and(|n| n.noisy)
     }
 
     /// The JSON text (pretty-printed).
@@ -233,18 +282,21 @@ impl Report {
         let report: Report = serde_json::from_str(text)
             .map_err(|e| Error::invalid("parse", object(), e.to_string()))?;
         for m in &report.results {
-            let stated = match m {
-                Measurement::Latency(l) => l.pattern,
-                Measurement::Throughput(t) => t.pattern,
+            let (stated, fields) = match m {
+                Measurement::Latency(l) => (l.pattern, Pattern::Latency),
+                Measurement::Throughput(t) => (t.pattern, Pattern::Throughput),
             };
-            if stated != m.pattern() {
+            let fits = match stated {
+                Pattern::Latency | Pattern::Wake => fields == Pattern::Latency,
+                Pattern::Throughput => fields == Pattern::Throughput,
+            };
+            if !fits {
                 return Err(Error::invalid(
                     "parse",
                     object(),
                     format!(
-                        "a {stated} result of {} has the fields of a {}",
+                        "a {stated} result of {} has the fields of a {fields}",
                         m.transport(),
-                        m.pattern()
                     ),
                 ));
             }
@@ -280,6 +332,14 @@ impl Report {
             }
             merged.skipped.extend(r.skipped);
             merged.baseline = merged.baseline.or(r.baseline);
+            merged.suspect.extend(r.suspect);
+            merged.notes.extend(r.notes);
+            merged.placement = merged.placement.or(r.placement);
+            merged.wake_pause_ns = merged.wake_pause_ns.or(r.wake_pause_ns);
+            // Files measured apart: their noise is each one's own; keep the worst.
+            if r.noise.as_ref().is_some_and(|n| n.noisy) || merged.noise.is_none() {
+                merged.noise = r.noise.or(merged.noise);
+            }
         }
         Some(merged)
     }
@@ -332,7 +392,7 @@ impl Report {
                     .filter(|m| m.pattern() == pattern && m.size() == size)
                     .map(value);
                 match pattern {
-                    Pattern::Latency => {
+                    Pattern::Latency | Pattern::Wake => {
                         vals.fold(None, |b: Option<f64>, v| Some(b.map_or(v, |b| b.min(v))))
                     }
                     Pattern::Throughput => {
@@ -353,7 +413,7 @@ impl Report {
                     if let Some(m) = found {
                         let v = value(m);
                         let ratio = match (pattern, best) {
-                            (Pattern::Latency, Some(b)) if *b > 0.0 => v / b,
+                            (Pattern::Latency | Pattern::Wake, Some(b)) if *b > 0.0 => v / b,
                             (Pattern::Throughput, Some(b)) if v > 0.0 => b / v,
                             _ => 1.0,
                         };
@@ -438,9 +498,11 @@ pub fn format_rate(bytes_per_sec: f64) -> String {
     format!("{bytes_per_sec:.0} B/s")
 }
 
-/// `64 B`, `1 KiB`, `1 MiB`, `1500 B`.
+/// `64 B`, `1 KiB`, `1 MiB`, `2 GiB`, `1500 B`.
 pub fn format_size(bytes: u64) -> String {
-    if bytes >= 1 << 20 && bytes.is_multiple_of(1 << 20) {
+    if bytes >= 1 << 30 && bytes.is_multiple_of(1 << 30) {
+        format!("{} GiB", bytes >> 30)
+    } else if bytes >= 1 << 20 && bytes.is_multiple_of(1 << 20) {
         format!("{} MiB", bytes >> 20)
     } else if bytes >= 1 << 10 && bytes.is_multiple_of(1 << 10) {
         format!("{} KiB", bytes >> 10)
@@ -458,5 +520,6 @@ mod tests {
         assert_eq!(format_size(64), "64 B");
         assert_eq!(format_size(1024), "1 KiB");
         assert_eq!(format_size(1 << 20), "1 MiB");
+        assert_eq!(format_size(2 << 30), "2 GiB");
     }
 }

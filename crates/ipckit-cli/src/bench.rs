@@ -10,8 +10,7 @@ use std::process::ExitCode;
 use anyhow::{bail, Context, Result};
 use clap::Subcommand;
 use comfy_table::{presets, CellAlignment, Table as Grid};
-use ipckit::transport::TransportKind;
-use ipckit_bench::{self as bench, Cell, Pattern, PeerCommand, Plan, Report};
+use ipckit_bench::{self as bench, Cell, Pattern, PeerCommand, Plan, Report, Transport};
 
 /// The hidden subcommand the bench re-executes this binary with, to run the peer process.
 pub const PEER_SUBCOMMAND: &str = "bench-peer";
@@ -34,30 +33,39 @@ enum BenchCommand {
 
 #[derive(clap::Args)]
 struct RunArgs {
-    /// A short run (500 round trips, 100 ms per cell): under 30 seconds in release mode.
+    /// A short run (500 round trips, at most 100 ms per cell) that stays under 30 seconds
+    /// whatever else is given: sizes up to 1 MiB, at most 5 of them, cells shortened to fit the
+    /// plan's own time bound; what it cut is printed as a note.
     #[arg(long)]
     quick: bool,
     /// Only these transports (comma-separated): pipe, fifo, unix-stream, unix-seqpacket,
     /// unix-dgram, tcp, sysv-msg, posix-mq, sysv-shm+sem, mmap+futex, channel, channel-spin,
-    /// signal.
+    /// channel-zc (the channel written and read in place), signal.
     #[arg(long, value_delimiter = ',', value_name = "LIST")]
     transports: Vec<String>,
     /// Message sizes (comma-separated; K, M: powers of 1024, KB, MB: of 1000). Default
     /// 64,1K,8K,64K,1M; signal is measured at 4 bytes besides.
     #[arg(long, value_delimiter = ',', value_name = "LIST", value_parser = crate::units::parse_size)]
     sizes: Vec<u64>,
-    /// Only one pattern: latency (ping-pong) or throughput (one-way stream).
-    #[arg(long, value_name = "latency|throughput")]
+    /// Only one pattern: latency (ping-pong), throughput (one-way stream) or wake (one message
+    /// after each pause, so that the receiver sleeps; one-way time from send to receive).
+    #[arg(long, value_name = "latency|throughput|wake")]
     pattern: Option<String>,
-    /// Latency: round trips per cell (at most; --duration caps the time). Default 10000.
+    /// Latency: round trips per cell; wake: messages per cell (at most; --duration caps the
+    /// time). Default 10000.
     #[arg(long, value_name = "N")]
     iterations: Option<u64>,
+    /// Wake: the sender's pause before each message (default 1ms).
+    #[arg(long, value_name = "TIME", value_parser = crate::units::parse_duration)]
+    wake_pause: Option<std::time::Duration>,
     /// Throughput: how long each cell streams; latency: the most a cell takes (e.g. 2s, 100ms).
     #[arg(long, value_name = "TIME", value_parser = crate::units::parse_duration)]
     duration: Option<std::time::Duration>,
-    /// Run the two processes on two different CPUs (sched_setaffinity).
-    #[arg(long)]
-    pin: bool,
+    /// Run the two processes on two fixed CPUs (sched_setaffinity): the first two this process
+    /// may use, or --pin=A,B (this process on A, its peer on B). The report says whether they
+    /// share a core (SMT siblings), a cache, or neither; the floor is measured there too.
+    #[arg(long, value_name = "A,B", num_args = 0..=1, require_equals = true, default_missing_value = "")]
+    pin: Option<String>,
     /// Also write the results as JSON to FILE.
     #[arg(long, value_name = "FILE")]
     json: Option<PathBuf>,
@@ -92,7 +100,8 @@ pub fn peer(args: Vec<String>) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn plan(args: &RunArgs) -> Result<Plan> {
+/// The plan the flags ask for, and what `--quick` cut from it to stay within its budget.
+fn plan(args: &RunArgs) -> Result<(Plan, Vec<String>)> {
     let mut plan = if args.quick {
         Plan::quick()
     } else {
@@ -102,7 +111,7 @@ fn plan(args: &RunArgs) -> Result<Plan> {
         plan.transports = args
             .transports
             .iter()
-            .map(|t| t.trim().parse::<TransportKind>())
+            .map(|t| t.trim().parse::<Transport>())
             .collect::<Result<_, _>>()?;
     }
     if !args.sizes.is_empty() {
@@ -126,8 +135,35 @@ fn plan(args: &RunArgs) -> Result<Plan> {
             bail!("--duration must be longer than 0");
         }
     }
-    plan.pin = args.pin;
-    Ok(plan)
+    if let Some(pause) = args.wake_pause {
+        if pause.is_zero() {
+            bail!("--wake-pause must be longer than 0");
+        }
+        plan.wake_pause = pause;
+    }
+    if let Some(pin) = &args.pin {
+        plan.pin = true;
+        if !pin.is_empty() {
+            let cpus: Vec<usize> = pin
+                .split(',')
+                .map(|c| c.trim().parse())
+                .collect::<Result<_, _>>()
+                .with_context(|| format!("--pin={pin}: expected two CPU numbers, A,B"))?;
+            let [a, b] = cpus[..] else {
+                bail!("--pin={pin}: expected two CPU numbers, A,B");
+            };
+            if let Err(why) = bench::check_cpus(a, b) {
+                bail!("--pin={pin}: {why}");
+            }
+            plan.cpus = Some((a, b));
+        }
+    }
+    let cuts = if args.quick {
+        plan.fit(bench::QUICK_BUDGET)
+    } else {
+        Vec::new()
+    };
+    Ok((plan, cuts))
 }
 
 /// Whether a result file can be written where it is asked for, found by opening it for writing
@@ -149,7 +185,7 @@ fn check_output(flag: &str, path: Option<&Path>) -> Result<()> {
 
 fn measure(args: RunArgs) -> Result<ExitCode> {
     // Command-line mistakes are found before the run: exit 2.
-    let plan = match plan(&args).and_then(|plan| {
+    let (plan, cuts) = match plan(&args).and_then(|plan| {
         check_output("--json", args.json.as_deref())?;
         check_output("--svg", args.svg.as_deref())?;
         Ok(plan)
@@ -170,7 +206,7 @@ fn measure(args: RunArgs) -> Result<ExitCode> {
         indicatif::ProgressStyle::with_template("{bar:30} {pos}/{len} cells  {msg}")
             .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
     );
-    let report = bench::run(&plan, &peer, &mut |p| {
+    let mut report = bench::run(&plan, &peer, &mut |p| {
         bar.set_position(p.done as u64);
         match p.cell {
             Some((pattern, size)) => bar.set_message(format!(
@@ -182,6 +218,7 @@ fn measure(args: RunArgs) -> Result<ExitCode> {
         }
     })?;
     bar.finish_and_clear();
+    report.notes.extend(cuts);
     finish(&report, args.json.as_deref(), args.svg.as_deref())?;
     let failed = report.skipped.iter().filter(|s| s.failed).count();
     if failed > 0 {
@@ -212,11 +249,39 @@ fn finish(report: &Report, json: Option<&Path>, svg: Option<&Path>) -> Result<()
         "{} · {} CPUs · Linux {}\n",
         report.machine.cpu_model, report.machine.cpus, report.machine.kernel
     );
+    if let Some(p) = &report.placement {
+        text.push_str(&format!(
+            "pinned: this process on CPU {}, its peer on CPU {}: {}\n",
+            p.host_cpu, p.peer_cpu, p.detail
+        ));
+    }
+    for note in &report.notes {
+        text.push_str(&format!("note: {note}\n"));
+    }
+    if let Some(n) = report.noise.as_ref().filter(|n| n.noisy) {
+        let why = if n.spread > n.threshold {
+            format!(
+                "the floor's p50 ranged from {} to {} during the run ({:.1}×, above the {:.1}× this tool accepts)",
+                bench::format_ns(n.floor_min_ns as f64),
+                bench::format_ns(n.floor_max_ns as f64),
+                n.spread,
+                n.threshold,
+            )
+        } else {
+            format!(
+                "no measurement of the floor came under {} (the processes waited for a CPU)",
+                bench::format_ns(bench::sanity::FLOOR_MAX_NS as f64)
+            )
+        };
+        text.push_str(&format!(
+            "warning: this machine was too noisy to compare on: {why}; the tables show what was measured, without ratios, and no ratio from this run holds\n"
+        ));
+    }
     let mut notes = Notes::default();
-    for pattern in [Pattern::Latency, Pattern::Throughput] {
+    for pattern in [Pattern::Latency, Pattern::Wake, Pattern::Throughput] {
         if let Some(table) = report.table(pattern) {
             text.push('\n');
-            text.push_str(&render(&table, &mut notes));
+            text.push_str(&render(report, &table, &mut notes));
             text.push('\n');
             if pattern == Pattern::Latency {
                 text.push_str(&floor_line(report, &table));
@@ -262,10 +327,33 @@ fn floor_line(report: &Report, table: &bench::Table) -> String {
             Cell::Measured {
                 measurement: bench::Measurement::Latency(l),
                 ..
-            } => Some((t, size, l.p50_ns)),
+            } if report.unresolved(t, l.pattern, size).is_none() => Some((t, size, l.p50_ns)),
             _ => None,
         })
         .min_by_key(|&(_, _, p50)| p50);
+    if let Some(s) = report
+        .suspect
+        .iter()
+        .find(|s| s.transport == bench::BASELINE && s.unresolved)
+    {
+        text.push_str(&format!(
+            "floor suspect: {} (measured {} more times)\n",
+            s.reason, s.retries
+        ));
+    }
+    if report.floors.len() > 1 {
+        let lo = report.floors.iter().map(|f| f.p50_ns).min().unwrap_or(0);
+        let hi = report.floors.iter().map(|f| f.p50_ns).max().unwrap_or(0);
+        text.push_str(&format!(
+            "floor measured {} times in the run (before the first transport and after each): p50 {} to {}\n",
+            report.floors.len(),
+            bench::format_ns(lo as f64),
+            bench::format_ns(hi as f64),
+        ));
+    }
+    if report.is_noisy() {
+        return text;
+    }
     if let Some((transport, size, p50)) = fastest {
         text.push_str(&format!(
             "lowest: {transport} at {}, {:.1}× the floor\n",
@@ -299,14 +387,26 @@ impl Notes {
     }
 }
 
-fn render(table: &bench::Table, notes: &mut Notes) -> String {
+fn render(report: &Report, table: &bench::Table, notes: &mut Notes) -> String {
     let mut grid = Grid::new();
     grid.load_preset(presets::UTF8_FULL_CONDENSED);
     let title = match table.pattern {
         Pattern::Latency => "latency: one-way p50 (×: times the column's lowest)",
         Pattern::Throughput => "throughput (×: times below the column's highest)",
+        Pattern::Wake => "wake-up: one-way p50 / p99 after a pause (×: p50 over the lowest)",
     };
-    let mut header = vec![title.to_string()];
+    let mut title = title.to_string();
+    if let (Pattern::Wake, Some(ns)) = (table.pattern, report.wake_pause_ns) {
+        title = title.replace(
+            "a pause",
+            &format!("a {} pause", bench::format_ns(ns as f64)),
+        );
+    }
+    if report.is_noisy() {
+        // No ratio holds on a noisy machine: say what was measured, no more.
+        title = title.split(" (×").next().unwrap_or_default().to_string();
+    }
+    let mut header = vec![title];
     header.extend(table.sizes.iter().map(|&s| bench::format_size(s)));
     grid.set_header(header);
     for (transport, cells) in &table.rows {
@@ -315,10 +415,41 @@ fn render(table: &bench::Table, notes: &mut Notes) -> String {
             let text = match cell {
                 Cell::Measured { measurement, ratio } => {
                     let value = match measurement {
+                        bench::Measurement::Latency(l) if l.pattern == Pattern::Wake => format!(
+                            "{} / {}",
+                            bench::format_ns(l.p50_ns as f64),
+                            bench::format_ns(l.p99_ns as f64)
+                        ),
                         bench::Measurement::Latency(l) => bench::format_ns(l.p50_ns as f64),
                         bench::Measurement::Throughput(t) => bench::format_rate(t.bytes_per_sec),
                     };
-                    format!("{value} ×{ratio:.2}")
+                    let mut text = if report.is_noisy() {
+                        value
+                    } else {
+                        format!("{value} ×{ratio:.2}")
+                    };
+                    let m = measurement;
+                    let suspect = report.suspect.iter().find(|s| {
+                        s.transport == *transport && s.pattern == m.pattern() && s.size == m.size()
+                    });
+                    match suspect {
+                        Some(s) if s.unresolved => {
+                            let why = format!(
+                                "impossible: {} (measured {} more times)",
+                                s.reason, s.retries
+                            );
+                            text.push_str(&format!(" ! [{}]", notes.mark(transport, &why)));
+                        }
+                        Some(s) => {
+                            let why = format!(
+                                "measured again ({}×): the first result was impossible: {}",
+                                s.retries, s.reason
+                            );
+                            text.push_str(&format!(" [{}]", notes.mark(transport, &why)));
+                        }
+                        None => {}
+                    }
+                    text
                 }
                 Cell::NotApplicable(reason) => format!("n/a [{}]", notes.mark(transport, reason)),
                 Cell::Failed(reason) => format!("failed [{}]", notes.mark(transport, reason)),

@@ -41,6 +41,24 @@ fn text(out: &Output) -> (String, String) {
     )
 }
 
+/// Every transport of the bench: ipckit's, and the channel's zero-copy path.
+const TRANSPORTS: [&str; 14] = [
+    "pipe",
+    "fifo",
+    "unix-stream",
+    "unix-seqpacket",
+    "unix-dgram",
+    "tcp",
+    "sysv-msg",
+    "posix-mq",
+    "sysv-shm+sem",
+    "mmap+futex",
+    "channel",
+    "channel-spin",
+    "channel-zc",
+    "signal",
+];
+
 const TINY: [&str; 6] = ["--iterations", "50", "--duration", "100ms", "--sizes", "64"];
 
 /// Checks one results file against the schema: keys and JSON types, per pattern.
@@ -56,12 +74,48 @@ fn check_schema(doc: &Value) -> Vec<(String, String, u64)> {
         .map(String::as_str)
         .collect();
     top.sort_unstable();
-    top.retain(|k| !["baseline", "skipped"].contains(k));
+    let optional = [
+        "baseline",
+        "skipped",
+        "floors",
+        "suspect",
+        "noise",
+        "placement",
+        "wake_pause_ns",
+        "notes",
+    ];
+    top.retain(|k| !optional.contains(k));
     assert_eq!(
         top,
         ["machine", "results"],
-        "machine, results, optional baseline and skipped: {doc}"
+        "machine, results, optional {optional:?}: {doc}"
     );
+    for s in doc
+        .get("suspect")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        // An impossible result: which, why, how often measured again, and whether it still is.
+        assert!(s["transport"].is_string() && s["reason"].is_string(), "{s}");
+        assert!(s["size"].is_u64() && s["retries"].is_u64(), "{s}");
+        assert!(s["unresolved"].is_boolean(), "{s}");
+    }
+    if let Some(n) = doc.get("noise") {
+        for k in ["floor_min_ns", "floor_max_ns"] {
+            assert!(n[k].is_u64(), "{k} in {n}");
+        }
+        assert!(n["spread"].is_number() && n["threshold"].is_number(), "{n}");
+        assert!(n["noisy"].is_boolean(), "{n}");
+    }
+    for f in doc
+        .get("floors")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        check_cell(f);
+    }
     for s in doc
         .get("skipped")
         .and_then(Value::as_array)
@@ -72,7 +126,10 @@ fn check_schema(doc: &Value) -> Vec<(String, String, u64)> {
         assert!(s["transport"].is_string() && s["reason"].is_string(), "{s}");
         assert!(s["size"].is_u64() && s["failed"].is_boolean(), "{s}");
         assert!(
-            matches!(s["pattern"].as_str(), Some("latency" | "throughput")),
+            matches!(
+                s["pattern"].as_str(),
+                Some("latency" | "throughput" | "wake")
+            ),
             "{s}"
         );
     }
@@ -105,7 +162,7 @@ fn check_cell(r: &Value) -> (String, String, u64) {
         let mut keys: Vec<&str> = obj.keys().map(String::as_str).collect();
         keys.sort_unstable();
         match pattern.as_str() {
-            "latency" => {
+            "latency" | "wake" => {
                 let mut want = vec![
                     "transport",
                     "pattern",
@@ -182,8 +239,7 @@ fn a_tiny_run_of_every_transport_writes_the_schema_and_a_chart_naming_them() {
 
     let doc: Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
     let cells = check_schema(&doc);
-    for kind in ipckit::transport::TransportKind::ALL {
-        let name = kind.name();
+    for name in TRANSPORTS {
         let has = |pattern: &str, size: u64| {
             cells
                 .iter()
@@ -197,6 +253,7 @@ fn a_tiny_run_of_every_transport_writes_the_schema_and_a_chart_naming_them() {
         } else {
             assert!(has("latency", 64), "{name} latency");
             assert!(has("throughput", 64), "{name} throughput");
+            assert!(has("wake", 64), "{name} wake");
         }
         assert!(stdout.contains(name), "the table names {name}:\n{stdout}");
     }
@@ -209,13 +266,232 @@ fn a_tiny_run_of_every_transport_writes_the_schema_and_a_chart_naming_them() {
         texts.iter().any(|t| t.starts_with("cache-line (floor")),
         "{texts:?}"
     );
-    for kind in ipckit::transport::TransportKind::ALL {
+    for name in TRANSPORTS {
         assert!(
-            texts.iter().any(|t| t == kind.name()),
-            "the chart names {}: {texts:?}",
-            kind.name()
+            texts.iter().any(|t| t == name),
+            "the chart names {name}: {texts:?}"
         );
     }
+}
+
+/// Issue #14: the wake pattern times each message from send to receive after a pause, for every
+/// transport that can carry a send time, and reports p50 and p99 in the table and the JSON.
+#[test]
+fn the_wake_pattern_reports_p50_and_p99_of_each_transport() {
+    let dir = Dir::new("bench-wake");
+    let json = dir.file("w.json");
+    let out = ipckit(&[
+        "bench",
+        "--transports",
+        "pipe,channel,channel-zc",
+        "--pattern",
+        "wake",
+        "--sizes",
+        "64,16",
+        "--iterations",
+        "20",
+        "--wake-pause",
+        "1ms",
+        "--json",
+        &json,
+    ]);
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    assert!(stdout.contains("wake-up: one-way p50 / p99"), "{stdout}");
+    assert!(stdout.contains("needs 32 bytes"), "16 B is n/a: {stdout}");
+    let doc: Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    let cells = check_schema(&doc);
+    for name in ["pipe", "channel", "channel-zc"] {
+        let cell = doc["results"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["transport"] == name && r["pattern"] == "wake")
+            .unwrap_or_else(|| panic!("{name} wake in {cells:?}"));
+        assert_eq!(cell["size"], 64, "{cell}");
+        assert_eq!(cell["iterations"], 20, "{cell}");
+        assert!(cell["p50_ns"].as_u64() <= cell["p99_ns"].as_u64(), "{cell}");
+    }
+    assert!(
+        cells.iter().all(|c| c.1 == "wake"),
+        "only wake was asked for: {cells:?}"
+    );
+}
+
+/// A results file as a run writes it: one impossible cell (below the floor, still after two
+/// more measurements), one cell re-measured into a possible one, the floor's samples and noise.
+fn suspect_report(floors: [u64; 2], noisy: bool) -> String {
+    let lat = |t: &str, p: &str, size: u64, p50: u64| {
+        format!(
+            r#"{{"transport":"{t}","pattern":"{p}","size":{size},"iterations":10,"mean_ns":{p50}.0,
+            "p50_ns":{p50},"p90_ns":{p50},"p99_ns":{p50},"p999_ns":{p50},"max_ns":{p50}}}"#
+        )
+    };
+    let (lo, hi) = (floors[0].min(floors[1]), floors[0].max(floors[1]));
+    format!(
+        r#"{{"machine":{{"cpus":2,"cpu_model":"x","kernel":"y"}},
+        "results":[{},{},{}],
+        "baseline":{},"floors":[{},{}],
+        "suspect":[
+          {{"transport":"channel-spin","pattern":"latency","size":64,"reason":"one-way p50 3 ns is below the floor (100 ns)","retries":2,"unresolved":true}},
+          {{"transport":"channel","pattern":"latency","size":64,"reason":"one-way p50 5 ns is below the floor (100 ns)","retries":1,"unresolved":false}}],
+        "noise":{{"floor_min_ns":{lo},"floor_max_ns":{hi},"spread":{},"threshold":2.0,"noisy":{noisy}}}}}"#,
+        lat("channel-spin", "latency", 64, 3),
+        lat("channel", "latency", 64, 900),
+        lat("pipe", "latency", 64, 4000),
+        lat("cache-line", "latency", 8, lo),
+        lat("cache-line", "latency", 8, floors[0]),
+        lat("cache-line", "latency", 8, floors[1]),
+        hi as f64 / lo as f64,
+    )
+}
+
+/// Issue #14: a result the tool's own definitions make impossible is flagged in the table (and
+/// kept in the JSON), never the "lowest" of the run; a noisy run says so instead of ratios.
+#[test]
+fn impossible_cells_are_flagged_and_a_noisy_run_gives_no_ratios() {
+    let dir = Dir::new("bench-sanity");
+    let (steady, noisy, out_json) = (dir.file("s.json"), dir.file("n.json"), dir.file("o.json"));
+    std::fs::write(&steady, suspect_report([100, 150], false)).unwrap();
+    std::fs::write(&noisy, suspect_report([33, 166], true)).unwrap();
+
+    let out = ipckit(&["bench", "merge", &steady, "--json", &out_json]);
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    let spin = stdout.lines().find(|l| l.contains("channel-spin")).unwrap();
+    assert!(spin.contains(" ! ["), "flagged: {stdout}");
+    assert!(
+        stdout.contains("impossible: one-way p50 3 ns is below the floor"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("measured again (1×)"), "{stdout}");
+    // The lowest possible cell is the channel's, not the impossible one.
+    assert!(stdout.contains("lowest: channel at 64 B"), "{stdout}");
+    assert!(!stdout.contains("warning"), "{stdout}");
+    let doc: Value = serde_json::from_str(&std::fs::read_to_string(&out_json).unwrap()).unwrap();
+    check_schema(&doc);
+    assert_eq!(doc["suspect"][0]["unresolved"], true, "{doc}");
+
+    let out = ipckit(&["bench", "merge", &noisy]);
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    assert!(
+        stdout.contains("warning: this machine was too noisy to compare on"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("33 ns to 166 ns"), "{stdout}");
+    assert!(!stdout.contains("lowest:"), "no confident line: {stdout}");
+    assert!(!stdout.contains(" ×"), "no ratios: {stdout}");
+}
+
+/// Issue #14: `--pin` says where the two processes ran and what their CPUs share, and the floor
+/// is measured there too.
+#[test]
+fn pin_reports_the_placement_and_measures_the_floor_on_it() {
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    if cpus < 2 {
+        eprintln!("skipped: --pin needs two CPUs, this process may use {cpus}");
+        return;
+    }
+    let dir = Dir::new("bench-pin");
+    let json = dir.file("p.json");
+    let mut args = vec![
+        "bench",
+        "--pin",
+        "--transports",
+        "channel-spin",
+        "--pattern",
+        "latency",
+    ];
+    args.extend(TINY);
+    args.extend(["--json", &json]);
+    let out = ipckit(&args);
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    let line = stdout
+        .lines()
+        .find(|l| l.starts_with("pinned: this process on CPU "))
+        .unwrap_or_else(|| panic!("{stdout}"));
+    assert!(
+        [
+            "one core",
+            "sharing the L",
+            "sharing no cache",
+            "does not describe"
+        ]
+        .iter()
+        .any(|s| line.contains(s)),
+        "{line}"
+    );
+    let doc: Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    check_schema(&doc);
+    let p = &doc["placement"];
+    assert_ne!(p["host_cpu"], p["peer_cpu"], "{p}");
+    assert!(
+        matches!(
+            p["sharing"].as_str(),
+            Some("core" | "cache" | "neither" | "unknown")
+        ),
+        "{p}"
+    );
+    assert!(doc["baseline"].is_object(), "the floor was measured: {doc}");
+
+    // The same two CPUs the other way round, asked for by number.
+    let (host, peer) = (
+        p["host_cpu"].as_u64().unwrap(),
+        p["peer_cpu"].as_u64().unwrap(),
+    );
+    let swapped = format!("--pin={peer},{host}");
+    let mut args = vec![
+        "bench",
+        &swapped,
+        "--transports",
+        "channel-spin",
+        "--pattern",
+        "latency",
+    ];
+    args.extend(TINY);
+    args.extend(["--json", &json]);
+    let out = ipckit(&args);
+    assert!(out.status.success(), "{:?}", text(&out));
+    let doc: Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    assert_eq!(
+        (&doc["placement"]["host_cpu"], &doc["placement"]["peer_cpu"]),
+        (&Value::from(peer), &Value::from(host)),
+        "{doc}"
+    );
+}
+
+/// Issue #14: `--quick` bounds what it is given (`--sizes 2G` too) and says what it cut.
+#[test]
+fn quick_cuts_sizes_it_cannot_measure_in_time_and_says_so() {
+    let out = ipckit(&[
+        "bench",
+        "--quick",
+        "--transports",
+        "pipe",
+        "--pattern",
+        "latency",
+        "--sizes",
+        "64,2G",
+        "--duration",
+        "1h",
+    ]);
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    assert!(
+        stdout.contains("note: --quick measures sizes up to 1 MiB: 2 GiB left out"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("100.00 ms per cell at most"), "{stdout}");
+    let header = stdout
+        .lines()
+        .find(|l| l.contains("latency: one-way p50"))
+        .unwrap_or_else(|| panic!("{stdout}"));
+    assert!(
+        header.contains("64 B") && !header.contains("GiB"),
+        "only 64 B measured: {header}"
+    );
 }
 
 #[test]
@@ -304,6 +580,7 @@ fn bad_flags_and_files_are_one_line_errors() {
         &["bench", "--sizes", "12Q"],
         &["bench", "--duration", "soon"],
         &["bench", "--pattern", "sideways"],
+        &["bench", "--wake-pause", "0s"],
         &["bench", "merge", "/nonexistent/ipckit.json"],
     ] {
         let out = ipckit(args);
@@ -343,6 +620,10 @@ fn mistakes_are_usage_errors_found_before_the_run() {
         vec!["--svg", "/nonexistent/x.svg"],
         vec!["--transports", "carrier-pigeon"],
         vec!["--sizes", "0"],
+        vec!["--pin=0,0"],
+        vec!["--pin=0,100000"],
+        vec!["--pin=first"],
+        vec!["--pin=0"],
     ];
     for case in &mut cases {
         let mut args = vec!["bench", "--transports", "pipe", "--pattern", "latency"];

@@ -1,0 +1,192 @@
+//! Results the tool's own definitions make impossible, and machines too noisy to compare on.
+//!
+//! - **The floor** is one cache line bounced between the two processes (`baseline.rs`): nothing
+//!   moves a message between two processes in less. A floor above [`FLOOR_MAX_NS`] is not a
+//!   cache line moving but the processes waiting for a CPU: it is suspect and measured again.
+//! - **A cell below the floor**: a latency or wake cell whose p50 is below the lowest sane floor
+//!   of the run (less [`FLOOR_TOLERANCE`] for the histogram's rounding) cannot be: it is suspect
+//!   and measured again.
+//! - **Noise**: the floor is measured before the first transport and after each; if its p50
+//!   moved by more than [`NOISE_SPREAD`]× during the run (as a VM's vCPUs move between cores),
+//!   or no floor was sane, numbers taken seconds apart do not compare, and the report says so
+//!   instead of printing confident ratios.
+//!
+//! Everything here is a pure function of measurements, so it is tested on synthetic ones.
+
+use serde::{Deserialize, Serialize};
+
+use crate::results::{format_ns, Latency, Measurement, Pattern};
+
+/// A floor above this (10 µs) is the processes waiting for a CPU, not a cache line moving.
+pub const FLOOR_MAX_NS: u64 = 10_000;
+/// The most the floor's p50 may move within a run (largest over smallest) before the machine is
+/// called too noisy to compare on.
+pub const NOISE_SPREAD: f64 = 2.0;
+/// How far below the floor a p50 may read before it is impossible: the histogram keeps three
+/// significant digits, and the floor and the cell are two samples of one distribution's edge.
+pub const FLOOR_TOLERANCE: f64 = 0.95;
+
+/// A result the tool's definitions make impossible: which, why, and how often it was measured
+/// again. In the JSON file under the optional top-level `suspect`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Suspect {
+    /// The transport's name (`cache-line` for the floor).
+    pub transport: String,
+    /// The pattern.
+    pub pattern: Pattern,
+    /// Message size in bytes.
+    pub size: u64,
+    /// What was impossible about the first result.
+    pub reason: String,
+    /// How many times it was measured again.
+    pub retries: u32,
+    /// Whether the last measurement is still impossible (then the table flags it).
+    pub unresolved: bool,
+}
+
+/// The spread of the floor over a run. In the JSON file under the optional top-level `noise`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Noise {
+    /// The lowest p50 of the floor in the run.
+    pub floor_min_ns: u64,
+    /// The highest.
+    pub floor_max_ns: u64,
+    /// Highest over lowest.
+    pub spread: f64,
+    /// [`NOISE_SPREAD`].
+    pub threshold: f64,
+    /// Whether the machine was too noisy to compare on: `spread > threshold`, or every floor was
+    /// above [`FLOOR_MAX_NS`].
+    pub noisy: bool,
+}
+
+/// What is impossible about a floor, if anything.
+pub fn floor_problem(floor: &Latency) -> Option<String> {
+    (floor.p50_ns > FLOOR_MAX_NS).then(|| {
+        format!(
+            "a cache line took {} to move (p50), above the {} the floor can take: the processes waited for a CPU",
+            format_ns(floor.p50_ns as f64),
+            format_ns(FLOOR_MAX_NS as f64)
+        )
+    })
+}
+
+/// The lowest p50 of the sane floors (those without a [`floor_problem`]), if any.
+pub fn lowest_floor(floors: &[Latency]) -> Option<u64> {
+    floors
+        .iter()
+        .filter(|f| floor_problem(f).is_none())
+        .map(|f| f.p50_ns)
+        .min()
+}
+
+/// What is impossible about a cell, given the lowest sane floor of its run: a latency or wake
+/// p50 below the floor (with [`FLOOR_TOLERANCE`]). Throughput is not bounded by the floor (a
+/// stream overlaps its messages).
+pub fn cell_problem(m: &Measurement, floor_p50: Option<u64>) -> Option<String> {
+    let (Measurement::Latency(l), Some(floor)) = (m, floor_p50) else {
+        return None;
+    };
+    if !matches!(l.pattern, Pattern::Latency | Pattern::Wake) {
+        return None;
+    }
+    ((l.p50_ns as f64) < floor as f64 * FLOOR_TOLERANCE).then(|| {
+        format!(
+            "one-way p50 {} is below the floor ({}): no message moves faster than a cache line",
+            format_ns(l.p50_ns as f64),
+            format_ns(floor as f64)
+        )
+    })
+}
+
+/// The floor's spread over a run; `None` without floors.
+pub fn noise(floors: &[Latency]) -> Option<Noise> {
+    let min = floors.iter().map(|f| f.p50_ns).min()?;
+    let max = floors.iter().map(|f| f.p50_ns).max()?;
+    let spread = max as f64 / min.max(1) as f64;
+    Some(Noise {
+        floor_min_ns: min,
+        floor_max_ns: max,
+        spread,
+        threshold: NOISE_SPREAD,
+        noisy: spread > NOISE_SPREAD || lowest_floor(floors).is_none(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lat(transport: &str, pattern: Pattern, p50: u64) -> Latency {
+        Latency {
+            transport: transport.into(),
+            pattern,
+            size: 64,
+            iterations: 100,
+            mean_ns: p50 as f64,
+            p50_ns: p50,
+            p90_ns: p50,
+            p99_ns: p50,
+            p999_ns: p50,
+            max_ns: p50,
+        }
+    }
+
+    fn floor(p50: u64) -> Latency {
+        lat(crate::BASELINE, Pattern::Latency, p50)
+    }
+
+    /// Issue #14: a busy machine printed `floor: p50 4.00 ms` without a word.
+    #[test]
+    fn a_floor_above_ten_microseconds_is_impossible() {
+        assert_eq!(floor_problem(&floor(120)), None);
+        assert_eq!(floor_problem(&floor(FLOOR_MAX_NS)), None);
+        let why = floor_problem(&floor(4_000_000)).unwrap();
+        assert!(why.contains("4.00 ms"), "{why}");
+        // A floor that is not sane is no floor to compare with.
+        assert_eq!(
+            lowest_floor(&[floor(4_000_000), floor(150), floor(90)]),
+            Some(90)
+        );
+        assert_eq!(lowest_floor(&[floor(4_000_000)]), None);
+    }
+
+    /// Issue #14: `lowest: channel-spin at 64 B, 0.0× the floor` was printed without a word.
+    #[test]
+    fn a_latency_or_wake_below_the_floor_is_impossible() {
+        let m = |pattern, p50| Measurement::Latency(lat("channel-spin", pattern, p50));
+        assert!(cell_problem(&m(Pattern::Latency, 40), Some(100)).is_some());
+        assert!(cell_problem(&m(Pattern::Wake, 40), Some(100)).is_some());
+        // At the floor, or within the histogram's rounding of it: possible.
+        assert_eq!(cell_problem(&m(Pattern::Latency, 100), Some(100)), None);
+        assert_eq!(cell_problem(&m(Pattern::Latency, 96), Some(100)), None);
+        assert_eq!(cell_problem(&m(Pattern::Latency, 300), Some(100)), None);
+        // Without a sane floor nothing is compared.
+        assert_eq!(cell_problem(&m(Pattern::Latency, 1), None), None);
+        // Throughput is not bounded by the floor.
+        let t = Measurement::Throughput(crate::Throughput {
+            transport: "pipe".into(),
+            pattern: Pattern::Throughput,
+            size: 64,
+            messages: 1,
+            seconds: 1.0,
+            msgs_per_sec: 1e12,
+            bytes_per_sec: 64e12,
+        });
+        assert_eq!(cell_problem(&t, Some(100)), None);
+    }
+
+    #[test]
+    fn a_floor_that_moves_more_than_the_threshold_makes_the_run_noisy() {
+        assert_eq!(noise(&[]), None);
+        let steady = noise(&[floor(100), floor(120), floor(190)]).unwrap();
+        assert!(!steady.noisy, "{steady:?}");
+        assert_eq!((steady.floor_min_ns, steady.floor_max_ns), (100, 190));
+        // 33 to 166 ns between samples of one run (the issue's VM).
+        let moving = noise(&[floor(33), floor(166), floor(40)]).unwrap();
+        assert!(moving.noisy, "{moving:?}");
+        assert!((moving.spread - 166.0 / 33.0).abs() < 1e-9);
+        // Every floor insane: noisy whatever the spread.
+        assert!(noise(&[floor(4_000_000), floor(4_100_000)]).unwrap().noisy);
+    }
+}
