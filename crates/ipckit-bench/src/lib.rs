@@ -52,7 +52,7 @@ use hdrhistogram::Histogram;
 use ipckit::transport::{AbortHandle, Options, TransportKind};
 use ipckit::Object;
 
-use link::{peer_error, IpcLink, Link, ZcLink};
+use link::{peer_error, AsyncLink, IpcLink, Link, ZcLink};
 
 mod baseline;
 mod error;
@@ -65,7 +65,7 @@ mod svg;
 
 pub use baseline::NAME as BASELINE;
 pub use error::{Error, Result};
-pub use link::ZC_NAME;
+pub use link::{ASYNC_NAME, ZC_NAME};
 pub use payload::Payload;
 pub use placement::{Placement, Sharing};
 pub use results::{
@@ -94,6 +94,8 @@ pub enum Transport {
     Ipc(TransportKind),
     /// The channel (blocking), written and read in place.
     ChannelZc,
+    /// The channel awaited on a tokio runtime (`channel::tokio`), copying as `channel` does.
+    ChannelAsync,
 }
 
 impl Transport {
@@ -104,6 +106,7 @@ impl Transport {
             all.push(Transport::Ipc(kind));
             if kind == TransportKind::ChannelSpin {
                 all.push(Transport::ChannelZc);
+                all.push(Transport::ChannelAsync);
             }
         }
         all
@@ -114,6 +117,7 @@ impl Transport {
         match self {
             Transport::Ipc(kind) => kind.name(),
             Transport::ChannelZc => ZC_NAME,
+            Transport::ChannelAsync => ASYNC_NAME,
         }
     }
 
@@ -121,7 +125,7 @@ impl Transport {
     pub fn kind(self) -> Option<TransportKind> {
         match self {
             Transport::Ipc(kind) => Some(kind),
-            Transport::ChannelZc => None,
+            Transport::ChannelZc | Transport::ChannelAsync => None,
         }
     }
 
@@ -149,11 +153,14 @@ impl std::str::FromStr for Transport {
         if s == ZC_NAME {
             return Ok(Transport::ChannelZc);
         }
+        if s == ASYNC_NAME {
+            return Ok(Transport::ChannelAsync);
+        }
         s.parse::<TransportKind>().map(Transport::Ipc).map_err(|e| {
             Error::invalid(
                 "parse transport",
                 Object::Other(format!("{s:?}").into()),
-                format!("{} (or {ZC_NAME})", error::one_line(&e)),
+                format!("{} (or {ZC_NAME}, {ASYNC_NAME})", error::one_line(&e)),
             )
         })
     }
@@ -849,7 +856,7 @@ fn host_setup(transport: Transport, max: usize) -> Result<(HostSetup, String, St
             let (a, b) = (to.rendezvous(), from.rendezvous());
             Ok((HostSetup::Ipc(to, from), a, b))
         }
-        Transport::ChannelZc => {
+        Transport::ChannelZc | Transport::ChannelAsync => {
             static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
             let n = NEXT.fetch_add(1, Ordering::Relaxed);
             let (to, from) = (zc_name(n, "to"), zc_name(n, "from"));
@@ -950,6 +957,12 @@ fn run_transport(
                     rx,
                     buf: Vec::with_capacity(max),
                 })
+            }
+            HostSetup::Zc(ends) if transport == Transport::ChannelAsync => {
+                let (producer, consumer) = *ends;
+                let link = AsyncLink::new(producer, consumer, CONNECT_TIMEOUT)?;
+                watch.register(link.abort.clone());
+                Box::new(link)
             }
             HostSetup::Zc(ends) => {
                 let (producer, consumer) = *ends;
@@ -1238,12 +1251,16 @@ pub fn peer_main(args: &[String]) -> Result<()> {
                 buf: Vec::with_capacity(max),
             })
         }
-        Transport::ChannelZc => {
+        Transport::ChannelZc | Transport::ChannelAsync => {
             // The host created both channels; these options apply only if it is gone.
             let opts = link::zc_options(max);
             let consumer = opts.consumer(to)?;
             let producer = opts.producer(from)?;
-            Box::new(ZcLink::new(producer, consumer, CONNECT_TIMEOUT))
+            if transport == Transport::ChannelAsync {
+                Box::new(AsyncLink::new(producer, consumer, CONNECT_TIMEOUT)?)
+            } else {
+                Box::new(ZcLink::new(producer, consumer, CONNECT_TIMEOUT))
+            }
         }
     };
     let name = transport.name();
@@ -1285,14 +1302,15 @@ mod tests {
     use super::*;
 
     #[test]
-    fn channel_zc_is_one_of_the_bench_transports() {
+    fn channel_zc_and_channel_async_are_bench_transports() {
         let all = Transport::all();
-        assert_eq!(all.len(), TransportKind::ALL.len() + 1);
+        assert_eq!(all.len(), TransportKind::ALL.len() + 2);
         let spin = all
             .iter()
             .position(|&t| t == Transport::Ipc(TransportKind::ChannelSpin))
             .unwrap();
         assert_eq!(all[spin + 1], Transport::ChannelZc);
+        assert_eq!(all[spin + 2], Transport::ChannelAsync);
         for t in all {
             assert_eq!(t.name().parse::<Transport>().unwrap(), t);
         }

@@ -2,7 +2,8 @@
 //! payloads. Every pattern is written once over [`Link`]; a link is either one of ipckit's
 //! transports ([`Sender`] and [`Receiver`], copying messages in and out) or the channel's
 //! zero-copy path ([`ZcLink`]: the sender writes each message into the slot it reserved, the
-//! receiver checks it where it lies).
+//! receiver checks it where it lies), or the channel awaited on a tokio runtime ([`AsyncLink`]:
+//! `channel::tokio`, whose waits sleep on a doorbell instead of the futex).
 
 use std::time::Duration;
 
@@ -18,6 +19,9 @@ const SLICE: Duration = Duration::from_millis(100);
 
 /// The name `channel-zc` has in reports and on the command line.
 pub const ZC_NAME: &str = "channel-zc";
+
+/// The name `channel-async` has in reports and on the command line.
+pub const ASYNC_NAME: &str = "channel-async";
 
 /// One side's two directions.
 pub(crate) trait Link {
@@ -240,6 +244,136 @@ impl Link for ZcLink {
                 Err(ipckit::Error::Timeout { .. }) => continue,
                 Err(e) => return Err(e.into()),
             }
+        }
+    }
+}
+
+/// The channel awaited: [`channel::tokio::Consumer`] and [`channel::tokio::Producer`] on a
+/// current-thread tokio runtime of this link's own, each operation run to completion with
+/// `block_on`. Messages are copied in and out as by the `channel` transport, so the two differ
+/// only in how a side waits: a doorbell (a datagram, an epoll wake-up) instead of the futex.
+/// Waits are cut into slices (the futures are cancel-safe) to see the watchdog's abort.
+pub(crate) struct AsyncLink {
+    rt: tokio::runtime::Runtime,
+    producer: Option<channel::tokio::Producer>,
+    consumer: channel::tokio::Consumer,
+    pub(crate) abort: AbortHandle,
+    buf: Vec<u8>,
+    timeout: Duration,
+}
+
+impl AsyncLink {
+    pub(crate) fn new(
+        producer: Producer,
+        consumer: Consumer,
+        timeout: Duration,
+    ) -> Result<AsyncLink> {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| peer_error(ASYNC_NAME, format!("tokio runtime: {e}")))?;
+        // The doorbells register with this runtime's reactor.
+        let _inside = rt.enter();
+        let producer = channel::tokio::Producer::new(producer)?;
+        let consumer = channel::tokio::Consumer::new(consumer)?;
+        drop(_inside);
+        Ok(AsyncLink {
+            rt,
+            producer: Some(producer),
+            consumer,
+            abort: AbortHandle::detached(),
+            buf: Vec::new(),
+            timeout,
+        })
+    }
+
+    fn check_abort(&self) -> Result<()> {
+        if self.abort.is_aborted() {
+            return Err(peer_error(ASYNC_NAME, "aborted: the peer failed"));
+        }
+        Ok(())
+    }
+
+    fn put(&mut self, msg: &[u8]) -> Result<()> {
+        loop {
+            self.check_abort()?;
+            let producer = self
+                .producer
+                .as_mut()
+                .ok_or_else(|| peer_error(ASYNC_NAME, "send after close"))?;
+            // The timer is made inside the runtime (`block_on` enters it).
+            let sent = self
+                .rt
+                .block_on(async { tokio::time::timeout(SLICE, producer.send(msg)).await });
+            match sent {
+                Ok(sent) => return Ok(sent?),
+                Err(_elapsed) => continue,
+            }
+        }
+    }
+
+    /// The next message into `buf`, or `None` at the end of the stream.
+    fn take(&mut self) -> Result<Option<usize>> {
+        loop {
+            self.check_abort()?;
+            let (consumer, buf) = (&mut self.consumer, &mut self.buf);
+            let got = self
+                .rt
+                .block_on(async { tokio::time::timeout(SLICE, consumer.recv_into(buf)).await });
+            match got {
+                Ok(got) => return Ok(got?),
+                Err(_elapsed) => continue,
+            }
+        }
+    }
+}
+
+impl Link for AsyncLink {
+    fn send(&mut self, p: &mut Payload, seq: u64, time: Option<u64>) -> Result<()> {
+        let msg = match time {
+            Some(t) => p.stamp_timed(seq, t),
+            None => p.stamp(seq),
+        };
+        self.put(msg)
+    }
+
+    fn recv(&mut self, size: usize) -> Result<(u64, Option<u64>)> {
+        match self.take()? {
+            None => Err(peer_error(
+                ASYNC_NAME,
+                "the other side ended the stream early",
+            )),
+            Some(_) => {
+                let seq = payload::check(&self.buf, size).map_err(|e| peer_error(ASYNC_NAME, e))?;
+                Ok((seq, payload::time_of(&self.buf)))
+            }
+        }
+    }
+
+    fn echo(&mut self, _p: &mut Payload, _seq: u64) -> Result<()> {
+        let msg = std::mem::take(&mut self.buf);
+        let r = self.put(&msg);
+        self.buf = msg;
+        r
+    }
+
+    fn close_tx(&mut self) -> Result<()> {
+        match self.producer.take() {
+            Some(mut p) => {
+                p.get_mut().wait_consumed(self.timeout)?;
+                Ok(p.into_inner().close()?)
+            }
+            None => Ok(()),
+        }
+    }
+
+    fn expect_end(&mut self) -> Result<()> {
+        match self.take()? {
+            None => Ok(()),
+            Some(n) => Err(peer_error(
+                ASYNC_NAME,
+                format!("a message of {n} bytes after the last cell"),
+            )),
         }
     }
 }

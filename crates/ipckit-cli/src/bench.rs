@@ -40,7 +40,8 @@ struct RunArgs {
     quick: bool,
     /// Only these transports (comma-separated): pipe, fifo, unix-stream, unix-seqpacket,
     /// unix-dgram, tcp, sysv-msg, posix-mq, sysv-shm+sem, mmap+futex, channel, channel-spin,
-    /// channel-zc (the channel written and read in place), signal.
+    /// channel-zc (the channel written and read in place), channel-async (the channel awaited on
+    /// tokio), signal.
     #[arg(long, value_delimiter = ',', value_name = "LIST")]
     transports: Vec<String>,
     /// Message sizes (comma-separated; K, M: powers of 1024, KB, MB: of 1000). Default
