@@ -25,8 +25,9 @@
 //! A waiter that cannot block its thread in `futex_wait` (a tokio task, an epoll loop) announces
 //! `sleeping = 2` instead of 1, with the id of its [`Doorbell`](super::Doorbell) (a Unix
 //! datagram socket) stored in the cell first, and then polls once more, exactly as above; it
-//! then waits for the socket to become readable. A waker that sees `sleeping != 0` does what it
-//! always does (`seq += 1`, `futex_wake`) and, when it sees 2, also sends the doorbell one byte.
+//! then waits for the socket to become readable. A waker that sees `sleeping != 0` increments
+//! `seq` as always, then sends the doorbell one byte if it sees 2, and calls `futex_wake`
+//! otherwise: one system call either way.
 //! The Dekker pair is unchanged, so no wake-up is lost either; a datagram stays queued until the
 //! waiter reads it, so a ring that comes before the waiter starts waiting is not lost to it.
 //!
@@ -180,11 +181,16 @@ impl WaitCell {
         // Release: a waiter that reads the new value (Acquire, in `prepare`) also sees what we
         // published before it, so it does not sleep.
         self.seq.fetch_add(1, Ordering::Release);
-        futex_wake(self);
-        // Acquire: pairs with the Release store of 2 in `arm_bell`, so the bell read next is
-        // the one stored before it.
+        // One system call: the doorbell of a doorbell sleeper, the futex otherwise. Reading 2
+        // here (after our SeqCst fence in `notify`) means the waiter's fence comes after ours —
+        // had it announced the futex (1) and fenced before our fence, this load would see that
+        // store — so if it switched to the futex since, its poll sees what we published.
+        // Acquire: pairs with the Release store of 2 in `arm_bell`, so the bell read next is the
+        // one stored before it.
         if self.sleeping.load(Ordering::Acquire) == ASLEEP_ON_BELL {
             self.ring_bell(self.bell.load(Ordering::Relaxed));
+        } else {
+            futex_wake(self);
         }
     }
 
