@@ -13,7 +13,7 @@ use ipckit::Error;
 use ipckit_testkit::{child_role, spawn_self};
 
 mod channel_support;
-use channel_support::{channel_name, check, message, shm_path, Rng};
+use channel_support::{channel_name, check, cpu_ticks, message, shm_path, Rng};
 
 const NAME_VAR: &str = "IPCKIT_TEST_CHANNEL";
 /// What a child prints when it is attached and waiting to be killed.
@@ -232,16 +232,6 @@ fn either_side_may_start_first() {
     tx.close().unwrap();
     child.success();
     assert!(!shm_path(&name).exists());
-}
-
-/// utime + stime of this process in clock ticks (/proc/self/stat fields 14 and 15).
-fn cpu_ticks() -> u64 {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap();
-    // The command name (field 2) may contain spaces: split after its closing parenthesis.
-    let rest = &stat[stat.rfind(')').unwrap() + 2..];
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    // `rest` starts at field 3, so fields 14 and 15 are at 11 and 12.
-    fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
 }
 
 #[test]

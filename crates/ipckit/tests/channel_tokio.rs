@@ -12,7 +12,7 @@ use ipckit::Error;
 use ipckit_testkit::{child_role, spawn_self};
 
 mod channel_support;
-use channel_support::{channel_name, check, message};
+use channel_support::{channel_name, check, cpu_ticks, message};
 
 const NAME_VAR: &str = "IPCKIT_TEST_CHANNEL";
 
@@ -250,14 +250,6 @@ fn a_reservation_dropped_half_written_publishes_nothing() {
         tx.close().await.unwrap();
         assert_eq!(rx.recv().await.unwrap(), None);
     });
-}
-
-/// utime + stime of this process in clock ticks (/proc/self/stat fields 14 and 15).
-fn cpu_ticks() -> u64 {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap();
-    let rest = &stat[stat.rfind(')').unwrap() + 2..];
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
 }
 
 #[test]

@@ -68,3 +68,13 @@ pub fn check(m: &[u8]) -> (u32, u64) {
         u64::from_le_bytes(m[4..12].try_into().unwrap()),
     )
 }
+
+/// utime + stime of this process in clock ticks (/proc/self/stat fields 14 and 15).
+pub fn cpu_ticks() -> u64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap();
+    // The command name (field 2) may contain spaces: split after its closing parenthesis.
+    let rest = &stat[stat.rfind(')').unwrap() + 2..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // `rest` starts at field 3, so fields 14 and 15 are at 11 and 12.
+    fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
+}
