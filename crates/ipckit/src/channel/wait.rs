@@ -142,7 +142,7 @@ impl WaitCell {
 
     /// The waker's half: call right after publishing (a Release store). Makes no system call
     /// unless the waiter announced it is going to sleep.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn notify(&self) {
         // SeqCst fence: orders our preceding publish before the load of `sleeping` (the waker's
         // side of the Dekker pair described in the module documentation).
