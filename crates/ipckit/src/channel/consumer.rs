@@ -220,27 +220,25 @@ impl Consumer {
     }
 
     fn recv_slot(&mut self, op: &'static str, patience: Patience) -> Result<Option<RecvSlot<'_>>> {
-        Ok(self.next_record(op, patience)?.map(|(lane, rec)| RecvSlot {
-            consumer: self,
-            lane,
-            rec,
-        }))
-    }
-
-    /// The next record (lane and position), after waiting as `patience` allows.
-    #[inline(always)]
-    fn next_record(
-        &mut self,
-        op: &'static str,
-        patience: Patience,
-    ) -> Result<Option<(usize, Record)>> {
-        if let Some(got) = self.st.poll_fast(&self.seg) {
-            return Ok(Some(got));
+        // The fast path on its own branch, as in `recv_into_with`.
+        if let Some((lane, rec)) = self.st.poll_fast(&self.seg) {
+            return Ok(Some(RecvSlot {
+                consumer: self,
+                lane,
+                rec,
+            }));
         }
-        self.next_record_waiting(op, patience)
+        Ok(self
+            .next_record_waiting(op, patience)?
+            .map(|(lane, rec)| RecvSlot {
+                consumer: self,
+                lane,
+                rec,
+            }))
     }
 
-    /// `next_record` past the fast path: the full scan, the end of the stream, errors, waiting.
+    /// The next record (lane and position) past the fast path (`State::poll_fast`): the full
+    /// scan, the end of the stream, errors, and waiting as `patience` allows.
     #[inline(never)]
     fn next_record_waiting(
         &mut self,

@@ -158,7 +158,14 @@ impl Producer {
         len: usize,
         patience: Patience,
     ) -> Result<SendSlot<'_>> {
-        let res = self.reserve_in_ring(op, len, patience)?;
+        // The fast path on its own branch, as in `send_with`'s `reserve_in_ring`.
+        if let Some(res) = self.try_reserve_fast(len) {
+            return Ok(SendSlot {
+                producer: self,
+                res: Some(res),
+            });
+        }
+        let res = self.reserve_waiting(op, len, patience)?;
         Ok(SendSlot {
             producer: self,
             res: Some(res),
