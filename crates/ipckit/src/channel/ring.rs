@@ -406,9 +406,9 @@ mod buf {
     /// One lane's ring bytes: `cap` bytes at `base`, inside a live shared mapping.
     ///
     /// Other processes write these bytes whenever they like (a hostile peer included), so this
-    /// process touches them only atomically: headers as `AtomicU64`, payloads through
-    /// `crate::shared`'s word-wise relaxed-atomic copies, and lent out only as [`SharedSlice`]s
-    /// — never as `&[u8]`.
+    /// process touches them only atomically: headers as `AtomicU64`, payloads by relaxed
+    /// `AtomicU64` word copies (`write`, `append_to`: payloads are 8-aligned and records a
+    /// whole number of words), and lent out only as [`SharedSlice`]s — never as `&[u8]`.
     ///
     /// Every access checks its bounds (a failed check would be a bug of the ring code, which
     /// validates all positions first: the assertions are defence in depth and never fire on
@@ -589,7 +589,7 @@ mod buf {
 
 /// The ring's bytes in a loom model: **one** loom atomic per 8-byte word, used for headers and
 /// payloads alike, as in shared memory. Headers are stored and loaded with the orderings of the
-/// real ring; payload words with relaxed stores and loads, as `crate::shared`'s copies do. So
+/// real ring; payload words with relaxed stores and loads, as the real ring's copies do. So
 /// loom explores every value a read may return: a payload read not ordered after its write (by
 /// the header's Release/Acquire pair) can return an older value and fail the model's content
 /// check, and a stale payload word of an earlier lap sits exactly where the consumer polls for
