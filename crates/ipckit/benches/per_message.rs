@@ -11,6 +11,11 @@
 //! VM. The goal (issue #14): the channel at most 3× rtrb at 64 B and at most 2× at 1 KiB.
 //!
 //! `cargo bench -p ipckit --bench per_message -- --warm-up-time 1 --measurement-time 3`
+//!
+//! To compare two builds of the channel, keep each build's bench binary
+//! (`target/release/deps/per_message-*`) and run them alternately, A B A B, each with
+//! `--bench --warm-up-time 1 --measurement-time 3`: compare their ratios to rtrb, not their
+//! times.
 
 use std::io::{Read, Write};
 
