@@ -193,8 +193,10 @@ impl Producer {
 
     /// The fast path of a reservation: the message fits a lane, the consumer has not closed,
     /// and the lane has room by the cached head (or by the head re-read when the cached one
-    /// says full). No call, clock read or allocation. `None` means "take the full path", which
-    /// checks everything again and reports what is wrong.
+    /// says full). No clock read, allocation or system call; out of line only the re-reading
+    /// of the head (once per batch of records) and the pad at the ring's end (once per lap).
+    /// `None` means "take the full path", which checks everything again and reports what is
+    /// wrong.
     #[inline(always)]
     fn try_reserve_fast(&mut self, len: usize) -> Option<Reservation> {
         if len > self.max_message_size() {
