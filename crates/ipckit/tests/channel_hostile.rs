@@ -173,3 +173,33 @@ fn impossible_record_length_is_corrupt_and_a_runaway_tail_changes_nothing() {
     tx.send(b"again").unwrap();
     assert_eq!(rx.try_recv().unwrap().unwrap(), b"again");
 }
+
+/// The same forgeries once the lane is in use, when receives take the fast path (which accepts
+/// only a header with the right stamp and a length that fits before the ring end, and otherwise
+/// hands over to the full checks): still `Corrupt`, nothing consumed.
+#[test]
+fn forged_record_lengths_are_corrupt_on_the_fast_path_too() {
+    let (name, _guard) = channel_name("corrupt-fast");
+    let opts = Options::new().lane_capacity(4096).max_producers(2).clone();
+    let mut rx = opts.consumer(&name).unwrap();
+    let mut tx = Producer::open(&name).unwrap();
+    assert_eq!(tx.lane(), 0);
+    let file = OpenOptions::new()
+        .write(true)
+        .open(shm_path(&name))
+        .unwrap();
+    // One 8-byte message (a 16-byte record) puts the lane in use.
+    tx.send(b"warm up!").unwrap();
+    assert_eq!(rx.try_recv().unwrap().unwrap(), b"warm up!");
+    tx.send(b"hello").unwrap();
+    let header = RING0 + 16;
+    // More than a lane holds; then a length within the lane that runs past the ring end.
+    for forged in [0xffff_0000u32, 4096 - 16] {
+        file.write_at(&forged.to_le_bytes(), header).unwrap();
+        let e = rx.try_recv().unwrap_err();
+        assert!(matches!(e, Error::Corrupt { .. }), "{forged}: {e}");
+        assert!(e.to_string().contains("lane 0"), "{e}");
+    }
+    file.write_at(&5u32.to_le_bytes(), header).unwrap();
+    assert_eq!(rx.try_recv().unwrap().unwrap(), b"hello");
+}

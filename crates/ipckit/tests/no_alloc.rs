@@ -118,6 +118,34 @@ fn would_block_and_timeout_allocate_nothing() {
     drop(channel);
 }
 
+/// The hot path allocates nothing either: sending and receiving (copying into a buffer with
+/// the capacity, or in place), over several laps of a lane so that pads and wrap-arounds are
+/// included.
+#[test]
+fn sending_and_receiving_allocate_nothing() {
+    let channel = ipckit::channel::Options::new()
+        .lane_capacity(4096)
+        .anonymous()
+        .unwrap();
+    let mut rx = channel.consumer().unwrap();
+    let mut tx = channel.producer().unwrap();
+    let mut buf = Vec::with_capacity(4096);
+    let msg = [7u8; 1000];
+    let (n, ()) = allocations(|| {
+        for len in (0..40).map(|i| i * 97 % 1001) {
+            tx.try_send(&msg[..len]).expect("try_send");
+            let got = rx.try_recv_into(&mut buf).expect("try_recv_into");
+            assert_eq!(got, Some(len));
+            let slot = tx.try_reserve(len).expect("try_reserve");
+            slot.commit();
+            let slot = rx.try_recv_ref().expect("try_recv_ref").expect("a message");
+            assert_eq!(slot.len(), len);
+        }
+    });
+    assert_eq!(n, 0, "the hot path allocated {n} times");
+    drop(channel);
+}
+
 /// The counter counts: a sanity check of the test itself.
 #[test]
 fn the_counter_counts() {

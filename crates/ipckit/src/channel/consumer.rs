@@ -222,31 +222,56 @@ impl Consumer {
         Ok(self.recv_into_with(op, &mut v, patience)?.map(|_| v))
     }
 
+    #[inline]
     fn recv_into_with(
         &mut self,
         op: &'static str,
         out: &mut Vec<u8>,
         patience: Patience,
     ) -> Result<Option<usize>> {
-        let Some((i, r)) = self.next_record(op, patience)? else {
-            return Ok(None);
-        };
+        // The fast path's record is copied out on its own branch, so that it stays in registers
+        // rather than meeting the full path's result in memory.
+        if let Some((i, r)) = self.st.poll_fast(&self.seg) {
+            return Ok(Some(self.copy_out_and_release(i, r, out)));
+        }
+        match self.next_record_waiting(op, patience)? {
+            Some((i, r)) => Ok(Some(self.copy_out_and_release(i, r, out))),
+            None => Ok(None),
+        }
+    }
+
+    /// Replaces `out`'s contents with record `r` of lane `i`, releases the record, and returns
+    /// its length.
+    #[inline(always)]
+    fn copy_out_and_release(&mut self, i: usize, r: Record, out: &mut Vec<u8>) -> usize {
         out.clear();
         self.st.lanes[i].buf.append_to(r.offset, r.len, out);
         self.release(i, r);
-        Ok(Some(r.len))
+        r.len
     }
 
     fn recv_slot(&mut self, op: &'static str, patience: Patience) -> Result<Option<RecvSlot<'_>>> {
-        Ok(self.next_record(op, patience)?.map(|(lane, rec)| RecvSlot {
-            consumer: self,
-            lane,
-            rec,
-        }))
+        // The fast path on its own branch, as in `recv_into_with`.
+        if let Some((lane, rec)) = self.st.poll_fast(&self.seg) {
+            return Ok(Some(RecvSlot {
+                consumer: self,
+                lane,
+                rec,
+            }));
+        }
+        Ok(self
+            .next_record_waiting(op, patience)?
+            .map(|(lane, rec)| RecvSlot {
+                consumer: self,
+                lane,
+                rec,
+            }))
     }
 
-    /// The next record (lane and position), after waiting as `patience` allows.
-    fn next_record(
+    /// The next record (lane and position) past the fast path (`State::poll_fast`): the full
+    /// scan, the end of the stream, errors, and waiting as `patience` allows.
+    #[inline(never)]
+    fn next_record_waiting(
         &mut self,
         op: &'static str,
         patience: Patience,
@@ -270,6 +295,7 @@ impl Consumer {
         }
     }
 
+    #[inline]
     fn release(&mut self, i: usize, r: Record) {
         let ctl = self.seg.lane(i);
         self.st.lanes[i].ring.release(ctl, &ctl.space, r);
@@ -307,6 +333,42 @@ impl Drop for Consumer {
 }
 
 impl State {
+    /// The hot path of [`poll`](Self::poll): a record in the lane that a full pass would visit
+    /// first, when that lane has been used before. `None` means "take the full pass" (which
+    /// looks at that lane again), never "empty". Reads the two membership words, as the full
+    /// pass does, so that the end of the stream and new producers are seen as promptly.
+    #[inline(always)]
+    fn poll_fast(&mut self, seg: &Segment) -> Option<(usize, Record)> {
+        let h = seg.header();
+        // Acquire (both): as in `poll`.
+        if h.members.producers_ever.load(Ordering::Acquire) & STREAM_ENDED != 0 {
+            return None;
+        }
+        let mask = h.members.active_lanes.load(Ordering::Acquire) & seg.geometry().lane_mask();
+        // The first lane of `poll`'s round-robin order: the lowest one from `next` up, or else
+        // the lowest one.
+        let from = mask & (u64::MAX << self.next);
+        let bits = if from != 0 { from } else { mask };
+        if bits == 0 {
+            return None;
+        }
+        let i = bits.trailing_zeros() as usize;
+        let lane = self.lanes.get_mut(i)?;
+        if !lane.prefaulted {
+            return None;
+        }
+        let ctl = seg.lane(i);
+        match lane.ring.peek(ctl, &lane.buf, &ctl.space) {
+            Ok(Some(r)) => {
+                // The next scan starts after this lane (no `%`: a division by a run-time lane
+                // count costs more than the rest of this path).
+                self.next = if i + 1 == self.lanes.len() { 0 } else { i + 1 };
+                Some((i, r))
+            }
+            _ => None,
+        }
+    }
+
     /// One pass over the active lanes: a record, the end of the stream, or nothing.
     fn poll(&mut self, op: &'static str, seg: &Segment) -> Result<Option<Got>> {
         let h = seg.header();

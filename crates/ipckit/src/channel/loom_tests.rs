@@ -1,6 +1,6 @@
 //! Loom models of the lane ring and the wake-up protocol: every interleaving (within a preemption
 //! bound) of a producer and a consumer, over a ring whose words hold headers and payloads alike
-//! (one loom atomic per word, payloads relaxed as in `crate::shared`), so that a payload read not
+//! (one loom atomic per word, payloads relaxed word copies as in the real ring), so that a payload read not
 //! ordered after its write can return a stale value and fail the content check, and a stale
 //! payload word can be taken for a header if the protocol allowed it; blocking waits use a
 //! modelled futex without timeouts, so that a lost wake-up is reported as a deadlock.

@@ -59,6 +59,7 @@ const PAD: u32 = u32::MAX;
 pub(crate) struct Corrupt(pub(crate) String);
 
 /// Bytes a record with a `len`-byte payload occupies: header plus payload, rounded up to 8.
+#[inline]
 fn record_size(len: usize) -> u64 {
     (RECORD_HEADER + len).next_multiple_of(8) as u64
 }
@@ -66,6 +67,7 @@ fn record_size(len: usize) -> u64 {
 /// The stamp of a record header at byte position `pos`: never 0 (so zeroed memory and cleared
 /// words are never a record), and different from the stamp at `pos - cap` for every ring
 /// capacity (`cap / 8` is even and below 2^32, so the two values differ above bit 0).
+#[inline]
 pub(crate) fn stamp(pos: u64) -> u32 {
     ((pos >> 3) as u32) | 1
 }
@@ -89,6 +91,7 @@ pub(crate) struct Reservation {
 
 impl Reservation {
     /// Ring offset of the first payload byte (8-aligned).
+    #[inline]
     pub(crate) fn payload_offset(&self, cap: usize) -> usize {
         (self.start as usize & (cap - 1)) + RECORD_HEADER
     }
@@ -129,10 +132,18 @@ impl ProducerRing {
 
     /// Whether `need` bytes are free after our tail, re-reading the consumer's head if the cached
     /// one says no.
+    #[inline(always)]
     fn has_room(&mut self, ctl: &LaneCtl, need: u64) -> Result<bool, Corrupt> {
         if self.cap - self.tail.wrapping_sub(self.head) >= need {
             return Ok(true);
         }
+        self.reload_head(ctl, need)
+    }
+
+    /// `has_room` when the cached head says no: reads the consumer's head (once per batch of
+    /// records, not per record) and validates it before caching it.
+    #[inline(never)]
+    fn reload_head(&mut self, ctl: &LaneCtl, need: u64) -> Result<bool, Corrupt> {
         // Acquire: pairs with the consumer's Release store of head, so its reads of the bytes it
         // released happen before our overwriting them.
         let head = ctl.cons.head.load(Ordering::Acquire);
@@ -154,6 +165,7 @@ impl ProducerRing {
     /// the consumer looks) before `commit`. When only a pad fits before the ring end, the pad is
     /// published alone, as a complete record of its own, and `Ok(None)` returned: the lane is
     /// consistent at every instruction.
+    #[inline(always)]
     pub(crate) fn try_reserve(
         &mut self,
         ctl: &LaneCtl,
@@ -163,37 +175,57 @@ impl ProducerRing {
     ) -> Result<Option<Reservation>, Corrupt> {
         debug_assert!(len as u64 <= self.cap - RECORD_HEADER as u64);
         let rec = record_size(len);
-        let mut start = self.tail;
-        let mut pad = None;
         let off = self.tail & (self.cap - 1);
-        let to_end = self.cap - off;
-        if rec > to_end {
-            if self.has_room(ctl, to_end + rec)? {
-                // A pad, then the record at offset 0, both written and published by `commit`:
-                // nothing here is visible before it (the consumer polls the pad's place, which
-                // still holds an older lap's header or a cleared word).
-                pad = Some(self.tail);
-                start = start.wrapping_add(to_end);
-            } else if self.has_room(ctl, to_end)? {
-                // Publish the pad alone: once the consumer skips it, the record fits at offset 0.
-                buf.write_header(off as usize, PAD, stamp(self.tail));
-                self.publish(ctl, consumer, self.tail.wrapping_add(to_end));
-                return Ok(None);
-            } else {
-                return Ok(None);
-            }
-        } else if !self.has_room(ctl, rec)? {
+        if rec > self.cap - off {
+            return self.try_reserve_wrapping(ctl, buf, consumer, len, rec);
+        }
+        if !self.has_room(ctl, rec)? {
             return Ok(None);
         }
         Ok(Some(Reservation {
-            pad,
-            start,
+            pad: None,
+            start: self.tail,
             len: len as u32,
-            end: start.wrapping_add(rec),
+            end: self.tail.wrapping_add(rec),
         }))
     }
 
+    /// `try_reserve` of a `rec`-byte record that does not fit before the ring end (once per
+    /// lap): a pad first.
+    #[inline(never)]
+    fn try_reserve_wrapping(
+        &mut self,
+        ctl: &LaneCtl,
+        buf: &RingBuf,
+        consumer: &WaitCell,
+        len: usize,
+        rec: u64,
+    ) -> Result<Option<Reservation>, Corrupt> {
+        let off = self.tail & (self.cap - 1);
+        let to_end = self.cap - off;
+        if self.has_room(ctl, to_end + rec)? {
+            // A pad, then the record at offset 0, both written and published by `commit`:
+            // nothing here is visible before it (the consumer polls the pad's place, which
+            // still holds an older lap's header or a cleared word).
+            let start = self.tail.wrapping_add(to_end);
+            Ok(Some(Reservation {
+                pad: Some(self.tail),
+                start,
+                len: len as u32,
+                end: start.wrapping_add(rec),
+            }))
+        } else if self.has_room(ctl, to_end)? {
+            // Publish the pad alone: once the consumer skips it, the record fits at offset 0.
+            buf.write_header(off as usize, PAD, stamp(self.tail));
+            self.publish(ctl, consumer, self.tail.wrapping_add(to_end));
+            Ok(None)
+        } else {
+            Ok(None)
+        }
+    }
+
     /// Publishes a reservation made by the last `try_reserve`, after its payload was written.
+    #[inline(always)]
     pub(crate) fn commit(
         &mut self,
         ctl: &LaneCtl,
@@ -220,6 +252,7 @@ impl ProducerRing {
         self.publish(ctl, consumer, r.end);
     }
 
+    #[inline(always)]
     fn publish(&mut self, ctl: &LaneCtl, consumer: &WaitCell, tail: u64) {
         self.tail = tail;
         // Release: a producer taking over the lane, or a recovery checking "drained", that
@@ -261,7 +294,43 @@ impl ConsumerRing {
     }
 
     /// The next published record, if any; skips (and releases) a pad on the way.
+    ///
+    /// The common case — a record at our head that fits before the ring end — is checked here;
+    /// pads and everything that fails validation go to `peek_slow`, which reads the header again
+    /// and validates it itself.
+    #[inline(always)]
     pub(crate) fn peek(
+        &mut self,
+        ctl: &LaneCtl,
+        buf: &RingBuf,
+        producer: &WaitCell,
+    ) -> Result<Option<Record>, Corrupt> {
+        let off = self.head & (self.cap - 1);
+        // The header and the cache line after it: the payload's transfer overlaps the header's
+        // when a record has just been published.
+        buf.prefetch(off as usize);
+        let (len, stamp_found) = buf.read_header(off as usize);
+        if stamp_found != stamp(self.head) {
+            // Nothing published here yet (an older lap's header, a cleared word).
+            return Ok(None);
+        }
+        // `len <= cap - 8` (so `record_size` cannot overflow, and a pad's `u32::MAX` is out)
+        // and the record ends before the ring end.
+        if u64::from(len) <= self.cap - RECORD_HEADER as u64
+            && record_size(len as usize) <= self.cap - off
+        {
+            return Ok(Some(Record {
+                offset: off as usize + RECORD_HEADER,
+                len: len as usize,
+                next: self.head.wrapping_add(record_size(len as usize)),
+            }));
+        }
+        self.peek_slow(ctl, buf, producer)
+    }
+
+    /// `peek` of a pad (once per lap) or of a header that fails validation.
+    #[inline(never)]
+    fn peek_slow(
         &mut self,
         ctl: &LaneCtl,
         buf: &RingBuf,
@@ -271,9 +340,6 @@ impl ConsumerRing {
         for _ in 0..2 {
             let off = self.head & (self.cap - 1);
             let to_end = self.cap - off;
-            // The header and the cache line after it: the payload's transfer overlaps the
-            // header's when a record has just been published.
-            buf.prefetch(off as usize);
             let (len, stamp_found) = buf.read_header(off as usize);
             if stamp_found != stamp(self.head) {
                 // Nothing published here yet (an older lap's header, a cleared word).
@@ -310,10 +376,12 @@ impl ConsumerRing {
     }
 
     /// Gives the record returned by the last `peek` back to the producer.
+    #[inline(always)]
     pub(crate) fn release(&mut self, ctl: &LaneCtl, producer: &WaitCell, r: Record) {
         self.advance(ctl, producer, r.next);
     }
 
+    #[inline(always)]
     fn advance(&mut self, ctl: &LaneCtl, producer: &WaitCell, head: u64) {
         self.head = head;
         // Release: our reads of the released bytes happen before the producer (Acquire load of
@@ -328,18 +396,19 @@ pub(crate) use buf::RingBuf;
 /// The ring's bytes in a shared mapping.
 #[cfg(not(loom))]
 mod buf {
+    use std::mem::MaybeUninit;
     use std::ptr::NonNull;
 
     use super::super::atomic::{AtomicU64, Ordering};
     use crate::error::Object;
-    use crate::shared::{self, SharedSlice};
+    use crate::shared::SharedSlice;
 
     /// One lane's ring bytes: `cap` bytes at `base`, inside a live shared mapping.
     ///
     /// Other processes write these bytes whenever they like (a hostile peer included), so this
-    /// process touches them only atomically: headers as `AtomicU64`, payloads through
-    /// `crate::shared`'s word-wise relaxed-atomic copies, and lent out only as [`SharedSlice`]s
-    /// — never as `&[u8]`.
+    /// process touches them only atomically: headers as `AtomicU64`, payloads by relaxed
+    /// `AtomicU64` word copies (`write`, `append_to`: payloads are 8-aligned and records a
+    /// whole number of words), and lent out only as [`SharedSlice`]s — never as `&[u8]`.
     ///
     /// Every access checks its bounds (a failed check would be a bug of the ring code, which
     /// validates all positions first: the assertions are defence in depth and never fire on
@@ -359,10 +428,12 @@ mod buf {
             RingBuf { base, cap }
         }
 
-        fn header(&self, off: usize) -> &AtomicU64 {
+        #[inline]
+        /// The 8-byte word at `off` (a record header, or a payload word), as an atomic.
+        fn word(&self, off: usize) -> &AtomicU64 {
             assert!(
                 off.is_multiple_of(8) && off + 8 <= self.cap,
-                "ring header offset {off}"
+                "ring word offset {off}"
             );
             // SAFETY: in bounds and 8-aligned (asserted; `base` is 8-aligned); the mapping is
             // live (contract of `new`); AtomicU64 accepts any bit pattern, and this process
@@ -372,20 +443,23 @@ mod buf {
 
         /// Publishes a record header. Release: the payload written before it (and the cleared
         /// next header) is visible to a consumer whose Acquire load finds this header.
+        #[inline]
         pub(crate) fn write_header(&self, off: usize, len: u32, stamp: u32) {
-            self.header(off)
+            self.word(off)
                 .store(u64::from(len) | u64::from(stamp) << 32, Ordering::Release);
         }
 
         /// Clears a header's place (no record). Relaxed: published by the Release store of the
         /// record header that follows it in program order.
+        #[inline]
         pub(crate) fn clear_header(&self, off: usize) {
-            self.header(off).store(0, Ordering::Relaxed);
+            self.word(off).store(0, Ordering::Relaxed);
         }
 
         /// Reads a record header: `(len, stamp)`. Acquire: pairs with `write_header`.
+        #[inline]
         pub(crate) fn read_header(&self, off: usize) -> (u32, u32) {
-            let word = self.header(off).load(Ordering::Acquire);
+            let word = self.word(off).load(Ordering::Acquire);
             (word as u32, (word >> 32) as u32)
         }
 
@@ -414,6 +488,7 @@ mod buf {
         }
 
         /// The address of `len` bytes at `off`, bounds-checked.
+        #[inline]
         fn ptr(&self, off: usize, len: usize) -> *mut u8 {
             assert!(
                 off <= self.cap && len <= self.cap - off,
@@ -423,24 +498,77 @@ mod buf {
             unsafe { self.base.as_ptr().add(off) }
         }
 
-        /// Copies `src` into the ring at `off` (relaxed atomic stores; published by the
-        /// record's header).
-        pub(crate) fn write(&self, off: usize, src: &[u8]) {
-            let dst = self.ptr(off, src.len());
-            // SAFETY: `dst..dst + len` is inside the ring (checked by `ptr`), writable and
-            // accessed only atomically by this process (contract of `new`).
-            unsafe { shared::copy_in(src, dst) };
+        /// The `words` 8-byte words from `off` (8-aligned), as atomics: checked once here, so
+        /// that the copies below make one bounds check per message, not one per word.
+        #[inline]
+        fn words(&self, off: usize, words: usize) -> *mut u64 {
+            assert!(off.is_multiple_of(8), "ring word offset {off}");
+            let bytes = words.checked_mul(8).expect("ring word count");
+            self.ptr(off, bytes).cast::<u64>()
         }
 
-        /// Appends `len` bytes at `off` to `out` (relaxed atomic loads, after the header's
-        /// Acquire load; no allocation when `out` has the capacity).
+        /// Copies `src` into the ring at `off` (8-aligned: a payload) by relaxed atomic word
+        /// stores, published by the record's header. The last word is completed with zeros: it
+        /// runs into the record's own padding (a record is a whole number of words, inside the
+        /// ring), which thus never carries stale bytes.
+        #[inline]
+        pub(crate) fn write(&self, off: usize, src: &[u8]) {
+            let dst = self.words(off, src.len().div_ceil(8));
+            let mut chunks = src.chunks_exact(8);
+            let mut k = 0;
+            for chunk in &mut chunks {
+                let mut word = [0; 8];
+                word.copy_from_slice(chunk);
+                // SAFETY: word `k < len / 8` of the range `words` checked (in bounds, 8-aligned:
+                // `base` and `off` are); this process accesses ring bytes only atomically
+                // (contract of `new`), and AtomicU64 accepts any bytes.
+                unsafe { AtomicU64::from_ptr(dst.add(k)) }
+                    .store(u64::from_ne_bytes(word), Ordering::Relaxed);
+                k += 1;
+            }
+            let rest = chunks.remainder();
+            if !rest.is_empty() {
+                let mut word = [0; 8];
+                word[..rest.len()].copy_from_slice(rest);
+                // SAFETY: as above: the last word of the checked range.
+                unsafe { AtomicU64::from_ptr(dst.add(k)) }
+                    .store(u64::from_ne_bytes(word), Ordering::Relaxed);
+            }
+        }
+
+        /// Appends `len` bytes at `off` (8-aligned: a payload) to `out`, by relaxed atomic word
+        /// loads after the header's Acquire load. No allocation when `out` has the capacity,
+        /// and no zero-filling first: each word goes straight into `out`. The last word may run
+        /// into the record's padding (the record is a whole number of words, inside the ring);
+        /// only its first `len % 8` bytes are kept.
+        #[inline]
         pub(crate) fn append_to(&self, off: usize, len: usize, out: &mut Vec<u8>) {
-            let src = self.ptr(off, len);
+            let src = self.words(off, len.div_ceil(8));
+            out.reserve(len);
             let old = out.len();
-            out.resize(old + len, 0);
-            // SAFETY: `src..src + len` is inside the ring (checked by `ptr`), readable and
-            // accessed only atomically by this process (contract of `new`).
-            unsafe { shared::copy_out(src, &mut out[old..]) };
+            let dst = &mut out.spare_capacity_mut()[..len];
+            let mut chunks = dst.chunks_exact_mut(8);
+            let mut k = 0;
+            for chunk in &mut chunks {
+                // SAFETY: word `k < len / 8` of the range `words` checked (in bounds, 8-aligned);
+                // this process accesses ring bytes only atomically (contract of `new`).
+                let word = unsafe { AtomicU64::from_ptr(src.add(k)) }
+                    .load(Ordering::Relaxed)
+                    .to_ne_bytes();
+                chunk.copy_from_slice(&word.map(MaybeUninit::new));
+                k += 1;
+            }
+            let rest = chunks.into_remainder();
+            if !rest.is_empty() {
+                // SAFETY: as above: the last word of the checked range.
+                let word = unsafe { AtomicU64::from_ptr(src.add(k)) }
+                    .load(Ordering::Relaxed)
+                    .to_ne_bytes();
+                rest.copy_from_slice(&word.map(MaybeUninit::new)[..rest.len()]);
+            }
+            // SAFETY: the `len` bytes after the old length were all written just above (whole
+            // words, then the remainder), and `reserve` made room for them.
+            unsafe { out.set_len(old + len) };
         }
 
         /// `len` bytes at `off` as a [`SharedSlice`] named `object`.
@@ -461,7 +589,7 @@ mod buf {
 
 /// The ring's bytes in a loom model: **one** loom atomic per 8-byte word, used for headers and
 /// payloads alike, as in shared memory. Headers are stored and loaded with the orderings of the
-/// real ring; payload words with relaxed stores and loads, as `crate::shared`'s copies do. So
+/// real ring; payload words with relaxed stores and loads, as the real ring's copies do. So
 /// loom explores every value a read may return: a payload read not ordered after its write (by
 /// the header's Release/Acquire pair) can return an older value and fail the model's content
 /// check, and a stale payload word of an earlier lap sits exactly where the consumer polls for
@@ -521,9 +649,44 @@ mod buf {
 
 #[cfg(all(test, not(loom)))]
 mod tests {
-    use super::{record_size, stamp, RECORD_HEADER};
+    use std::ptr::NonNull;
+
+    use super::{record_size, stamp, RingBuf, RECORD_HEADER};
     use crate::channel::Options;
     use crate::Error;
+
+    /// The word copies in and out, for every length across three words and a ring full of
+    /// stale bytes: what is read back is what was written, `append_to` keeps what `out` held,
+    /// and the rest of the payload's last word (the record's padding) is zeros, not stale bytes.
+    #[test]
+    fn payload_copies_are_exact_and_pad_the_last_word_with_zeros() {
+        let mut memory = vec![u64::MAX; 8];
+        let base = NonNull::new(memory.as_mut_ptr().cast::<u8>()).unwrap();
+        // SAFETY: 64 bytes of a live, 8-aligned allocation, used only through `ring` until
+        // `memory` is read again below, after the last use of `ring`.
+        let ring = unsafe { RingBuf::new(base, 64) };
+        for len in 0..=24 {
+            let msg: Vec<u8> = (1..=len as u8).collect();
+            ring.write(16, &msg);
+            let mut out = vec![0xee];
+            ring.append_to(16, len, &mut out);
+            assert_eq!(out[0], 0xee, "len {len}: append_to overwrote what out held");
+            assert_eq!(&out[1..], &msg[..], "len {len}");
+            if len % 8 != 0 {
+                let mut last = vec![];
+                ring.append_to(16 + len / 8 * 8, 8, &mut last);
+                assert_eq!(
+                    &last[len % 8..],
+                    &vec![0; 8 - len % 8][..],
+                    "len {len}: padding"
+                );
+            }
+        }
+        // Nothing outside the payload's words was touched: the header's word before it, and
+        // the words after the longest payload.
+        assert_eq!(memory[1], u64::MAX);
+        assert_eq!(memory[5..], [u64::MAX; 3]);
+    }
 
     /// A payload whose every word, once stale, would pass for an 8-byte record of the *next* lap
     /// at its own position: exactly what the producer's clearing of the next header's place must

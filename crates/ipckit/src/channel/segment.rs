@@ -338,11 +338,13 @@ impl Segment {
     }
 
     /// The header (first page).
+    #[inline]
     pub(crate) fn header(&self) -> &Header {
         header_of(&self.map)
     }
 
     /// Lane `i`'s control block (`i < lanes`).
+    #[inline]
     pub(crate) fn lane(&self, i: usize) -> &LaneCtl {
         assert!(i < self.geo.lanes, "lane {i} of {}", self.geo.lanes);
         let off = self.geo.lane_offset(i);
@@ -353,6 +355,7 @@ impl Segment {
     }
 
     /// Lane `i`'s ring bytes.
+    #[inline]
     pub(crate) fn ring(&self, i: usize) -> RingBuf {
         assert!(i < self.geo.lanes, "lane {i} of {}", self.geo.lanes);
         let off = self.geo.ring_offset(i);
@@ -391,6 +394,7 @@ impl Segment {
         };
     }
 
+    #[inline]
     pub(crate) fn geometry(&self) -> &Geometry {
         &self.geo
     }
@@ -599,6 +603,7 @@ impl Segment {
     }
 }
 
+#[inline]
 fn header_of(map: &Map) -> &Header {
     debug_assert!(map.len >= PAGE);
     // SAFETY: the mapping is at least one page (checked before mapping), page-aligned, and the

@@ -31,6 +31,19 @@
 //! The Dekker pair is unchanged, so no wake-up is lost either; a datagram stays queued until the
 //! waiter reads it, so a ring that comes before the waiter starts waiting is not lost to it.
 //!
+//! # Why not an asymmetric fence
+//! The waker's fence is the price of a send (and of a receive, which wakes a producer waiting
+//! for room) while the other side is awake: about 6 ns each on current x86 cores, a few percent
+//! of a message between processes. `membarrier(MEMBARRIER_CMD_GLOBAL_EXPEDITED)` paid by the side
+//! going to sleep would let wakers use a compiler fence only; it is not used, for two reasons.
+//! It cannot be model-checked: loom (like the C++ memory model it implements) has no asymmetric
+//! fence, so the protocol's only check would be lost. And it is not a property of one process:
+//! it orders only the wakers in processes registered with
+//! `MEMBARRIER_CMD_REGISTER_GLOBAL_EXPEDITED`, so one participant that cannot register (an older
+//! kernel, a seccomp filter) and skips the fence would make sleepers lose wake-ups — unless
+//! every send also checked a shared "someone is unregistered" flag, which has a race of its own
+//! with a participant attaching.
+//!
 //! # References
 //! [futex(2)](https://man7.org/linux/man-pages/man2/futex.2.html),
 //! [futex(7)](https://man7.org/linux/man-pages/man7/futex.7.html)
@@ -165,7 +178,7 @@ impl WaitCell {
 
     /// The waker's half: call right after publishing (a Release store). Makes no system call
     /// unless the waiter announced it is going to sleep.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn notify(&self) {
         // SeqCst fence: orders our preceding publish before the load of `sleeping` (the waker's
         // side of the Dekker pair described in the module documentation).
