@@ -500,3 +500,29 @@ fn an_armed_producer_is_rung_when_the_consumer_frees_room() {
     tx.disarm();
     tx.try_send(&msg).unwrap();
 }
+
+#[test]
+fn a_reservation_committed_shorter_gives_the_rest_back() {
+    // Reserve up to 600 bytes, write fewer (as an encoder would), commit what was written; the
+    // 4 KiB lane wraps many times, with pads, and every message arrives whole and in order.
+    let anon = Options::new().lane_capacity(4096).anonymous().unwrap();
+    let mut tx = anon.producer().unwrap();
+    let mut rx = anon.consumer().unwrap();
+    let mut rng = Rng(7);
+    for seq in 0..5000u64 {
+        let len = 16 + rng.below(580) as usize;
+        let max = len + rng.below(600 - len as u64) as usize;
+        let msg = message(1, seq, len);
+        let slot = tx.reserve(max).unwrap();
+        assert_eq!(slot.len(), max);
+        slot.shared().write_at(0, &msg).unwrap();
+        slot.commit_len(len).unwrap();
+        assert_eq!(rx.try_recv().unwrap().unwrap(), msg, "message {seq}");
+    }
+    // Longer than reserved: refused, nothing published.
+    let err = tx.reserve(10).unwrap().commit_len(11).unwrap_err();
+    assert!(matches!(err, Error::InvalidArgument { .. }), "{err}");
+    assert!(matches!(rx.try_recv(), Err(Error::WouldBlock { .. })));
+    tx.send(b"after").unwrap();
+    assert_eq!(rx.try_recv().unwrap().as_deref(), Some(&b"after"[..]));
+}

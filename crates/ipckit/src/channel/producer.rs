@@ -411,6 +411,28 @@ impl SendSlot<'_> {
         }
     }
 
+    /// Publishes the first `len` bytes of the reserved room as the message, for a writer that
+    /// learns the message's length only while writing it (an encoder): `reserve(max)`, write,
+    /// then `commit_len(written)`. The rest of the room is given back.
+    ///
+    /// Errors: [`Error::InvalidArgument`](crate::Error::InvalidArgument) if `len` exceeds the
+    /// reserved length; then nothing is published, as when the slot is dropped.
+    pub fn commit_len(mut self, len: usize) -> Result<()> {
+        let reserved = self.len();
+        if len > reserved {
+            return Err(Error::invalid(
+                "commit_len",
+                self.producer.seg.object().clone(),
+                format!("{len} bytes is more than the {reserved} reserved"),
+            ));
+        }
+        if let Some(r) = self.res.as_mut() {
+            r.shrink(len);
+        }
+        self.commit();
+        Ok(())
+    }
+
     fn reservation(&self) -> &Reservation {
         self.res
             .as_ref()

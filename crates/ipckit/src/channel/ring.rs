@@ -100,6 +100,15 @@ impl Reservation {
     pub(crate) fn len(&self) -> usize {
         self.len as usize
     }
+
+    /// Makes the record `len` bytes long (at most its reserved length): it then ends earlier,
+    /// and the rest of the reserved room stays free for the next record. Nothing was published,
+    /// so only this reservation changes.
+    pub(crate) fn shrink(&mut self, len: usize) {
+        debug_assert!(len <= self.len as usize);
+        self.len = len as u32;
+        self.end = self.start.wrapping_add(record_size(len));
+    }
 }
 
 /// The producer's private state for its lane.
