@@ -122,6 +122,7 @@ mod tests {
     use super::*;
 
     #[test]
+    #[cfg_attr(miri, ignore = "sockets: Miri has no socket(2)")]
     fn a_ring_makes_the_doorbell_readable_until_cleared() {
         let bell = Doorbell::new().unwrap();
         let readable = |bell: &Doorbell| {
