@@ -558,6 +558,23 @@ fn main() -> ExitCode {
             }
         };
     }
+    // Usage errors before anything runs: exit 2, one line (the options are few).
+    let usage = "usage: ipckit-peers [--quick] [--rounds N] [--json FILE]";
+    let mut i = 0;
+    while i < args.len() {
+        match args[i].as_str() {
+            "--quick" => i += 1,
+            "--json" | "--rounds" if i + 1 < args.len() => i += 2,
+            "-h" | "--help" => {
+                println!("{usage}");
+                return ExitCode::SUCCESS;
+            }
+            other => {
+                eprintln!("ipckit-peers: unexpected {other:?}; {usage}");
+                return ExitCode::from(2);
+            }
+        }
+    }
     let quick = args.iter().any(|a| a == "--quick");
     let json = args
         .iter()
