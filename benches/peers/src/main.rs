@@ -5,9 +5,10 @@
 //! with transport "iceoryx2".
 //!
 //! ```text
-//! cargo run --release --manifest-path benches/peers/Cargo.toml -- --json peers.json [--quick] [--rounds N]
+//! cargo run --release --manifest-path benches/peers/Cargo.toml -- --json peers.json [--quick] [--pin] [--rounds N]
 //! ```
-//! The two processes are this program and itself started with `pong`. Receivers busy-poll
+//! The two processes are this program and itself started with `pong`; with `--pin` they run on
+//! the first two CPUs this process may use (as `ipckit bench --pin`), for iceoryx2 and for ipckit. Receivers busy-poll
 //! `Subscriber::receive` (yielding every 64 polls), as iceoryx2's own benchmarks do. Entries it
 //! creates in /dev/shm and /tmp/iceoryx2 are removed at the end, also after a failed run.
 //!
@@ -172,7 +173,10 @@ fn wait_for_peer(e: &Ends) -> Result<(), Error> {
 }
 
 /// The pong process: echoes latency messages, counts throughput ones.
-fn pong(run: &str, cells: &str) -> Result<(), Error> {
+fn pong(run: &str, cells: &str, cpu: Option<&String>) -> Result<(), Error> {
+    if let Some(cpu) = cpu {
+        ipckit_bench::pin_thread(cpu.parse()?)?;
+    }
     let cells: Vec<(&str, usize)> = cells
         .split(',')
         .map(|c| {
@@ -232,6 +236,9 @@ fn sizes_of(cells: &[(&str, usize)]) -> Vec<usize> {
 struct Plan {
     iterations: u64,
     duration: Duration,
+    /// `--pin`: this process on the first CPU, its peer on the second (for iceoryx2 and for
+    /// ipckit's transports alike, so that the floor and every cell share one placement).
+    cpus: Option<(usize, usize)>,
 }
 
 fn latency(e: &Ends, size: usize, plan: &Plan) -> Result<Measurement, Error> {
@@ -317,9 +324,13 @@ fn measure_iceoryx2(plan: &Plan, round: u32) -> Result<Report, Error> {
         .flat_map(|p| SIZES.iter().map(move |s| format!("{p}{s}")))
         .collect();
     let all = AllEnds::new(&run, &SIZES, "ping", "pong")?;
-    let mut child = Command::new(std::env::current_exe()?)
-        .args(["pong", &run, &cells.join(",")])
-        .spawn()?;
+    let mut pong = Command::new(std::env::current_exe()?);
+    pong.args(["pong", &run, &cells.join(",")]);
+    if let Some((mine, theirs)) = plan.cpus {
+        ipckit_bench::pin_thread(mine)?;
+        pong.arg(theirs.to_string());
+    }
+    let mut child = pong.spawn()?;
     let result = (|| -> Result<Report, Error> {
         for (_, e) in &all.by_size {
             wait_for_peer(e)?;
@@ -367,6 +378,8 @@ fn measure_ipckit(plan: &Plan) -> Result<Report, Error> {
     p.patterns = vec![Pattern::Latency, Pattern::Throughput];
     p.iterations = plan.iterations;
     p.duration = plan.duration;
+    p.pin = plan.cpus.is_some();
+    p.cpus = plan.cpus;
     let peer = ipckit_bench::PeerCommand {
         program: std::env::current_exe()?,
         args: vec![IPCKIT_PEER.into()],
@@ -550,7 +563,7 @@ fn main() -> ExitCode {
         };
     }
     if args.first().map(String::as_str) == Some("pong") {
-        return match pong(&args[1], &args[2]) {
+        return match pong(&args[1], &args[2], args.get(3)) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("ipckit-peers pong: {e}");
@@ -559,11 +572,11 @@ fn main() -> ExitCode {
         };
     }
     // Usage errors before anything runs: exit 2, one line (the options are few).
-    let usage = "usage: ipckit-peers [--quick] [--rounds N] [--json FILE]";
+    let usage = "usage: ipckit-peers [--quick] [--pin] [--rounds N] [--json FILE]";
     let mut i = 0;
     while i < args.len() {
         match args[i].as_str() {
-            "--quick" => i += 1,
+            "--quick" | "--pin" => i += 1,
             "--json" | "--rounds" if i + 1 < args.len() => i += 2,
             "-h" | "--help" => {
                 println!("{usage}");
@@ -581,15 +594,28 @@ fn main() -> ExitCode {
         .position(|a| a == "--json")
         .and_then(|i| args.get(i + 1))
         .map(String::as_str);
+    let cpus = if args.iter().any(|a| a == "--pin") {
+        match ipckit_bench::pick_cpus() {
+            Ok(cpus) => Some(cpus),
+            Err(e) => {
+                eprintln!("ipckit-peers: --pin: {e}");
+                return ExitCode::from(2);
+            }
+        }
+    } else {
+        None
+    };
     let plan = if quick {
         Plan {
             iterations: 500,
             duration: Duration::from_millis(100),
+            cpus,
         }
     } else {
         Plan {
             iterations: 10_000,
             duration: Duration::from_secs(2),
+            cpus,
         }
     };
     let rounds = match args.iter().position(|a| a == "--rounds") {

@@ -716,7 +716,8 @@ pub fn check_cpus(a: usize, b: usize) -> std::result::Result<(), String> {
 }
 
 /// Two CPUs this process may use: one for it, one for the peer.
-fn pick_cpus() -> Result<(usize, usize)> {
+/// The first two CPUs this process may run on (what `--pin` alone chooses).
+pub fn pick_cpus() -> Result<(usize, usize)> {
     let set = rustix::thread::sched_getaffinity(None)
         .map_err(|e| Error::os("sched_getaffinity", Object::Other("this process".into()), e))?;
     let cpus: Vec<usize> = (0..rustix::thread::CpuSet::MAX_CPU)
@@ -731,6 +732,13 @@ fn pick_cpus() -> Result<(usize, usize)> {
             "pinning needs two CPUs, and this process may run on one",
         )),
     }
+}
+
+/// `sched_setaffinity(0, {cpu})` — runs the calling thread (and the processes it starts from
+/// now on) on `cpu` only: what `--pin` does to each side, for a program measuring a peer of its
+/// own (`benches/peers`).
+pub fn pin_thread(cpu: usize) -> Result<()> {
+    pin_to(cpu).map(drop)
 }
 
 /// `sched_setaffinity(0, {cpu})` — runs the calling thread on `cpu` only; returns the old set.
