@@ -316,8 +316,16 @@ fn throughput(e: &Ends, size: usize, plan: &Plan) -> Result<Measurement, Error> 
     }))
 }
 
-/// One iceoryx2 run of every cell, with its own pong process.
+/// One iceoryx2 run of every cell, with its own pong process; with `--pin`, this side on the
+/// first CPU for the run (the pong process pins itself to the second).
 fn measure_iceoryx2(plan: &Plan, round: u32) -> Result<Report, Error> {
+    match plan.cpus {
+        Some((mine, _)) => ipckit_bench::on_cpu(mine, || measure_iceoryx2_here(plan, round))?,
+        None => measure_iceoryx2_here(plan, round),
+    }
+}
+
+fn measure_iceoryx2_here(plan: &Plan, round: u32) -> Result<Report, Error> {
     let run = format!("{}-{round}", std::process::id());
     let cells: Vec<String> = ["l", "t"]
         .iter()
@@ -326,8 +334,7 @@ fn measure_iceoryx2(plan: &Plan, round: u32) -> Result<Report, Error> {
     let all = AllEnds::new(&run, &SIZES, "ping", "pong")?;
     let mut pong = Command::new(std::env::current_exe()?);
     pong.args(["pong", &run, &cells.join(",")]);
-    if let Some((mine, theirs)) = plan.cpus {
-        ipckit_bench::pin_thread(mine)?;
+    if let Some((_, theirs)) = plan.cpus {
         pong.arg(theirs.to_string());
     }
     let mut child = pong.spawn()?;

@@ -741,6 +741,21 @@ pub fn pin_thread(cpu: usize) -> Result<()> {
     pin_to(cpu).map(drop)
 }
 
+/// Runs `f` with the calling thread on `cpu` only (and the processes it starts), then gives the
+/// thread back the CPUs it had.
+pub fn on_cpu<T>(cpu: usize, f: impl FnOnce() -> T) -> Result<T> {
+    let saved = pin_to(cpu)?;
+    let out = f();
+    rustix::thread::sched_setaffinity(None, &saved).map_err(|e| {
+        Error::os(
+            "sched_setaffinity",
+            Object::Other("this thread's CPUs".into()),
+            e,
+        )
+    })?;
+    Ok(out)
+}
+
 /// `sched_setaffinity(0, {cpu})` — runs the calling thread on `cpu` only; returns the old set.
 fn pin_to(cpu: usize) -> Result<rustix::thread::CpuSet> {
     let object = || Object::Other(format!("CPU {cpu}").into());
