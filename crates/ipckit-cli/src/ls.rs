@@ -714,9 +714,20 @@ impl Listing {
         ctime: Option<SystemTime>,
         f: &Format,
     ) -> Record {
+        let mut r = vec![(Column::Key, key_hex(key)), (Column::Id, id.to_string())];
+        r.extend(self.owner_cells(mode, [uid, gid, cuid, cgid], ctime, f));
+        r
+    }
+
+    /// Owner, creator, permissions and change time: the columns every object has.
+    fn owner_cells(
+        &self,
+        mode: u32,
+        [uid, gid, cuid, cgid]: [u32; 4],
+        ctime: Option<SystemTime>,
+        f: &Format,
+    ) -> Record {
         vec![
-            (Column::Key, key_hex(key)),
-            (Column::Id, id.to_string()),
             (Column::Owner, self.names.user(uid)),
             (Column::Perms, columns::perms(mode, f.numeric_perms)),
             (Column::Cuid, cuid.to_string()),
@@ -742,20 +753,9 @@ impl Listing {
         ctime: SystemTime,
         f: &Format,
     ) -> Record {
-        vec![
-            (Column::Name, crate::escape::cell(name)),
-            (Column::Owner, self.names.user(uid)),
-            (Column::Perms, columns::perms(mode, f.numeric_perms)),
-            (Column::Cuid, uid.to_string()),
-            (Column::Cuser, self.names.user(uid)),
-            (Column::Cgid, gid.to_string()),
-            (Column::Cgroup, self.names.group(gid)),
-            (Column::Uid, uid.to_string()),
-            (Column::User, self.names.user(uid)),
-            (Column::Gid, gid.to_string()),
-            (Column::Group, self.names.group(gid)),
-            (Column::Ctime, f.time.format(Some(ctime))),
-        ]
+        let mut r = vec![(Column::Name, crate::escape::cell(name))];
+        r.extend(self.owner_cells(mode, [uid, gid, uid, gid], Some(ctime), f));
+        r
     }
 
     fn shm_record(&self, s: &ShmInfo, f: &Format) -> Record {
