@@ -11,9 +11,10 @@
 //! - [`SharedSlice`] is a (pointer, length) view of shared bytes, like `&[AtomicU8]`: it claims no
 //!   immutability and no exclusivity. It copies in and out by offset ([`read_at`](SharedSlice::read_at),
 //!   [`write_at`](SharedSlice::write_at), [`read`](SharedSlice::read) and
-//!   [`write`](SharedSlice::write) of a [`Pod`] value) with word-sized relaxed atomic accesses, so a
-//!   concurrent writer yields arbitrary but valid bytes, never undefined behaviour; and it hands out
-//!   atomics by offset ([`atomic`](SharedSlice::atomic)).
+//!   [`write`](SharedSlice::write) of a [`Pod`] value) with word-sized relaxed atomic accesses (or,
+//!   for long copies on x86-64, wider moves in assembly, which are byte-wise atomic), so a concurrent
+//!   writer yields arbitrary but valid bytes, never undefined behaviour; and it hands out atomics
+//!   by offset ([`atomic`](SharedSlice::atomic)).
 //! - [`AtomicPod`] types — atomics, arrays of them, and `#[repr(C)]` structs whose every field is
 //!   one (declared with [`atomic_struct!`](crate::atomic_struct)) — may be viewed in place
 //!   ([`view`](SharedSlice::view)), because every access to them is atomic.
@@ -511,13 +512,118 @@ impl AtomicLoad for AtomicU64 {
 
 const WORD: usize = mem::size_of::<usize>();
 
-/// Copies `dst.len()` bytes from shared memory at `src` into `dst`: relaxed atomic byte loads up to
-/// the first word boundary, relaxed atomic word loads, then bytes again.
+/// From this many bytes on, [`copy_out`], [`copy_in`] and the channel's payload copies move bytes
+/// with [`wide_copy`] where it exists: its set-up is repaid by moves wider than a word. Below it,
+/// word by word (relaxed `AtomicU64`s) is as fast.
+pub(crate) const WIDE_COPY_MIN: usize = 256;
+
+/// Copies `len` bytes from `src` to `dst` in assembly, with moves wider than a word, where
+/// either range (or both) may be memory another process writes at the same time. Returns
+/// `false`, copying nothing, where there is no such copy (another architecture, or Miri, which
+/// runs no assembly): the caller then copies word by word with atomics.
+///
+/// Why this is not a data race: Rust's memory model says nothing about what assembly does to
+/// memory, only that its effect must be one that Rust code could have. Each instruction here
+/// reads or writes each of its bytes once, in ascending address order, and a single byte cannot
+/// tear: the effect is that of `len` relaxed `AtomicU8` loads from `src`, each followed by a
+/// relaxed `AtomicU8` store to `dst` (which is also what such loads and stores compile to on
+/// x86), performed 16 bytes at a time. A concurrent writer elsewhere thus leaves torn but
+/// valid bytes, as with [`copy_out`]'s word loads. This is the "byte-wise atomic memcpy" of the
+/// C++ proposal P1478, and the argument the `atomic-maybe-uninit` crate makes for its assembly.
+///
+/// Ordering is kept too: these are ordinary (write-back, not non-temporal) moves, whose stores
+/// x86 makes visible in program order, so a Release store after the copy — the channel's record
+/// header — is seen after every byte of it; and the compiler moves no memory access across the
+/// `asm!` block (it is not `nomem` or `readonly`). `rep movsb` is not used: its stores within
+/// one instruction may become visible out of order (Intel SDM vol. 3A, §8.2.4), and on the AMD
+/// EPYC the bench runs on it copied 1 MiB into a freshly reserved `Vec` at a fifth of this
+/// loop's speed.
+///
+/// # Safety
+/// `src..src + len` is mapped and readable, `dst..dst + len` mapped and writable, the two do not
+/// overlap, and any of those bytes that another thread of this process may access at the same
+/// time are accessed by it only atomically.
+#[inline]
+pub(crate) unsafe fn wide_copy(src: *const u8, dst: *mut u8, len: usize) -> bool {
+    #[cfg(all(target_arch = "x86_64", not(miri)))]
+    {
+        // SAFETY: the ranges are valid and disjoint (the caller's contract). The loops copy
+        // `len / 64` blocks of 64 bytes (four unaligned 16-byte moves: SSE2, which every
+        // x86-64 CPU has), then `len % 64 / 8` words, then `len % 8` bytes: exactly `len`
+        // bytes, ascending. No stack is touched; every register written is declared.
+        unsafe {
+            std::arch::asm!(
+                "test {blocks}, {blocks}",
+                "jz 3f",
+                "2:",
+                "movdqu {x0}, xmmword ptr [{src}]",
+                "movdqu {x1}, xmmword ptr [{src} + 16]",
+                "movdqu {x2}, xmmword ptr [{src} + 32]",
+                "movdqu {x3}, xmmword ptr [{src} + 48]",
+                "movdqu xmmword ptr [{dst}], {x0}",
+                "movdqu xmmword ptr [{dst} + 16], {x1}",
+                "movdqu xmmword ptr [{dst} + 32], {x2}",
+                "movdqu xmmword ptr [{dst} + 48], {x3}",
+                "add {src}, 64",
+                "add {dst}, 64",
+                "dec {blocks}",
+                "jnz 2b",
+                "3:",
+                "test {words}, {words}",
+                "jz 5f",
+                "4:",
+                "mov {t}, qword ptr [{src}]",
+                "mov qword ptr [{dst}], {t}",
+                "add {src}, 8",
+                "add {dst}, 8",
+                "dec {words}",
+                "jnz 4b",
+                "5:",
+                "test {bytes}, {bytes}",
+                "jz 7f",
+                "6:",
+                "mov {t:l}, byte ptr [{src}]",
+                "mov byte ptr [{dst}], {t:l}",
+                "inc {src}",
+                "inc {dst}",
+                "dec {bytes}",
+                "jnz 6b",
+                "7:",
+                src = inout(reg) src => _,
+                dst = inout(reg) dst => _,
+                blocks = inout(reg) len / 64 => _,
+                words = inout(reg) len % 64 / 8 => _,
+                bytes = inout(reg) len % 8 => _,
+                t = out(reg) _,
+                x0 = out(xmm_reg) _,
+                x1 = out(xmm_reg) _,
+                x2 = out(xmm_reg) _,
+                x3 = out(xmm_reg) _,
+                options(nostack),
+            );
+        }
+        true
+    }
+    #[cfg(not(all(target_arch = "x86_64", not(miri))))]
+    {
+        let _ = (src, dst, len);
+        false
+    }
+}
+
+/// Copies `dst.len()` bytes from shared memory at `src` into `dst`: with [`wide_copy`] from
+/// [`WIDE_COPY_MIN`] bytes on where it exists; otherwise relaxed atomic byte loads up to the
+/// first word boundary, relaxed atomic word loads, then bytes again.
 ///
 /// # Safety
 /// `src..src + dst.len()` is mapped and readable, and accessed only atomically by this process.
 pub(crate) unsafe fn copy_out(src: *const u8, dst: &mut [u8]) {
     let len = dst.len();
+    // SAFETY: `src` is readable for `len` bytes (contract), `dst` is a unique borrow of `len`
+    // bytes, so the two do not overlap; this process accesses `src`'s bytes only atomically.
+    if len >= WIDE_COPY_MIN && unsafe { wide_copy(src, dst.as_mut_ptr(), len) } {
+        return;
+    }
     let head = src.align_offset(WORD).min(len);
     let mut i = 0;
     while i < head {
@@ -544,6 +650,11 @@ pub(crate) unsafe fn copy_out(src: *const u8, dst: &mut [u8]) {
 /// `dst..dst + src.len()` is mapped and writable, and accessed only atomically by this process.
 pub(crate) unsafe fn copy_in(src: &[u8], dst: *mut u8) {
     let len = src.len();
+    // SAFETY: `dst` is writable for `len` bytes (contract) and `src` is a shared borrow, which
+    // shared memory accessed only atomically cannot be, so the two do not overlap.
+    if len >= WIDE_COPY_MIN && unsafe { wide_copy(src.as_ptr(), dst, len) } {
+        return;
+    }
     let head = dst.align_offset(WORD).min(len);
     let mut i = 0;
     while i < head {
@@ -788,15 +899,47 @@ mod tests {
 
     #[test]
     fn copies_round_trip_at_every_alignment_and_length() {
-        let mem = heap(256);
+        // Long: many 64-byte blocks, then words and bytes.
+        const LONG: usize = 4096;
+        let mem = heap(LONG + 64);
         let s = mem.shared().unwrap();
-        for offset in 0..17 {
-            for len in [0, 1, 7, 8, 9, 15, 16, 17, 63, 100] {
-                let data: Vec<u8> = (0..len).map(|i| (i * 7 + offset) as u8).collect();
+        let wide = WIDE_COPY_MIN;
+        let short = [
+            0,
+            1,
+            7,
+            8,
+            9,
+            15,
+            16,
+            17,
+            63,
+            100,
+            wide - 1,
+            wide,
+            wide + 9,
+            wide + 71,
+        ];
+        let long = [LONG - 1, LONG, LONG + 9];
+        let cases = (0..17)
+            .flat_map(|offset| short.map(|len| (offset, len)))
+            .chain(
+                [0, 1, 8, 9]
+                    .into_iter()
+                    .flat_map(|offset| long.map(|len| (offset, len))),
+            );
+        for (offset, len) in cases {
+            let data: Vec<u8> = (0..len).map(|i| (i * 7 + offset) as u8).collect();
+            s.write_at(offset, &data).unwrap();
+            let mut back = vec![0; len];
+            s.read_at(offset, &mut back).unwrap();
+            assert_eq!(back, data, "offset {offset} len {len}");
+            // Nothing past the range is written.
+            if offset + len < s.len() {
+                s.write_at(offset + len, &[0xee]).unwrap();
                 s.write_at(offset, &data).unwrap();
-                let mut back = vec![0; len];
-                s.read_at(offset, &mut back).unwrap();
-                assert_eq!(back, data, "offset {offset} len {len}");
+                let after = s.read::<u8>(offset + len).unwrap();
+                assert_eq!(after, 0xee, "offset {offset} len {len}");
             }
         }
     }

@@ -410,14 +410,15 @@ mod buf {
 
     use super::super::atomic::{AtomicU64, Ordering};
     use crate::error::Object;
-    use crate::shared::SharedSlice;
+    use crate::shared::{wide_copy, SharedSlice, WIDE_COPY_MIN};
 
     /// One lane's ring bytes: `cap` bytes at `base`, inside a live shared mapping.
     ///
     /// Other processes write these bytes whenever they like (a hostile peer included), so this
     /// process touches them only atomically: headers as `AtomicU64`, payloads by relaxed
     /// `AtomicU64` word copies (`write`, `append_to`: payloads are 8-aligned and records a
-    /// whole number of words), and lent out only as [`SharedSlice`]s — never as `&[u8]`.
+    /// whole number of words) or, from `WIDE_COPY_MIN` bytes, one byte-wise atomic wide
+    /// copy (`shared::wide_copy`), and lent out only as [`SharedSlice`]s — never as `&[u8]`.
     ///
     /// Every access checks its bounds (a failed check would be a bug of the ring code, which
     /// validates all positions first: the assertions are defence in depth and never fire on
@@ -523,6 +524,14 @@ mod buf {
         #[inline]
         pub(crate) fn write(&self, off: usize, src: &[u8]) {
             let dst = self.words(off, src.len().div_ceil(8));
+            let whole = src.len() / 8 * 8;
+            // SAFETY: the first `whole` bytes of the range `words` checked (in bounds); `src` is
+            // the caller's memory, not the ring's, so they do not overlap; this process accesses
+            // ring bytes only atomically (contract of `new`), which `wide_copy` is.
+            if whole >= WIDE_COPY_MIN && unsafe { wide_copy(src.as_ptr(), dst.cast::<u8>(), whole) }
+            {
+                return self.write_last_word(dst, src);
+            }
             let mut chunks = src.chunks_exact(8);
             let mut k = 0;
             for chunk in &mut chunks {
@@ -535,12 +544,21 @@ mod buf {
                     .store(u64::from_ne_bytes(word), Ordering::Relaxed);
                 k += 1;
             }
-            let rest = chunks.remainder();
+            debug_assert_eq!(k * 8, src.len() / 8 * 8);
+            self.write_last_word(dst, src);
+        }
+
+        /// The last, partial word of a payload `src` being written at `dst` (a range `words`
+        /// checked for all of `src`), completed with zeros; nothing if `src` ends on a word.
+        #[inline]
+        fn write_last_word(&self, dst: *mut u64, src: &[u8]) {
+            let rest = &src[src.len() / 8 * 8..];
             if !rest.is_empty() {
                 let mut word = [0; 8];
                 word[..rest.len()].copy_from_slice(rest);
-                // SAFETY: as above: the last word of the checked range.
-                unsafe { AtomicU64::from_ptr(dst.add(k)) }
+                // SAFETY: word `len / 8`, the last of the checked range (it exists: `len % 8`
+                // bytes remain); in bounds and 8-aligned, accessed only atomically.
+                unsafe { AtomicU64::from_ptr(dst.add(src.len() / 8)) }
                     .store(u64::from_ne_bytes(word), Ordering::Relaxed);
             }
         }
@@ -556,6 +574,17 @@ mod buf {
             out.reserve(len);
             let old = out.len();
             let dst = &mut out.spare_capacity_mut()[..len];
+            // SAFETY: `len` bytes of the range `words` checked (in bounds), into `len` bytes of
+            // `out`'s spare capacity (a unique borrow, so no overlap); this process accesses ring
+            // bytes only atomically (contract of `new`), which `wide_copy` is.
+            if len >= WIDE_COPY_MIN
+                && unsafe { wide_copy(src.cast::<u8>(), dst.as_mut_ptr().cast::<u8>(), len) }
+            {
+                // SAFETY: `wide_copy` wrote the `len` bytes after the old length, and
+                // `reserve` made room for them.
+                unsafe { out.set_len(old + len) };
+                return;
+            }
             let mut chunks = dst.chunks_exact_mut(8);
             let mut k = 0;
             for chunk in &mut chunks {
@@ -662,20 +691,27 @@ mod tests {
 
     use super::{record_size, stamp, RingBuf, RECORD_HEADER};
     use crate::channel::Options;
+    use crate::shared::WIDE_COPY_MIN;
     use crate::Error;
 
-    /// The word copies in and out, for every length across three words and a ring full of
-    /// stale bytes: what is read back is what was written, `append_to` keeps what `out` held,
-    /// and the rest of the payload's last word (the record's padding) is zeros, not stale bytes.
+    /// The copies in and out, for every length across three words and around the length from
+    /// which they become one string copy, in a ring full of stale bytes: what is read back is
+    /// what was written, `append_to` keeps what `out` held, and the rest of the payload's last
+    /// word (the record's padding) is zeros, not stale bytes.
     #[test]
     fn payload_copies_are_exact_and_pad_the_last_word_with_zeros() {
-        let mut memory = vec![u64::MAX; 8];
+        const LONGEST: usize = 4096 + 17;
+        const CAP: usize = 2 * 4096;
+        let mut memory = vec![u64::MAX; CAP / 8];
         let base = NonNull::new(memory.as_mut_ptr().cast::<u8>()).unwrap();
-        // SAFETY: 64 bytes of a live, 8-aligned allocation, used only through `ring` until
+        // SAFETY: CAP bytes of a live, 8-aligned allocation, used only through `ring` until
         // `memory` is read again below, after the last use of `ring`.
-        let ring = unsafe { RingBuf::new(base, 64) };
-        for len in 0..=24 {
-            let msg: Vec<u8> = (1..=len as u8).collect();
+        let ring = unsafe { RingBuf::new(base, CAP) };
+        let lens = (0..=24)
+            .chain(WIDE_COPY_MIN - 17..=WIDE_COPY_MIN + 17)
+            .chain(4096 - 17..=LONGEST);
+        for len in lens {
+            let msg: Vec<u8> = (1..=len).map(|i| i as u8).collect();
             ring.write(16, &msg);
             let mut out = vec![0xee];
             ring.append_to(16, len, &mut out);
@@ -694,7 +730,8 @@ mod tests {
         // Nothing outside the payload's words was touched: the header's word before it, and
         // the words after the longest payload.
         assert_eq!(memory[1], u64::MAX);
-        assert_eq!(memory[5..], [u64::MAX; 3]);
+        let end = (16 + LONGEST).div_ceil(8);
+        assert!(memory[end..].iter().all(|&w| w == u64::MAX));
     }
 
     /// A payload whose every word, once stale, would pass for an 8-byte record of the *next* lap
