@@ -71,16 +71,34 @@ pub(crate) enum Deadline {
     Now,
     /// Wait as long as it takes.
     Never,
-    /// Wait until this instant (`*_timeout`).
+    /// Wait this long from the first time the wait reads the clock (`*_timeout`): a few polls
+    /// after it starts, so that a wait that ends at once reads no clock at all.
+    After(Duration),
+    /// Wait until this instant (an `After` once the clock was read).
     At(Instant),
 }
 
 impl Deadline {
-    /// The deadline `timeout` from now; a timeout too large for `Instant` waits forever.
+    /// The deadline `timeout` from now (from the wait's first clock read).
     pub(crate) fn after(timeout: Duration) -> Deadline {
-        Instant::now()
-            .checked_add(timeout)
-            .map_or(Deadline::Never, Deadline::At)
+        Deadline::After(timeout)
+    }
+
+    /// The time left, `None` for no limit and zero once passed. Reads the clock (except for
+    /// `Now` and `Never`); an `After` becomes an `At`, and a timeout too large for `Instant`
+    /// waits forever.
+    fn remaining(&mut self) -> Option<Duration> {
+        match *self {
+            Deadline::Now => Some(Duration::ZERO),
+            Deadline::Never => None,
+            Deadline::After(timeout) => {
+                *self = Instant::now()
+                    .checked_add(timeout)
+                    .map_or(Deadline::Never, Deadline::At);
+                self.remaining()
+            }
+            Deadline::At(at) => Some(at.saturating_duration_since(Instant::now())),
+        }
     }
 }
 
@@ -127,6 +145,15 @@ const SPIN_ROUNDS: u32 = 0;
 const YIELD_ROUNDS: u32 = 4;
 #[cfg(loom)]
 const YIELD_ROUNDS: u32 = 0;
+/// Rounds of a `Blocking` wait before it first reads the clock (2 + 4 + 8 `pause`s, about a
+/// microsecond): a message that comes sooner costs no clock read, a clock read being a good
+/// part of a message's cost. A timeout is thus late by at most that much.
+#[cfg(not(loom))]
+const CLOCK_FREE_ROUNDS: u32 = 3;
+#[cfg(loom)]
+const CLOCK_FREE_ROUNDS: u32 = 0;
+/// A `Spin` wait reads the clock every this many polls.
+const SPIN_POLLS_PER_CLOCK: u32 = 16;
 
 /// One waiter's announcement flag and futex word, on a cache line of their own (128 bytes: two
 /// 64-byte lines, because x86 prefetches lines in adjacent pairs).
@@ -328,17 +355,24 @@ pub(crate) fn wait_for<T, E>(
     if let Some(v) = poll()? {
         return Ok(Some(v));
     }
+    let mut deadline = deadline;
+    if let Deadline::Now = deadline {
+        return Ok(None);
+    }
     let mut round: u32 = 0;
+    let mut remaining = None;
     loop {
-        let remaining = match deadline {
-            Deadline::Now => return Ok(None),
-            Deadline::Never => None,
-            Deadline::At(at) => match at.checked_duration_since(Instant::now()) {
-                Some(r) if !r.is_zero() => Some(r),
-                _ => return Ok(None),
-            },
-        };
         round = round.saturating_add(1);
+        let clock_due = match mode {
+            Wait::Spin => round.is_multiple_of(SPIN_POLLS_PER_CLOCK),
+            Wait::Blocking => round > CLOCK_FREE_ROUNDS,
+        };
+        if clock_due {
+            remaining = deadline.remaining();
+            if remaining == Some(Duration::ZERO) {
+                return Ok(None);
+            }
+        }
         if mode == Wait::Spin {
             // Busy-poll: one `pause` between polls, so a message is seen within a poll of its
             // publication (a backoff of 64 `pause`s would add microseconds to every wait).
@@ -363,6 +397,91 @@ pub(crate) fn wait_for<T, E>(
         }
         if let Some(v) = poll()? {
             return Ok(Some(v));
+        }
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use std::cell::Cell;
+
+    use super::*;
+
+    fn cell() -> WaitCell {
+        WaitCell {
+            sleeping: AtomicU32::new(0),
+            seq: AtomicU32::new(0),
+            bell: AtomicU32::new(0),
+        }
+    }
+
+    /// A poll that finds something on its `n`th call, counting its calls.
+    fn ready_at(n: u32, calls: &Cell<u32>) -> impl FnMut() -> Result<Option<u32>, ()> + '_ {
+        move || {
+            calls.set(calls.get() + 1);
+            Ok((calls.get() >= n).then_some(calls.get()))
+        }
+    }
+
+    /// `try_*`: one poll, no wait.
+    #[test]
+    fn a_try_polls_once() {
+        for mode in [Wait::Blocking, Wait::Spin] {
+            let calls = Cell::new(0);
+            let got = wait_for(&cell(), mode, Deadline::Now, ready_at(2, &calls));
+            assert_eq!((got, calls.get()), (Ok(None), 1), "{mode:?}");
+        }
+    }
+
+    /// The first rounds of a wait read no clock, so even a timeout that has already passed when
+    /// the wait starts sees a message that comes within them (as `recv_timeout` of a message a
+    /// few hundred nanoseconds away does, without paying for a clock read).
+    #[test]
+    fn the_first_rounds_of_a_wait_read_no_clock() {
+        let calls = Cell::new(0);
+        let got = wait_for(
+            &cell(),
+            Wait::Blocking,
+            Deadline::after(Duration::ZERO),
+            // The first poll and three rounds: 14 `pause`s, well under a microsecond.
+            ready_at(4, &calls),
+        );
+        assert_eq!(got, Ok(Some(4)));
+        let calls = Cell::new(0);
+        let got = wait_for(
+            &cell(),
+            Wait::Spin,
+            Deadline::after(Duration::ZERO),
+            ready_at(SPIN_POLLS_PER_CLOCK, &calls),
+        );
+        assert_eq!(got, Ok(Some(SPIN_POLLS_PER_CLOCK)));
+    }
+
+    /// A timed wait still lasts its whole timeout, polling all along, in either mode.
+    #[test]
+    #[cfg_attr(miri, ignore = "sleeps on a futex for tens of milliseconds")]
+    fn a_timed_wait_lasts_its_timeout() {
+        let timeout = Duration::from_millis(30);
+        for mode in [Wait::Blocking, Wait::Spin] {
+            let calls = Cell::new(0);
+            let start = Instant::now();
+            let got = wait_for(
+                &cell(),
+                mode,
+                Deadline::after(timeout),
+                ready_at(u32::MAX, &calls),
+            );
+            let took = start.elapsed();
+            assert_eq!(got, Ok(None), "{mode:?}");
+            assert!(
+                took >= timeout && took < Duration::from_secs(10),
+                "{mode:?}: {took:?}"
+            );
+            assert!(
+                calls.get() > CLOCK_FREE_ROUNDS + 1,
+                "{mode:?}: {} polls",
+                calls.get()
+            );
         }
     }
 }
