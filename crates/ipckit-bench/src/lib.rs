@@ -70,7 +70,7 @@ pub use payload::Payload;
 pub use placement::{Placement, Sharing};
 pub use results::{
     format_ns, format_rate, format_size, Cell, Latency, Machine, Measurement, Pattern, Report,
-    Skipped, Table, Throughput,
+    Skipped, Spread, Table, Throughput,
 };
 pub use sanity::{Noise, Suspect};
 pub use svg::render_svg;
@@ -193,6 +193,11 @@ pub struct Plan {
     /// With latency in the plan, also measure the floor: one cache line bounced between the two
     /// processes ([`BASELINE`], in [`Report::baseline`]).
     pub baseline: bool,
+    /// How many times the whole plan is measured, the transports taking turns (A B A B): each
+    /// cell of the report is then the median round, with the lowest and highest in
+    /// [`Report::spread`]. Values measured seconds apart on a shared machine do not compare;
+    /// medians of interleaved rounds do.
+    pub rounds: u32,
 }
 
 impl Default for Plan {
@@ -216,6 +221,7 @@ impl Plan {
             retries: 2,
             remeasure_limit: 16,
             baseline: true,
+            rounds: 1,
         }
     }
 
@@ -288,7 +294,8 @@ impl Plan {
 
     /// How many cells will be measured.
     pub fn cell_count(&self) -> usize {
-        self.transports.iter().map(|&k| self.cells(k).0.len()).sum()
+        let per_round: usize = self.transports.iter().map(|&k| self.cells(k).0.len()).sum();
+        per_round * self.rounds.max(1) as usize
     }
 
     /// The most one cell of `pattern` can take, by the plan's own stopping rules (a machine
@@ -333,7 +340,11 @@ impl Plan {
         }
         if self.wants_floor() {
             let floor = self.duration + TRANSPORT_OVERHEAD;
-            total += floor * (transports + 1);
+            total += floor * transports;
+        }
+        total = total.saturating_mul(self.rounds.max(1));
+        if self.wants_floor() {
+            total += self.duration + TRANSPORT_OVERHEAD;
         }
         let retries = u32::try_from(self.remeasure_limit)
             .unwrap_or(u32::MAX)
@@ -394,6 +405,13 @@ impl Plan {
         }
         self.retries = self.retries.min(1);
         self.remeasure_limit = self.remeasure_limit.min(4);
+        if self.rounds > QUICK_MAX_ROUNDS {
+            notes.push(format!(
+                "--quick measures at most {QUICK_MAX_ROUNDS} rounds, not {}",
+                self.rounds
+            ));
+            self.rounds = QUICK_MAX_ROUNDS;
+        }
         let least = Duration::from_millis(5);
         let (asked, pause) = (self.duration, self.wake_pause);
         loop {
@@ -428,6 +446,8 @@ pub const QUICK_BUDGET: Duration = Duration::from_secs(25);
 pub const QUICK_MAX_SIZE: u64 = 1 << 20;
 /// The most sizes `--quick` measures.
 pub const QUICK_MAX_SIZES: usize = 5;
+/// The most rounds `--quick` measures.
+pub const QUICK_MAX_ROUNDS: u32 = 3;
 /// What a cell costs besides its measuring (building its payload, the end of its stream).
 const CELL_OVERHEAD: Duration = Duration::from_millis(10);
 /// What a transport (or a floor) costs besides its cells: starting the peer, connecting.
@@ -552,41 +572,68 @@ pub fn run(plan: &Plan, peer: &PeerCommand, progress: &mut dyn FnMut(&Progress))
     floor(&mut report, &mut remeasures, true)?;
     let total = plan.cell_count();
     let mut done = 0;
-    for &kind in &plan.transports {
-        let (cells, skipped) = plan.cells(kind);
-        report.skipped.extend(skipped);
-        if cells.is_empty() {
-            continue;
-        }
-        let outcome = run_transport(kind, &cells, plan, peer, peer_cpu, &mut |cell| {
+    // Every round's measurements; a cell that failed in any round is reported failed.
+    let mut measured = Vec::new();
+    for round in 0..plan.rounds.max(1) {
+        for &kind in &plan.transports {
+            let (cells, skipped) = plan.cells(kind);
+            if round == 0 {
+                report.skipped.extend(skipped);
+            }
+            if cells.is_empty() {
+                continue;
+            }
+            let outcome = run_transport(kind, &cells, plan, peer, peer_cpu, &mut |cell| {
+                progress(&Progress {
+                    done,
+                    total,
+                    transport: kind,
+                    cell: Some(cell),
+                });
+                done += 1;
+            });
+            for (i, result) in outcome.into_iter().enumerate() {
+                let (pattern, size) = cells[i];
+                match result {
+                    Ok(m) => measured.push(m),
+                    Err(reason) => report.skipped.push(Skipped {
+                        transport: kind.name().to_string(),
+                        pattern,
+                        size,
+                        reason,
+                        failed: true,
+                    }),
+                }
+            }
             progress(&Progress {
                 done,
                 total,
                 transport: kind,
-                cell: Some(cell),
+                cell: None,
             });
-            done += 1;
-        });
-        for (i, result) in outcome.into_iter().enumerate() {
-            let (pattern, size) = cells[i];
-            match result {
-                Ok(m) => report.results.push(m),
-                Err(reason) => report.skipped.push(Skipped {
-                    transport: kind.name().to_string(),
-                    pattern,
-                    size,
-                    reason,
-                    failed: true,
-                }),
-            }
+            floor(&mut report, &mut remeasures, false)?;
         }
-        progress(&Progress {
-            done,
-            total,
-            transport: kind,
-            cell: None,
-        });
-        floor(&mut report, &mut remeasures, false)?;
+    }
+    // A cell that failed in several rounds: its first failure.
+    let mut failed = Vec::new();
+    report.skipped.retain(|s| {
+        let key = (s.transport.clone(), s.pattern, s.size);
+        !s.failed
+            || (!failed.contains(&key) && {
+                failed.push(key);
+                true
+            })
+    });
+    (report.results, report.spread) = results::median_rounds(measured, |m| {
+        report.skipped.iter().any(|s| {
+            s.failed
+                && s.transport == m.transport()
+                && s.pattern == m.pattern()
+                && s.size == m.size()
+        })
+    });
+    if plan.rounds > 1 {
+        report.rounds = Some(plan.rounds);
     }
     let total = plan.cell_count();
     remeasure_suspects(&mut report, plan, remeasures, &mut |transport, cells| {
@@ -1444,6 +1491,38 @@ mod tests {
         let said = notes.join("\n");
         assert!(said.contains("2 GiB left out"), "{said}");
         assert!(said.contains("wake pause"), "{said}");
+
+        // --rounds 50.
+        let mut plan = Plan::quick();
+        plan.rounds = 50;
+        let notes = plan.fit(QUICK_BUDGET);
+        assert!(plan.time_bound() <= QUICK_BUDGET, "{:?}", plan.time_bound());
+        assert_eq!(plan.rounds, QUICK_MAX_ROUNDS);
+        assert!(notes.join("\n").contains("3 rounds, not 50"), "{notes:?}");
+    }
+
+    /// Rounds repeat every cell and every floor after a transport; the first floor, before the
+    /// first round, is measured once.
+    #[test]
+    fn the_time_bound_and_the_cell_count_grow_with_the_rounds() {
+        let one = Plan {
+            transports: vec![Transport::Ipc(TransportKind::Pipe)],
+            sizes: vec![64],
+            patterns: vec![Pattern::Latency],
+            duration: Duration::from_millis(100),
+            retries: 0,
+            ..Plan::new()
+        };
+        let three = Plan {
+            rounds: 3,
+            ..one.clone()
+        };
+        let first_floor = Duration::from_millis(100) + TRANSPORT_OVERHEAD;
+        assert_eq!(
+            three.time_bound() - first_floor,
+            (one.time_bound() - first_floor) * 3
+        );
+        assert_eq!(three.cell_count(), 3 * one.cell_count());
     }
 
     #[test]

@@ -15,7 +15,9 @@
 //! shown), `floors` (every measurement of the floor in the run), `skipped`, `suspect` (results
 //! the tool's own definitions make impossible, see [`crate::sanity`]), `noise` (the floor's
 //! spread, and whether the run was too noisy to compare on), `placement` (`--pin`),
-//! `wake_pause_ns`, `notes` (what `--quick` cut; a peer's settings).
+//! `wake_pause_ns`, `notes` (what `--quick` cut; a peer's settings), `rounds` and `spread` (with
+//! `--rounds N`: each result is the median of N interleaved rounds, and `spread` holds each
+//! cell's lowest and highest value — p50 nanoseconds, or bytes per second).
 
 use std::collections::BTreeSet;
 use std::fmt;
@@ -240,6 +242,72 @@ pub struct Report {
     /// What the run changed in the plan it was asked for (`--quick`'s cuts), in words.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub notes: Vec<String>,
+    /// With more than one round (`--rounds`): how many. Each result is then the median round's
+    /// measurement of its cell.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rounds: Option<u32>,
+    /// With more than one round: each cell's lowest and highest value over the rounds.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub spread: Vec<Spread>,
+}
+
+/// The range of one cell's values over the rounds of a run: p50 nanoseconds for latency and
+/// wake cells, bytes per second for throughput cells.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Spread {
+    /// The transport's name.
+    pub transport: String,
+    /// The pattern.
+    pub pattern: Pattern,
+    /// Message size in bytes.
+    pub size: u64,
+    /// The lowest value.
+    pub lowest: f64,
+    /// The highest value.
+    pub highest: f64,
+}
+
+/// The value a cell is compared by: p50 nanoseconds, or bytes per second.
+pub fn value(m: &Measurement) -> f64 {
+    match m {
+        Measurement::Latency(l) => l.p50_ns as f64,
+        Measurement::Throughput(t) => t.bytes_per_sec,
+    }
+}
+
+/// One result per cell from several rounds' measurements (in order of first appearance): the
+/// median round's (by [`value`]; the lower of the two middle ones for an even count), and, where
+/// a cell was measured more than once, its [`Spread`]. Cells for which `failed` holds are left out.
+pub fn median_rounds(
+    measured: Vec<Measurement>,
+    failed: impl Fn(&Measurement) -> bool,
+) -> (Vec<Measurement>, Vec<Spread>) {
+    let mut cells: Vec<Vec<Measurement>> = Vec::new();
+    for m in measured.into_iter().filter(|m| !failed(m)) {
+        let key = |x: &Measurement| (x.transport().to_string(), x.pattern(), x.size());
+        match cells.iter_mut().find(|c| key(&c[0]) == key(&m)) {
+            Some(c) => c.push(m),
+            None => cells.push(vec![m]),
+        }
+    }
+    let mut results = Vec::new();
+    let mut spread = Vec::new();
+    for mut rounds in cells {
+        rounds.sort_by(|a, b| value(a).total_cmp(&value(b)));
+        let (lowest, highest) = (value(&rounds[0]), value(&rounds[rounds.len() - 1]));
+        let median = rounds.swap_remove((rounds.len() - 1) / 2);
+        if !rounds.is_empty() {
+            spread.push(Spread {
+                transport: median.transport().to_string(),
+                pattern: median.pattern(),
+                size: median.size(),
+                lowest,
+                highest,
+            });
+        }
+        results.push(median);
+    }
+    (results, spread)
 }
 
 impl Report {
@@ -256,7 +324,16 @@ impl Report {
             placement: None,
             wake_pause_ns: None,
             notes: Vec::new(),
+            rounds: None,
+            spread: Vec::new(),
         }
+    }
+
+    /// The spread of a cell over the rounds, if it was measured more than once.
+    pub fn spread_of(&self, transport: &str, pattern: Pattern, size: u64) -> Option<&Spread> {
+        self.spread
+            .iter()
+            .find(|s| s.transport == transport && s.pattern == pattern && s.size == size)
     }
 
     /// The suspect entry of a cell whose last measurement is still impossible, if any.
@@ -324,12 +401,19 @@ impl Report {
         let mut merged = reports.next()?;
         for r in reports {
             for m in r.results {
-                merged.results.retain(|old| {
-                    (old.transport(), old.pattern(), old.size())
-                        != (m.transport(), m.pattern(), m.size())
-                });
+                let other = |t: &str, p: Pattern, s: u64| {
+                    (t, p, s) != (m.transport(), m.pattern(), m.size())
+                };
+                merged
+                    .results
+                    .retain(|old| other(old.transport(), old.pattern(), old.size()));
+                merged
+                    .spread
+                    .retain(|old| other(&old.transport, old.pattern, old.size));
                 merged.results.push(m);
             }
+            merged.spread.extend(r.spread);
+            merged.rounds = merged.rounds.max(r.rounds);
             merged.skipped.extend(r.skipped);
             merged.baseline = merged.baseline.or(r.baseline);
             merged.suspect.extend(r.suspect);
@@ -379,10 +463,6 @@ impl Report {
             return None;
         }
         let sizes: Vec<u64> = sizes.into_iter().collect();
-        let value = |m: &Measurement| match m {
-            Measurement::Latency(l) => l.p50_ns as f64,
-            Measurement::Throughput(t) => t.bytes_per_sec,
-        };
         let best: Vec<Option<f64>> = sizes
             .iter()
             .map(|&size| {
@@ -514,6 +594,72 @@ pub fn format_size(bytes: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn rounds_keep_the_median_cell_and_its_spread() {
+        let lat = |t: &str, p50| {
+            Measurement::Latency(Latency {
+                transport: t.into(),
+                pattern: Pattern::Wake,
+                size: 64,
+                iterations: 1,
+                mean_ns: p50 as f64,
+                p50_ns: p50,
+                p90_ns: p50,
+                p99_ns: p50,
+                p999_ns: p50,
+                max_ns: p50,
+            })
+        };
+        let thr = |bytes_per_sec| {
+            Measurement::Throughput(Throughput {
+                transport: "pipe".into(),
+                pattern: Pattern::Throughput,
+                size: 64,
+                messages: 1,
+                seconds: 1.0,
+                msgs_per_sec: 1.0,
+                bytes_per_sec,
+            })
+        };
+        let rounds = vec![
+            lat("pipe", 30),
+            lat("channel", 40),
+            thr(5.0),
+            lat("pipe", 10),
+            lat("channel", 41),
+            thr(7.0),
+            lat("pipe", 20),
+            thr(6.0),
+            lat("once", 9),
+            lat("broken", 1),
+            lat("broken", 2),
+        ];
+        let (results, spread) = median_rounds(rounds, |m| m.transport() == "broken");
+        let found: Vec<(&str, f64)> = results.iter().map(|m| (m.transport(), value(m))).collect();
+        // In order of first appearance; the median of three, the lower middle of two.
+        assert_eq!(
+            found,
+            [
+                ("pipe", 20.0),
+                ("channel", 40.0),
+                ("pipe", 6.0),
+                ("once", 9.0)
+            ]
+        );
+        let ranges: Vec<(&str, Pattern, f64, f64)> = spread
+            .iter()
+            .map(|s| (s.transport.as_str(), s.pattern, s.lowest, s.highest))
+            .collect();
+        assert_eq!(
+            ranges,
+            [
+                ("pipe", Pattern::Wake, 10.0, 30.0),
+                ("channel", Pattern::Wake, 40.0, 41.0),
+                ("pipe", Pattern::Throughput, 5.0, 7.0),
+            ]
+        );
+    }
 
     #[test]
     fn sizes_format_in_binary_units() {

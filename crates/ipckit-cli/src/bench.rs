@@ -67,6 +67,11 @@ struct RunArgs {
     /// share a core (SMT siblings), a cache, or neither; the floor is measured there too.
     #[arg(long, value_name = "A,B", num_args = 0..=1, require_equals = true, default_missing_value = "")]
     pin: Option<String>,
+    /// Measure the whole plan N times, the transports taking turns (A B A B): each cell shows
+    /// the median round, with the lowest and highest after it. Numbers measured seconds apart
+    /// on a shared machine do not compare; medians of interleaved rounds do. Default 1.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=100))]
+    rounds: Option<u32>,
     /// Also write the results as JSON to FILE.
     #[arg(long, value_name = "FILE")]
     json: Option<PathBuf>,
@@ -135,6 +140,9 @@ fn plan(args: &RunArgs) -> Result<(Plan, Vec<String>)> {
         if plan.duration.is_zero() {
             bail!("--duration must be longer than 0");
         }
+    }
+    if let Some(rounds) = args.rounds {
+        plan.rounds = rounds;
     }
     if let Some(pause) = args.wake_pause {
         if pause.is_zero() {
@@ -258,6 +266,11 @@ fn finish(report: &Report, json: Option<&Path>, svg: Option<&Path>) -> Result<()
     }
     for note in &report.notes {
         text.push_str(&format!("note: {note}\n"));
+    }
+    if let Some(rounds) = report.rounds {
+        text.push_str(&format!(
+            "rounds: {rounds}, the transports taking turns; each cell is the median round, [lowest–highest] after it\n"
+        ));
     }
     if let Some(n) = report.noise.as_ref().filter(|n| n.noisy) {
         let why = if n.spread > n.threshold {
@@ -424,12 +437,19 @@ fn render(report: &Report, table: &bench::Table, notes: &mut Notes) -> String {
                         bench::Measurement::Latency(l) => bench::format_ns(l.p50_ns as f64),
                         bench::Measurement::Throughput(t) => bench::format_rate(t.bytes_per_sec),
                     };
+                    let m = measurement;
                     let mut text = if report.is_noisy() {
                         value
                     } else {
                         format!("{value} ×{ratio:.2}")
                     };
-                    let m = measurement;
+                    if let Some(s) = report.spread_of(transport, m.pattern(), m.size()) {
+                        let show = |v: f64| match m {
+                            bench::Measurement::Latency(_) => bench::format_ns(v),
+                            bench::Measurement::Throughput(_) => bench::format_rate(v),
+                        };
+                        text.push_str(&format!(" [{}–{}]", show(s.lowest), show(s.highest)));
+                    }
                     let suspect = report.suspect.iter().find(|s| {
                         s.transport == *transport && s.pattern == m.pattern() && s.size == m.size()
                     });

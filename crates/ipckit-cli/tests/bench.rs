@@ -83,6 +83,8 @@ fn check_schema(doc: &Value) -> Vec<(String, String, u64)> {
         "placement",
         "wake_pause_ns",
         "notes",
+        "rounds",
+        "spread",
     ];
     top.retain(|k| !optional.contains(k));
     assert_eq!(
@@ -316,6 +318,63 @@ fn the_wake_pattern_reports_p50_and_p99_of_each_transport() {
         cells.iter().all(|c| c.1 == "wake"),
         "only wake was asked for: {cells:?}"
     );
+}
+
+/// Issue #14: `--rounds N` measures the plan N times with the transports taking turns, and
+/// reports each cell's median round with the lowest and highest, in the table and the JSON.
+#[test]
+fn rounds_report_the_median_cell_and_its_spread() {
+    let dir = Dir::new("bench-rounds");
+    let json = dir.file("r.json");
+    let mut args = vec![
+        "bench",
+        "--transports",
+        "pipe,channel",
+        "--pattern",
+        "throughput",
+    ];
+    args.extend(TINY);
+    args.extend(["--rounds", "3", "--json", &json]);
+    let out = ipckit(&args);
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    assert!(
+        stdout.contains("rounds: 3, the transports taking turns"),
+        "{stdout}"
+    );
+    let doc: Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    let cells = check_schema(&doc);
+    assert_eq!(
+        cells.len(),
+        2,
+        "one result per cell, not per round: {cells:?}"
+    );
+    assert_eq!(doc["rounds"], 3, "{doc}");
+    for name in ["pipe", "channel"] {
+        let cell = doc["results"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["transport"] == name)
+            .unwrap();
+        let spread = doc["spread"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["transport"] == name && s["pattern"] == "throughput" && s["size"] == 64)
+            .unwrap_or_else(|| panic!("{name} in {doc}"));
+        let (lo, hi) = (
+            spread["lowest"].as_f64().unwrap(),
+            spread["highest"].as_f64().unwrap(),
+        );
+        let median = cell["bytes_per_sec"].as_f64().unwrap();
+        assert!(lo <= median && median <= hi, "{name}: {lo} {median} {hi}");
+        let row = stdout
+            .lines()
+            .find(|l| l.contains(&format!(" {name} ")))
+            .unwrap();
+        assert!(row.contains('[') && row.contains('–'), "{row}");
+    }
 }
 
 /// A results file as a run writes it: one impossible cell (below the floor, still after two
@@ -624,6 +683,8 @@ fn mistakes_are_usage_errors_found_before_the_run() {
         vec!["--pin=0,100000"],
         vec!["--pin=first"],
         vec!["--pin=0"],
+        vec!["--rounds", "0"],
+        vec!["--rounds", "101"],
     ];
     for case in &mut cases {
         let mut args = vec!["bench", "--transports", "pipe", "--pattern", "latency"];
