@@ -647,7 +647,7 @@ pub fn run(plan: &Plan, peer: &PeerCommand, progress: &mut dyn FnMut(&Progress))
         })
     });
     report.baseline = median_floor(&report.floors);
-    report.noise = sanity::noise(&report.floors);
+    report.noise = sanity::noise(&report.floors, plan.rounds);
     if let Some(saved) = saved {
         let _ = rustix::thread::sched_setaffinity(None, &saved);
     }

@@ -47,10 +47,15 @@ pub struct Suspect {
 /// The spread of the floor over a run. In the JSON file under the optional top-level `noise`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Noise {
-    /// The lowest p50 of the floor in the run.
+    /// The lowest p50 of the floors judged (all of them, but see `trimmed`).
     pub floor_min_ns: u64,
     /// The highest.
     pub floor_max_ns: u64,
+    /// How many floors were left out at each end before judging: with three rounds or more,
+    /// the lowest and highest tenth, since each cell is then the median of its rounds, which a
+    /// passing slowdown in one round does not move.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub trimmed: u32,
     /// Highest over lowest.
     pub spread: f64,
     /// [`NOISE_SPREAD`].
@@ -99,14 +104,22 @@ pub fn cell_problem(m: &Measurement, floor_p50: Option<u64>) -> Option<String> {
     })
 }
 
-/// The floor's spread over a run; `None` without floors.
-pub fn noise(floors: &[Latency]) -> Option<Noise> {
-    let min = floors.iter().map(|f| f.p50_ns).min()?;
-    let max = floors.iter().map(|f| f.p50_ns).max()?;
+fn is_zero(n: &u32) -> bool {
+    *n == 0
+}
+
+/// The floor's spread over a run of `rounds` rounds; `None` without floors.
+pub fn noise(floors: &[Latency], rounds: u32) -> Option<Noise> {
+    let mut p50s: Vec<u64> = floors.iter().map(|f| f.p50_ns).collect();
+    p50s.sort_unstable();
+    let trimmed = if rounds >= 3 { p50s.len() / 10 } else { 0 };
+    let judged = &p50s[trimmed..p50s.len() - trimmed];
+    let (&min, &max) = (judged.first()?, judged.last()?);
     let spread = max as f64 / min.max(1) as f64;
     Some(Noise {
         floor_min_ns: min,
         floor_max_ns: max,
+        trimmed: trimmed as u32,
         spread,
         threshold: NOISE_SPREAD,
         noisy: spread > NOISE_SPREAD || lowest_floor(floors).is_none(),
@@ -178,15 +191,39 @@ mod tests {
 
     #[test]
     fn a_floor_that_moves_more_than_the_threshold_makes_the_run_noisy() {
-        assert_eq!(noise(&[]), None);
-        let steady = noise(&[floor(100), floor(120), floor(190)]).unwrap();
+        assert_eq!(noise(&[], 1), None);
+        let steady = noise(&[floor(100), floor(120), floor(190)], 1).unwrap();
         assert!(!steady.noisy, "{steady:?}");
         assert_eq!((steady.floor_min_ns, steady.floor_max_ns), (100, 190));
         // 33 to 166 ns between samples of one run (the VM).
-        let moving = noise(&[floor(33), floor(166), floor(40)]).unwrap();
+        let moving = noise(&[floor(33), floor(166), floor(40)], 1).unwrap();
         assert!(moving.noisy, "{moving:?}");
         assert!((moving.spread - 166.0 / 33.0).abs() < 1e-9);
         // Every floor insane: noisy whatever the spread.
-        assert!(noise(&[floor(4_000_000), floor(4_100_000)]).unwrap().noisy);
+        assert!(
+            noise(&[floor(4_000_000), floor(4_100_000)], 1)
+                .unwrap()
+                .noisy
+        );
+    }
+
+    /// With three rounds or more each cell is a median, so a tenth of the floors at each end
+    /// may be off (measured: 46 floors, 40 of them at 60–65 ns, three at 40 and three at
+    /// 205–215 ns while the vCPUs moved); in a single round every floor counts.
+    #[test]
+    fn with_rounds_the_outer_tenths_of_the_floors_are_left_out() {
+        let mut floors: Vec<Latency> = (0..40).map(|i| floor(60 + i % 6)).collect();
+        floors.extend([40, 40, 40, 205, 210, 215].map(floor));
+        let single = noise(&floors, 1).unwrap();
+        assert!(single.noisy && single.trimmed == 0, "{single:?}");
+        let rounds = noise(&floors, 3).unwrap();
+        assert!(!rounds.noisy, "{rounds:?}");
+        assert_eq!(
+            (rounds.floor_min_ns, rounds.floor_max_ns, rounds.trimmed),
+            (60, 65, 4)
+        );
+        // A noisy machine stays noisy: a fifth of the floors off at one end.
+        floors.extend([300; 8].map(floor));
+        assert!(noise(&floors, 3).unwrap().noisy);
     }
 }

@@ -274,8 +274,12 @@ fn finish(report: &Report, json: Option<&Path>, svg: Option<&Path>) -> Result<()
     }
     if let Some(n) = report.noise.as_ref().filter(|n| n.noisy) {
         let why = if n.spread > n.threshold {
+            let trimmed = match n.trimmed {
+                0 => String::new(),
+                k => format!(" (the {k} lowest and {k} highest floors left out)"),
+            };
             format!(
-                "the floor's p50 ranged from {} to {} during the run ({:.1}×, above the {:.1}× this tool accepts)",
+                "the floor's p50 ranged from {} to {} during the run{trimmed} ({:.1}×, above the {:.1}× this tool accepts)",
                 bench::format_ns(n.floor_min_ns as f64),
                 bench::format_ns(n.floor_max_ns as f64),
                 n.spread,
