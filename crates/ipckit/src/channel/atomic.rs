@@ -14,8 +14,16 @@ pub(crate) use loom::sync::atomic::{fence, AtomicU32, AtomicU64, Ordering};
 /// One step of a busy-wait: `pause` on x86, a scheduling point under loom.
 #[inline]
 pub(crate) fn spin_loop() {
+    #[cfg(all(test, not(loom)))]
+    PAUSES.with(|p| p.set(p.get() + 1));
     #[cfg(not(loom))]
     std::hint::spin_loop();
     #[cfg(loom)]
     loom::thread::yield_now();
+}
+
+#[cfg(all(test, not(loom)))]
+thread_local! {
+    /// The `spin_loop`s of this thread, for tests of how waits poll.
+    pub(crate) static PAUSES: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
 }

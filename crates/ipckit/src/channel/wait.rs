@@ -133,9 +133,16 @@ impl CheckDue {
 /// `sleeping` of a waiter that sleeps on its doorbell rather than on the futex.
 const ASLEEP_ON_BELL: u32 = 2;
 
-/// Rounds of `pause` (with exponential backoff, 2..64 `pause`s each) before a `Blocking` waiter
-/// yields and sleeps: about 20-50 µs on current x86 cores. Under loom the waiter goes straight to
-/// the sleep protocol, which is what the model checks.
+/// Polls of a `Blocking` waiter one `pause` apart, as a `Spin` waiter's, before it backs off:
+/// about a microsecond, so that while messages keep coming a blocking receiver sees each as soon
+/// as a busy-polling one would (a backoff's longer pauses would add their length to the wait).
+#[cfg(not(loom))]
+const BUSY_POLLS: u32 = 64;
+#[cfg(loom)]
+const BUSY_POLLS: u32 = 0;
+/// Rounds of `pause` after those (with exponential backoff, 2..64 `pause`s each) before a
+/// `Blocking` waiter yields and sleeps: about 20-50 µs on current x86 cores. Under loom the
+/// waiter goes straight to the sleep protocol, which is what the model checks.
 #[cfg(not(loom))]
 const SPIN_ROUNDS: u32 = 24;
 #[cfg(loom)]
@@ -145,15 +152,13 @@ const SPIN_ROUNDS: u32 = 0;
 const YIELD_ROUNDS: u32 = 4;
 #[cfg(loom)]
 const YIELD_ROUNDS: u32 = 0;
-/// Rounds of a `Blocking` wait before it first reads the clock (2 + 4 + 8 `pause`s, about a
-/// microsecond): a message that comes sooner costs no clock read, a clock read being a good
-/// part of a message's cost. A timeout is thus late by at most that much.
+/// While polling one `pause` apart, a wait reads the clock every this many polls (and once per
+/// round after that): a message that comes sooner costs no clock read, a clock read being a
+/// good part of a message's cost. A timeout is thus late by at most a few hundred nanoseconds.
 #[cfg(not(loom))]
-const CLOCK_FREE_ROUNDS: u32 = 3;
+const POLLS_PER_CLOCK: u32 = 16;
 #[cfg(loom)]
-const CLOCK_FREE_ROUNDS: u32 = 0;
-/// A `Spin` wait reads the clock every this many polls.
-const SPIN_POLLS_PER_CLOCK: u32 = 16;
+const POLLS_PER_CLOCK: u32 = 1;
 
 /// One waiter's announcement flag and futex word, on a cache line of their own (128 bytes: two
 /// 64-byte lines, because x86 prefetches lines in adjacent pairs).
@@ -363,25 +368,23 @@ pub(crate) fn wait_for<T, E>(
     let mut remaining = None;
     loop {
         round = round.saturating_add(1);
-        let clock_due = match mode {
-            Wait::Spin => round.is_multiple_of(SPIN_POLLS_PER_CLOCK),
-            Wait::Blocking => round > CLOCK_FREE_ROUNDS,
-        };
-        if clock_due {
+        let busy = mode == Wait::Spin || round <= BUSY_POLLS;
+        if !busy || round.is_multiple_of(POLLS_PER_CLOCK) {
             remaining = deadline.remaining();
             if remaining == Some(Duration::ZERO) {
                 return Ok(None);
             }
         }
-        if mode == Wait::Spin {
-            // Busy-poll: one `pause` between polls, so a message is seen within a poll of its
-            // publication (a backoff of 64 `pause`s would add microseconds to every wait).
+        // The rounds of the backoff, the yields and the sleeps, counted after the busy polls.
+        let after = round - if busy { 0 } else { BUSY_POLLS };
+        if busy {
+            // One `pause` between polls, so a message is seen within a poll of its publication.
             spin_loop();
-        } else if round <= SPIN_ROUNDS {
-            for _ in 0..1u32 << round.min(6) {
+        } else if after <= SPIN_ROUNDS {
+            for _ in 0..1u32 << after.min(6) {
                 spin_loop();
             }
-        } else if round <= SPIN_ROUNDS + YIELD_ROUNDS {
+        } else if after <= SPIN_ROUNDS + YIELD_ROUNDS {
             std::thread::yield_now();
         } else {
             let seen = cell.prepare();
@@ -438,23 +441,45 @@ mod tests {
     /// few hundred nanoseconds away does, without paying for a clock read).
     #[test]
     fn the_first_rounds_of_a_wait_read_no_clock() {
+        for mode in [Wait::Blocking, Wait::Spin] {
+            let calls = Cell::new(0);
+            let got = wait_for(
+                &cell(),
+                mode,
+                Deadline::after(Duration::ZERO),
+                // The first poll and fifteen more, a `pause` apart: well under a microsecond.
+                ready_at(16, &calls),
+            );
+            assert_eq!(got, Ok(Some(16)), "{mode:?}");
+        }
+    }
+
+    /// While messages keep coming, a blocking wait polls as often as a busy-polling one: one
+    /// `pause` apart for its first polls (a backoff there made the blocking channel's ping-pong
+    /// slower than the busy-polling one's), and only then backs off.
+    #[test]
+    fn a_blocking_wait_first_polls_as_often_as_a_busy_one() {
+        use crate::channel::atomic::PAUSES;
+        for mode in [Wait::Blocking, Wait::Spin] {
+            let calls = Cell::new(0);
+            let before = PAUSES.with(Cell::get);
+            let got = wait_for(&cell(), mode, Deadline::Never, ready_at(BUSY_POLLS, &calls));
+            assert_eq!(got, Ok(Some(BUSY_POLLS)), "{mode:?}");
+            // The first poll came before any pause.
+            let pauses = PAUSES.with(Cell::get) - before;
+            assert_eq!(pauses, u64::from(BUSY_POLLS) - 1, "{mode:?}");
+        }
+        // Then the backoff: fewer polls per pause.
         let calls = Cell::new(0);
+        let before = PAUSES.with(Cell::get);
         let got = wait_for(
             &cell(),
             Wait::Blocking,
-            Deadline::after(Duration::ZERO),
-            // The first poll and three rounds: 14 `pause`s, well under a microsecond.
-            ready_at(4, &calls),
+            Deadline::Never,
+            ready_at(BUSY_POLLS + 8, &calls),
         );
-        assert_eq!(got, Ok(Some(4)));
-        let calls = Cell::new(0);
-        let got = wait_for(
-            &cell(),
-            Wait::Spin,
-            Deadline::after(Duration::ZERO),
-            ready_at(SPIN_POLLS_PER_CLOCK, &calls),
-        );
-        assert_eq!(got, Ok(Some(SPIN_POLLS_PER_CLOCK)));
+        assert_eq!(got, Ok(Some(BUSY_POLLS + 8)));
+        assert!(PAUSES.with(Cell::get) - before > u64::from(BUSY_POLLS) + 100);
     }
 
     /// A timed wait still lasts its whole timeout, polling all along, in either mode.
@@ -478,7 +503,7 @@ mod tests {
                 "{mode:?}: {took:?}"
             );
             assert!(
-                calls.get() > CLOCK_FREE_ROUNDS + 1,
+                calls.get() > POLLS_PER_CLOCK,
                 "{mode:?}: {} polls",
                 calls.get()
             );
