@@ -76,7 +76,8 @@
 //! size; indices and record headers on each access), so a hostile or buggy peer with write access
 //! can make this side receive garbage bytes or [`Error::Corrupt`](crate::Error::Corrupt) — never
 //! an out-of-bounds access, a panic or an endless loop. Ring bytes are only ever touched
-//! atomically (headers as atomics, payloads by word-wise relaxed-atomic copies), and messages
+//! atomically (headers as atomics, payloads by relaxed-atomic word copies or, from 256 bytes on
+//! x86-64, byte-wise atomic wide copies: see `shared::wide_copy`), and messages
 //! written or read in place ([`Producer::reserve`], [`Consumer::recv_ref`]) are lent as
 //! [`SharedSlice`](crate::shared::SharedSlice)s, never as `&[u8]`: such a peer can change their
 //! bytes while they are held (copy out what you validate), but cannot cause undefined behaviour. A peer that truncates a *named* segment makes the others fault

@@ -518,7 +518,8 @@ mod buf {
         }
 
         /// Copies `src` into the ring at `off` (8-aligned: a payload) by relaxed atomic word
-        /// stores, published by the record's header. The last word is completed with zeros: it
+        /// stores (its whole words by one `wide_copy` from `WIDE_COPY_MIN` bytes), published by
+        /// the record's header. The last word is completed with zeros: it
         /// runs into the record's own padding (a record is a whole number of words, inside the
         /// ring), which thus never carries stale bytes.
         #[inline]
@@ -564,7 +565,8 @@ mod buf {
         }
 
         /// Appends `len` bytes at `off` (8-aligned: a payload) to `out`, by relaxed atomic word
-        /// loads after the header's Acquire load. No allocation when `out` has the capacity,
+        /// loads (one `wide_copy` from `WIDE_COPY_MIN` bytes) after the header's Acquire load.
+        /// No allocation when `out` has the capacity,
         /// and no zero-filling first: each word goes straight into `out`. The last word may run
         /// into the record's padding (the record is a whole number of words, inside the ring);
         /// only its first `len % 8` bytes are kept.
