@@ -120,32 +120,66 @@ fn all_dirs() -> Vec<PathBuf> {
 /// The directory cannot be made or the file written (there is no `$XDG_RUNTIME_DIR` for a user
 /// other than root, for one).
 pub fn record_shm_read(read: &ShmRead, existing: &[i32]) -> Result<PathBuf> {
-    const OP: &str = "record read";
     let dir = own_dir().ok_or_else(|| {
         Error::invalid(
-            OP,
+            RECORD_OP,
             Object::ShmId(read.id),
             "no directory to record it in (XDG_RUNTIME_DIR is not set)",
         )
     })?;
-    std::fs::create_dir_all(&dir)
-        .map_err(|e| Error::os(OP, Object::Path(dir.as_path().into()), e))?;
-    if let Ok(entries) = std::fs::read_dir(&dir) {
+    record_in(&dir, read, existing, || {})
+}
+
+const RECORD_OP: &str = "record read";
+
+/// How many times [`record_in`] makes its directory again when another process removed it
+/// between the making and the writing.
+const RECORD_ATTEMPTS: u32 = 8;
+
+/// [`record_shm_read`] into `dir`; `before_write` runs between making the directory and writing
+/// the record (a test's way into the race below).
+///
+/// Another process's [`forget_shm_reads`] removes the directory when it finds it empty, which
+/// it may be between our making it and our writing into it: the write then fails with `ENOENT`,
+/// and the directory is made again. Once our record is in, the directory is not empty and stays.
+fn record_in(
+    dir: &Path,
+    read: &ShmRead,
+    existing: &[i32],
+    mut before_write: impl FnMut(),
+) -> Result<PathBuf> {
+    let path = dir.join(read.file_name());
+    let mut attempt = 1;
+    loop {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| Error::os(RECORD_OP, Object::Path(dir.into()), e))?;
+        before_write();
+        match std::fs::write(&path, read.to_line()) {
+            Ok(()) => break,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && attempt < RECORD_ATTEMPTS => {
+                attempt += 1;
+            }
+            Err(e) => return Err(Error::os(RECORD_OP, Object::Path(path.as_path().into()), e)),
+        }
+    }
+    forget_stale(dir, read, existing);
+    Ok(path)
+}
+
+/// Removes the records in `dir` of segments not in `existing` (but never `read`'s own).
+fn forget_stale(dir: &Path, read: &ShmRead, existing: &[i32]) {
+    if let Ok(entries) = std::fs::read_dir(dir) {
         for entry in entries.flatten() {
             let name = entry.file_name();
             let id = name
                 .to_str()
                 .and_then(|n| n.split('-').next())
                 .and_then(|id| id.parse::<i32>().ok());
-            if id.is_some_and(|id| !existing.contains(&id)) {
+            if id.is_some_and(|id| id != read.id && !existing.contains(&id)) {
                 let _ = std::fs::remove_file(entry.path());
             }
         }
     }
-    let path = dir.join(read.file_name());
-    std::fs::write(&path, read.to_line())
-        .map_err(|e| Error::os(OP, Object::Path(path.as_path().into()), e))?;
-    Ok(path)
 }
 
 /// Every recorded read that can be found (unreadable or malformed records are skipped).
@@ -242,5 +276,47 @@ mod tests {
         std::fs::write(dir.join("junk"), "not a record").unwrap();
         assert_eq!(reads_in(&dir), [read]);
         assert!(reads_in(&dir.join("missing")).is_empty());
+    }
+
+    /// Another process's `forget_shm_reads` removes the directory when it is empty, which it
+    /// may be between a reader's making it and writing its record (seen in CI: a dump's record
+    /// failed with ENOENT while a test cleaned up). The reader makes the directory again;
+    /// records of segments that are gone are removed, its own is kept.
+    #[test]
+    fn a_record_survives_its_directory_vanishing_before_the_write() {
+        let dir = ipckit_testkit::unique_path("shm-reads");
+        let _cleanup = ipckit_testkit::Defer(|| {
+            let _ = std::fs::remove_dir_all(&dir);
+        });
+        let read = ShmRead {
+            id: 3,
+            key: Key::PRIVATE,
+            ctime: None,
+            reader: 10,
+            lpid_before: 0,
+        };
+        let stale = ShmRead { id: 4, ..read };
+        let mut vanished = 0;
+        let path = record_in(&dir, &read, &[3], || {
+            if vanished < 2 {
+                std::fs::remove_dir(&dir).unwrap();
+                vanished += 1;
+            }
+        })
+        .unwrap();
+        assert_eq!(vanished, 2);
+        assert_eq!(reads_in(&dir), [read]);
+        assert_eq!(path, dir.join("3-10"));
+        // Gone for good: an error after the attempts, not a loop.
+        let err = record_in(&dir, &read, &[3], || {
+            let _ = std::fs::remove_dir_all(&dir);
+        })
+        .unwrap_err();
+        assert!(err.to_string().contains("No such file"), "{err}");
+        // A record of a segment that is gone is removed by the next one.
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join(stale.file_name()), stale.to_line()).unwrap();
+        record_in(&dir, &read, &[3], || {}).unwrap();
+        assert_eq!(reads_in(&dir), [read]);
     }
 }
