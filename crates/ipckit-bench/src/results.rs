@@ -592,25 +592,31 @@ pub fn format_size(bytes: u64) -> String {
 }
 
 #[cfg(test)]
+impl Latency {
+    /// A 64-byte cell whose every percentile, mean and maximum is `p50`, for tests.
+    pub(crate) fn flat(transport: &str, pattern: Pattern, p50: u64) -> Latency {
+        Latency {
+            transport: transport.into(),
+            pattern,
+            size: 64,
+            iterations: 100,
+            mean_ns: p50 as f64,
+            p50_ns: p50,
+            p90_ns: p50,
+            p99_ns: p50,
+            p999_ns: p50,
+            max_ns: p50,
+        }
+    }
+}
+
+#[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn rounds_keep_the_median_cell_and_its_spread() {
-        let lat = |t: &str, p50| {
-            Measurement::Latency(Latency {
-                transport: t.into(),
-                pattern: Pattern::Wake,
-                size: 64,
-                iterations: 1,
-                mean_ns: p50 as f64,
-                p50_ns: p50,
-                p90_ns: p50,
-                p99_ns: p50,
-                p999_ns: p50,
-                max_ns: p50,
-            })
-        };
+        let lat = |t: &str, p50| Measurement::Latency(Latency::flat(t, Pattern::Wake, p50));
         let thr = |bytes_per_sec| {
             Measurement::Throughput(Throughput {
                 transport: "pipe".into(),

@@ -131,18 +131,7 @@ mod tests {
     use super::*;
 
     fn lat(transport: &str, pattern: Pattern, p50: u64) -> Latency {
-        Latency {
-            transport: transport.into(),
-            pattern,
-            size: 64,
-            iterations: 100,
-            mean_ns: p50 as f64,
-            p50_ns: p50,
-            p90_ns: p50,
-            p99_ns: p50,
-            p999_ns: p50,
-            max_ns: p50,
-        }
+        Latency::flat(transport, pattern, p50)
     }
 
     fn floor(p50: u64) -> Latency {

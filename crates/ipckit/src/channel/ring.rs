@@ -576,12 +576,12 @@ mod buf {
             out.reserve(len);
             let old = out.len();
             let dst = &mut out.spare_capacity_mut()[..len];
+            let to = dst.as_mut_ptr().cast::<u8>();
             // SAFETY: `len` bytes of the range `words` checked (in bounds), into `len` bytes of
             // `out`'s spare capacity (a unique borrow, so no overlap); this process accesses ring
             // bytes only atomically (contract of `new`), which `wide_copy` is.
-            if len >= WIDE_COPY_MIN
-                && unsafe { wide_copy(src.cast::<u8>(), dst.as_mut_ptr().cast::<u8>(), len) }
-            {
+            let wide = len >= WIDE_COPY_MIN && unsafe { wide_copy(src.cast::<u8>(), to, len) };
+            if wide {
                 // SAFETY: `wide_copy` wrote the `len` bytes after the old length, and
                 // `reserve` made room for them.
                 unsafe { out.set_len(old + len) };
