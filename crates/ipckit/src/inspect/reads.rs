@@ -150,15 +150,25 @@ fn record_in(
 ) -> Result<PathBuf> {
     let path = dir.join(read.file_name());
     let mut attempt = 1;
+    // What a removal racing with us yields: the directory gone (ENOENT), or, inside
+    // `create_dir_all`, made by another and removed again before it could check (EEXIST).
+    let raced = |e: &std::io::Error, attempt: u32| {
+        use std::io::ErrorKind::{AlreadyExists, NotFound};
+        matches!(e.kind(), NotFound | AlreadyExists) && attempt < RECORD_ATTEMPTS
+    };
     loop {
-        std::fs::create_dir_all(dir)
-            .map_err(|e| Error::os(RECORD_OP, Object::Path(dir.into()), e))?;
+        match std::fs::create_dir_all(dir) {
+            Ok(()) => {}
+            Err(e) if raced(&e, attempt) => {
+                attempt += 1;
+                continue;
+            }
+            Err(e) => return Err(Error::os(RECORD_OP, Object::Path(dir.into()), e)),
+        }
         before_write();
         match std::fs::write(&path, read.to_line()) {
             Ok(()) => break,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound && attempt < RECORD_ATTEMPTS => {
-                attempt += 1;
-            }
+            Err(e) if raced(&e, attempt) => attempt += 1,
             Err(e) => return Err(Error::os(RECORD_OP, Object::Path(path.as_path().into()), e)),
         }
     }
