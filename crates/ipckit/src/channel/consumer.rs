@@ -449,7 +449,7 @@ impl State {
         // then judge liveness — a producer that closes normally between any two of these steps
         // must never read as dead. Acquire: pairs with the producer's Release store of CLOSED
         // (or ACTIVE), so the second look below sees its last record header.
-        let died = match ctl.prod.state.load(Ordering::Acquire) {
+        let died = match ctl.owner.state.load(Ordering::Acquire) {
             LANE_ACTIVE => {
                 let due = *due.get_or_insert_with(|| self.last_check.due());
                 #[cfg(test)]
@@ -461,10 +461,10 @@ impl State {
                 // (it stores CLOSED before it drops its lock; the kernel's lock-table lock,
                 // taken by its unlock and by our F_OFD_GETLK, orders that store before this
                 // load). Acquire: as above.
-                match ctl.prod.state.load(Ordering::Acquire) {
+                match ctl.owner.state.load(Ordering::Acquire) {
                     LANE_ACTIVE => {
                         // Relaxed: for the message only.
-                        Some(ctl.prod.pid.load(Ordering::Relaxed))
+                        Some(ctl.owner.pid.load(Ordering::Relaxed))
                     }
                     LANE_CLOSED => None,
                     other => {
@@ -490,7 +490,7 @@ impl State {
         h.members
             .active_lanes
             .fetch_and(!(1u64 << i), Ordering::Relaxed);
-        ctl.prod.state.store(LANE_FREE, Ordering::Release);
+        ctl.owner.state.store(LANE_FREE, Ordering::Release);
         match died {
             Some(pid) => {
                 self.next = (i + 1) % lanes;

@@ -69,7 +69,7 @@ impl Producer {
             Err(c) => {
                 // Give the lane back (CLOSED: the consumer frees it) and leave.
                 // Release: as in `leave`.
-                ctl.prod.state.store(LANE_CLOSED, Ordering::Release);
+                ctl.owner.state.store(LANE_CLOSED, Ordering::Release);
                 let _ = seg.leave();
                 return Err(Error::corrupt("open producer", seg.object().clone(), c.0));
             }
@@ -375,7 +375,7 @@ impl Producer {
         let ctl = self.seg.lane(self.lane);
         // Release: everything we published (our last header and tail) happens before a consumer's
         // Acquire load of CLOSED, so it drains the lane completely before freeing it.
-        ctl.prod.state.store(LANE_CLOSED, Ordering::Release);
+        ctl.owner.state.store(LANE_CLOSED, Ordering::Release);
         self.seg.header().consumer_wait.notify();
         self.seg.leave()
     }

@@ -430,7 +430,7 @@ impl Segment {
             let lane = self.lane(i);
             lane.space.reset();
             // Acquire: pairs with the Release stores of state by the (dead) participants.
-            match lane.prod.state.load(Ordering::Acquire) {
+            match lane.owner.state.load(Ordering::Acquire) {
                 LANE_ACTIVE | LANE_CLOSED => mask |= 1 << i,
                 _ => {}
             }
@@ -500,16 +500,16 @@ impl Segment {
                         let lane = self.lane(i);
                         // Acquire: pairs with the consumer's Release store of FREE, so its
                         // clearing of the lane's mask bit comes before our setting it.
-                        if lane.prod.state.load(Ordering::Acquire) != LANE_FREE
+                        if lane.owner.state.load(Ordering::Acquire) != LANE_FREE
                             || !lock::try_lock(fd, lane_lock_byte(i)).map_err(setlk)?
                         {
                             continue;
                         }
                         // Relaxed: published by the Release store of the state.
-                        lane.prod.pid.store(pid(), Ordering::Relaxed);
+                        lane.owner.pid.store(pid(), Ordering::Relaxed);
                         // Release: liveness lock first, then ACTIVE (so ACTIVE without the lock
                         // means "died"); the consumer loads state with Acquire.
-                        lane.prod.state.store(LANE_ACTIVE, Ordering::Release);
+                        lane.owner.state.store(LANE_ACTIVE, Ordering::Release);
                         // Release: the consumer that sees the bit (Acquire) sees ACTIVE.
                         h.members.active_lanes.fetch_or(1 << i, Ordering::Release);
                         // Counted after the bit: a consumer that sees the count (Acquire)
@@ -530,7 +530,7 @@ impl Segment {
                             h.members
                                 .active_lanes
                                 .fetch_and(!(1u64 << i), Ordering::Relaxed);
-                            lane.prod.state.store(LANE_FREE, Ordering::Release);
+                            lane.owner.state.store(LANE_FREE, Ordering::Release);
                             let _ = lock::unlock(fd, lane_lock_byte(i), 1);
                             return Err(ended());
                         }
@@ -559,7 +559,7 @@ impl Segment {
         for i in 0..self.geo.lanes {
             let lane = self.lane(i);
             // Acquire: pairs with the producer's Release store of its state.
-            let state = lane.prod.state.load(Ordering::Acquire);
+            let state = lane.owner.state.load(Ordering::Acquire);
             let gone = state == LANE_CLOSED
                 || (state == LANE_ACTIVE
                     && !lock::held_by_other(self.fd.as_fd(), lane_lock_byte(i), 1)?);
@@ -571,7 +571,7 @@ impl Segment {
                 h.members
                     .active_lanes
                     .fetch_and(!(1u64 << i), Ordering::Relaxed);
-                lane.prod.state.store(LANE_FREE, Ordering::Release);
+                lane.owner.state.store(LANE_FREE, Ordering::Release);
             }
         }
         Ok(true)
