@@ -182,6 +182,7 @@ impl<'a> SharedSlice<'a> {
     /// For all of `'a`: `ptr..ptr + len` is mapped and readable (and writable if `writable`),
     /// `len <= isize::MAX`, and this process accesses those bytes only through atomic operations
     /// (this type, atomics, other `SharedSlice`s) — no `&[u8]`, `&T` or `&mut T` to them exists.
+    #[inline]
     pub unsafe fn from_raw_parts(
         ptr: NonNull<u8>,
         len: usize,
@@ -198,26 +199,31 @@ impl<'a> SharedSlice<'a> {
     }
 
     /// The number of bytes.
+    #[inline]
     pub fn len(&self) -> usize {
         self.len
     }
 
     /// Whether there are no bytes.
+    #[inline]
     pub fn is_empty(&self) -> bool {
         self.len == 0
     }
 
     /// Whether writes (and in-place atomics) are allowed.
+    #[inline]
     pub fn is_writable(&self) -> bool {
         self.writable
     }
 
     /// The address of the first byte. Using it is the caller's `unsafe` responsibility.
+    #[inline]
     pub fn as_ptr(&self) -> *mut u8 {
         self.ptr.as_ptr()
     }
 
     /// What the bytes belong to.
+    #[inline]
     pub fn object(&self) -> &'a Object {
         self.object
     }
@@ -231,6 +237,7 @@ impl<'a> SharedSlice<'a> {
         }
     }
 
+    #[inline]
     fn check_writable(&self, op: &'static str) -> Result<()> {
         if self.writable {
             return Ok(());
@@ -243,6 +250,7 @@ impl<'a> SharedSlice<'a> {
     }
 
     /// The byte range `offset..offset + len`, checked.
+    #[inline]
     fn bytes_range(&self, op: &'static str, offset: usize, len: usize) -> Result<Range<usize>> {
         let end = offset.checked_add(len).filter(|&end| end <= self.len);
         end.map(|end| offset..end).ok_or_else(|| {
@@ -286,6 +294,7 @@ impl<'a> SharedSlice<'a> {
     }
 
     /// Copies `buf.len()` bytes starting at `offset` into `buf`.
+    #[inline]
     pub fn read_at(&self, offset: usize, buf: &mut [u8]) -> Result<()> {
         let r = self.bytes_range("read_at", offset, buf.len())?;
         // SAFETY: `r` lies inside the view, which is readable for 'a and accessed only atomically.
@@ -294,6 +303,7 @@ impl<'a> SharedSlice<'a> {
     }
 
     /// Copies `data` into the bytes starting at `offset`.
+    #[inline]
     pub fn write_at(&self, offset: usize, data: &[u8]) -> Result<()> {
         self.check_writable("write_at")?;
         let r = self.bytes_range("write_at", offset, data.len())?;

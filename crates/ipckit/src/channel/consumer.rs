@@ -171,17 +171,20 @@ impl Consumer {
     ///
     /// The slot's bytes are shared memory, lent as a [`SharedSlice`]: a hostile producer could
     /// change them while you hold them, so copy out what you validate.
+    #[inline]
     pub fn recv_ref(&mut self) -> Result<Option<RecvSlot<'_>>> {
         self.recv_slot("recv_ref", Patience::Forever)
     }
 
     /// [`recv_ref`](Self::recv_ref) without waiting: [`Error::WouldBlock`] if empty.
+    #[inline]
     pub fn try_recv_ref(&mut self) -> Result<Option<RecvSlot<'_>>> {
         self.recv_slot("try_recv_ref", Patience::Never)
     }
 
     /// [`recv_ref`](Self::recv_ref), waiting at most `timeout`: [`Error::Timeout`] if none
     /// came.
+    #[inline]
     pub fn recv_ref_timeout(&mut self, timeout: Duration) -> Result<Option<RecvSlot<'_>>> {
         self.recv_slot("recv_ref_timeout", Patience::For(timeout))
     }
@@ -250,6 +253,7 @@ impl Consumer {
         r.len
     }
 
+    #[inline]
     fn recv_slot(&mut self, op: &'static str, patience: Patience) -> Result<Option<RecvSlot<'_>>> {
         // The fast path on its own branch, as in `recv_into_with`.
         if let Some((lane, rec)) = self.st.poll_fast(&self.seg) {
@@ -546,6 +550,7 @@ impl RecvSlot<'_> {
     }
 
     /// The message's length in bytes.
+    #[inline]
     pub fn len(&self) -> usize {
         self.rec.len
     }
@@ -556,6 +561,7 @@ impl RecvSlot<'_> {
     }
 
     /// The message's bytes in the lane (validated to lie inside it by `peek`).
+    #[inline]
     pub fn shared(&self) -> SharedSlice<'_> {
         let c = &*self.consumer;
         c.st.lanes[self.lane]
@@ -565,6 +571,7 @@ impl RecvSlot<'_> {
 }
 
 impl Drop for RecvSlot<'_> {
+    #[inline]
     fn drop(&mut self) {
         self.consumer.release(self.lane, self.rec);
     }

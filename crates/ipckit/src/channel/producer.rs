@@ -127,17 +127,20 @@ impl Producer {
     /// publishes nothing. Errors as [`send`](Self::send).
     ///
     /// The slot's bytes are the lane's memory: they hold whatever was there before.
+    #[inline]
     pub fn reserve(&mut self, len: usize) -> Result<SendSlot<'_>> {
         self.reserve_slot("reserve", len, Patience::Forever)
     }
 
     /// [`reserve`](Self::reserve) without waiting: [`Error::WouldBlock`] if the lane is full.
+    #[inline]
     pub fn try_reserve(&mut self, len: usize) -> Result<SendSlot<'_>> {
         self.reserve_slot("try_reserve", len, Patience::Never)
     }
 
     /// [`reserve`](Self::reserve), waiting at most `timeout`: [`Error::Timeout`] if the lane
     /// stayed full.
+    #[inline]
     pub fn reserve_timeout(&mut self, len: usize, timeout: Duration) -> Result<SendSlot<'_>> {
         self.reserve_slot("reserve_timeout", len, Patience::For(timeout))
     }
@@ -165,6 +168,7 @@ impl Producer {
         Ok(())
     }
 
+    #[inline]
     fn reserve_slot(
         &mut self,
         op: &'static str,
@@ -403,6 +407,7 @@ pub struct SendSlot<'a> {
 
 impl SendSlot<'_> {
     /// Publishes the message: the consumer can receive it from now on.
+    #[inline]
     pub fn commit(mut self) {
         if let Some(r) = self.res.take() {
             let p = &mut *self.producer;
@@ -433,6 +438,7 @@ impl SendSlot<'_> {
         Ok(())
     }
 
+    #[inline]
     fn reservation(&self) -> &Reservation {
         self.res
             .as_ref()
@@ -440,6 +446,7 @@ impl SendSlot<'_> {
     }
 
     /// The message's length in bytes (as reserved).
+    #[inline]
     pub fn len(&self) -> usize {
         self.reservation().len()
     }
@@ -450,6 +457,7 @@ impl SendSlot<'_> {
     }
 
     /// The message's bytes in the lane, to write in place.
+    #[inline]
     pub fn shared(&self) -> SharedSlice<'_> {
         let r = self.reservation();
         let p = &*self.producer;
