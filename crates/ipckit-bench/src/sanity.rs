@@ -11,11 +11,16 @@
 //!   or no floor was sane, numbers taken seconds apart do not compare, and the report says so
 //!   instead of printing confident ratios.
 //!
+//! - **Unsteady cells**: with several rounds, a cell whose rounds differ by more than
+//!   [`ROUND_SPREAD`]× (highest over lowest) was hit by a slowdown of the machine in some of them
+//!   — on the bench's VM whole rounds of a stream ran 10× slower while the floor stayed put —
+//!   so its median compares less well than its neighbours'. The table marks it.
+//!
 //! Everything here is a pure function of measurements, so it is tested on synthetic ones.
 
 use serde::{Deserialize, Serialize};
 
-use crate::results::{format_ns, Latency, Measurement, Pattern};
+use crate::results::{format_ns, Latency, Measurement, Pattern, Spread};
 
 /// A floor above this (10 µs) is the processes waiting for a CPU, not a cache line moving.
 pub const FLOOR_MAX_NS: u64 = 10_000;
@@ -25,6 +30,11 @@ pub const NOISE_SPREAD: f64 = 2.0;
 /// How far below the floor a p50 may read before it is impossible: the histogram keeps three
 /// significant digits, and the floor and the cell are two samples of one distribution's edge.
 pub const FLOOR_TOLERANCE: f64 = 0.95;
+
+/// The most a cell's rounds may differ (highest value over lowest) before the cell is unsteady.
+/// The rounds of a steady cell on the bench's VM stay within 1.5×; a slowdown of the machine
+/// makes a stream's round 10–15× slower.
+pub const ROUND_SPREAD: f64 = 3.0;
 
 /// A result the tool's definitions make impossible: which, why, and how often it was measured
 /// again. In the JSON file under the optional top-level `suspect`.
@@ -102,6 +112,12 @@ pub fn cell_problem(m: &Measurement, floor_p50: Option<u64>) -> Option<String> {
             format_ns(floor as f64)
         )
     })
+}
+
+/// Whether a cell's rounds differ by more than [`ROUND_SPREAD`]× (a round that measured nothing,
+/// at zero, counts as differing).
+pub fn unsteady(spread: &Spread) -> bool {
+    spread.lowest <= 0.0 || spread.highest / spread.lowest > ROUND_SPREAD
 }
 
 fn is_zero(n: &u32) -> bool {
@@ -194,6 +210,26 @@ mod tests {
                 .unwrap()
                 .noisy
         );
+    }
+
+    /// Issue #14: a run printed `channel` streaming 64 KiB at "2.41 GB/s [2.39 GB/s–38.26 GB/s]"
+    /// as confidently as its steady cells (two of three rounds ran 15× slower, the floor steady).
+    #[test]
+    fn a_cell_whose_rounds_differ_more_than_threefold_is_unsteady() {
+        let spread = |lowest: f64, highest: f64| Spread {
+            transport: "channel".into(),
+            pattern: Pattern::Throughput,
+            size: 65536,
+            lowest,
+            highest,
+        };
+        assert!(unsteady(&spread(2.39e9, 38.26e9)));
+        assert!(!unsteady(&spread(35.35e9, 37.58e9)));
+        // Latency in nanoseconds: a wake-up's usual spread is steady, a tripled p50 is not.
+        assert!(!unsteady(&spread(21_300.0, 38_560.0)));
+        assert!(unsteady(&spread(891.0, 2_870.0)));
+        assert!(!unsteady(&spread(100.0, 300.0)));
+        assert!(unsteady(&spread(0.0, 1.0)));
     }
 
     /// With three rounds or more each cell is a median, so a tenth of the floors at each end

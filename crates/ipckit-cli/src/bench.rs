@@ -272,6 +272,18 @@ fn finish(report: &Report, json: Option<&Path>, svg: Option<&Path>) -> Result<()
             "rounds: {rounds}, the transports taking turns; each cell is the median round, [lowest–highest] after it\n"
         ));
     }
+    let unsteady = report
+        .spread
+        .iter()
+        .filter(|s| bench::sanity::unsteady(s))
+        .count();
+    if unsteady > 0 {
+        text.push_str(&format!(
+            "unsteady: {unsteady} of {} cells' rounds differ more than {}× (marked ~: their medians compare less well)\n",
+            report.spread.len(),
+            bench::sanity::ROUND_SPREAD
+        ));
+    }
     if let Some(n) = report.noise.as_ref().filter(|n| n.noisy) {
         let why = if n.spread > n.threshold {
             let trimmed = match n.trimmed {
@@ -453,6 +465,13 @@ fn render(report: &Report, table: &bench::Table, notes: &mut Notes) -> String {
                             bench::Measurement::Throughput(_) => bench::format_rate(v),
                         };
                         text.push_str(&format!(" [{}–{}]", show(s.lowest), show(s.highest)));
+                        if bench::sanity::unsteady(s) {
+                            let why = format!(
+                                "unsteady: its rounds differ more than {}× (a slowdown of the machine in some of them), so its median compares less well than a steady cell's",
+                                bench::sanity::ROUND_SPREAD
+                            );
+                            text.push_str(&format!(" ~ [{}]", notes.mark(transport, &why)));
+                        }
                     }
                     let suspect = report.suspect.iter().find(|s| {
                         s.transport == *transport && s.pattern == m.pattern() && s.size == m.size()

@@ -443,6 +443,54 @@ fn impossible_cells_are_flagged_and_a_noisy_run_gives_no_ratios() {
     assert!(!stdout.contains(" ×"), "no ratios: {stdout}");
 }
 
+/// Issue #14: a cell whose rounds differ more than threefold (a slowdown of the machine hit
+/// some of them) is marked in the table, and the run says how many there are; steady cells are
+/// not marked.
+#[test]
+fn cells_whose_rounds_differ_more_than_threefold_are_marked_unsteady() {
+    let dir = Dir::new("bench-unsteady");
+    let file = dir.file("r.json");
+    let tput = |t: &str, bps: f64| {
+        format!(
+            r#"{{"transport":"{t}","pattern":"throughput","size":65536,"messages":10,"seconds":1.0,"msgs_per_sec":{},"bytes_per_sec":{bps}}}"#,
+            bps / 65536.0
+        )
+    };
+    let spread = |t: &str, lo: f64, hi: f64| {
+        format!(
+            r#"{{"transport":"{t}","pattern":"throughput","size":65536,"lowest":{lo},"highest":{hi}}}"#
+        )
+    };
+    std::fs::write(
+        &file,
+        format!(
+            r#"{{"machine":{{"cpus":2,"cpu_model":"x","kernel":"y"}},"results":[{},{}],"rounds":3,"spread":[{},{}]}}"#,
+            tput("channel", 2.41e9),
+            tput("pipe", 1.19e9),
+            spread("channel", 2.39e9, 38.26e9),
+            spread("pipe", 1.11e9, 1.26e9),
+        ),
+    )
+    .unwrap();
+    let out = ipckit(&["bench", "merge", &file]);
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    assert!(stdout.contains("unsteady: 1 of 2 cells"), "{stdout}");
+    let row = |name: &str| {
+        stdout
+            .lines()
+            .find(|l| l.contains(&format!(" {name} ")))
+            .unwrap_or_else(|| panic!("no {name} row: {stdout}"))
+            .to_string()
+    };
+    assert!(row("channel").contains("38.26 GB/s] ~ ["), "{stdout}");
+    assert!(!row("pipe").contains(" ~ "), "{stdout}");
+    assert!(
+        stdout.contains("unsteady: its rounds differ more than 3×"),
+        "{stdout}"
+    );
+}
+
 /// Issue #14: `--pin` says where the two processes ran and what their CPUs share, and the floor
 /// is measured there too.
 #[test]
