@@ -32,8 +32,8 @@ pub const NOISE_SPREAD: f64 = 2.0;
 pub const FLOOR_TOLERANCE: f64 = 0.95;
 
 /// The most a cell's rounds may differ (highest value over lowest) before the cell is unsteady.
-/// The rounds of a steady cell on the bench's VM stay within 1.5×; a slowdown of the machine
-/// makes a stream's round 10–15× slower.
+/// The rounds of a steady cell on the bench's VM stay within 2× (wake-ups, the widest, within
+/// 1.8×); a slowdown of the machine makes a stream's round 10–15× slower.
 pub const ROUND_SPREAD: f64 = 3.0;
 
 /// A result the tool's definitions make impossible: which, why, and how often it was measured
