@@ -188,6 +188,37 @@ fn barrier_keeps_processes_in_step_round_after_round() {
 }
 
 #[test]
+fn barrier_wait_timeout_gives_up_on_a_missing_participant_and_takes_its_arrival_back() {
+    const TEST: &str =
+        "barrier_wait_timeout_gives_up_on_a_missing_participant_and_takes_its_arrival_back";
+    if let Some(role) = child_role() {
+        let (_, me, map) = child_segment(&role);
+        let (head, rest) = split64(map);
+        let leader = Barrier::open_in(head).unwrap().wait();
+        words(&rest)[me].store(1 + u32::from(leader), Ordering::SeqCst);
+        return;
+    }
+    let (seg, map) = segment();
+    let (head, rest) = split64(map);
+    let barrier = Barrier::init_in(head, 2).unwrap();
+    // The other participant is not there (as if it died before arriving): we give up, twice. Had
+    // the first arrival stayed counted, the second would complete the round at once.
+    for _ in 0..2 {
+        let started = std::time::Instant::now();
+        assert_eq!(barrier.wait_timeout(Duration::from_millis(100)), None);
+        assert!(started.elapsed() >= Duration::from_millis(100));
+    }
+    // It comes: one round of two, one leader.
+    let child = spawn(TEST, "meet", &seg, 1);
+    let leader = barrier
+        .wait_timeout(Duration::from_secs(60))
+        .expect("the round completes once the other participant arrives");
+    wait_all(vec![child]);
+    let child_leader = words(&rest)[1].load(Ordering::SeqCst) == 2;
+    assert!(leader != child_leader, "one leader per round");
+}
+
+#[test]
 fn racing_init_in_initialises_once_and_everyone_gets_the_same_working_mutex() {
     const TEST: &str = "racing_init_in_initialises_once_and_everyone_gets_the_same_working_mutex";
     const PROCS: usize = 6;
@@ -283,6 +314,7 @@ fn open_in_refuses_uninitialised_foreign_garbage_small_and_misaligned_regions() 
 fn init_in_refuses_bad_arguments_before_touching_the_region() {
     let region = heap(4096);
     assert!(Barrier::init_in(region.clone(), 0).is_err());
+    assert!(Barrier::init_in(region.clone(), Barrier::MAX_PARTICIPANTS + 1).is_err());
     assert!(ipckit::sync::FilterLock::init_in(region.clone(), MAX_PARTICIPANTS + 1).is_err());
     assert!(ipckit::sync::Bakery::init_in(region.clone(), 0).is_err());
     assert!(Semaphore::init_in(region.clone(), u32::MAX).is_err());

@@ -293,6 +293,48 @@ fn sync_barrier_orders_rounds() {
 }
 
 #[test]
+fn sync_barrier_arrivals_taken_back_leave_it_consistent() {
+    // Two participants each arrive and, if not the last, give up at once (a `wait_timeout` whose
+    // time ran out), racing the other's arrival on the barrier's word. Either the round completed
+    // (one leader, one that passed, each seeing the other's write) or both took their arrivals
+    // back; either way the word holds no arrival and counts the completed rounds.
+    model(3, || {
+        let barrier = Arc::new(Barrier::new(2));
+        let slots: Arc<[UnsafeCell<u32>; 2]> =
+            Arc::new(std::array::from_fn(|_| UnsafeCell::new(0)));
+        let run = move |me: usize, barrier: Arc<Barrier>, slots: Arc<[UnsafeCell<u32>; 2]>| {
+            // SAFETY: our own slot; the other reads it only after passing the barrier with us.
+            slots[me].with_mut(|s| unsafe { *s = 1 });
+            let passed = barrier.arrive_and_give_up();
+            if passed.is_some() {
+                // SAFETY: both arrived in this round: the other's write happens before this.
+                assert_eq!(slots[1 - me].with(|s| unsafe { *s }), 1);
+            }
+            passed
+        };
+        let other = {
+            let (b, s) = (barrier.clone(), slots.clone());
+            thread::spawn(move || run(1, b, s))
+        };
+        let a = run(0, barrier.clone(), slots.clone());
+        let b = other.join().unwrap();
+        let rounds = match (a, b) {
+            (Some(a), Some(b)) => {
+                assert!(a != b, "one leader in a completed round");
+                1
+            }
+            (None, None) => 0,
+            other => panic!("one passed and one took its arrival back: {other:?}"),
+        };
+        assert_eq!(
+            barrier.word(),
+            rounds << 16,
+            "no arrival left, {rounds} rounds"
+        );
+    });
+}
+
+#[test]
 fn sync_init_once_picks_one_initialiser_and_publishes_its_work() {
     model(3, || {
         let header = Arc::new(Header::new());

@@ -37,7 +37,7 @@
 //! | [`RwLock<T>`] | readers or one writer | `pthread_rwlock_t` | leaves it locked for ever |
 //! | [`Semaphore`] | counting semaphore | shared futex | keeps its unit |
 //! | [`Event`] | manual- or auto-reset flag | shared futex | — |
-//! | [`Barrier`] | N processes meet | shared futex + generation | leaves the others waiting |
+//! | [`Barrier`] | N processes meet | shared futex: round and arrivals in one word | leaves the others waiting (`wait_timeout` gives up and takes its arrival back) |
 //! | [`Dekker`], [`Peterson`] | 2-process locks | loads, stores, fences | leaves it locked for ever |
 //! | [`FilterLock`], [`Szymanski`], [`Bakery`] | N-process locks | loads, stores, fences | leaves it locked for ever |
 //!
