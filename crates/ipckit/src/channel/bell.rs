@@ -78,11 +78,27 @@ impl AsRawFd for Doorbell {
     }
 }
 
+/// The abstract name of doorbell `id`: `ipckit-bell-` and 8 lowercase hex digits, made on the
+/// stack (a ring is on a sender's path: no allocation).
+fn name(id: u32) -> [u8; 20] {
+    let mut name = *b"ipckit-bell-00000000";
+    for (i, digit) in name[12..].iter_mut().enumerate() {
+        let nibble = (id >> (28 - 4 * i)) & 0xf;
+        *digit = b"0123456789abcdef"[nibble as usize];
+    }
+    name
+}
+
 /// The abstract address of doorbell `id`.
 fn address(id: u32) -> Result<SocketAddr> {
-    let name = format!("ipckit-bell-{id:08x}");
-    SocketAddr::from_abstract_name(name.as_bytes())
-        .map_err(|e| Error::os("bind", Object::Other(name.into()), e))
+    let name = name(id);
+    SocketAddr::from_abstract_name(name).map_err(|e| {
+        Error::os(
+            "bind",
+            Object::Other(String::from_utf8_lossy(&name).into_owned().into()),
+            e,
+        )
+    })
 }
 
 /// A non-zero id that another process is unlikely to pick: std's per-process random hash keys
@@ -120,6 +136,13 @@ pub(crate) fn ring(bell: u32) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn names_are_the_id_in_eight_hex_digits() {
+        for id in [1, 0x0123_abcd, 0xdead_beef, u32::MAX] {
+            assert_eq!(name(id), format!("ipckit-bell-{id:08x}").as_bytes());
+        }
+    }
 
     #[test]
     #[cfg_attr(miri, ignore = "sockets: Miri has no socket(2)")]
