@@ -95,7 +95,7 @@ fn address(id: u32) -> Result<SocketAddr> {
     SocketAddr::from_abstract_name(name).map_err(|e| {
         Error::os(
             "bind",
-            Object::Other(String::from_utf8_lossy(&name).into_owned().into()),
+            Object::Other(String::from_utf8_lossy(&name).into()),
             e,
         )
     })

@@ -21,7 +21,7 @@
 //! and incremented below that count (never past the word's 16 bits).
 
 use std::fmt;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use super::atomic::{AtomicU32, Ordering};
 use super::futex;
@@ -168,21 +168,8 @@ impl Barrier {
     /// Everything each participant did before `wait` happens before everything any participant
     /// does after it.
     pub fn wait(&self) -> bool {
-        let round = match self.arrive() {
-            Arrival::Last => return true,
-            Arrival::Counted(round) => round,
-        };
-        let s = &*self.state;
-        loop {
-            // Acquire: the round's end (the last arrival, a release RMW that continues every
-            // arrival's release sequence) happens before what we do after the barrier.
-            let w = s.word.load(Ordering::Acquire);
-            if w & !ARRIVALS != round {
-                return false;
-            }
-            // Returns at once if an arrival changed the word since the load (EAGAIN).
-            futex::wait(&s.word, w, None);
-        }
+        // Without a deadline the wait ends only with the round: never `None`.
+        self.wait_until(None).unwrap_or(false)
     }
 
     /// Like [`wait`](Self::wait), but waits at most `timeout` for the round to complete:
@@ -191,14 +178,20 @@ impl Barrier {
     /// arrivals, and a later `wait` by this participant counts once). A participant that died,
     /// or never came, costs the others this timeout instead of their lives.
     pub fn wait_timeout(&self, timeout: Duration) -> Option<bool> {
-        let deadline = futex::deadline(timeout);
+        self.wait_until(futex::deadline(timeout))
+    }
+
+    /// Arrives and `futex(&word, FUTEX_WAIT, w)` until the round is complete (`Some(leader)`)
+    /// or `deadline` passes (`None`, our arrival taken back); no deadline waits for the round.
+    fn wait_until(&self, deadline: Option<Instant>) -> Option<bool> {
         let round = match self.arrive() {
             Arrival::Last => return Some(true),
             Arrival::Counted(round) => round,
         };
         let s = &*self.state;
         loop {
-            // Acquire: as in `wait`.
+            // Acquire: the round's end (the last arrival, a release RMW that continues every
+            // arrival's release sequence) happens before what we do after the barrier.
             let w = s.word.load(Ordering::Acquire);
             if w & !ARRIVALS != round {
                 return Some(false);
@@ -207,6 +200,7 @@ impl Barrier {
             if left == Some(Duration::ZERO) {
                 break;
             }
+            // Returns at once if an arrival changed the word since the load (EAGAIN).
             futex::wait(&s.word, w, left);
         }
         if self.withdraw(round) {
