@@ -195,17 +195,18 @@ impl Consumer {
     ///
     /// 1. a `try_recv*` found the channel empty ([`Error::WouldBlock`]);
     /// 2. `arm(&bell)`, then `try_recv*` once more (a message published meanwhile is seen now);
-    /// 3. if still empty, wait until `bell` is readable, **for at most [`CHECK_INTERVAL`]**
-    ///    (the producers' liveness is checked by the receives, so a producer killed while the
-    ///    channel is empty is reported only by a receive);
+    /// 3. if still empty, wait until `bell` is readable, **for at most the duration `arm`
+    ///    returned**: [`CHECK_INTERVAL`] (the producers' liveness is checked by the receives, so
+    ///    a producer killed while the channel is empty is reported only by a receive), or 1 ms
+    ///    in a process that cannot use `membarrier(2)` (its wake-ups are then not guaranteed);
     /// 4. [`disarm`](Self::disarm), [`Doorbell::clear`](super::Doorbell::clear), and go back to 1.
     ///
     /// While armed, senders make one extra system call (a datagram) per wake-up; a consumer
     /// that is busy receiving should not stay armed.
     ///
     /// [`CHECK_INTERVAL`]: super::CHECK_INTERVAL
-    pub fn arm(&self, bell: &super::Doorbell) {
-        self.seg.header().consumer_wait.arm_bell(bell.id());
+    pub fn arm(&self, bell: &super::Doorbell) -> Duration {
+        self.seg.header().consumer_wait.arm_bell(bell.id())
     }
 
     /// Ends an [`arm`](Self::arm): senders stop ringing the doorbell.

@@ -113,6 +113,7 @@
 
 // Under loom only the algorithms are compiled (see `atomic`), so the layout's constants are unused.
 mod atomic;
+mod fence;
 #[cfg_attr(loom, allow(dead_code))]
 mod header;
 #[cfg_attr(loom, allow(dead_code))]

@@ -148,9 +148,10 @@ impl Producer {
     /// Announces that this producer is about to wait on `bell` for room in its lane (instead of
     /// blocking in a send): the consumer rings it when it frees room or closes. The protocol is
     /// the consumer's ([`Consumer::arm`](super::Consumer::arm)) with `try_send`/`try_reserve`
-    /// and [`Error::WouldBlock`] for a full lane.
-    pub fn arm(&self, bell: &super::Doorbell) {
-        self.seg.lane(self.lane).space.arm_bell(bell.id());
+    /// and [`Error::WouldBlock`] for a full lane; wait on `bell` for at most the duration
+    /// returned.
+    pub fn arm(&self, bell: &super::Doorbell) -> Duration {
+        self.seg.lane(self.lane).space.arm_bell(bell.id())
     }
 
     /// Ends an [`arm`](Self::arm).

@@ -20,7 +20,7 @@
 //! one-byte datagram to the doorbell) when it sleeps; see [`Consumer::arm`](super::Consumer::arm)
 //! for the protocol. Blocking and async ends mix freely on one channel.
 //!
-//! An awaiting end wakes at least every [`CHECK_INTERVAL`] to check its peers' liveness, so a
+//! An awaiting end wakes at least every [`CHECK_INTERVAL`](super::CHECK_INTERVAL) to check its peers' liveness, so a
 //! peer killed while this side awaits is reported as [`Error::PeerDied`] within about that long.
 //!
 //! # Cancellation
@@ -33,10 +33,12 @@
 //! [`Producer::new`] must be called inside one: outside any runtime they return an error, and
 //! like tokio's own I/O types they panic in a runtime built without I/O.
 
+use std::time::Duration;
+
 use tokio::io::unix::AsyncFd;
 use tokio::io::Interest;
 
-use super::{Doorbell, RecvSlot, SendSlot, CHECK_INTERVAL};
+use super::{Doorbell, RecvSlot, SendSlot};
 use crate::error::{Error, Object, Result};
 
 /// The receiving end of a channel, awaited: [`channel::Consumer`](super::Consumer) with async
@@ -172,13 +174,14 @@ fn register(bell: Doorbell) -> Result<AsyncFd<Doorbell>> {
 
 /// An end that can sleep on a doorbell.
 trait Armable {
-    fn arm(&self, bell: &Doorbell);
+    /// Arms `bell`; returns how long to wait on it at most.
+    fn arm(&self, bell: &Doorbell) -> Duration;
     fn disarm(&self);
 }
 
 impl Armable for super::Consumer {
-    fn arm(&self, bell: &Doorbell) {
-        super::Consumer::arm(self, bell);
+    fn arm(&self, bell: &Doorbell) -> Duration {
+        super::Consumer::arm(self, bell)
     }
 
     fn disarm(&self) {
@@ -187,8 +190,8 @@ impl Armable for super::Consumer {
 }
 
 impl Armable for super::Producer {
-    fn arm(&self, bell: &Doorbell) {
-        super::Producer::arm(self, bell);
+    fn arm(&self, bell: &Doorbell) -> Duration {
+        super::Producer::arm(self, bell)
     }
 
     fn disarm(&self) {
@@ -199,12 +202,13 @@ impl Armable for super::Producer {
 /// An end armed with a doorbell; disarmed when dropped, also when the future awaiting the
 /// doorbell is dropped. Holds the end mutably (`&mut E` is `Send` when `E` is, so the futures
 /// stay `Send` although the ends are not `Sync`).
-struct Armed<'a, E: Armable>(&'a mut E);
+/// The `Duration` is the longest wait on the doorbell before trying again.
+struct Armed<'a, E: Armable>(&'a mut E, Duration);
 
 impl<'a, E: Armable> Armed<'a, E> {
     fn new(end: &'a mut E, bell: &Doorbell) -> Self {
-        end.arm(bell);
-        Armed(end)
+        let slice = end.arm(bell);
+        Armed(end, slice)
     }
 }
 
@@ -225,7 +229,7 @@ fn pending<T>(r: Result<T>) -> Result<Option<T>> {
 
 /// Calls `attempt` (a non-blocking operation; `Ok(None)`: it would block) until it returns
 /// something, sleeping on the doorbell in between: the arm / try again / await / disarm protocol
-/// of [`Consumer::arm`](super::Consumer::arm), with a wake-up at least every [`CHECK_INTERVAL`]
+/// of [`Consumer::arm`](super::Consumer::arm), with a wake-up at least every [`CHECK_INTERVAL`](super::CHECK_INTERVAL)
 /// so that `attempt` checks the peers' liveness. Nothing is taken or written but by `attempt`,
 /// and it runs only inside a poll, so dropping the future loses nothing.
 async fn until_ready<E: Armable, T>(
@@ -243,7 +247,7 @@ async fn until_ready<E: Armable, T>(
         if let Some(v) = attempt(armed.0)? {
             return Ok(v);
         }
-        if let Ok(Ok(mut ready)) = tokio::time::timeout(CHECK_INTERVAL, bell.readable()).await {
+        if let Ok(Ok(mut ready)) = tokio::time::timeout(armed.1, bell.readable()).await {
             ready.get_inner().clear();
             ready.clear_ready();
         }

@@ -10,7 +10,7 @@
 //! ```text
 //! waiter                                   waker
 //! sleeping = 1                             publish (Release store of header / head / state)
-//! fence(SeqCst)                            fence(SeqCst)
+//! fence(SeqCst)  [membarrier, fence.rs]    fence(SeqCst)  [compiler fence, fence.rs]
 //! s = seq; poll again: ready? -> return    if sleeping != 0 { seq += 1; futex_wake(seq) }
 //! futex_wait(seq, s)   (returns at once if seq != s)
 //! sleeping = 0
@@ -31,18 +31,13 @@
 //! The Dekker pair is unchanged, so no wake-up is lost either; a datagram stays queued until the
 //! waiter reads it, so a ring that comes before the waiter starts waiting is not lost to it.
 //!
-//! # Why not an asymmetric fence
-//! The waker's fence is the price of a send (and of a receive, which wakes a producer waiting
-//! for room) while the other side is awake: about 6 ns each on current x86 cores, a few percent
-//! of a message between processes. `membarrier(MEMBARRIER_CMD_GLOBAL_EXPEDITED)` paid by the side
-//! going to sleep would let wakers use a compiler fence only; it is not used, for two reasons.
-//! It cannot be model-checked: loom (like the C++ memory model it implements) has no asymmetric
-//! fence, so the protocol's only check would be lost. And it is not a property of one process:
-//! it orders only the wakers in processes registered with
-//! `MEMBARRIER_CMD_REGISTER_GLOBAL_EXPEDITED`, so one participant that cannot register (an older
-//! kernel, a seccomp filter) and skips the fence would make sleepers lose wake-ups — unless
-//! every send also checked a shared "someone is unregistered" flag, which has a race of its own
-//! with a participant attaching.
+//! # The fences are asymmetric
+//! The waker's fence would be the price of every send (and of every receive, which wakes a
+//! producer waiting for room) while the other side is awake: about 6 ns each on current x86
+//! cores, half of the channel's own cost of a small message. So a waker fences only the compiler
+//! and the waiter, about to sleep anyway, pays for both with `membarrier(2)` (`fence.rs`, which
+//! also says what a process that cannot use it does). Loom checks the protocol with SeqCst
+//! fences on both sides, which is what membarrier's guarantee makes of it.
 //!
 //! # References
 //! [futex(2)](https://man7.org/linux/man-pages/man2/futex.2.html),
@@ -50,7 +45,8 @@
 
 use std::time::{Duration, Instant};
 
-use super::atomic::{fence, spin_loop, AtomicU32, Ordering};
+use super::atomic::{spin_loop, AtomicU32, Ordering};
+use super::fence;
 
 /// How a side waits when the channel is empty (consumer) or its lane is full (producer).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -212,9 +208,9 @@ impl WaitCell {
     /// unless the waiter announced it is going to sleep.
     #[inline(always)]
     pub(crate) fn notify(&self) {
-        // SeqCst fence: orders our preceding publish before the load of `sleeping` (the waker's
-        // side of the Dekker pair described in the module documentation).
-        fence(Ordering::SeqCst);
+        // The waker's side of the Dekker pair described in the module documentation: orders our
+        // preceding publish before the load of `sleeping`.
+        fence::light();
         // Relaxed: the fence above does the ordering; a stale 1 costs one needless wake.
         if self.sleeping.load(Ordering::Relaxed) != 0 {
             self.wake();
@@ -227,9 +223,9 @@ impl WaitCell {
         // published before it, so it does not sleep.
         self.seq.fetch_add(1, Ordering::Release);
         // One system call: the doorbell of a doorbell sleeper, the futex otherwise. Reading 2
-        // here (after our SeqCst fence in `notify`) means the waiter's fence comes after ours —
-        // had it announced the futex (1) and fenced before our fence, this load would see that
-        // store — so if it switched to the futex since, its poll sees what we published.
+        // here (after our fence in `notify`) means the waiter's fence comes after ours — had it
+        // announced the futex (1) and fenced before our fence, this load would see that store —
+        // so if it switched to the futex since, its poll sees what we published.
         // Acquire: pairs with the Release store of 2 in `arm_bell`, so the bell read next is the
         // one stored before it.
         if self.sleeping.load(Ordering::Acquire) == ASLEEP_ON_BELL {
@@ -240,16 +236,16 @@ impl WaitCell {
     }
 
     /// The doorbell waiter's announcement (see the module documentation): after it, poll once
-    /// more, then wait for the doorbell with a timeout of at most [`SLICE`]; [`disarm`] when
-    /// awake.
+    /// more, then wait for the doorbell with a timeout of at most the returned slice
+    /// ([`SLICE`], or less: see `fence.rs`); [`disarm`] when awake.
     ///
     /// [`disarm`]: Self::disarm
-    pub(crate) fn arm_bell(&self, bell: u32) {
+    pub(crate) fn arm_bell(&self, bell: u32) -> Duration {
         // Relaxed: published by the Release store below.
         self.bell.store(bell, Ordering::Relaxed);
-        // Release: see `bell`. Then the SeqCst fence of the Dekker pair, as in `prepare`.
+        // Release: see `bell`. Then the waiter's fence of the Dekker pair, as in `prepare`.
         self.sleeping.store(ASLEEP_ON_BELL, Ordering::Release);
-        fence(Ordering::SeqCst);
+        fence::heavy()
     }
 
     /// The doorbell waiter is awake again (as `cancel`).
@@ -289,14 +285,15 @@ impl WaitCell {
         }
     }
 
-    /// The waiter's announcement; returns the futex value to sleep on. Poll once more after it.
-    fn prepare(&self) -> u32 {
-        // Relaxed store, then a SeqCst fence: the fence orders this store before the loads of
-        // the poll that follows (the waiter's side of the Dekker pair).
+    /// The waiter's announcement; returns the futex value to sleep on and the longest the
+    /// sleep may be (`fence::heavy`). Poll once more after it.
+    fn prepare(&self) -> (u32, Duration) {
+        // Relaxed store, then the waiter's fence: it orders this store before the loads of the
+        // poll that follows (the waiter's side of the Dekker pair).
         self.sleeping.store(1, Ordering::Relaxed);
-        fence(Ordering::SeqCst);
+        let slice = fence::heavy();
         // Acquire: pairs with the waker's Release increment (see `wake`).
-        self.seq.load(Ordering::Acquire)
+        (self.seq.load(Ordering::Acquire), slice)
     }
 
     /// The waiter is awake again. Relaxed: a waker that still sees 1 only makes a useless wake.
@@ -387,7 +384,7 @@ pub(crate) fn wait_for<T, E>(
         } else if after <= SPIN_ROUNDS + YIELD_ROUNDS {
             std::thread::yield_now();
         } else {
-            let seen = cell.prepare();
+            let (seen, slice) = cell.prepare();
             match poll() {
                 Ok(None) => {}
                 other => {
@@ -395,7 +392,7 @@ pub(crate) fn wait_for<T, E>(
                     return other;
                 }
             }
-            futex_sleep(cell, seen, remaining.map_or(SLICE, |r| r.min(SLICE)));
+            futex_sleep(cell, seen, remaining.map_or(slice, |r| r.min(slice)));
             cell.cancel();
         }
         if let Some(v) = poll()? {
