@@ -242,27 +242,37 @@ impl<'a> SharedSlice<'a> {
         if self.writable {
             return Ok(());
         }
-        Err(Error::invalid(
-            op,
-            self.object.clone(),
-            "the memory is mapped read-only",
-        ))
+        Err(self.read_only(op))
+    }
+
+    /// The error of a write to a read-only view: out of line, so that the checks inline.
+    #[cold]
+    #[inline(never)]
+    fn read_only(&self, op: &'static str) -> Error {
+        Error::invalid(op, self.object.clone(), "the memory is mapped read-only")
     }
 
     /// The byte range `offset..offset + len`, checked.
     #[inline]
     fn bytes_range(&self, op: &'static str, offset: usize, len: usize) -> Result<Range<usize>> {
-        let end = offset.checked_add(len).filter(|&end| end <= self.len);
-        end.map(|end| offset..end).ok_or_else(|| {
-            Error::invalid(
-                op,
-                self.object.clone(),
-                format!(
-                    "{len} bytes at offset {offset} do not fit in the {} bytes of shared memory",
-                    self.len
-                ),
-            )
-        })
+        match offset.checked_add(len) {
+            Some(end) if end <= self.len => Ok(offset..end),
+            _ => Err(self.out_of_range(op, offset, len)),
+        }
+    }
+
+    /// The error of a range outside the view: out of line, so that the checks inline.
+    #[cold]
+    #[inline(never)]
+    fn out_of_range(&self, op: &'static str, offset: usize, len: usize) -> Error {
+        Error::invalid(
+            op,
+            self.object.clone(),
+            format!(
+                "{len} bytes at offset {offset} do not fit in the {} bytes of shared memory",
+                self.len
+            ),
+        )
     }
 
     /// The sub-range `range` of these bytes.
@@ -628,6 +638,7 @@ pub(crate) unsafe fn wide_copy(src: *const u8, dst: *mut u8, len: usize) -> bool
 ///
 /// # Safety
 /// `src..src + dst.len()` is mapped and readable, and accessed only atomically by this process.
+#[inline]
 pub(crate) unsafe fn copy_out(src: *const u8, dst: &mut [u8]) {
     let len = dst.len();
     // SAFETY: `src` is readable for `len` bytes (contract), `dst` is a unique borrow of `len`
@@ -659,6 +670,7 @@ pub(crate) unsafe fn copy_out(src: *const u8, dst: &mut [u8]) {
 ///
 /// # Safety
 /// `dst..dst + src.len()` is mapped and writable, and accessed only atomically by this process.
+#[inline]
 pub(crate) unsafe fn copy_in(src: &[u8], dst: *mut u8) {
     let len = src.len();
     // SAFETY: `dst` is writable for `len` bytes (contract) and `src` is a shared borrow, which

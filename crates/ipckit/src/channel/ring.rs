@@ -612,6 +612,7 @@ mod buf {
         }
 
         /// `len` bytes at `off` as a [`SharedSlice`] named `object`.
+        #[inline]
         pub(crate) fn shared<'a>(
             &'a self,
             off: usize,
