@@ -277,6 +277,7 @@ fn latency(e: &Ends, size: usize, plan: &Plan) -> Result<Measurement, Error> {
         p99_ns: hist.value_at_quantile(0.99),
         p999_ns: hist.value_at_quantile(0.999),
         max_ns: hist.max(),
+        run_floor_ns: None,
     }))
 }
 
@@ -678,6 +679,7 @@ mod tests {
                 p99_ns: p50,
                 p999_ns: p50,
                 max_ns: p50,
+                run_floor_ns: None,
             })
         };
         let thr = |t: &str, bps| {

@@ -1173,6 +1173,7 @@ fn latency_summary(
         p99_ns: hist.value_at_quantile(0.99),
         p999_ns: hist.value_at_quantile(0.999),
         max_ns: hist.max(),
+        run_floor_ns: None,
     }
 }
 

@@ -17,7 +17,8 @@
 //! spread, and whether the run was too noisy to compare on), `placement` (`--pin`),
 //! `wake_pause_ns`, `notes` (what `--quick` cut; a peer's settings), `rounds` and `spread` (with
 //! `--rounds N`: each result is the median of N interleaved rounds, and `spread` holds each
-//! cell's lowest and highest value — p50 nanoseconds, or bytes per second).
+//! cell's lowest and highest value — p50 nanoseconds, or bytes per second), `runs` (a merge of
+//! that many runs, whose latency cells then carry their own run's floor, `run_floor_ns`).
 
 use std::collections::BTreeSet;
 use std::fmt;
@@ -135,6 +136,11 @@ pub struct Latency {
     pub p999_ns: u64,
     /// Largest.
     pub max_ns: u64,
+    /// In a report merged from runs measured apart (`bench merge`): the p50 of the floor of
+    /// the run that measured this cell, the only floor it compares with; `None` if that run
+    /// measured none. Unset in a single run's report, whose cells compare with its `baseline`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run_floor_ns: Option<u64>,
 }
 
 /// One throughput cell.
@@ -249,6 +255,11 @@ pub struct Report {
     /// With more than one round: each cell's lowest and highest value over the rounds.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub spread: Vec<Spread>,
+    /// Merged from runs measured apart ([`merge`](Self::merge)): how many. Each latency cell
+    /// then compares with its own run's floor ([`Latency::run_floor_ns`]), not with
+    /// `baseline`, which is the first run's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub runs: Option<u32>,
 }
 
 /// The range of one cell's values over the rounds of a run: p50 nanoseconds for latency and
@@ -326,6 +337,7 @@ impl Report {
             notes: Vec::new(),
             rounds: None,
             spread: Vec::new(),
+            runs: None,
         }
     }
 
@@ -395,11 +407,26 @@ impl Report {
     }
 
     /// Merges reports into one: their results in order, a later cell replacing an earlier one of
-    /// the same transport, pattern and size. The machine is the first report's.
+    /// the same transport, pattern and size. The machine is the first report's, and so are the
+    /// `baseline` and `floors` shown; each latency cell keeps its own run's floor
+    /// ([`Latency::run_floor_ns`]), since a floor measured in another run, seconds or days
+    /// apart, does not compare with it. Runs measured on different placements get a note.
     pub fn merge(reports: impl IntoIterator<Item = Report>) -> Option<Report> {
-        let mut reports = reports.into_iter();
+        let mut reports = reports.into_iter().map(Report::into_run);
         let mut merged = reports.next()?;
         for r in reports {
+            merged.runs = Some(merged.runs.unwrap_or(1) + r.runs.unwrap_or(1));
+            if r.placement != merged.placement && !r.results.is_empty() {
+                let describe = |p: &Option<Placement>| match p {
+                    Some(p) => format!("CPUs {} and {}", p.host_cpu, p.peer_cpu),
+                    None => "unpinned".to_string(),
+                };
+                merged.notes.push(format!(
+                    "runs measured on different placements ({} and {}): their cells compare less well",
+                    describe(&merged.placement),
+                    describe(&r.placement)
+                ));
+            }
             for m in r.results {
                 let other = |t: &str, p: Pattern, s: u64| {
                     (t, p, s) != (m.transport(), m.pattern(), m.size())
@@ -426,6 +453,30 @@ impl Report {
             }
         }
         Some(merged)
+    }
+
+    /// This report as one of several runs being merged: each latency cell stamped with the
+    /// run's floor, unless the report is itself a merge (its cells already carry theirs).
+    fn into_run(mut self) -> Report {
+        if self.runs.is_none() {
+            let floor = self.baseline.as_ref().map(|b| b.p50_ns);
+            for m in &mut self.results {
+                if let Measurement::Latency(l) = m {
+                    l.run_floor_ns = floor;
+                }
+            }
+            self.runs = Some(1);
+        }
+        self
+    }
+
+    /// The p50 of the floor that latency cell `l` compares with: its run's. `None` if that run
+    /// measured no floor.
+    pub fn floor_of(&self, l: &Latency) -> Option<u64> {
+        match self.runs {
+            Some(_) => l.run_floor_ns,
+            None => self.baseline.as_ref().map(|b| b.p50_ns),
+        }
     }
 
     /// The transports, in order of first appearance (measured or skipped).
@@ -606,6 +657,7 @@ impl Latency {
             p99_ns: p50,
             p999_ns: p50,
             max_ns: p50,
+            run_floor_ns: None,
         }
     }
 }
@@ -673,5 +725,70 @@ mod tests {
         assert_eq!(format_size(1024), "1 KiB");
         assert_eq!(format_size(1 << 20), "1 MiB");
         assert_eq!(format_size(2 << 30), "2 GiB");
+    }
+
+    /// A merged report compares each latency cell with its own run's floor, never with another
+    /// run's, and a run without a floor gives its cells none; merging merged reports keeps them.
+    #[test]
+    fn merged_cells_keep_their_own_runs_floor() {
+        let run = |floor: Option<u64>, transport: &str, p50: u64| {
+            let mut r = Report::new(Machine::current());
+            r.baseline = floor.map(|f| Latency::flat(crate::BASELINE, Pattern::Latency, f));
+            r.results.push(Measurement::Latency(Latency::flat(
+                transport,
+                Pattern::Latency,
+                p50,
+            )));
+            r
+        };
+        let single = run(Some(50), "a", 400);
+        let Measurement::Latency(l) = &single.results[0] else {
+            unreachable!()
+        };
+        assert_eq!(single.floor_of(l), Some(50), "one run: its baseline");
+
+        let first = Report::merge([run(Some(50), "a", 400), run(Some(300), "b", 330)]).unwrap();
+        let merged = Report::merge([first, run(None, "c", 900)]).unwrap();
+        assert_eq!(merged.runs, Some(3));
+        assert_eq!(merged.baseline.as_ref().map(|b| b.p50_ns), Some(50));
+        let floors: Vec<(&str, Option<u64>)> = merged
+            .results
+            .iter()
+            .map(|m| match m {
+                Measurement::Latency(l) => (l.transport.as_str(), merged.floor_of(l)),
+                Measurement::Throughput(_) => unreachable!(),
+            })
+            .collect();
+        assert_eq!(floors, [("a", Some(50)), ("b", Some(300)), ("c", None)]);
+        // The stamps survive the JSON file.
+        let back = Report::from_json(&merged.to_json(), "merged").unwrap();
+        assert_eq!(back.runs, Some(3));
+        assert_eq!(back.results, merged.results);
+    }
+
+    #[test]
+    fn merging_runs_on_different_placements_says_so() {
+        let pinned = |host_cpu| {
+            let mut r = Report::new(Machine::current());
+            r.placement = Some(Placement {
+                host_cpu,
+                peer_cpu: host_cpu + 1,
+                sharing: crate::placement::Sharing::Cache,
+                detail: String::new(),
+            });
+            r.results.push(Measurement::Latency(Latency::flat(
+                "a",
+                Pattern::Latency,
+                1,
+            )));
+            r
+        };
+        let same = Report::merge([pinned(0), pinned(0)]).unwrap();
+        assert!(same.notes.is_empty(), "{:?}", same.notes);
+        let apart = Report::merge([pinned(0), pinned(2)]).unwrap();
+        assert_eq!(
+            apart.notes,
+            ["runs measured on different placements (CPUs 0 and 1 and CPUs 2 and 3): their cells compare less well"]
+        );
     }
 }

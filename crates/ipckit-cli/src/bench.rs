@@ -342,7 +342,8 @@ fn floor_line(report: &Report, table: &bench::Table) -> String {
         bench::format_ns(floor.p50_ns as f64),
         bench::format_ns(floor.mean_ns),
     );
-    // The lowest p50 of the whole table: how close the best transport comes to the floor.
+    // The lowest p50 of the whole table: how close the best transport comes to the floor of
+    // its run (in a merged report, each cell's own).
     let fastest = table
         .rows
         .iter()
@@ -357,10 +358,12 @@ fn floor_line(report: &Report, table: &bench::Table) -> String {
             Cell::Measured {
                 measurement: bench::Measurement::Latency(l),
                 ..
-            } if report.unresolved(t, l.pattern, size).is_none() => Some((t, size, l.p50_ns)),
+            } if report.unresolved(t, l.pattern, size).is_none() => {
+                Some((t, size, l.p50_ns, report.floor_of(l)?))
+            }
             _ => None,
         })
-        .min_by_key(|&(_, _, p50)| p50);
+        .min_by_key(|&(_, _, p50, _)| p50);
     if let Some(s) = report
         .suspect
         .iter()
@@ -381,14 +384,35 @@ fn floor_line(report: &Report, table: &bench::Table) -> String {
             bench::format_ns(hi as f64),
         ));
     }
+    if let Some(runs) = report.runs.filter(|&n| n > 1) {
+        // The distinct floors of the merged runs' latency cells, in order of appearance.
+        let mut floors: Vec<u64> = Vec::new();
+        for m in &report.results {
+            if let bench::Measurement::Latency(l) = m {
+                if let Some(f) = l.run_floor_ns.filter(|f| !floors.contains(f)) {
+                    floors.push(f);
+                }
+            }
+        }
+        let floors: Vec<String> = floors.iter().map(|&f| bench::format_ns(f as f64)).collect();
+        text.push_str(&format!(
+            "merged from {runs} runs measured apart: each latency compares with its own run's floor (p50 {})\n",
+            floors.join(", ")
+        ));
+    }
     if report.is_noisy() {
         return text;
     }
-    if let Some((transport, size, p50)) = fastest {
+    if let Some((transport, size, p50, floor)) = fastest {
+        let whose = if report.runs.is_some_and(|n| n > 1) {
+            "its run's floor"
+        } else {
+            "the floor"
+        };
         text.push_str(&format!(
-            "lowest: {transport} at {}, {:.1}× the floor\n",
+            "lowest: {transport} at {}, {:.1}× {whose}\n",
             bench::format_size(size),
-            p50 as f64 / floor.p50_ns.max(1) as f64
+            p50 as f64 / floor.max(1) as f64
         ));
     }
     text

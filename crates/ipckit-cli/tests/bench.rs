@@ -85,6 +85,7 @@ fn check_schema(doc: &Value) -> Vec<(String, String, u64)> {
         "notes",
         "rounds",
         "spread",
+        "runs",
     ];
     top.retain(|k| !optional.contains(k));
     assert_eq!(
@@ -177,6 +178,11 @@ fn check_cell(r: &Value) -> (String, String, u64) {
                     "p999_ns",
                     "max_ns",
                 ];
+                // Merged from several runs: the floor of the cell's own run, if it had one.
+                if let Some(f) = obj.get("run_floor_ns") {
+                    assert!(f.is_u64(), "{r}");
+                    want.push("run_floor_ns");
+                }
                 want.sort_unstable();
                 assert_eq!(keys, want, "{r}");
                 assert!(r["iterations"].as_u64().unwrap() >= 1, "{r}");
@@ -678,6 +684,46 @@ fn merge_joins_result_files_into_one_table_json_and_chart() {
     for name in ["pipe", "tcp", "iceoryx2"] {
         assert!(texts.iter().any(|t| t == name), "{name} in {texts:?}");
     }
+}
+
+/// Runs measured apart do not share a floor: merged, each latency is compared with its own
+/// run's (here the fastest cell is 1.1× its run's floor, 6.6× the first run's).
+#[test]
+fn merge_compares_each_latency_with_its_own_runs_floor() {
+    let dir = Dir::new("bench-merge-floors");
+    let run = |file: &str, floor: u64, transport: &str, p50: u64| {
+        let cell = |t: &str, p: u64| {
+            format!(
+                r#"{{"transport":"{t}","pattern":"latency","size":64,"iterations":10,"mean_ns":{p}.0,"p50_ns":{p},"p90_ns":{p},"p99_ns":{p},"p999_ns":{p},"max_ns":{p}}}"#
+            )
+        };
+        let path = dir.file(file);
+        std::fs::write(
+            &path,
+            format!(
+                r#"{{"machine":{{"cpus":2,"cpu_model":"x","kernel":"y"}},"results":[{}],"baseline":{}}}"#,
+                cell(transport, p50),
+                cell("cache-line", floor)
+            ),
+        )
+        .unwrap();
+        path
+    };
+    let (a, b) = (
+        run("a.json", 50, "slow", 400),
+        run("b.json", 300, "fast", 330),
+    );
+    let out = ipckit(&["bench", "merge", &a, &b]);
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    assert!(
+        stdout.contains("merged from 2 runs measured apart: each latency compares with its own run's floor (p50 50 ns, 300 ns)"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("lowest: fast at 64 B, 1.1× its run's floor"),
+        "{stdout}"
+    );
 }
 
 #[test]
