@@ -316,7 +316,12 @@ impl ConsumerRing {
     ) -> Result<Option<Record>, Corrupt> {
         let off = self.head & (self.cap - 1);
         // The header and the cache line after it: the payload's transfer overlaps the header's
-        // when a record has just been published.
+        // when a record has just been published. A trade: on an Intel host, without it a
+        // pinned 64-byte ping-pong took 330 ns one way instead of 252–300, and a 64-byte stream
+        // ran 805–840 MB/s instead of 690–770 (a consumer that has caught up prefetches lines
+        // the producer is writing). Prefetching only after a record or after several empty
+        // polls was no better than either; a producer's prefetch for writing of its record's
+        // lines made both worse.
         buf.prefetch(off as usize);
         let (len, stamp_found) = buf.read_header(off as usize);
         if stamp_found != stamp(self.head) {
