@@ -455,13 +455,20 @@ impl Report {
         Some(merged)
     }
 
-    /// This report as one of several runs being merged: each latency cell stamped with the
-    /// run's floor, unless the report is itself a merge (its cells already carry theirs).
+    /// This report as one of several runs being merged: each latency (not wake) cell stamped
+    /// with the run's floor, unless the report is itself a merge (its cells already carry theirs).
     fn into_run(mut self) -> Report {
         if self.runs.is_none() {
             let floor = self.baseline.as_ref().map(|b| b.p50_ns);
             for m in &mut self.results {
-                if let Measurement::Latency(l) = m {
+                // Wake-ups are not compared with the floor.
+                if let Measurement::Latency(
+                    l @ Latency {
+                        pattern: Pattern::Latency,
+                        ..
+                    },
+                ) = m
+                {
                     l.run_floor_ns = floor;
                 }
             }
