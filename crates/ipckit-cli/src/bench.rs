@@ -384,7 +384,8 @@ fn floor_line(report: &Report, table: &bench::Table) -> String {
             bench::format_ns(hi as f64),
         ));
     }
-    if let Some(runs) = report.runs.filter(|&n| n > 1) {
+    let merged_runs = report.runs.filter(|&n| n > 1);
+    if let Some(runs) = merged_runs {
         // The distinct floors of the merged runs' latency cells, in order of appearance.
         let mut floors: Vec<u64> = Vec::new();
         for m in &report.results {
@@ -404,7 +405,7 @@ fn floor_line(report: &Report, table: &bench::Table) -> String {
         return text;
     }
     if let Some((transport, size, p50, floor)) = fastest {
-        let whose = if report.runs.is_some_and(|n| n > 1) {
+        let whose = if merged_runs.is_some() {
             "its run's floor"
         } else {
             "the floor"
