@@ -96,10 +96,7 @@ pub fn render_svg(report: &Report) -> Result<String> {
         panel(
             &left,
             &lines(report, Pattern::Latency),
-            report
-                .baseline
-                .as_ref()
-                .map(|b| (b.transport.as_str(), b.p50_ns.max(1) as f64)),
+            &floors(report),
             "One-way latency, p50 (lower is better)",
             "p50 latency",
             &|y| format_ns(y),
@@ -108,7 +105,7 @@ pub fn render_svg(report: &Report) -> Result<String> {
         panel(
             &right,
             &lines(report, Pattern::Throughput),
-            None,
+            &Floors::default(),
             "Throughput (higher is better)",
             "bytes per second",
             &|y| format_rate(y),
@@ -119,10 +116,55 @@ pub fn render_svg(report: &Report) -> Result<String> {
     Ok(svg)
 }
 
+/// The floor lines of a latency panel: their p50s, and the legend that names them.
+#[derive(Debug, Default)]
+struct Floors {
+    p50s: Vec<f64>,
+    label: String,
+}
+
+/// The floors the report's latency cells compare with: the run's own, or, in a merge of runs
+/// measured apart, each run's (a line per distinct floor: one run's floor says nothing about
+/// another run's cells).
+fn floors(report: &Report) -> Floors {
+    let Some(b) = report.baseline.as_ref() else {
+        return Floors::default();
+    };
+    let mut p50s: Vec<u64> = match report.runs {
+        None => vec![b.p50_ns],
+        Some(_) => report
+            .results
+            .iter()
+            .filter_map(|m| match m {
+                Measurement::Latency(l) => report.floor_of(l),
+                _ => None,
+            })
+            .collect(),
+    };
+    p50s.sort_unstable();
+    p50s.dedup();
+    let label = match p50s.as_slice() {
+        [] => return Floors::default(),
+        [_] => format!("{} (floor, 8 B)", b.transport),
+        many => format!(
+            "{} (floor, 8 B) of each run: {}",
+            b.transport,
+            many.iter()
+                .map(|&ns| format_ns(ns as f64))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    };
+    Floors {
+        p50s: p50s.into_iter().map(|ns| ns.max(1) as f64).collect(),
+        label,
+    }
+}
+
 fn panel<DB: DrawingBackend>(
     area: &DrawingArea<DB, plotters::coord::Shift>,
     lines: &[Line],
-    floor: Option<(&str, f64)>,
+    floors: &Floors,
     caption: &str,
     y_desc: &str,
     y_format: &dyn Fn(f64) -> String,
@@ -145,7 +187,7 @@ fn panel<DB: DrawingBackend>(
         y0 = y0.min(y);
         y1 = y1.max(y);
     }
-    if let Some((_, y)) = floor {
+    for &y in &floors.p50s {
         y0 = y0.min(y);
         y1 = y1.max(y);
     }
@@ -187,14 +229,17 @@ fn panel<DB: DrawingBackend>(
             .draw_series(line.points.iter().map(|&p| Circle::new(p, 3, c.filled())))
             .map_err(chart_error)?;
     }
-    if let Some((name, y)) = floor {
-        // The floor across the whole size range: a grey line, named in the legend.
-        let style = ShapeStyle::from(BLACK.mix(0.45)).stroke_width(1);
-        chart
+    // Each floor across the whole size range: a grey line, the first named in the legend.
+    let style = ShapeStyle::from(BLACK.mix(0.45)).stroke_width(1);
+    for (i, &y) in floors.p50s.iter().enumerate() {
+        let series = chart
             .draw_series(LineSeries::new([(x0, y), (x1, y)], style))
-            .map_err(chart_error)?
-            .label(format!("{name} (floor, 8 B)"))
-            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], style));
+            .map_err(chart_error)?;
+        if i == 0 {
+            series
+                .label(floors.label.as_str())
+                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], style));
+        }
     }
     chart
         .configure_series_labels()

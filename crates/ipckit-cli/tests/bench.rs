@@ -713,7 +713,8 @@ fn merge_compares_each_latency_with_its_own_runs_floor() {
         run("a.json", 50, "slow", 400),
         run("b.json", 300, "fast", 330),
     );
-    let out = ipckit(&["bench", "merge", &a, &b]);
+    let svg = dir.file("merged.svg");
+    let out = ipckit(&["bench", "merge", &a, &b, "--svg", &svg]);
     let (stdout, stderr) = text(&out);
     assert!(out.status.success(), "{stdout}\n{stderr}");
     assert!(
@@ -723,6 +724,14 @@ fn merge_compares_each_latency_with_its_own_runs_floor() {
     assert!(
         stdout.contains("lowest: fast at 64 B, 1.1× its run's floor"),
         "{stdout}"
+    );
+    // The chart draws each run's floor, not the first run's alone.
+    let texts = svg_texts(Path::new(&svg));
+    assert!(
+        texts
+            .iter()
+            .any(|t| t == "cache-line (floor, 8 B) of each run: 50 ns, 300 ns"),
+        "{texts:?}"
     );
 }
 
