@@ -35,6 +35,40 @@ fn messages_arrive_in_order_with_their_content_across_wrap_around() {
     assert!(matches!(rx.try_recv(), Err(Error::WouldBlock { .. })));
 }
 
+#[test]
+fn messages_arrive_whole_at_every_length_and_cache_line_offset() {
+    // `send` writes a large payload in two parts (the bytes on the header's cache line last);
+    // every payload length around the sizes where it starts, at each of the eight offsets a
+    // record can start at within a cache line, arrives as sent.
+    let (name, _guard) = channel_name("split");
+    let mut rx = Options::new()
+        .lane_capacity(64 * 1024)
+        .consumer(&name)
+        .unwrap();
+    let mut tx = Producer::open(&name).unwrap();
+    let mut seq = 0u64;
+    let mut buf = Vec::new();
+    for shift in 0..8 {
+        for len in (16..200)
+            .chain(440..640)
+            .chain(1000..1100)
+            .chain([4095, 4096, 4097])
+        {
+            // A record of 8 to 64 bytes first moves the next one along its cache line.
+            let filler = [7u8; 56];
+            let filler = &filler[..8 * ((shift + len) % 8)];
+            tx.send(filler).unwrap();
+            assert_eq!(rx.try_recv_into(&mut buf).unwrap(), Some(filler.len()));
+            let m = message(0, seq, len);
+            tx.send(&m).unwrap();
+            assert_eq!(rx.try_recv_into(&mut buf).unwrap(), Some(len));
+            assert_eq!(buf, m, "length {len}, shift {shift}");
+            assert_eq!(check(&buf), (0, seq));
+            seq += 1;
+        }
+    }
+}
+
 fn would_block(r: ipckit::Result<impl std::fmt::Debug>) -> bool {
     matches!(r, Err(Error::WouldBlock { .. }))
 }

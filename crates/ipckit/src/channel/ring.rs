@@ -242,16 +242,35 @@ impl ProducerRing {
         consumer: &WaitCell,
         r: Reservation,
     ) {
-        // The next header's place, if free, must not hold a stale payload word that could pass
-        // for the next record. Cleared before the Release store below publishes this record, so
-        // a consumer that sees the record also sees the cleared word. (A consumer head that
-        // fails validation counts as "not free": then only garbage can follow, never UB.)
+        self.clear_next(ctl, buf, &r);
+        self.publish_record(ctl, buf, consumer, r);
+    }
+
+    /// The first half of `commit`: the next header's place, if free, must not hold a stale
+    /// payload word that could pass for the next record. Cleared before the Release store of
+    /// `publish_record` publishes this record, so a consumer that sees the record also sees the
+    /// cleared word. (A consumer head that fails validation counts as "not free": then only
+    /// garbage can follow, never UB.)
+    #[inline(always)]
+    pub(crate) fn clear_next(&mut self, ctl: &LaneCtl, buf: &RingBuf, r: &Reservation) {
         if matches!(
             self.has_room(ctl, r.end.wrapping_sub(self.tail) + 8),
             Ok(true)
         ) {
             buf.clear_header((r.end & (self.cap - 1)) as usize);
         }
+    }
+
+    /// The second half of `commit`, after `clear_next` and the whole payload: publishes the
+    /// record by its header's Release store.
+    #[inline(always)]
+    pub(crate) fn publish_record(
+        &mut self,
+        ctl: &LaneCtl,
+        buf: &RingBuf,
+        consumer: &WaitCell,
+        r: Reservation,
+    ) {
         buf.write_header((r.start & (self.cap - 1)) as usize, r.len, stamp(r.start));
         if let Some(pad) = r.pad {
             // Last: the consumer reaches the record at offset 0 only through the pad, so the
