@@ -96,6 +96,13 @@ impl Reservation {
         (self.start as usize & (cap - 1)) + RECORD_HEADER
     }
 
+    /// Whether the record ends on a 64-byte boundary, so that the next header's place (which
+    /// `clear_next` clears) is on a cache line the record does not touch.
+    #[inline]
+    pub(crate) fn ends_on_a_line(&self) -> bool {
+        self.end.is_multiple_of(64)
+    }
+
     /// Payload length in bytes.
     pub(crate) fn len(&self) -> usize {
         self.len as usize
@@ -842,8 +849,10 @@ mod tests {
         assert_eq!(record_size(big.len()) + 8, CAP as u64);
         tx.send(&[]).unwrap();
         assert_eq!(rx.try_recv().unwrap().as_deref(), Some(&[][..]));
-        // Lap 1: records of several sizes, so that the next header's place lands on forged words.
-        for len in [16, 0, 40, 8, 200, 24] {
+        // Lap 1: records of several sizes, so that the next header's place lands on forged words,
+        // on the record's last cache line or (56, 120, 24 and 8 here) on the next one, which
+        // `send` clears before writing the payload.
+        for len in [56, 120, 16, 0, 24, 40, 8, 200, 24] {
             let msg = vec![0xab; len];
             tx.send(&msg).unwrap();
             assert_eq!(rx.try_recv().unwrap().as_deref(), Some(&msg[..]));
