@@ -5,7 +5,7 @@ use std::os::fd::BorrowedFd;
 use std::time::Duration;
 
 use super::atomic::Ordering;
-use super::header::{CONSUMER_ATTACHED, CONSUMER_CLOSED, CONSUMER_LOCK_BYTE, LANE_CLOSED};
+use super::header::{LaneCtl, CONSUMER_ATTACHED, CONSUMER_CLOSED, CONSUMER_LOCK_BYTE, LANE_CLOSED};
 use super::ring::{ProducerRing, Reservation, RingBuf};
 use super::segment::Segment;
 use super::wait::{wait_for, CheckDue, Deadline, Wait};
@@ -175,7 +175,6 @@ impl Producer {
     fn send_with(&mut self, op: &'static str, msg: &[u8], patience: Patience) -> Result<()> {
         let r = self.reserve_in_ring(op, msg.len(), patience)?;
         let off = r.payload_offset(self.buf_cap());
-        let ctl = self.seg.lane(self.lane);
         // The order of the stores, all before the header's Release store whatever it is, decides
         // how often a consumer that polls the header's line takes a line back mid-write:
         // - a record that ends on a cache line has the next header's place (`clear_next`) on a
@@ -186,19 +185,15 @@ impl Producer {
         //   292–330 ns, 120 B 381–417 → 340–370 ns, 24 B 309–340 → 264–277 ns; 64 B and 1 KiB
         //   unchanged. Otherwise the clear lands on the record's last line and goes after the
         //   payload: clearing first there made 64 B 266–292 → 402–466 ns.
-        // - from SPLIT_MIN bytes, the payload's bytes on the header's line go last.
+        // - from SPLIT_MIN bytes, the payload's bytes on the header's line go last
+        //   (`write_split`, out of line: this path is kept short for small messages).
+        let ctl = self.seg.lane(self.lane);
         let clear_first = r.ends_on_a_line();
         if clear_first {
             self.ring.clear_next(ctl, &self.buf, &r);
         }
-        let on_header_line = (CACHE_LINE - off % CACHE_LINE) % CACHE_LINE;
-        if msg.len() >= SPLIT_MIN && on_header_line > 0 {
-            let (first, rest) = msg.split_at(on_header_line);
-            self.buf.write(off + on_header_line, rest);
-            if !clear_first {
-                self.ring.clear_next(ctl, &self.buf, &r);
-            }
-            self.buf.write(off, first);
+        if msg.len() >= SPLIT_MIN {
+            write_split(&mut self.ring, ctl, &self.buf, &r, off, msg, !clear_first);
         } else {
             self.buf.write(off, msg);
             if !clear_first {
@@ -514,4 +509,26 @@ impl fmt::Debug for SendSlot<'_> {
             .field("len", &self.res.as_ref().map(Reservation::len))
             .finish()
     }
+}
+
+/// `send_with`'s writing of a payload of at least SPLIT_MIN bytes at `off`: the bytes after the header's
+/// cache line, the clear of the next header's place (if `clear`), then the bytes on the header's
+/// line.
+#[inline(never)]
+fn write_split(
+    ring: &mut ProducerRing,
+    ctl: &LaneCtl,
+    buf: &RingBuf,
+    r: &Reservation,
+    off: usize,
+    msg: &[u8],
+    clear: bool,
+) {
+    let on_header_line = (CACHE_LINE - off % CACHE_LINE) % CACHE_LINE;
+    let (first, rest) = msg.split_at(on_header_line);
+    buf.write(off + on_header_line, rest);
+    if clear {
+        ring.clear_next(ctl, buf, r);
+    }
+    buf.write(off, first);
 }
