@@ -177,14 +177,16 @@ impl Producer {
         let off = r.payload_offset(self.buf_cap());
         // The order of the stores, all before the header's Release store whatever it is, decides
         // how often a consumer that polls the header's line takes a line back mid-write:
-        // - a record that ends on a cache line has the next header's place (`clear_next`) on a
-        //   line of its own, cleared first, so that line's transfer overlaps the payload's
-        //   instead of delaying the header. Pinned ping-pong on an Intel Xeon VM, interleaved
-        //   builds (`ipckit bench --pin --transports channel,channel-spin --sizes
-        //   24,56,64,120,1K --pattern latency --iterations 20000`): 56 B one way 381–411 →
-        //   292–330 ns, 120 B 381–417 → 340–370 ns, 24 B 309–340 → 264–277 ns; 64 B and 1 KiB
-        //   unchanged. Otherwise the clear lands on the record's last line and goes after the
-        //   payload: clearing first there made 64 B 266–292 → 402–466 ns.
+        // - a record of whole cache lines that ends on a line has the next header's place
+        //   (`clear_next`) on a line of its own, cleared first, so that line's transfer overlaps
+        //   the payload's instead of delaying the header. Pinned ping-pong on an Intel Xeon VM,
+        //   interleaved builds (`ipckit bench --pin --transports channel,channel-spin --sizes
+        //   24,56,64,120,1K --pattern latency --iterations 20000`): 56 B one way 359–386 →
+        //   290–305 ns, 120 B 339–388 → 332–341 ns; 64 B and 1 KiB unchanged. (Doing so for
+        //   every record that ends on a line also took 24 B from 309–340 to 264–277 ns, but
+        //   cost 64-byte sends a test per record: see `ends_on_a_line`.) Otherwise the clear
+        //   goes after the payload: clearing first where it lands on the record's last line
+        //   made 64 B 266–292 → 402–466 ns.
         // - from SPLIT_MIN bytes, the payload's bytes on the header's line go last
         //   (`write_split`, out of line: this path is kept short for small messages).
         let ctl = self.seg.lane(self.lane);
