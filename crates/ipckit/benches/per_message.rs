@@ -22,6 +22,8 @@ use std::io::{Read, Write};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use ipckit::channel::Options;
 
+mod common;
+
 const SIZES: [usize; 3] = [64, 1024, 8192];
 
 fn per_message(c: &mut Criterion) {
@@ -49,12 +51,7 @@ fn per_message(c: &mut Criterion) {
             b.iter(|| {
                 ring_tx.push_entire_slice(&msg).expect("room");
                 let chunk = ring_rx.read_chunk(size).expect("a message");
-                let (first, second) = chunk.as_slices();
-                out.clear();
-                out.extend_from_slice(first);
-                out.extend_from_slice(second);
-                chunk.commit_all();
-                std::hint::black_box(&mut out);
+                common::take_chunk(chunk, &mut out);
             })
         });
 

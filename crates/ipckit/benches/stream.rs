@@ -21,6 +21,8 @@ use std::time::{Duration, Instant};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use ipckit::channel::{Options, Wait};
 
+mod common;
+
 const SIZES: [usize; 2] = [64, 1024];
 /// Ring bytes: the channel's default lane capacity, for both rings.
 const RING: usize = 64 * 1024;
@@ -86,12 +88,7 @@ fn stream(c: &mut Criterion) {
                                     Err(_) => spin_loop(),
                                 }
                             };
-                            let (first, second) = chunk.as_slices();
-                            out.clear();
-                            out.extend_from_slice(first);
-                            out.extend_from_slice(second);
-                            chunk.commit_all();
-                            std::hint::black_box(&mut out);
+                            common::take_chunk(chunk, &mut out);
                         }
                     },
                 )
