@@ -486,6 +486,21 @@ impl Report {
         }
     }
 
+    /// The distinct floors (p50) that the report's latency cells compare with
+    /// ([`floor_of`](Self::floor_of)), in order of first appearance: one for a single run, one
+    /// per run in a merge of runs measured apart.
+    pub fn floors_compared(&self) -> Vec<u64> {
+        let mut floors = Vec::new();
+        for m in &self.results {
+            if let Measurement::Latency(l) = m {
+                if let Some(f) = self.floor_of(l).filter(|f| !floors.contains(f)) {
+                    floors.push(f);
+                }
+            }
+        }
+        floors
+    }
+
     /// The transports, in order of first appearance (measured or skipped).
     pub fn transports(&self) -> Vec<String> {
         let mut seen = Vec::new();

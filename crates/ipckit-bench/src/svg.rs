@@ -130,19 +130,8 @@ fn floors(report: &Report) -> Floors {
     let Some(b) = report.baseline.as_ref() else {
         return Floors::default();
     };
-    let mut p50s: Vec<u64> = match report.runs {
-        None => vec![b.p50_ns],
-        Some(_) => report
-            .results
-            .iter()
-            .filter_map(|m| match m {
-                Measurement::Latency(l) => report.floor_of(l),
-                _ => None,
-            })
-            .collect(),
-    };
+    let mut p50s = report.floors_compared();
     p50s.sort_unstable();
-    p50s.dedup();
     let label = match p50s.as_slice() {
         [] => return Floors::default(),
         [_] => format!("{} (floor, 8 B)", b.transport),

@@ -386,16 +386,11 @@ fn floor_line(report: &Report, table: &bench::Table) -> String {
     }
     let merged_runs = report.runs.filter(|&n| n > 1);
     if let Some(runs) = merged_runs {
-        // The distinct floors of the merged runs' latency cells, in order of appearance.
-        let mut floors: Vec<u64> = Vec::new();
-        for m in &report.results {
-            if let bench::Measurement::Latency(l) = m {
-                if let Some(f) = l.run_floor_ns.filter(|f| !floors.contains(f)) {
-                    floors.push(f);
-                }
-            }
-        }
-        let floors: Vec<String> = floors.iter().map(|&f| bench::format_ns(f as f64)).collect();
+        let floors: Vec<String> = report
+            .floors_compared()
+            .iter()
+            .map(|&f| bench::format_ns(f as f64))
+            .collect();
         text.push_str(&format!(
             "merged from {runs} runs measured apart: each latency compares with its own run's floor (p50 {})\n",
             floors.join(", ")
