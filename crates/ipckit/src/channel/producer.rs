@@ -6,15 +6,13 @@ use std::time::Duration;
 
 use super::atomic::Ordering;
 use super::header::{LaneCtl, CONSUMER_ATTACHED, CONSUMER_CLOSED, CONSUMER_LOCK_BYTE, LANE_CLOSED};
-use super::ring::{ProducerRing, Reservation, RingBuf};
+use super::ring::{ProducerRing, Reservation, RingBuf, CACHE_LINE};
 use super::segment::Segment;
 use super::wait::{wait_for, CheckDue, Deadline, Wait};
 use super::{Options, Patience};
 use crate::error::{Error, Result};
 use crate::shared::SharedSlice;
 
-/// Bytes of a cache line (rings are page-aligned, so their lines start at multiples of it).
-const CACHE_LINE: usize = 64;
 /// From this many bytes, `send` writes the payload's bytes on the header's cache line last,
 /// right before the header. A consumer that has caught up polls that line, and takes it back
 /// while the rest of a long payload is written, so that the header's store must fetch it once
@@ -513,9 +511,9 @@ impl fmt::Debug for SendSlot<'_> {
     }
 }
 
-/// `send_with`'s writing of a payload of at least SPLIT_MIN bytes at `off`: the bytes after the header's
-/// cache line, the clear of the next header's place (if `clear`), then the bytes on the header's
-/// line.
+/// `send_with`'s writing of a payload of at least SPLIT_MIN bytes at `off`: the bytes after the
+/// header's cache line, the clear of the next header's place (if `clear`), then the bytes on the
+/// header's line.
 #[inline(never)]
 fn write_split(
     ring: &mut ProducerRing,

@@ -53,6 +53,8 @@ use super::wait::WaitCell;
 pub(crate) const RECORD_HEADER: usize = 8;
 /// The `len` of a pad record.
 const PAD: u32 = u32::MAX;
+/// Bytes of a cache line (rings are page-aligned, so their lines start at multiples of it).
+pub(crate) const CACHE_LINE: usize = 64;
 
 /// What failed validation in a lane (the caller adds the channel and lane).
 #[derive(Debug)]
@@ -104,7 +106,8 @@ impl Reservation {
     /// one-thread send and receive of 64 bytes about 2.5 ns, a tenth.)
     #[inline]
     pub(crate) fn ends_on_a_line(&self) -> bool {
-        self.end.wrapping_sub(self.start).is_multiple_of(64) && self.end.is_multiple_of(64)
+        let line = CACHE_LINE as u64;
+        self.end.wrapping_sub(self.start).is_multiple_of(line) && self.end.is_multiple_of(line)
     }
 
     /// Payload length in bytes.
@@ -515,7 +518,7 @@ mod buf {
         #[inline]
         pub(crate) fn prefetch(&self, off: usize) {
             #[cfg(target_arch = "x86_64")]
-            for line in [off, off + 64] {
+            for line in [off, off + super::CACHE_LINE] {
                 if line < self.cap {
                     let p = self.ptr(line, 0);
                     // SAFETY: `_mm_prefetch` needs SSE, which every x86-64 CPU has; it takes
