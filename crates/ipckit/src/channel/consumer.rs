@@ -10,7 +10,7 @@ use super::header::{
 };
 use super::ring::{ConsumerRing, Corrupt, Record, RingBuf};
 use super::segment::Segment;
-use super::wait::{wait_for, CheckDue, Wait};
+use super::wait::{wait_for, CheckDue, SpinWindow, Wait};
 use super::{Options, Patience};
 use crate::error::{Error, Result};
 use crate::shared::SharedSlice;
@@ -36,6 +36,9 @@ pub struct Consumer {
     seg: Segment,
     st: State,
     wait: Wait,
+    /// How long a wait for a message polls on before it sleeps (learnt from this consumer's
+    /// waits).
+    window: SpinWindow,
     closed: bool,
 }
 
@@ -123,6 +126,7 @@ impl Consumer {
                 last_check: CheckDue::default(),
             },
             wait,
+            window: SpinWindow::default(),
             closed: false,
         })
     }
@@ -289,6 +293,7 @@ impl Consumer {
             None => wait_for(
                 &seg.header().consumer_wait,
                 self.wait,
+                &mut self.window,
                 patience.deadline(),
                 poll,
             )?,

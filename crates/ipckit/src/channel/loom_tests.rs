@@ -14,7 +14,7 @@ use loom::thread;
 use super::atomic::Ordering;
 use super::header::LaneCtl;
 use super::ring::{ConsumerRing, ProducerRing, RingBuf};
-use super::wait::{wait_for, Deadline, Wait, WaitCell};
+use super::wait::{wait_for, Deadline, SpinWindow, Wait, WaitCell};
 
 /// One lane's shared state plus the consumer's wait cell (the header's, in a real segment).
 struct Lane {
@@ -39,10 +39,16 @@ fn payload(tag: u8, len: usize) -> Vec<u8> {
 
 /// A blocking send, as `Producer::send` does it: wait for room on the lane's cell, write, commit.
 fn send(ring: &mut ProducerRing, lane: &Lane, consumer: &WaitCell, msg: &[u8]) {
-    let r = wait_for(&lane.ctl.space, Wait::Blocking, Deadline::Never, || {
-        ring.try_reserve(&lane.ctl, &lane.buf, consumer, msg.len())
-            .map_err(|c| c.0)
-    })
+    let r = wait_for(
+        &lane.ctl.space,
+        Wait::Blocking,
+        &mut SpinWindow::default(),
+        Deadline::Never,
+        || {
+            ring.try_reserve(&lane.ctl, &lane.buf, consumer, msg.len())
+                .map_err(|c| c.0)
+        },
+    )
     .unwrap()
     .expect("no deadline");
     lane.buf.write(r.payload_offset(CAP), msg);
@@ -89,9 +95,13 @@ fn spsc_records_wrap_around_in_order_and_intact() {
         let (lane, consumer) = &*shared;
         let mut ring = ConsumerRing::new(CAP, 0).unwrap();
         for (tag, len) in [(1u8, 5usize), (2, 20), (3, 13)] {
-            let got = wait_for(consumer, Wait::Blocking, Deadline::Never, || {
-                take(&mut ring, lane)
-            })
+            let got = wait_for(
+                consumer,
+                Wait::Blocking,
+                &mut SpinWindow::default(),
+                Deadline::Never,
+                || take(&mut ring, lane),
+            )
             .unwrap()
             .expect("no deadline");
             assert_eq!(got, payload(tag, len));
@@ -127,16 +137,22 @@ fn two_producers_two_lanes_keep_per_producer_order() {
         let mut next = [0u8; 2];
         let mut start = 0;
         for _ in 0..4 {
-            let got = wait_for(consumer, Wait::Blocking, Deadline::Never, || {
-                for k in 0..2 {
-                    let i = (start + k) % 2;
-                    if let Some(m) = take(&mut rings[i], &lanes[i])? {
-                        start = i + 1;
-                        return Ok::<_, String>(Some(m));
+            let got = wait_for(
+                consumer,
+                Wait::Blocking,
+                &mut SpinWindow::default(),
+                Deadline::Never,
+                || {
+                    for k in 0..2 {
+                        let i = (start + k) % 2;
+                        if let Some(m) = take(&mut rings[i], &lanes[i])? {
+                            start = i + 1;
+                            return Ok::<_, String>(Some(m));
+                        }
                     }
-                }
-                Ok(None)
-            })
+                    Ok(None)
+                },
+            )
             .unwrap()
             .expect("no deadline");
             let p = got[0] as usize;
@@ -203,9 +219,13 @@ fn sleeping_consumer_is_woken_by_a_concurrent_send() {
         });
         let (lane, consumer) = &*shared;
         let mut ring = ConsumerRing::new(CAP, 0).unwrap();
-        let got = wait_for(consumer, Wait::Blocking, Deadline::Never, || {
-            take(&mut ring, lane)
-        })
+        let got = wait_for(
+            consumer,
+            Wait::Blocking,
+            &mut SpinWindow::default(),
+            Deadline::Never,
+            || take(&mut ring, lane),
+        )
         .unwrap()
         .expect("no deadline");
         assert_eq!(got, b"wake");
@@ -242,9 +262,13 @@ fn stale_payload_words_are_never_read_as_headers() {
         let (lane, consumer) = &*shared;
         let mut ring = ConsumerRing::new(CAP, 0).unwrap();
         for m in &msgs {
-            let got = wait_for(consumer, Wait::Blocking, Deadline::Never, || {
-                take(&mut ring, lane)
-            })
+            let got = wait_for(
+                consumer,
+                Wait::Blocking,
+                &mut SpinWindow::default(),
+                Deadline::Never,
+                || take(&mut ring, lane),
+            )
             .unwrap()
             .expect("no deadline");
             assert_eq!(&got, m);
@@ -268,10 +292,16 @@ fn dropped_wrapping_reservation_is_never_seen() {
             // 40 bytes (0..48): 16 bytes left before the end.
             send(&mut ring, lane, consumer, &payload(1, 40));
             // 24 bytes (32 with the header) do not fit in 16: pad + record, when there is room.
-            let r = wait_for(&lane.ctl.space, Wait::Blocking, Deadline::Never, || {
-                ring.try_reserve(&lane.ctl, &lane.buf, consumer, 24)
-                    .map_err(|c| c.0)
-            })
+            let r = wait_for(
+                &lane.ctl.space,
+                Wait::Blocking,
+                &mut SpinWindow::default(),
+                Deadline::Never,
+                || {
+                    ring.try_reserve(&lane.ctl, &lane.buf, consumer, 24)
+                        .map_err(|c| c.0)
+                },
+            )
             .unwrap()
             .expect("no deadline");
             lane.buf.write(r.payload_offset(CAP), &payload(9, 24));
@@ -282,9 +312,13 @@ fn dropped_wrapping_reservation_is_never_seen() {
         let (lane, consumer) = &*shared;
         let mut ring = ConsumerRing::new(CAP, 0).unwrap();
         for (tag, len) in [(1u8, 40usize), (2, 8), (3, 24)] {
-            let got = wait_for(consumer, Wait::Blocking, Deadline::Never, || {
-                take(&mut ring, lane)
-            })
+            let got = wait_for(
+                consumer,
+                Wait::Blocking,
+                &mut SpinWindow::default(),
+                Deadline::Never,
+                || take(&mut ring, lane),
+            )
             .unwrap()
             .expect("no deadline");
             assert_eq!(got, payload(tag, len));

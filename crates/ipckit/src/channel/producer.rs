@@ -8,7 +8,7 @@ use super::atomic::Ordering;
 use super::header::{LaneCtl, CONSUMER_ATTACHED, CONSUMER_CLOSED, CONSUMER_LOCK_BYTE, LANE_CLOSED};
 use super::ring::{ProducerRing, Reservation, RingBuf, CACHE_LINE};
 use super::segment::Segment;
-use super::wait::{wait_for, CheckDue, Deadline, Wait};
+use super::wait::{wait_for, CheckDue, Deadline, SpinWindow, Wait};
 use super::{Options, Patience};
 use crate::error::{Error, Result};
 use crate::shared::SharedSlice;
@@ -34,6 +34,8 @@ pub struct Producer {
     ring: ProducerRing,
     buf: RingBuf,
     wait: Wait,
+    /// How long a wait for room polls on before it sleeps (learnt from this producer's waits).
+    window: SpinWindow,
     /// When the consumer's liveness was last checked (at most every 100 ms, `SLICE`, while waiting).
     last_check: CheckDue,
     closed: bool,
@@ -93,6 +95,7 @@ impl Producer {
             ring,
             buf,
             wait,
+            window: SpinWindow::default(),
             last_check: CheckDue::default(),
             closed: false,
         })
@@ -333,7 +336,13 @@ impl Producer {
         if let Some(r) = poll()? {
             return Ok(r);
         }
-        let got = wait_for(&ctl.space, self.wait, patience.deadline(), poll)?;
+        let got = wait_for(
+            &ctl.space,
+            self.wait,
+            &mut self.window,
+            patience.deadline(),
+            poll,
+        )?;
         got.ok_or_else(|| patience.error(op, seg.object(), "the lane is full"))
     }
 
@@ -394,7 +403,16 @@ impl Producer {
                 _ => Ok(None),
             }
         };
-        let got = wait_for(&ctl.space, self.wait, Deadline::after(timeout), poll)?;
+        // A window of its own: one wait for the rest to be received says nothing of how soon
+        // room comes back while sending.
+        let mut window = SpinWindow::default();
+        let got = wait_for(
+            &ctl.space,
+            self.wait,
+            &mut window,
+            Deadline::after(timeout),
+            poll,
+        )?;
         got.ok_or_else(|| Error::Timeout {
             op: OP,
             object: seg.object().clone(),
