@@ -326,6 +326,20 @@ fn measure_iceoryx2(plan: &Plan, round: u32) -> Result<Report, Error> {
     }
 }
 
+/// The report of an iceoryx2 run, before its cells: with `--pin`, the placement it ran on, as
+/// ipckit's runs record theirs, so that merging the two does not call them differently placed.
+fn iceoryx2_report(plan: &Plan) -> Report {
+    let mut report = Report::new(Machine::current());
+    report.placement = plan.cpus.map(|(mine, theirs)| {
+        ipckit_bench::placement::placement(
+            std::path::Path::new(ipckit_bench::placement::SYSFS_CPUS),
+            mine,
+            theirs,
+        )
+    });
+    report
+}
+
 fn measure_iceoryx2_here(plan: &Plan, round: u32) -> Result<Report, Error> {
     let run = format!("{}-{round}", std::process::id());
     let cells: Vec<String> = ["l", "t"]
@@ -347,7 +361,7 @@ fn measure_iceoryx2_here(plan: &Plan, round: u32) -> Result<Report, Error> {
             std::thread::sleep(Duration::from_millis(20));
             while e.rx.receive()?.is_some() {}
         }
-        let mut report = Report::new(Machine::current());
+        let mut report = iceoryx2_report(plan);
         for pattern in [Pattern::Latency, Pattern::Throughput] {
             for size in SIZES {
                 eprintln!("iceoryx2 {pattern} {size} B");
@@ -715,6 +729,45 @@ mod tests {
             assert!(ICEORYX2_SETTINGS.contains(s), "{s}");
         }
         assert_eq!((SUBSCRIBER_BUFFER, HISTORY), (16, 0));
+    }
+
+    /// A pinned iceoryx2 run says where it ran, so the merge with ipckit's run (pinned the
+    /// same way) has no "different placements" note; it had one, calling iceoryx2's unpinned.
+    #[test]
+    fn a_pinned_iceoryx2_run_records_its_placement() {
+        let plan = |cpus| Plan {
+            iterations: 1,
+            duration: Duration::from_millis(1),
+            cpus,
+        };
+        let pinned = iceoryx2_report(&plan(Some((0, 1))));
+        let p = pinned.placement.clone().expect("a placement");
+        assert_eq!((p.host_cpu, p.peer_cpu), (0, 1));
+        assert_eq!(iceoryx2_report(&plan(None)).placement, None);
+
+        let mut ipc = Report::new(Machine::current());
+        ipc.placement = pinned.placement.clone();
+        let mut ice = pinned;
+        for r in [&mut ipc, &mut ice] {
+            r.results.push(Measurement::Throughput(Throughput {
+                transport: "x".into(),
+                pattern: Pattern::Throughput,
+                size: 64,
+                messages: 1,
+                seconds: 1.0,
+                msgs_per_sec: 1.0,
+                bytes_per_sec: 1.0,
+            }));
+        }
+        let merged = ipckit_bench::Report::merge([ipc, ice]).unwrap();
+        assert!(
+            !merged
+                .notes
+                .iter()
+                .any(|n| n.contains("different placements")),
+            "{:?}",
+            merged.notes
+        );
     }
 
     #[test]
