@@ -37,18 +37,26 @@ fn payload(tag: u8, len: usize) -> Vec<u8> {
         .collect()
 }
 
-/// A blocking send, as `Producer::send` does it: wait for room on the lane's cell, write, commit.
-fn send(ring: &mut ProducerRing, lane: &Lane, consumer: &WaitCell, msg: &[u8]) {
-    let r = wait_for(
-        &lane.ctl.space,
+/// `wait_for` as the channel's blocking waits call it: no deadline, a waiter's first window.
+fn block_on<T, E>(
+    cell: &WaitCell,
+    poll: impl FnMut() -> Result<Option<T>, E>,
+) -> Result<Option<T>, E> {
+    wait_for(
+        cell,
         Wait::Blocking,
         &mut SpinWindow::default(),
         Deadline::Never,
-        || {
-            ring.try_reserve(&lane.ctl, &lane.buf, consumer, msg.len())
-                .map_err(|c| c.0)
-        },
+        poll,
     )
+}
+
+/// A blocking send, as `Producer::send` does it: wait for room on the lane's cell, write, commit.
+fn send(ring: &mut ProducerRing, lane: &Lane, consumer: &WaitCell, msg: &[u8]) {
+    let r = block_on(&lane.ctl.space, || {
+        ring.try_reserve(&lane.ctl, &lane.buf, consumer, msg.len())
+            .map_err(|c| c.0)
+    })
     .unwrap()
     .expect("no deadline");
     lane.buf.write(r.payload_offset(CAP), msg);
@@ -95,15 +103,9 @@ fn spsc_records_wrap_around_in_order_and_intact() {
         let (lane, consumer) = &*shared;
         let mut ring = ConsumerRing::new(CAP, 0).unwrap();
         for (tag, len) in [(1u8, 5usize), (2, 20), (3, 13)] {
-            let got = wait_for(
-                consumer,
-                Wait::Blocking,
-                &mut SpinWindow::default(),
-                Deadline::Never,
-                || take(&mut ring, lane),
-            )
-            .unwrap()
-            .expect("no deadline");
+            let got = block_on(consumer, || take(&mut ring, lane))
+                .unwrap()
+                .expect("no deadline");
             assert_eq!(got, payload(tag, len));
         }
         producer.join().unwrap();
@@ -137,22 +139,16 @@ fn two_producers_two_lanes_keep_per_producer_order() {
         let mut next = [0u8; 2];
         let mut start = 0;
         for _ in 0..4 {
-            let got = wait_for(
-                consumer,
-                Wait::Blocking,
-                &mut SpinWindow::default(),
-                Deadline::Never,
-                || {
-                    for k in 0..2 {
-                        let i = (start + k) % 2;
-                        if let Some(m) = take(&mut rings[i], &lanes[i])? {
-                            start = i + 1;
-                            return Ok::<_, String>(Some(m));
-                        }
+            let got = block_on(consumer, || {
+                for k in 0..2 {
+                    let i = (start + k) % 2;
+                    if let Some(m) = take(&mut rings[i], &lanes[i])? {
+                        start = i + 1;
+                        return Ok::<_, String>(Some(m));
                     }
-                    Ok(None)
-                },
-            )
+                }
+                Ok(None)
+            })
             .unwrap()
             .expect("no deadline");
             let p = got[0] as usize;
@@ -219,15 +215,9 @@ fn sleeping_consumer_is_woken_by_a_concurrent_send() {
         });
         let (lane, consumer) = &*shared;
         let mut ring = ConsumerRing::new(CAP, 0).unwrap();
-        let got = wait_for(
-            consumer,
-            Wait::Blocking,
-            &mut SpinWindow::default(),
-            Deadline::Never,
-            || take(&mut ring, lane),
-        )
-        .unwrap()
-        .expect("no deadline");
+        let got = block_on(consumer, || take(&mut ring, lane))
+            .unwrap()
+            .expect("no deadline");
         assert_eq!(got, b"wake");
         producer.join().unwrap();
     });
@@ -262,15 +252,9 @@ fn stale_payload_words_are_never_read_as_headers() {
         let (lane, consumer) = &*shared;
         let mut ring = ConsumerRing::new(CAP, 0).unwrap();
         for m in &msgs {
-            let got = wait_for(
-                consumer,
-                Wait::Blocking,
-                &mut SpinWindow::default(),
-                Deadline::Never,
-                || take(&mut ring, lane),
-            )
-            .unwrap()
-            .expect("no deadline");
+            let got = block_on(consumer, || take(&mut ring, lane))
+                .unwrap()
+                .expect("no deadline");
             assert_eq!(&got, m);
         }
         producer.join().unwrap();
@@ -292,16 +276,10 @@ fn dropped_wrapping_reservation_is_never_seen() {
             // 40 bytes (0..48): 16 bytes left before the end.
             send(&mut ring, lane, consumer, &payload(1, 40));
             // 24 bytes (32 with the header) do not fit in 16: pad + record, when there is room.
-            let r = wait_for(
-                &lane.ctl.space,
-                Wait::Blocking,
-                &mut SpinWindow::default(),
-                Deadline::Never,
-                || {
-                    ring.try_reserve(&lane.ctl, &lane.buf, consumer, 24)
-                        .map_err(|c| c.0)
-                },
-            )
+            let r = block_on(&lane.ctl.space, || {
+                ring.try_reserve(&lane.ctl, &lane.buf, consumer, 24)
+                    .map_err(|c| c.0)
+            })
             .unwrap()
             .expect("no deadline");
             lane.buf.write(r.payload_offset(CAP), &payload(9, 24));
@@ -312,15 +290,9 @@ fn dropped_wrapping_reservation_is_never_seen() {
         let (lane, consumer) = &*shared;
         let mut ring = ConsumerRing::new(CAP, 0).unwrap();
         for (tag, len) in [(1u8, 40usize), (2, 8), (3, 24)] {
-            let got = wait_for(
-                consumer,
-                Wait::Blocking,
-                &mut SpinWindow::default(),
-                Deadline::Never,
-                || take(&mut ring, lane),
-            )
-            .unwrap()
-            .expect("no deadline");
+            let got = block_on(consumer, || take(&mut ring, lane))
+                .unwrap()
+                .expect("no deadline");
             assert_eq!(got, payload(tag, len));
         }
         producer.join().unwrap();

@@ -598,6 +598,15 @@ mod tests {
         assert_eq!(window.limit.as_micros(), 50);
     }
 
+    /// `wait_for` by a new waiter (a fresh cell, no window yet).
+    fn wait_fresh(
+        mode: Wait,
+        deadline: Deadline,
+        poll: impl FnMut() -> Result<Option<u32>, ()>,
+    ) -> Result<Option<u32>, ()> {
+        wait_for(&cell(), mode, &mut SpinWindow::default(), deadline, poll)
+    }
+
     /// A poll that finds something on its `n`th call, counting its calls.
     fn ready_at(n: u32, calls: &Cell<u32>) -> impl FnMut() -> Result<Option<u32>, ()> + '_ {
         move || {
@@ -611,13 +620,7 @@ mod tests {
     fn a_try_polls_once() {
         for mode in [Wait::Blocking, Wait::Spin] {
             let calls = Cell::new(0);
-            let got = wait_for(
-                &cell(),
-                mode,
-                &mut SpinWindow::default(),
-                Deadline::Now,
-                ready_at(2, &calls),
-            );
+            let got = wait_fresh(mode, Deadline::Now, ready_at(2, &calls));
             assert_eq!((got, calls.get()), (Ok(None), 1), "{mode:?}");
         }
     }
@@ -629,10 +632,8 @@ mod tests {
     fn the_first_rounds_of_a_wait_read_no_clock() {
         for mode in [Wait::Blocking, Wait::Spin] {
             let calls = Cell::new(0);
-            let got = wait_for(
-                &cell(),
+            let got = wait_fresh(
                 mode,
-                &mut SpinWindow::default(),
                 Deadline::after(Duration::ZERO),
                 // The first poll and fifteen more, a `pause` apart: well under a microsecond.
                 ready_at(16, &calls),
@@ -650,13 +651,7 @@ mod tests {
         for mode in [Wait::Blocking, Wait::Spin] {
             let calls = Cell::new(0);
             let before = PAUSES.with(Cell::get);
-            let got = wait_for(
-                &cell(),
-                mode,
-                &mut SpinWindow::default(),
-                Deadline::Never,
-                ready_at(2, &calls),
-            );
+            let got = wait_fresh(mode, Deadline::Never, ready_at(2, &calls));
             assert_eq!(got, Ok(Some(2)), "{mode:?}");
             assert_eq!(
                 PAUSES.with(Cell::get) - before,
@@ -675,13 +670,7 @@ mod tests {
         for mode in [Wait::Blocking, Wait::Spin] {
             let calls = Cell::new(0);
             let before = PAUSES.with(Cell::get);
-            let got = wait_for(
-                &cell(),
-                mode,
-                &mut SpinWindow::default(),
-                Deadline::Never,
-                ready_at(BUSY_POLLS, &calls),
-            );
+            let got = wait_fresh(mode, Deadline::Never, ready_at(BUSY_POLLS, &calls));
             assert_eq!(got, Ok(Some(BUSY_POLLS)), "{mode:?}");
             // The first poll came before any pause, the second after SLIP of them.
             let pauses = PAUSES.with(Cell::get) - before;
@@ -690,10 +679,8 @@ mod tests {
         // Then the backoff: fewer polls per pause.
         let calls = Cell::new(0);
         let before = PAUSES.with(Cell::get);
-        let got = wait_for(
-            &cell(),
+        let got = wait_fresh(
             Wait::Blocking,
-            &mut SpinWindow::default(),
             Deadline::Never,
             ready_at(BUSY_POLLS + 8, &calls),
         );
@@ -709,13 +696,7 @@ mod tests {
         for mode in [Wait::Blocking, Wait::Spin] {
             let calls = Cell::new(0);
             let start = Instant::now();
-            let got = wait_for(
-                &cell(),
-                mode,
-                &mut SpinWindow::default(),
-                Deadline::after(timeout),
-                ready_at(u32::MAX, &calls),
-            );
+            let got = wait_fresh(mode, Deadline::after(timeout), ready_at(u32::MAX, &calls));
             let took = start.elapsed();
             assert_eq!(got, Ok(None), "{mode:?}");
             assert!(
