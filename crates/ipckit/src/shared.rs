@@ -648,6 +648,7 @@ pub(crate) unsafe fn wide_copy(src: *const u8, dst: *mut u8, len: usize) -> bool
 /// The length from which [`wide_copy`] moves 32 bytes at a time where the CPU has AVX: below
 /// it, the moves that align the destination would be a good part of the copy (a 64-byte send
 /// and receive stays on the 16-byte loop).
+#[cfg_attr(not(all(target_arch = "x86_64", not(miri))), allow(dead_code))]
 const AVX_COPY_MIN: usize = 128;
 
 /// [`wide_copy`] with 32-byte AVX moves, for the same ranges: bytes, then words, up to the
