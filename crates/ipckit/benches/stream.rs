@@ -15,8 +15,6 @@
 //! Compare ratios within a run: on a shared VM, absolute numbers move between runs minutes apart.
 
 use std::hint::spin_loop;
-use std::thread;
-use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use ipckit::channel::{Options, Wait};
@@ -27,41 +25,6 @@ const SIZES: [usize; 2] = [64, 1024];
 /// Ring bytes: the channel's default lane capacity, for both rings.
 const RING: usize = 64 * 1024;
 
-/// Pins the calling thread to `cpu` if the machine has it (otherwise leaves it to the scheduler).
-fn pin(cpu: usize) {
-    let online = thread::available_parallelism().map_or(1, |n| n.get());
-    if online < 2 {
-        return;
-    }
-    let mut set = rustix::thread::CpuSet::new();
-    set.set(cpu);
-    // An affinity the process may not have (a cpuset) just leaves the thread unpinned.
-    let _ = rustix::thread::sched_setaffinity(None, &set);
-}
-
-/// Runs `consume` on a thread pinned to CPU 1 and `produce` on this one (pinned to CPU 0, its
-/// affinity restored after), and returns the time from the first send to the last receive.
-fn timed<P, C>(produce: P, consume: C) -> Duration
-where
-    P: FnOnce(),
-    C: FnOnce() + Send + 'static,
-{
-    let saved = rustix::thread::sched_getaffinity(None).ok();
-    let consumer = thread::spawn(move || {
-        pin(1);
-        consume();
-    });
-    pin(0);
-    let start = Instant::now();
-    produce();
-    consumer.join().expect("the consumer thread");
-    let elapsed = start.elapsed();
-    if let Some(saved) = saved {
-        let _ = rustix::thread::sched_setaffinity(None, &saved);
-    }
-    elapsed
-}
-
 fn stream(c: &mut Criterion) {
     let mut group = c.benchmark_group("stream, two threads");
     for size in SIZES {
@@ -71,7 +34,7 @@ fn stream(c: &mut Criterion) {
         group.bench_with_input(BenchmarkId::new("rtrb", size), &size, |b, &size| {
             b.iter_custom(|iters| {
                 let (mut tx, mut rx) = rtrb::RingBuffer::<u8>::new(RING);
-                timed(
+                common::timed(
                     || {
                         for _ in 0..iters {
                             while tx.push_entire_slice(&msg).is_err() {
@@ -105,7 +68,7 @@ fn stream(c: &mut Criterion) {
                         .expect("channel");
                     let mut tx = channel.producer().expect("producer");
                     let mut rx = channel.consumer().expect("consumer");
-                    timed(
+                    common::timed(
                         || {
                             for _ in 0..iters {
                                 tx.send(&msg).expect("send");
