@@ -548,7 +548,7 @@ pub(crate) const WIDE_COPY_MIN: usize = 64;
 /// reads or writes each of its bytes once, in ascending address order, and a single byte cannot
 /// tear: the effect is that of `len` relaxed `AtomicU8` loads from `src`, each followed by a
 /// relaxed `AtomicU8` store to `dst` (which is also what such loads and stores compile to on
-/// x86), performed 16 bytes at a time. A concurrent writer elsewhere thus leaves torn but
+/// x86), performed 16 or 32 bytes at a time. A concurrent writer elsewhere thus leaves torn but
 /// valid bytes, as with [`copy_out`]'s word loads. This is the "byte-wise atomic memcpy" of the
 /// C++ proposal P1478, and the argument the `atomic-maybe-uninit` crate makes for its assembly.
 ///
