@@ -562,7 +562,7 @@ pub(crate) const WIDE_COPY_MIN: usize = 64;
 ///
 /// From [`AVX_COPY_MIN`] bytes, where the CPU has AVX (detected at run time), the blocks are two
 /// 32-byte moves each, after word and byte moves that bring `dst` to a 32-byte boundary
-/// ([`wide_copy_avx`]). The alignment is what makes them pay: a ring payload starts 8 bytes into
+/// (`copy_avx_blocks`). The alignment is what makes them pay: a ring payload starts 8 bytes into
 /// a cache line, so without it every other 32-byte store splits a line, and a channel send +
 /// receive of 8 KiB took 346 ns against this 16-byte loop's 318; aligned, 264 ns (1 KiB: 53 ns
 /// against 68, rtrb's in-process ring 31; the `per_message` bench on an Intel Xeon VM).
@@ -576,66 +576,24 @@ pub(crate) unsafe fn wide_copy(src: *const u8, dst: *mut u8, len: usize) -> bool
     #[cfg(all(target_arch = "x86_64", not(miri)))]
     {
         if len >= AVX_COPY_MIN && std::arch::is_x86_feature_detected!("avx") {
-            // SAFETY: the CPU has AVX (just detected); the ranges are the caller's, valid and
-            // disjoint.
-            unsafe { wide_copy_avx(src, dst, len) };
+            // `head` bytes bring `dst` to a 32-byte boundary; the AVX blocks follow, and the
+            // 16-byte loop copies what is left (less than a block).
+            let head = dst.align_offset(32).min(len);
+            let blocks = (len - head) / 64;
+            let done = head + 64 * blocks;
+            // SAFETY: the three copies split `src..src + len` and `dst..dst + len`, valid and
+            // disjoint (the caller's contract), into consecutive parts, in ascending order;
+            // `dst + head` is 32-aligned (or `blocks` is 0) and the CPU has AVX (just
+            // detected), as `copy_avx_blocks` needs.
+            unsafe {
+                copy_sse(src, dst, head);
+                copy_avx_blocks(src.add(head), dst.add(head), blocks);
+                copy_sse(src.add(done), dst.add(done), len - done);
+            }
             return true;
         }
-        // SAFETY: the ranges are valid and disjoint (the caller's contract). The loops copy
-        // `len / 64` blocks of 64 bytes (four unaligned 16-byte moves: SSE2, which every
-        // x86-64 CPU has), then `len % 64 / 8` words, then `len % 8` bytes: exactly `len`
-        // bytes, ascending. No stack is touched; every register written is declared.
-        unsafe {
-            std::arch::asm!(
-                "test {blocks}, {blocks}",
-                "jz 3f",
-                "2:",
-                "movdqu {x0}, xmmword ptr [{src}]",
-                "movdqu {x1}, xmmword ptr [{src} + 16]",
-                "movdqu {x2}, xmmword ptr [{src} + 32]",
-                "movdqu {x3}, xmmword ptr [{src} + 48]",
-                "movdqu xmmword ptr [{dst}], {x0}",
-                "movdqu xmmword ptr [{dst} + 16], {x1}",
-                "movdqu xmmword ptr [{dst} + 32], {x2}",
-                "movdqu xmmword ptr [{dst} + 48], {x3}",
-                "add {src}, 64",
-                "add {dst}, 64",
-                "dec {blocks}",
-                "jnz 2b",
-                "3:",
-                "test {words}, {words}",
-                "jz 5f",
-                "4:",
-                "mov {t}, qword ptr [{src}]",
-                "mov qword ptr [{dst}], {t}",
-                "add {src}, 8",
-                "add {dst}, 8",
-                "dec {words}",
-                "jnz 4b",
-                "5:",
-                "test {bytes}, {bytes}",
-                "jz 7f",
-                "6:",
-                "mov {t:l}, byte ptr [{src}]",
-                "mov byte ptr [{dst}], {t:l}",
-                "inc {src}",
-                "inc {dst}",
-                "dec {bytes}",
-                "jnz 6b",
-                "7:",
-                src = inout(reg) src => _,
-                dst = inout(reg) dst => _,
-                blocks = inout(reg) len / 64 => _,
-                words = inout(reg) len % 64 / 8 => _,
-                bytes = inout(reg) len % 8 => _,
-                t = out(reg) _,
-                x0 = out(xmm_reg) _,
-                x1 = out(xmm_reg) _,
-                x2 = out(xmm_reg) _,
-                x3 = out(xmm_reg) _,
-                options(nostack),
-            );
-        }
+        // SAFETY: the ranges are valid and disjoint (the caller's contract).
+        unsafe { copy_sse(src, dst, len) };
         true
     }
     #[cfg(not(all(target_arch = "x86_64", not(miri))))]
@@ -651,50 +609,90 @@ pub(crate) unsafe fn wide_copy(src: *const u8, dst: *mut u8, len: usize) -> bool
 #[cfg_attr(not(all(target_arch = "x86_64", not(miri))), allow(dead_code))]
 const AVX_COPY_MIN: usize = 128;
 
-/// [`wide_copy`] with 32-byte AVX moves, for the same ranges: bytes, then words, up to the
-/// first 32-byte boundary of `dst`; blocks of 64 bytes (two unaligned loads, two aligned
-/// stores); then words and bytes. Every byte once, ascending, as in `wide_copy`, whose
-/// documentation says why that is a byte-wise atomic copy.
+/// `wide_copy`'s 16-byte loop: `len / 64` blocks of four unaligned 16-byte moves, then words,
+/// then bytes, every byte once, ascending.
 ///
 /// # Safety
-/// The CPU has AVX, and `wide_copy`'s contract holds.
+/// `wide_copy`'s contract.
 #[cfg(all(target_arch = "x86_64", not(miri)))]
-#[target_feature(enable = "avx")]
-unsafe fn wide_copy_avx(src: *const u8, dst: *mut u8, len: usize) {
-    // `head` bytes bring `dst` to a 32-byte boundary: `head % 8` single bytes to a word
-    // boundary, then whole words.
-    let head = dst.align_offset(32).min(len);
-    let body = len - head;
-    // SAFETY: the ranges are valid and disjoint (the caller's contract), and the CPU has AVX
-    // (the caller's too). The loops copy `head % 8` bytes, `head / 8` words, `body / 64` blocks,
-    // `body % 64 / 8` words and `body % 8` bytes: exactly `len` bytes, ascending. No stack is
-    // touched. `vzeroupper` clears the upper halves of all sixteen vector registers (so that
-    // SSE code after it pays no transition penalty), so all sixteen are declared clobbered.
+#[inline(always)]
+unsafe fn copy_sse(src: *const u8, dst: *mut u8, len: usize) {
+    // SAFETY: the ranges are valid and disjoint (the caller's contract). The loops copy
+    // `len / 64` blocks of 64 bytes (four unaligned 16-byte moves: SSE2, which every
+    // x86-64 CPU has), then `len % 64 / 8` words, then `len % 8` bytes: exactly `len`
+    // bytes, ascending. No stack is touched; every register written is declared.
     unsafe {
         std::arch::asm!(
-            "test {hb}, {hb}",
+            "test {blocks}, {blocks}",
             "jz 3f",
             "2:",
-            "mov {t:l}, byte ptr [{src}]",
-            "mov byte ptr [{dst}], {t:l}",
-            "inc {src}",
-            "inc {dst}",
-            "dec {hb}",
+            "movdqu {x0}, xmmword ptr [{src}]",
+            "movdqu {x1}, xmmword ptr [{src} + 16]",
+            "movdqu {x2}, xmmword ptr [{src} + 32]",
+            "movdqu {x3}, xmmword ptr [{src} + 48]",
+            "movdqu xmmword ptr [{dst}], {x0}",
+            "movdqu xmmword ptr [{dst} + 16], {x1}",
+            "movdqu xmmword ptr [{dst} + 32], {x2}",
+            "movdqu xmmword ptr [{dst} + 48], {x3}",
+            "add {src}, 64",
+            "add {dst}, 64",
+            "dec {blocks}",
             "jnz 2b",
             "3:",
-            "test {hw}, {hw}",
+            "test {words}, {words}",
             "jz 5f",
             "4:",
             "mov {t}, qword ptr [{src}]",
             "mov qword ptr [{dst}], {t}",
             "add {src}, 8",
             "add {dst}, 8",
-            "dec {hw}",
+            "dec {words}",
             "jnz 4b",
             "5:",
-            "test {blocks}, {blocks}",
+            "test {bytes}, {bytes}",
             "jz 7f",
             "6:",
+            "mov {t:l}, byte ptr [{src}]",
+            "mov byte ptr [{dst}], {t:l}",
+            "inc {src}",
+            "inc {dst}",
+            "dec {bytes}",
+            "jnz 6b",
+            "7:",
+            src = inout(reg) src => _,
+            dst = inout(reg) dst => _,
+            blocks = inout(reg) len / 64 => _,
+            words = inout(reg) len % 64 / 8 => _,
+            bytes = inout(reg) len % 8 => _,
+            t = out(reg) _,
+            x0 = out(xmm_reg) _,
+            x1 = out(xmm_reg) _,
+            x2 = out(xmm_reg) _,
+            x3 = out(xmm_reg) _,
+            options(nostack),
+        );
+    }
+}
+
+/// `blocks` blocks of 64 bytes, each two unaligned 32-byte AVX loads and two aligned stores,
+/// ascending: `wide_copy`'s middle part from [`AVX_COPY_MIN`] bytes on.
+///
+/// # Safety
+/// The CPU has AVX, `wide_copy`'s contract holds for `64 * blocks` bytes, and `dst` is 32-byte
+/// aligned if `blocks > 0`.
+#[cfg(all(target_arch = "x86_64", not(miri)))]
+#[target_feature(enable = "avx")]
+unsafe fn copy_avx_blocks(src: *const u8, dst: *mut u8, blocks: usize) {
+    if blocks == 0 {
+        return;
+    }
+    // SAFETY: the ranges are valid and disjoint and `dst` is 32-aligned (the caller's
+    // contract), and the CPU has AVX (the caller's too). No stack is touched. `vzeroupper`
+    // clears the upper halves of all sixteen vector registers (so that SSE code after it pays
+    // no transition penalty), so all sixteen are declared clobbered.
+    unsafe {
+        std::arch::asm!(
+            "2:",
             "vmovdqu ymm0, ymmword ptr [{src}]",
             "vmovdqu ymm1, ymmword ptr [{src} + 32]",
             "vmovdqa ymmword ptr [{dst}], ymm0",
@@ -702,37 +700,11 @@ unsafe fn wide_copy_avx(src: *const u8, dst: *mut u8, len: usize) {
             "add {src}, 64",
             "add {dst}, 64",
             "dec {blocks}",
-            "jnz 6b",
+            "jnz 2b",
             "vzeroupper",
-            "7:",
-            "test {words}, {words}",
-            "jz 9f",
-            "8:",
-            "mov {t}, qword ptr [{src}]",
-            "mov qword ptr [{dst}], {t}",
-            "add {src}, 8",
-            "add {dst}, 8",
-            "dec {words}",
-            "jnz 8b",
-            "9:",
-            "test {bytes}, {bytes}",
-            "jz 21f",
-            "20:",
-            "mov {t:l}, byte ptr [{src}]",
-            "mov byte ptr [{dst}], {t:l}",
-            "inc {src}",
-            "inc {dst}",
-            "dec {bytes}",
-            "jnz 20b",
-            "21:",
             src = inout(reg) src => _,
             dst = inout(reg) dst => _,
-            hb = inout(reg) head % 8 => _,
-            hw = inout(reg) head / 8 => _,
-            blocks = inout(reg) body / 64 => _,
-            words = inout(reg) body % 64 / 8 => _,
-            bytes = inout(reg) body % 8 => _,
-            t = out(reg) _,
+            blocks = inout(reg) blocks => _,
             out("ymm0") _, out("ymm1") _, out("ymm2") _, out("ymm3") _,
             out("ymm4") _, out("ymm5") _, out("ymm6") _, out("ymm7") _,
             out("ymm8") _, out("ymm9") _, out("ymm10") _, out("ymm11") _,
