@@ -55,6 +55,9 @@ pub(crate) const RECORD_HEADER: usize = 8;
 const PAD: u32 = u32::MAX;
 /// Bytes of a cache line (rings are page-aligned, so their lines start at multiples of it).
 pub(crate) const CACHE_LINE: usize = 64;
+/// How far ahead of its tail a producer asks for its next lines for writing (a quarter of the
+/// ring if that is less): see [`ProducerRing::publish_record`].
+const WRITE_AHEAD: u64 = 32 * 1024;
 
 /// What failed validation in a lane (the caller adds the channel and lane).
 #[derive(Debug)]
@@ -134,6 +137,8 @@ pub(crate) struct ProducerRing {
     tail: u64,
     /// The consumer's head as last read from shared memory (validated).
     head: u64,
+    /// How far past a record the line `publish_record` prefetches for writing lies.
+    ahead: u64,
 }
 
 impl ProducerRing {
@@ -145,7 +150,12 @@ impl ProducerRing {
                 "lane indices out of range (head {head}, tail {tail}, capacity {cap})"
             )));
         }
-        Ok(ProducerRing { cap, tail, head })
+        Ok(ProducerRing {
+            cap,
+            tail,
+            head,
+            ahead: (cap / 4).min(WRITE_AHEAD),
+        })
     }
 
     /// The position after the last record (or pad) this producer published.
@@ -277,6 +287,14 @@ impl ProducerRing {
 
     /// The second half of `commit`, after `clear_next` and the whole payload: publishes the
     /// record by its header's Release store.
+    ///
+    /// Then it asks for the line `ahead` bytes past the record for writing (`prefetchw`). A
+    /// stream's stores otherwise wait, line after line, for each line's ownership to come back
+    /// from the consumer's cache or the shared one (the consumer read it a lap ago); asked for
+    /// early, that transfer overlaps the records in between. Measured across processes on an
+    /// Intel host, pinned, 64-byte messages through 4 MiB lanes: 0.56–0.72 GB/s without,
+    /// 1.3–1.6 GB/s 32 KiB ahead (1 MiB messages unchanged); 4 KiB ahead gave about 1.1, 128 KiB
+    /// and more nothing. A hint only: it changes no value either side reads.
     #[inline(always)]
     pub(crate) fn publish_record(
         &mut self,
@@ -291,6 +309,10 @@ impl ProducerRing {
             // pad's Release store publishes both (and the record header is in place before it).
             buf.write_header((pad & (self.cap - 1)) as usize, PAD, stamp(pad));
         }
+        // Unconditional: when the ring is nearly full the line may hold a record the consumer
+        // has yet to read, which the hint then only moves early. (Skipping such lines by the
+        // cached head, which lags by up to a lap, measured 0.63–1.03 GB/s instead of 1.0–1.6.)
+        buf.prefetch_write((r.end.wrapping_add(self.ahead) & (self.cap - 1)) as usize);
         self.publish(ctl, consumer, r.end);
     }
 
@@ -467,6 +489,37 @@ mod buf {
         cap: usize,
     }
 
+    /// Whether this CPU has `prefetchw` (CPUID leaf 0x8000_0001, ECX bit 8, which Linux shows
+    /// as `3dnowprefetch`), asked once per process: the instruction is defined only where the
+    /// bit is set (Intel from Broadwell on, AMD since 3DNow!), so it is never issued without.
+    #[cfg(all(target_arch = "x86_64", not(miri)))]
+    #[inline]
+    pub(super) fn has_prefetchw() -> bool {
+        use std::sync::atomic::AtomicU8;
+        const UNKNOWN: u8 = 0;
+        const YES: u8 = 1;
+        const NO: u8 = 2;
+        static STATE: AtomicU8 = AtomicU8::new(UNKNOWN);
+        // Relaxed: the answer is the same whichever thread computed it.
+        match STATE.load(Ordering::Relaxed) {
+            YES => true,
+            NO => false,
+            _ => {
+                use std::arch::x86_64::__cpuid;
+                // SAFETY: every x86-64 CPU has `cpuid`, and leaf 0x8000_0000 (the highest
+                // extended leaf) exists on all of them; 0x8000_0001 is asked only if it exists.
+                // (`__cpuid` is a safe function from Rust 1.94 on, an unsafe one before.)
+                #[allow(unused_unsafe)]
+                let yes = unsafe {
+                    __cpuid(0x8000_0000).eax >= 0x8000_0001
+                        && __cpuid(0x8000_0001).ecx & (1 << 8) != 0
+                };
+                STATE.store(if yes { YES } else { NO }, Ordering::Relaxed);
+                yes
+            }
+        }
+    }
+
     impl RingBuf {
         /// # Safety
         /// `base..base + cap` must be readable and writable, 8-aligned, stay mapped for as long
@@ -532,6 +585,29 @@ mod buf {
                 }
             }
             #[cfg(not(target_arch = "x86_64"))]
+            let _ = off;
+        }
+
+        /// Hints the CPU to fetch the cache line at `off` for writing (`prefetchw`, on x86-64
+        /// CPUs that have it): its ownership is requested now, so that a store to it later need
+        /// not wait for that. No effect on what any process reads.
+        #[inline]
+        pub(crate) fn prefetch_write(&self, off: usize) {
+            #[cfg(all(target_arch = "x86_64", not(miri)))]
+            if has_prefetchw() {
+                let p = self.ptr(off, 0);
+                // SAFETY: `prefetchw` exists on this CPU (checked just above); it takes any
+                // address (a hint: it never faults and writes nothing), and `p` is inside the
+                // ring anyway.
+                unsafe {
+                    std::arch::asm!(
+                        "prefetchw byte ptr [{p}]",
+                        p = in(reg) p,
+                        options(nostack, preserves_flags, readonly)
+                    )
+                };
+            }
+            #[cfg(any(not(target_arch = "x86_64"), miri))]
             let _ = off;
         }
 
@@ -699,6 +775,8 @@ mod buf {
 
         /// A prefetch touches nothing the model tracks.
         pub(crate) fn prefetch(&self, _off: usize) {}
+
+        pub(crate) fn prefetch_write(&self, _off: usize) {}
 
         pub(crate) fn read_header(&self, off: usize) -> (u32, u32) {
             let w = self.words[off / 8].load(Ordering::Acquire);
@@ -868,5 +946,16 @@ mod tests {
                 other => panic!("after a {len}-byte message, a phantom: {other:?}"),
             }
         }
+    }
+
+    /// The producer's `prefetchw` is issued only where the CPU has it: the CPUID bit read must
+    /// be the one Linux reports as the `3dnowprefetch` flag.
+    #[test]
+    #[cfg(all(target_arch = "x86_64", target_os = "linux", not(miri)))]
+    fn prefetchw_is_detected_as_the_kernel_reports_it() {
+        let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap();
+        let flags = cpuinfo.lines().find(|l| l.starts_with("flags")).unwrap();
+        let kernel = flags.split_whitespace().any(|f| f == "3dnowprefetch");
+        assert_eq!(super::buf::has_prefetchw(), kernel, "{flags}");
     }
 }
