@@ -288,13 +288,17 @@ impl ProducerRing {
     /// The second half of `commit`, after `clear_next` and the whole payload: publishes the
     /// record by its header's Release store.
     ///
-    /// Then it asks for the line `ahead` bytes past the record for writing (`prefetchw`). A
-    /// stream's stores otherwise wait, line after line, for each line's ownership to come back
-    /// from the consumer's cache or the shared one (the consumer read it a lap ago); asked for
-    /// early, that transfer overlaps the records in between. Measured across processes on an
-    /// Intel host, pinned, 64-byte messages through 4 MiB lanes: 0.56–0.72 GB/s without,
-    /// 1.3–1.6 GB/s 32 KiB ahead (1 MiB messages unchanged); 4 KiB ahead gave about 1.1, 128 KiB
-    /// and more nothing. A hint only: it changes no value either side reads.
+    /// Then, after a record of at most two cache lines, it asks for the line `ahead` bytes past
+    /// it for writing (`prefetchw`). A stream of small records otherwise waits, line after line,
+    /// for each line's ownership to come back from the consumer's cache or the shared one (the
+    /// consumer read it a lap ago); asked for early, that transfer overlaps the records in
+    /// between. Measured across processes on an Intel host, pinned, 64-byte messages through
+    /// 4 MiB lanes: 0.56–0.72 GB/s without, 1.3–1.6 GB/s 32 KiB ahead; 4 KiB ahead gave about
+    /// 1.1, 128 KiB and more nothing; through 64 KiB lanes (16 KiB ahead) 0.47–0.78 GB/s became
+    /// 1.0–1.3. Larger records gain nothing (their run of stores is what the CPU's own
+    /// prefetcher follows), and 1 KiB records prefetched this way streamed slower between two
+    /// threads (the `stream` bench: 231 ns a message against 140–170), so they are left out.
+    /// A hint only: it changes no value either side reads.
     #[inline(always)]
     pub(crate) fn publish_record(
         &mut self,
@@ -309,10 +313,13 @@ impl ProducerRing {
             // pad's Release store publishes both (and the record header is in place before it).
             buf.write_header((pad & (self.cap - 1)) as usize, PAD, stamp(pad));
         }
-        // Unconditional: when the ring is nearly full the line may hold a record the consumer
-        // has yet to read, which the hint then only moves early. (Skipping such lines by the
-        // cached head, which lags by up to a lap, measured 0.63–1.03 GB/s instead of 1.0–1.6.)
-        buf.prefetch_write((r.end.wrapping_add(self.ahead) & (self.cap - 1)) as usize);
+        // Whatever the cached head says: when the ring is nearly full the line may hold a record
+        // the consumer has yet to read, which the hint then only moves early. (Skipping such
+        // lines by the cached head, which lags by up to a lap, measured 0.63–1.03 GB/s instead
+        // of 1.0–1.6.)
+        if r.end.wrapping_sub(r.start) <= 2 * CACHE_LINE as u64 {
+            buf.prefetch_write((r.end.wrapping_add(self.ahead) & (self.cap - 1)) as usize);
+        }
         self.publish(ctl, consumer, r.end);
     }
 
