@@ -502,29 +502,17 @@ mod buf {
     #[cfg(all(target_arch = "x86_64", not(miri)))]
     #[inline]
     pub(super) fn has_prefetchw() -> bool {
-        use std::sync::atomic::AtomicU8;
-        const UNKNOWN: u8 = 0;
-        const YES: u8 = 1;
-        const NO: u8 = 2;
-        static STATE: AtomicU8 = AtomicU8::new(UNKNOWN);
-        // Relaxed: the answer is the same whichever thread computed it.
-        match STATE.load(Ordering::Relaxed) {
-            YES => true,
-            NO => false,
-            _ => {
-                use std::arch::x86_64::__cpuid;
-                // SAFETY: every x86-64 CPU has `cpuid`, and leaf 0x8000_0000 (the highest
-                // extended leaf) exists on all of them; 0x8000_0001 is asked only if it exists.
-                // (`__cpuid` is a safe function from Rust 1.94 on, an unsafe one before.)
-                #[allow(unused_unsafe)]
-                let yes = unsafe {
-                    __cpuid(0x8000_0000).eax >= 0x8000_0001
-                        && __cpuid(0x8000_0001).ecx & (1 << 8) != 0
-                };
-                STATE.store(if yes { YES } else { NO }, Ordering::Relaxed);
-                yes
+        static HAS: std::sync::LazyLock<bool> = std::sync::LazyLock::new(|| {
+            use std::arch::x86_64::__cpuid;
+            // (`__cpuid` is a safe function from Rust 1.94 on, an unsafe one before.)
+            #[allow(unused_unsafe)]
+            // SAFETY: every x86-64 CPU has `cpuid`, and leaf 0x8000_0000 (the highest extended
+            // leaf) exists on all of them; 0x8000_0001 is asked only if it exists.
+            unsafe {
+                __cpuid(0x8000_0000).eax >= 0x8000_0001 && __cpuid(0x8000_0001).ecx & (1 << 8) != 0
             }
-        }
+        });
+        *HAS
     }
 
     impl RingBuf {
