@@ -34,8 +34,9 @@
 //! killed at any instruction cannot expose a partial message. iceoryx2 uses the same shape (one
 //! data segment per publisher). The consumer scans the attached lanes round-robin.
 //!
-//! Waiting spins for a few tens of µs (up to 200 µs while recent waits ended that soon), then
-//! sleeps on a shared futex in the segment ([`Wait`]);
+//! Waiting spins for a few tens of µs (up to 200 µs while recent waits ended that soon, not at
+//! all while they kept lasting much longer), then sleeps on a shared futex in the segment
+//! ([`Wait`]);
 //! senders make no system call unless the consumer sleeps (see `wait.rs` for the protocol,
 //! model-checked with loom). Liveness is an OFD lock per participant on a byte past the end of the
 //! segment (`lock.rs`); a sleeper wakes at least every 100 ms to check its peer's.

@@ -55,7 +55,9 @@ pub enum Wait {
     /// side uses no CPU; waking it costs the other side one `futex` system call, and going to
     /// sleep interrupts the other side's CPU once. So a side whose recent waits ended soon
     /// after it fell asleep polls on for longer before sleeping, up to 200 µs, and back to the
-    /// few tens of µs once its waits outlast that (as a KVM guest's halt polling adapts).
+    /// few tens of µs once its waits outlast that (as a KVM guest's halt polling adapts); after
+    /// a few waits in a row that outlasted it, it sleeps at once, as a pipe's reader does, until
+    /// a wait ends soon after it fell asleep.
     #[default]
     Blocking,
     /// Busy-poll and never sleep: the lowest latency, at the price of one CPU kept busy while
@@ -109,6 +111,10 @@ pub(crate) const SLICE: Duration = Duration::from_millis(100);
 const WINDOW_MAX: Duration = Duration::from_micros(200);
 /// A window that grows from nothing starts at this (`haltpoll`'s `guest_halt_poll_grow_start`).
 const WINDOW_GROW_START: Duration = Duration::from_micros(50);
+/// After this many waits in a row that outlasted the window by more than [`WINDOW_MAX`], a
+/// waiter sleeps at once ([`SpinWindow`]): one such wait now and then (the first message of each
+/// burst) leaves the spin alone.
+const LONG_WAITS: u32 = 4;
 
 /// How long a `Blocking` waiter polls on after its fixed spin before it yields and sleeps:
 /// nothing at first, and adapted to the waiter's own recent waits by the rule of the
@@ -125,13 +131,25 @@ const WINDOW_GROW_START: Duration = Duration::from_micros(50);
 /// (`ipckit bench --pin --transports channel-zc --sizes 1M --pattern throughput` and `latency`,
 /// an Intel Xeon VM). A waiter whose messages come
 /// further apart than `WINDOW_MAX`, or not at all, keeps sleeping after the fixed spin and uses
-/// no CPU.
+/// no CPU; after [`LONG_WAITS`] such waits in a row it skips the fixed spin too and sleeps at
+/// once, until a wait ends within `WINDOW_MAX` of its sleep (which widens the window as above)
+/// or within the spin.
+///
+/// Skipping the spin matters most where the two sides share a CPU, as the scheduler often puts
+/// a waker and the task it wakes: there a spin can never see the message (the sender cannot run
+/// while the waiter spins), and it costs the waiter its next wake-up's turn. A woken task runs at
+/// once only if it has not recently taken CPU time from the task now running, and a waiter that
+/// spun for tens of µs after each message had: its wake-ups waited until the sender slept
+/// (`ipckit bench --pattern wake`, unpinned, 1 ms apart: 64 B one-way 10 µs against a pipe's
+/// 3 µs, an Intel Xeon VM; sleeping at once, as the pipe's reader does, 3–4 µs).
 ///
 /// Private to one waiter (in its process, not the shared memory), so a hostile peer can only
 /// make it poll up to `WINDOW_MAX` per wait, which a `Spin` waiter does all the time.
 #[derive(Debug, Default, Clone, Copy)]
 pub(crate) struct SpinWindow {
     limit: Duration,
+    /// Waits in a row that outlasted the window by more than [`WINDOW_MAX`] or timed out.
+    long_waits: u32,
 }
 
 impl SpinWindow {
@@ -139,12 +157,26 @@ impl SpinWindow {
     /// it (`None`: it timed out).
     fn learn(&mut self, waited: Option<Duration>) {
         match waited {
-            Some(w) if w <= self.limit => {}
+            Some(w) if w <= self.limit => self.long_waits = 0,
             Some(w) if w <= WINDOW_MAX => {
                 self.limit = (self.limit * 2).clamp(WINDOW_GROW_START, WINDOW_MAX);
+                self.long_waits = 0;
             }
-            _ => self.limit /= 2,
+            _ => {
+                self.limit /= 2;
+                self.long_waits = self.long_waits.saturating_add(1);
+            }
         }
+    }
+
+    /// Notes a wait that ended within the fixed spin.
+    fn learn_quick(&mut self) {
+        self.long_waits = 0;
+    }
+
+    /// Whether the next wait skips the fixed spin and sleeps at once.
+    fn sleeps_at_once(&self) -> bool {
+        self.long_waits >= LONG_WAITS
     }
 }
 
@@ -421,7 +453,8 @@ fn futex_wake(cell: &WaitCell) {
 /// `poll` is called first without waiting, then after each round of spinning or each sleep. A
 /// `Blocking` wait spins for a few tens of µs, polls on for the waiter's `window` (which the wait
 /// then adjusts), yields a few times, then sleeps on `cell` in slices of at most [`SLICE`], so
-/// `poll` runs at least every 100 ms (it checks peer liveness).
+/// `poll` runs at least every 100 ms (it checks peer liveness); when the window says its waits
+/// keep outlasting all that ([`SpinWindow::sleeps_at_once`]), it goes to sleep at once.
 pub(crate) fn wait_for<T, E>(
     cell: &WaitCell,
     mode: Wait,
@@ -437,13 +470,18 @@ pub(crate) fn wait_for<T, E>(
     }
     // When the fixed spin ended, if it did: the window is measured from there.
     let mut spun = None;
-    let got = wait_rounds(cell, mode, window.limit, &mut spun, deadline, poll);
-    if let Some(spun) = spun {
-        match got {
-            Ok(Some(_)) => window.learn(Some(now().saturating_duration_since(spun))),
-            Ok(None) => window.learn(None),
-            Err(_) => {}
-        }
+    let at_once = mode == Wait::Blocking && window.sleeps_at_once() && !cfg!(loom);
+    let got = if at_once {
+        spun = Some(now());
+        sleep_rounds(cell, deadline, poll)
+    } else {
+        wait_rounds(cell, mode, window.limit, &mut spun, deadline, poll)
+    };
+    match (spun, &got) {
+        (Some(spun), Ok(Some(_))) => window.learn(Some(now().saturating_duration_since(spun))),
+        (Some(_), Ok(None)) => window.learn(None),
+        (None, Ok(Some(_))) => window.learn_quick(),
+        _ => {}
     }
     got
 }
@@ -492,22 +530,54 @@ fn wait_rounds<T, E>(
         } else if yields < YIELD_ROUNDS {
             yields += 1;
             std::thread::yield_now();
-        } else {
-            let (seen, slice) = cell.prepare();
-            match poll() {
-                Ok(None) => {}
-                other => {
-                    cell.cancel();
-                    return other;
-                }
-            }
-            futex_sleep(cell, seen, remaining.map_or(slice, |r| r.min(slice)));
-            cell.cancel();
+        } else if let Some(got) = sleep_once(cell, remaining, &mut poll) {
+            return got;
         }
         if let Some(v) = poll()? {
             return Ok(Some(v));
         }
     }
+}
+
+/// The rounds of a [`wait_for`] that sleeps at once ([`SpinWindow::sleeps_at_once`]): a sleep,
+/// then a poll, until the poll finds something or the deadline passes.
+fn sleep_rounds<T, E>(
+    cell: &WaitCell,
+    mut deadline: Deadline,
+    mut poll: impl FnMut() -> Result<Option<T>, E>,
+) -> Result<Option<T>, E> {
+    loop {
+        let remaining = deadline.remaining();
+        if remaining == Some(Duration::ZERO) {
+            return Ok(None);
+        }
+        if let Some(got) = sleep_once(cell, remaining, &mut poll) {
+            return got;
+        }
+        if let Some(v) = poll()? {
+            return Ok(Some(v));
+        }
+    }
+}
+
+/// Announces the sleep, polls once more, and sleeps (at most `remaining` and a slice) unless
+/// that poll found something or failed: then returns what it returned.
+fn sleep_once<T, E>(
+    cell: &WaitCell,
+    remaining: Option<Duration>,
+    poll: &mut impl FnMut() -> Result<Option<T>, E>,
+) -> Option<Result<Option<T>, E>> {
+    let (seen, slice) = cell.prepare();
+    match poll() {
+        Ok(None) => {}
+        other => {
+            cell.cancel();
+            return Some(other);
+        }
+    }
+    futex_sleep(cell, seen, remaining.map_or(slice, |r| r.min(slice)));
+    cell.cancel();
+    None
 }
 
 #[cfg(all(test, not(loom)))]
@@ -542,13 +612,13 @@ mod tests {
     /// comes `after` the fixed spin (by that clock). Stands in for the waker too: a poll made
     /// after the waiter announced its sleep moves the futex word, so `futex_wait` returns at
     /// once. Returns how many polls came after such an announcement (0: the wait never got as
-    /// far as going to sleep).
-    fn wait_timed(cell: &WaitCell, window: &mut SpinWindow, after: Duration) -> u32 {
+    /// far as going to sleep) and how many before the first.
+    fn wait_timed(cell: &WaitCell, window: &mut SpinWindow, after: Duration) -> (u32, u32) {
         let _clock = FakeClock;
         let step = Duration::from_micros(5);
         let start = Instant::now();
         let spun = 1 + BUSY_POLLS + SPIN_ROUNDS;
-        let (calls, announced) = (Cell::new(0u32), Cell::new(0u32));
+        let (calls, announced, before) = (Cell::new(0u32), Cell::new(0u32), Cell::new(0u32));
         FAKE_NOW.with(|c| c.set(Some(start)));
         let got = wait_for(cell, Wait::Blocking, window, Deadline::Never, || {
             calls.set(calls.get() + 1);
@@ -557,11 +627,13 @@ mod tests {
             if cell.sleeping.load(Ordering::Relaxed) != 0 {
                 announced.set(announced.get() + 1);
                 cell.seq.fetch_add(1, Ordering::Relaxed);
+            } else if announced.get() == 0 {
+                before.set(before.get() + 1);
             }
             Ok::<_, ()>((t >= after).then_some(()))
         });
         assert_eq!(got, Ok(Some(())));
-        announced.get()
+        (announced.get(), before.get())
     }
 
     /// A waiter polls on after its fixed spin for as long as its window, and only then goes
@@ -569,11 +641,14 @@ mod tests {
     #[test]
     fn a_blocking_wait_polls_on_for_its_window_before_it_sleeps() {
         let after = Duration::from_micros(150);
-        let mut wide = SpinWindow { limit: WINDOW_MAX };
-        assert_eq!(wait_timed(&cell(), &mut wide, after), 0);
+        let mut wide = SpinWindow {
+            limit: WINDOW_MAX,
+            long_waits: 0,
+        };
+        assert_eq!(wait_timed(&cell(), &mut wide, after).0, 0);
         assert_eq!(wide.limit, WINDOW_MAX, "a wait within the window keeps it");
         let mut none = SpinWindow::default();
-        assert!(wait_timed(&cell(), &mut none, after) > 0);
+        assert!(wait_timed(&cell(), &mut none, after).0 > 0);
     }
 
     /// The window follows the waiter's recent waits: waits that end within [`WINDOW_MAX`] of
@@ -587,7 +662,7 @@ mod tests {
         let mut slept = Vec::new();
         let mut limits = Vec::new();
         for _ in 0..4 {
-            slept.push(wait_timed(&cell, &mut window, soon) > 0);
+            slept.push(wait_timed(&cell, &mut window, soon).0 > 0);
             limits.push(window.limit.as_micros());
         }
         assert_eq!(slept, [true, true, true, false]);
@@ -596,6 +671,55 @@ mod tests {
         assert_eq!(window.limit.as_micros(), 100);
         window.learn(None);
         assert_eq!(window.limit.as_micros(), 50);
+    }
+
+    /// A waiter whose waits keep outlasting its window by more than [`WINDOW_MAX`] stops
+    /// spinning: after [`LONG_WAITS`] of them in a row it announces its sleep right after its
+    /// first poll, until a wait ends soon after it fell asleep, which brings the spin back and
+    /// opens the window.
+    #[test]
+    fn a_waiter_whose_waits_keep_outlasting_its_window_sleeps_at_once() {
+        let cell = cell();
+        let mut window = SpinWindow::default();
+        let long = Duration::from_millis(2);
+        let spin = 1 + BUSY_POLLS + SPIN_ROUNDS;
+        for i in 0..LONG_WAITS {
+            let (_, before) = wait_timed(&cell, &mut window, long);
+            assert!(before >= spin, "wait {i} spun first: {before} polls");
+        }
+        let (_, before) = wait_timed(&cell, &mut window, long);
+        assert_eq!(before, 1, "the first poll, then the announcement");
+        // Woken 100 µs into its sleep: sleeping at once cost it a wake-up.
+        wait_timed(&cell, &mut window, Duration::from_micros(100));
+        assert_eq!(window.limit, WINDOW_GROW_START);
+        let (_, before) = wait_timed(&cell, &mut window, long);
+        assert!(before >= spin, "spins again: {before} polls");
+    }
+
+    /// Long waits count only in a row: a wait that ends within the fixed spin (a burst's second
+    /// message) keeps the spin for the next ones.
+    #[test]
+    fn a_quick_wait_between_long_ones_keeps_the_spin() {
+        let cell = cell();
+        let mut window = SpinWindow::default();
+        let long = Duration::from_millis(2);
+        for _ in 0..LONG_WAITS - 1 {
+            wait_timed(&cell, &mut window, long);
+        }
+        let calls = Cell::new(0);
+        let quick = wait_for(
+            &cell,
+            Wait::Blocking,
+            &mut window,
+            Deadline::Never,
+            ready_at(3, &calls),
+        );
+        assert_eq!(quick, Ok(Some(3)));
+        for _ in 0..LONG_WAITS - 1 {
+            wait_timed(&cell, &mut window, long);
+        }
+        let (_, before) = wait_timed(&cell, &mut window, long);
+        assert!(before > 1, "still spins: {before} polls");
     }
 
     /// `wait_for` by a new waiter (a fresh cell, no window yet).
