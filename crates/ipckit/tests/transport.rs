@@ -338,6 +338,33 @@ fn an_abort_handle_ends_a_blocked_receive() {
     }
 }
 
+/// A channel receiver takes a message that is already there by a fast path of its own: it
+/// delivers in order, and an aborted receiver still fails rather than take what is waiting.
+#[test]
+fn a_channel_receiver_delivers_what_is_waiting_in_order_until_aborted() {
+    for kind in [TransportKind::Channel, TransportKind::ChannelSpin] {
+        let from = kind.host_receiver(&options(64)).unwrap();
+        let rendezvous = from.rendezvous();
+        let mut rx = from.establish(None).unwrap();
+        let mut tx = kind.connect_sender(&rendezvous, &options(64)).unwrap();
+        for i in 0..20u8 {
+            tx.send(&[i; 10]).unwrap();
+        }
+        let mut buf = Vec::new();
+        for i in 0..10u8 {
+            assert_eq!(rx.recv_into(&mut buf).unwrap(), Some(10), "{kind}");
+            assert_eq!(buf, [i; 10], "{kind}");
+        }
+        rx.abort_handle().abort();
+        let err = rx.recv_into(&mut buf).unwrap_err();
+        assert_eq!(
+            err.kind(),
+            std::io::ErrorKind::ConnectionAborted,
+            "{kind}: {err}"
+        );
+    }
+}
+
 #[test]
 fn named_meetings_work_in_either_order_and_leave_nothing() {
     if child_role().as_deref() == Some("named-sender") {

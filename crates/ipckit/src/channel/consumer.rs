@@ -10,7 +10,7 @@ use super::header::{
 };
 use super::ring::{ConsumerRing, Corrupt, Record, RingBuf};
 use super::segment::Segment;
-use super::wait::{wait_for, CheckDue, SpinWindow, Wait};
+use super::wait::{let_ahead, wait_for, CheckDue, Deadline, SpinWindow, Wait, AHEAD_BYTES};
 use super::{Options, Patience};
 use crate::error::{Error, Result};
 use crate::shared::SharedSlice;
@@ -60,7 +60,17 @@ struct State {
     next: usize,
     /// When producer liveness was last checked (at most every 100 ms, `SLICE`).
     last_check: CheckDue,
+    /// Records the fast path found in a row since the last wait, and the lane of the last one:
+    /// a consumer that catches up after [`AHEAD_AFTER`] of them lets that lane's producer get
+    /// ahead before it polls again (`State::let_producer_ahead`).
+    streak: u32,
+    streak_lane: usize,
 }
+
+/// Records received in a row without a wait that make a consumer that then finds the channel
+/// empty a consumer that caught up with a stream (see `wait::let_ahead`). A ping-pong, or any
+/// exchange whose messages come one at a time, never gets there.
+const AHEAD_AFTER: u32 = 8;
 
 struct Lane {
     ring: ConsumerRing,
@@ -124,6 +134,8 @@ impl Consumer {
                 lanes,
                 next: 0,
                 last_check: CheckDue::default(),
+                streak: 0,
+                streak_lane: 0,
             },
             wait,
             window: SpinWindow::default(),
@@ -248,6 +260,19 @@ impl Consumer {
         }
     }
 
+    /// The fast path of [`try_recv_into`](Self::try_recv_into) alone, for a caller that has
+    /// its own slow path (the transport's receiver): the message that is there now in the lane
+    /// a full pass would visit first, copied into `out`. Its length comes back in registers,
+    /// where a `Result` would be written to memory and read back by loads wider than its
+    /// stores, which stall until every earlier store has reached the cache (see
+    /// `transport::RecvImpl::recv_ready`). `None` means "take the full path" (empty, another
+    /// lane's turn, the end of the stream, an error), never "empty".
+    #[inline]
+    pub(crate) fn recv_into_ready(&mut self, out: &mut Vec<u8>) -> Option<usize> {
+        let (i, r) = self.st.poll_fast(&self.seg)?;
+        Some(self.copy_out_and_release(i, r, out))
+    }
+
     /// Replaces `out`'s contents with record `r` of lane `i`, releases the record, and returns
     /// its length.
     #[inline(always)]
@@ -287,16 +312,22 @@ impl Consumer {
     ) -> Result<Option<(usize, Record)>> {
         let seg = &self.seg;
         let st = &mut self.st;
-        let mut poll = || st.poll(op, seg);
-        let got = match poll()? {
+        let got = match st.poll(op, seg)? {
             Some(got) => Some(got),
-            None => wait_for(
-                &seg.header().consumer_wait,
-                self.wait,
-                &mut self.window,
-                patience.deadline(),
-                poll,
-            )?,
+            None => {
+                let mut deadline = patience.deadline();
+                if st.streak >= AHEAD_AFTER && !matches!(patience, Patience::Never) {
+                    st.let_producer_ahead(seg, &mut deadline);
+                }
+                st.streak = 0;
+                wait_for(
+                    &seg.header().consumer_wait,
+                    self.wait,
+                    &mut self.window,
+                    deadline,
+                    || st.poll(op, seg),
+                )?
+            }
         };
         match got {
             Some(Got::Record(i, r)) => Ok(Some((i, r))),
@@ -373,10 +404,24 @@ impl State {
                 // The next scan starts after this lane (no `%`: a division by a run-time lane
                 // count costs more than the rest of this path).
                 self.next = if i + 1 == self.lanes.len() { 0 } else { i + 1 };
+                self.streak = self.streak.saturating_add(1);
+                self.streak_lane = i;
                 Some((i, r))
             }
             _ => None,
         }
+    }
+
+    /// Waits, after a streak of records, for the producer of the streak's last lane to get
+    /// ahead (`wait::let_ahead`); the consumer has just found the channel empty.
+    fn let_producer_ahead(&self, seg: &Segment, deadline: &mut Deadline) {
+        let i = self.streak_lane;
+        let Some(lane) = self.lanes.get(i) else {
+            return;
+        };
+        let ctl = seg.lane(i);
+        let limit = (lane.ring.capacity() / 4).min(AHEAD_BYTES);
+        let_ahead(limit, deadline, || lane.ring.backlog(ctl));
     }
 
     /// One pass over the active lanes: a record, the end of the stream, or nothing.

@@ -451,6 +451,22 @@ impl ConsumerRing {
         )))
     }
 
+    /// How many bytes the producer has published past our head, by its `tail`: a hint for
+    /// pacing (`wait::let_ahead`), never validated and never used to find or read a record.
+    #[inline]
+    pub(crate) fn backlog(&self, ctl: &LaneCtl) -> u64 {
+        // Relaxed: a hint; nothing is read on its strength.
+        ctl.prod
+            .tail
+            .load(Ordering::Relaxed)
+            .wrapping_sub(self.head)
+    }
+
+    /// The ring's capacity in bytes.
+    pub(crate) fn capacity(&self) -> u64 {
+        self.cap
+    }
+
     /// Gives the record returned by the last `peek` back to the producer.
     #[inline(always)]
     pub(crate) fn release(&mut self, ctl: &LaneCtl, producer: &WaitCell, r: Record) {

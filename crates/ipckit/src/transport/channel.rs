@@ -207,6 +207,15 @@ impl super::RecvImpl for ConsumerEnd {
         }
     }
 
+    #[inline]
+    fn recv_ready(&mut self, buf: &mut Vec<u8>) -> Option<usize> {
+        // An aborted receiver fails, as `recv` does, rather than take what is waiting.
+        if self.abort.is_aborted() {
+            return None;
+        }
+        self.consumer.recv_into_ready(buf)
+    }
+
     fn abort_handle(&self) -> AbortHandle {
         self.abort.clone()
     }
