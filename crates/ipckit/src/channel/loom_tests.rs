@@ -40,14 +40,14 @@ fn payload(tag: u8, len: usize) -> Vec<u8> {
 /// `wait_for` as the channel's blocking waits call it: no deadline, a waiter's first window.
 fn block_on<T, E>(
     cell: &WaitCell,
-    poll: impl FnMut() -> Result<Option<T>, E>,
+    mut poll: impl FnMut() -> Result<Option<T>, E>,
 ) -> Result<Option<T>, E> {
     wait_for(
         cell,
         Wait::Blocking,
         &mut SpinWindow::default(),
         Deadline::Never,
-        poll,
+        |_| poll(),
     )
 }
 

@@ -341,7 +341,7 @@ impl Producer {
             self.wait,
             &mut self.window,
             patience.deadline(),
-            poll,
+            |_| poll(),
         )?;
         got.ok_or_else(|| patience.error(op, seg.object(), "the lane is full"))
     }
@@ -365,7 +365,7 @@ impl Producer {
         let header = seg.header();
         let tail = self.ring.published();
         let last_check = &mut self.last_check;
-        let poll = || -> Result<Option<()>> {
+        let mut poll = || -> Result<Option<()>> {
             // The state first, then head (both Acquire): the consumer releases what it read
             // (Release stores of head) before it stores CLOSED (Release), so a CLOSED seen here
             // comes with its final head.
@@ -411,7 +411,7 @@ impl Producer {
             self.wait,
             &mut window,
             Deadline::after(timeout),
-            poll,
+            |_| poll(),
         )?;
         got.ok_or_else(|| Error::Timeout {
             op: OP,
