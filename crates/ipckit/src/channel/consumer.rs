@@ -80,7 +80,7 @@ struct Lane {
 }
 
 /// A waiter's busy polls (`wait::wait_for`: a `pause` apart, while a `Spin` consumer waits or
-/// in the first microsecond of a `Blocking` wait) take the full pass — every lane, the end of the
+/// in the first microseconds of a `Blocking` wait) take the full pass — every lane, the end of the
 /// stream, the producers' liveness — only every `FULL_PASS_EVERY`th time, and otherwise look only
 /// at the lane the fast path looks at first: a message there is seen within a `pause` of its
 /// publication, as by a busy fast path, where a full pass between two `pause`s made the polls

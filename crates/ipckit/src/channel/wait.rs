@@ -508,7 +508,7 @@ fn futex_wake(cell: &WaitCell) {
 /// Waits until `poll` returns `Ok(Some(_))` or an error, or `deadline` passes (`Ok(None)`).
 ///
 /// `poll` is called first without waiting, then after each round of spinning or each sleep. Its
-/// argument says whether the poll is one of the busy polls (`Spin`, or the first microsecond of a
+/// argument says whether the poll is one of the busy polls (`Spin`, or the first microseconds of a
 /// `Blocking` wait), which come a `pause` apart: those may look only where a message is most
 /// likely, as long as every so many of them look everywhere; every other poll — the first, the
 /// backoff's and the window's, those around a sleep — must look everywhere. A
