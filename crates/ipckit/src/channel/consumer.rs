@@ -267,8 +267,8 @@ impl Consumer {
         // back by loads wider than its stores, which stall until every earlier store has reached
         // the cache (a pinned 64-byte ping-pong took 250–270 ns one way instead of 205–230).
         loop {
-            if let Some((i, r)) = self.st.poll_fast(&self.seg) {
-                return Ok(Some(self.copy_out_and_release(i, r, out)));
+            if let Some(len) = self.recv_into_ready(out) {
+                return Ok(Some(len));
             }
             if !self.next_record_waiting(op, patience)? {
                 return Ok(None);
@@ -454,7 +454,7 @@ impl State {
             return;
         };
         let ctl = seg.lane(i);
-        let limit = (lane.ring.capacity() / 4).min(AHEAD_BYTES);
+        let limit = (seg.geometry().lane_capacity as u64 / 4).min(AHEAD_BYTES);
         let_ahead(limit, deadline, || lane.ring.backlog(ctl));
     }
 

@@ -462,11 +462,6 @@ impl ConsumerRing {
             .wrapping_sub(self.head)
     }
 
-    /// The ring's capacity in bytes.
-    pub(crate) fn capacity(&self) -> u64 {
-        self.cap
-    }
-
     /// Gives the record returned by the last `peek` back to the producer.
     #[inline(always)]
     pub(crate) fn release(&mut self, ctl: &LaneCtl, producer: &WaitCell, r: Record) {
