@@ -38,6 +38,9 @@ pub enum Error {
         /// What was wrong.
         reason: String,
     },
+    /// The run was stopped ([`Stop::stop`](crate::Stop::stop)) before it finished.
+    #[error("bench: stopped before the run finished")]
+    Stopped,
     /// The peer process did not answer in time.
     #[error("{op} {object}: no answer within {timeout:?}")]
     Timeout {

@@ -198,6 +198,77 @@ pub struct Plan {
     /// [`Report::spread`]. Values measured seconds apart on a shared machine do not compare;
     /// medians of interleaved rounds do.
     pub rounds: u32,
+    /// Ends the run early when stopped from another thread (as the command does on SIGINT).
+    pub stop: Stop,
+}
+
+/// Ends a [`run`] early from another thread — the command's, when a signal comes: the cell being
+/// measured fails at once (its ends aborted, its peer ended, the channels it created removed),
+/// and `run` measures nothing more and returns [`Error::Stopped`]. Clones stop the same run.
+#[derive(Clone, Default)]
+pub struct Stop(Arc<StopState>);
+
+#[derive(Default)]
+struct StopState {
+    stopped: AtomicBool,
+    /// The ends of the transport being measured.
+    handles: Mutex<Vec<AbortHandle>>,
+}
+
+impl Stop {
+    /// A run not stopped yet.
+    pub fn new() -> Stop {
+        Stop::default()
+    }
+
+    /// Stops the run: aborts the ends in use, and every end registered from now on.
+    pub fn stop(&self) {
+        let handles = self.0.handles.lock().unwrap_or_else(|e| e.into_inner());
+        self.0.stopped.store(true, Ordering::SeqCst);
+        for h in handles.iter() {
+            h.abort();
+        }
+    }
+
+    /// Whether [`stop`](Self::stop) was called.
+    pub fn is_stopped(&self) -> bool {
+        self.0.stopped.load(Ordering::SeqCst)
+    }
+
+    /// `Err(Error::Stopped)` once stopped.
+    fn check(&self) -> Result<()> {
+        if self.is_stopped() {
+            return Err(Error::Stopped);
+        }
+        Ok(())
+    }
+
+    /// Aborts `handle` when the run is stopped (at once if it was). The lock orders this with
+    /// `stop`: a handle is either in the list when `stop` walks it, or sees the flag set.
+    fn register(&self, handle: AbortHandle) {
+        let mut handles = self.0.handles.lock().unwrap_or_else(|e| e.into_inner());
+        if self.is_stopped() {
+            handle.abort();
+        }
+        handles.push(handle);
+    }
+
+    /// Forgets the ends registered (their transport is done).
+    fn clear(&self) {
+        self.0
+            .handles
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clear();
+    }
+}
+
+impl std::fmt::Debug for Stop {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Stop")
+            .field("stopped", &self.is_stopped())
+            .finish_non_exhaustive()
+    }
 }
 
 impl Default for Plan {
@@ -222,6 +293,7 @@ impl Plan {
             remeasure_limit: 16,
             baseline: true,
             rounds: 1,
+            stop: Stop::new(),
         }
     }
 
@@ -529,6 +601,7 @@ pub fn run(plan: &Plan, peer: &PeerCommand, progress: &mut dyn FnMut(&Progress))
     // The floor, on the same placement as the cells: before the first transport and after
     // each, so that its spread over the run says how steady the machine was.
     let floor = |report: &mut Report, remeasures: &mut u32, first: bool| -> Result<()> {
+        plan.stop.check()?;
         if !plan.wants_floor() {
             return Ok(());
         }
@@ -583,6 +656,7 @@ pub fn run(plan: &Plan, peer: &PeerCommand, progress: &mut dyn FnMut(&Progress))
             if cells.is_empty() {
                 continue;
             }
+            plan.stop.check()?;
             let outcome = run_transport(kind, &cells, plan, peer, peer_cpu, &mut |cell| {
                 progress(&Progress {
                     done,
@@ -635,6 +709,7 @@ pub fn run(plan: &Plan, peer: &PeerCommand, progress: &mut dyn FnMut(&Progress))
     if plan.rounds > 1 {
         report.rounds = Some(plan.rounds);
     }
+    plan.stop.check()?;
     let total = plan.cell_count();
     remeasure_suspects(&mut report, plan, remeasures, &mut |transport, cells| {
         run_transport(transport, cells, plan, peer, peer_cpu, &mut |cell| {
@@ -646,6 +721,7 @@ pub fn run(plan: &Plan, peer: &PeerCommand, progress: &mut dyn FnMut(&Progress))
             });
         })
     });
+    plan.stop.check()?;
     report.baseline = median_floor(&report.floors);
     report.noise = sanity::noise(&report.floors, plan.rounds);
     if let Some(saved) = saved {
@@ -957,6 +1033,9 @@ fn run_transport(
     on_cell: &mut dyn FnMut((Pattern, u64)),
 ) -> Vec<std::result::Result<Measurement, String>> {
     let fail_all = |reason: String| cells.iter().map(|_| Err(reason.clone())).collect();
+    if let Err(e) = plan.stop.check() {
+        return fail_all(e.to_string());
+    }
     let max = cells.iter().map(|c| c.1).max().unwrap_or(0) as usize;
     let (mut setup, to_arg, from_arg) = match host_setup(transport, max) {
         Ok(s) => s,
@@ -1020,14 +1099,20 @@ fn run_transport(
         })
     };
 
+    let register = |handle: AbortHandle| {
+        plan.stop.register(handle.clone());
+        watch.register(handle);
+    };
     let mut results = Vec::new();
+    // Our ends, kept until the peer has been reaped (below).
+    let mut ends: Option<Box<dyn Link>> = None;
     let outcome = (|| -> Result<()> {
-        let mut link: Box<dyn Link> = match setup {
+        let link: &mut dyn Link = &mut **ends.insert(match setup {
             HostSetup::Ipc(to, from) => {
                 let tx = to.establish(Some(CONNECT_TIMEOUT))?;
-                watch.register(tx.abort_handle());
+                register(tx.abort_handle());
                 let rx = from.establish(Some(CONNECT_TIMEOUT))?;
-                watch.register(rx.abort_handle());
+                register(rx.abort_handle());
                 Box::new(IpcLink {
                     kind: transport.kind().unwrap_or(TransportKind::Channel),
                     tx: Some(tx),
@@ -1038,24 +1123,24 @@ fn run_transport(
             HostSetup::Zc(ends) if transport == Transport::ChannelAsync => {
                 let (producer, consumer) = *ends;
                 let link = AsyncLink::new(producer, consumer, CONNECT_TIMEOUT)?;
-                watch.register(link.abort.clone());
+                register(link.abort.clone());
                 Box::new(link)
             }
             HostSetup::Zc(ends) => {
                 let (producer, consumer) = *ends;
                 let zc = ZcLink::new(producer, consumer, CONNECT_TIMEOUT);
-                watch.register(zc.abort.clone());
+                register(zc.abort.clone());
                 Box::new(zc)
             }
-        };
+        });
         for &(pattern, size) in cells {
             on_cell((pattern, size));
             let name = transport.name();
             let size = size as usize;
             let m = match pattern {
-                Pattern::Latency => latency(name, &mut *link, size, plan),
-                Pattern::Throughput => throughput(name, &mut *link, size, plan),
-                Pattern::Wake => wake(name, &mut *link, size, plan),
+                Pattern::Latency => latency(name, link, size, plan),
+                Pattern::Throughput => throughput(name, link, size, plan),
+                Pattern::Wake => wake(name, link, size, plan),
             };
             match m {
                 Ok(m) => results.push(Ok(m)),
@@ -1079,6 +1164,11 @@ fn run_transport(
         watchdog
             .join()
             .unwrap_or((false, "watchdog panicked".into(), String::new()));
+    plan.stop.clear();
+    // Only now, the peer gone, our ends leave: the last to leave a channel removes it, and a
+    // peer that died holding it (killed above, or by a signal) never leaves. Had ours left
+    // first, the channels the run created would outlive it.
+    drop(ends);
     let peer_note = if peer_err.is_empty() {
         format!("peer {status}")
     } else {

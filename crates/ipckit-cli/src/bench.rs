@@ -215,7 +215,19 @@ fn measure(args: RunArgs) -> Result<ExitCode> {
         indicatif::ProgressStyle::with_template("{bar:30} {pos}/{len} cells  {msg}")
             .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
     );
-    let mut report = bench::run(&plan, &peer, &mut |p| {
+    if plan
+        .transports
+        .contains(&Transport::Ipc(ipckit::transport::TransportKind::Signal))
+    {
+        // Before the signal thread starts, as `bench::run` asks.
+        ipckit::transport::prepare_signals().context("block the transport's signals")?;
+    }
+    // On SIGINT, SIGTERM or SIGHUP the run stops: the cell being measured fails at once, its
+    // peer is ended and what the run created is removed; then leave as the signal says.
+    let interrupts = crate::leave::install()?;
+    let stop = plan.stop.clone();
+    interrupts.on_signal(move || stop.stop());
+    let result = bench::run(&plan, &peer, &mut |p| {
         bar.set_position(p.done as u64);
         match p.cell {
             Some((pattern, size)) => bar.set_message(format!(
@@ -225,8 +237,12 @@ fn measure(args: RunArgs) -> Result<ExitCode> {
             )),
             None => bar.set_message(format!("{} done", p.transport)),
         }
-    })?;
+    });
     bar.finish_and_clear();
+    if let Some(code) = interrupts.exit_code() {
+        return Ok(code);
+    }
+    let mut report = result?;
     report.notes.extend(cuts);
     finish(&report, args.json.as_deref(), args.svg.as_deref())?;
     let failed = report.skipped.iter().filter(|s| s.failed).count();

@@ -1,4 +1,4 @@
-//! Leaving `send` and `recv` cleanly on SIGINT, SIGTERM and SIGHUP.
+//! Leaving `send`, `recv` and `bench` cleanly on SIGINT, SIGTERM and SIGHUP.
 //!
 //! No signal handler runs: [`install`] blocks the three signals in the main thread before any
 //! other thread exists (threads inherit the mask), and a thread reads them from a signalfd

@@ -808,3 +808,126 @@ fn mistakes_are_usage_errors_found_before_the_run() {
     ]);
     assert_eq!(out.status.code(), Some(2), "{}", text(&out).1);
 }
+
+/// The `/dev/shm` names a bench run of process `pid` created: `ipckit-bench-<pid>-…` for
+/// `channel-zc`, `ipckit-host-<pid>-…` for the `channel` transport.
+fn created_by(pid: u32) -> Vec<String> {
+    let prefixes = [
+        format!("ipckit-bench-{pid}-"),
+        format!("ipckit-host-{pid}-"),
+    ];
+    let mut names: Vec<String> = std::fs::read_dir("/dev/shm")
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .filter(|n| prefixes.iter().any(|p| n.starts_with(p)))
+        .collect();
+    names.sort();
+    names
+}
+
+/// The processes `pid`'s threads have started and not yet reaped.
+fn children(pid: u32) -> Vec<u32> {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return Vec::new();
+    };
+    tasks
+        .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("children")).ok())
+        .flat_map(|s| {
+            s.split_whitespace()
+                .filter_map(|p| p.parse().ok())
+                .collect::<Vec<u32>>()
+        })
+        .collect()
+}
+
+/// Starts a bench of `transport` whose one cell streams for a minute, and returns it with its
+/// peer once the peer has mapped both of the run's channels; the guard removes what the run
+/// left in `/dev/shm` (after the assertions, which look first).
+fn bench_with_its_peer_holding_the_channels(
+    transport: &str,
+) -> (
+    ipckit_testkit::Kid,
+    u32,
+    ipckit_testkit::Defer<impl FnMut()>,
+) {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_ipckit"));
+    cmd.args([
+        "bench",
+        "--transports",
+        transport,
+        "--sizes",
+        "64",
+        "--pattern",
+        "throughput",
+        "--duration",
+        "60s",
+    ]);
+    let bench = ipckit_testkit::start(cmd);
+    let pid = bench.pid() as u32;
+    let cleanup = ipckit_testkit::Defer(move || {
+        for name in created_by(pid) {
+            let _ = std::fs::remove_file(Path::new("/dev/shm").join(name));
+        }
+    });
+    let mut peer = None;
+    ipckit_testkit::wait_until("the peer to map both channels", || {
+        peer = children(pid).into_iter().find(|&c| {
+            let maps = std::fs::read_to_string(format!("/proc/{c}/maps")).unwrap_or_default();
+            let names = created_by(pid);
+            names.len() == 2
+                && names
+                    .iter()
+                    .all(|n| maps.contains(&format!("/dev/shm/{n}")))
+        });
+        peer.is_some()
+    });
+    (bench, peer.unwrap(), cleanup)
+}
+
+#[test]
+fn a_peer_killed_while_it_holds_the_channels_leaves_none_behind() {
+    // The bench leaves last: its ends remove the channels.
+    for transport in ["channel-zc", "channel"] {
+        let (bench, peer, _cleanup) = bench_with_its_peer_holding_the_channels(transport);
+        let pid = bench.pid() as u32;
+        let kill = Command::new("kill")
+            .args(["-KILL", &peer.to_string()])
+            .status()
+            .unwrap();
+        assert!(kill.success(), "kill -KILL {peer}");
+        let status = bench.wait();
+        assert_eq!(status.code(), Some(1), "{transport}: the cell failed");
+        assert_eq!(
+            created_by(pid),
+            Vec::<String>::new(),
+            "{transport}: left behind"
+        );
+    }
+}
+
+#[test]
+fn an_interrupted_run_ends_its_peer_and_removes_what_it_created() {
+    // SIGINT stops the run at once. The bench's ends are gone before its peer (which it
+    // ends) could leave, so the bench removes channel-zc's channels itself once the peer is
+    // reaped; the `channel` transport's ends remove theirs as they drop.
+    for transport in ["channel-zc", "channel"] {
+        let (bench, peer, _cleanup) = bench_with_its_peer_holding_the_channels(transport);
+        let pid = bench.pid() as u32;
+        let int = Command::new("kill")
+            .args(["-INT", &pid.to_string()])
+            .status()
+            .unwrap();
+        assert!(int.success(), "kill -INT {pid}");
+        let status = bench.wait();
+        assert_eq!(status.code(), Some(130), "{transport}: left as SIGINT says");
+        assert!(
+            !Path::new(&format!("/proc/{peer}")).exists(),
+            "{transport}: the peer {peer} was ended and reaped"
+        );
+        assert_eq!(
+            created_by(pid),
+            Vec::<String>::new(),
+            "{transport}: left behind"
+        );
+    }
+}
