@@ -884,42 +884,21 @@ fn bench_with_its_peer_holding_the_channels(
     (bench, peer.unwrap(), cleanup)
 }
 
-#[test]
-fn a_peer_killed_while_it_holds_the_channels_leaves_none_behind() {
-    // The bench leaves last: its ends remove the channels.
+/// For `channel-zc` and `channel`: sends `signal` to the peer or to the bench once the peer
+/// holds the channels, and checks that the bench exits with `code`, its peer gone and nothing
+/// it created left in `/dev/shm`.
+fn signalled_runs_leave_nothing(signal: &str, to_the_peer: bool, code: i32) {
     for transport in ["channel-zc", "channel"] {
         let (bench, peer, _cleanup) = bench_with_its_peer_holding_the_channels(transport);
         let pid = bench.pid() as u32;
-        let kill = Command::new("kill")
-            .args(["-KILL", &peer.to_string()])
+        let target = if to_the_peer { peer } else { pid };
+        let sent = Command::new("kill")
+            .args([signal, &target.to_string()])
             .status()
             .unwrap();
-        assert!(kill.success(), "kill -KILL {peer}");
+        assert!(sent.success(), "kill {signal} {target}");
         let status = bench.wait();
-        assert_eq!(status.code(), Some(1), "{transport}: the cell failed");
-        assert_eq!(
-            created_by(pid),
-            Vec::<String>::new(),
-            "{transport}: left behind"
-        );
-    }
-}
-
-#[test]
-fn an_interrupted_run_ends_its_peer_and_removes_what_it_created() {
-    // SIGINT stops the run at once. The bench's ends are gone before its peer (which it
-    // ends) could leave, so the bench removes channel-zc's channels itself once the peer is
-    // reaped; the `channel` transport's ends remove theirs as they drop.
-    for transport in ["channel-zc", "channel"] {
-        let (bench, peer, _cleanup) = bench_with_its_peer_holding_the_channels(transport);
-        let pid = bench.pid() as u32;
-        let int = Command::new("kill")
-            .args(["-INT", &pid.to_string()])
-            .status()
-            .unwrap();
-        assert!(int.success(), "kill -INT {pid}");
-        let status = bench.wait();
-        assert_eq!(status.code(), Some(130), "{transport}: left as SIGINT says");
+        assert_eq!(status.code(), Some(code), "{transport}: exit status");
         assert!(
             !Path::new(&format!("/proc/{peer}")).exists(),
             "{transport}: the peer {peer} was ended and reaped"
@@ -930,4 +909,18 @@ fn an_interrupted_run_ends_its_peer_and_removes_what_it_created() {
             "{transport}: left behind"
         );
     }
+}
+
+#[test]
+fn a_peer_killed_while_it_holds_the_channels_leaves_none_behind() {
+    // The cell fails (exit 1); the bench leaves last, and its ends remove the channels.
+    signalled_runs_leave_nothing("-KILL", true, 1);
+}
+
+#[test]
+fn an_interrupted_run_ends_its_peer_and_removes_what_it_created() {
+    // SIGINT stops the run at once (exit 130). The bench keeps its ends until it has ended and
+    // reaped its peer, which never leaves the channels it held: leaving last, the bench's ends
+    // remove them.
+    signalled_runs_leave_nothing("-INT", false, 130);
 }

@@ -1137,25 +1137,17 @@ mod tests {
         }
     }
 
-    #[test]
-    fn wide_copies_move_exactly_their_bytes_at_every_alignment() {
-        // Every alignment of both ends to a 64-byte line, at lengths around each of the copy's
-        // steps: the 16-byte loop below AVX_COPY_MIN, and above it the bytes and words that
-        // align the destination, the 64-byte blocks, and the words and bytes after them.
+    /// Copies with `copy` at every alignment of both ends to a 64-byte line, at each of `lens`,
+    /// and checks that exactly those bytes were copied; stops early if `copy` returns `false`
+    /// (it copied nothing: no such copy here).
+    ///
+    /// `copy` is called with a source and destination valid for the length, in distinct
+    /// mappings that this thread alone uses while it runs.
+    fn check_copies_at_every_alignment(
+        lens: &[usize],
+        copy: impl Fn(*const u8, *mut u8, usize) -> bool,
+    ) {
         const GUARD: usize = 64;
-        let lens = [
-            WIDE_COPY_MIN,
-            WIDE_COPY_MIN + 7,
-            AVX_COPY_MIN - 1,
-            AVX_COPY_MIN,
-            AVX_COPY_MIN + 1,
-            AVX_COPY_MIN + 31,
-            AVX_COPY_MIN + 63,
-            1000,
-            REP_COPY_MIN - 1,
-            REP_COPY_MIN,
-            REP_COPY_MIN + 13,
-        ];
         let max = lens.iter().max().unwrap() + 64 + 2 * GUARD;
         // 64-byte aligned buffers, so that the offsets below are the alignments.
         let src = HeapMemory::new(max);
@@ -1163,17 +1155,17 @@ mod tests {
         let (src, dst) = (src.shared().unwrap(), dst.shared().unwrap());
         let pattern: Vec<u8> = (0..max).map(|i| (i * 13 + 1) as u8).collect();
         src.write_at(0, &pattern).unwrap();
-        for len in lens {
+        for &len in lens {
             for (s_off, d_off) in (0..64).flat_map(|s| [(s, 0), (s, 8), (0, s), (s, s)]) {
                 dst.write_at(0, &vec![0xee; max]).unwrap();
                 let (from, to) = (GUARD + s_off, GUARD + d_off);
-                // SAFETY: both ranges lie inside their mappings (`max` covers the largest length
-                // at the largest offsets), the mappings are distinct, and this thread alone uses
-                // them while the copy runs.
-                let copied =
-                    unsafe { wide_copy(src.as_ptr().add(from), dst.as_ptr().add(to), len) };
-                if !copied {
-                    return; // No assembly copy here (another architecture, Miri).
+                // `max` covers the largest length at the largest offsets.
+                if !copy(
+                    src.as_ptr().wrapping_add(from),
+                    dst.as_ptr().wrapping_add(to),
+                    len,
+                ) {
+                    return;
                 }
                 let mut back = vec![0; max];
                 dst.read_at(0, &mut back).unwrap();
@@ -1192,11 +1184,34 @@ mod tests {
     }
 
     #[test]
+    fn wide_copies_move_exactly_their_bytes_at_every_alignment() {
+        // Lengths around each of the copy's steps: the 16-byte loop below AVX_COPY_MIN, and
+        // above it the bytes and words that align the destination, the 64-byte blocks, and the
+        // words and bytes after them; `rep movsb` from REP_COPY_MIN where it is fast.
+        let lens = [
+            WIDE_COPY_MIN,
+            WIDE_COPY_MIN + 7,
+            AVX_COPY_MIN - 1,
+            AVX_COPY_MIN,
+            AVX_COPY_MIN + 1,
+            AVX_COPY_MIN + 31,
+            AVX_COPY_MIN + 63,
+            1000,
+            REP_COPY_MIN - 1,
+            REP_COPY_MIN,
+            REP_COPY_MIN + 13,
+        ];
+        // SAFETY: the ranges are valid and disjoint, and this thread alone uses them
+        // (`check_copies_at_every_alignment`'s promise). `false`: no assembly copy here
+        // (another architecture, Miri).
+        check_copies_at_every_alignment(&lens, |src, dst, len| unsafe { wide_copy(src, dst, len) });
+    }
+
+    #[test]
     #[cfg(all(target_arch = "x86_64", not(miri)))]
     fn rep_copies_move_exactly_their_bytes_at_every_alignment() {
         // `copy_rep` runs on every x86-64 CPU (only its speed differs), so it is tested here
         // directly, whether or not `wide_copy` takes it on this machine.
-        const GUARD: usize = 64;
         let lens = [
             1,
             63,
@@ -1206,34 +1221,11 @@ mod tests {
             REP_COPY_MIN,
             REP_COPY_MIN + 77,
         ];
-        let max = lens.iter().max().unwrap() + 64 + 2 * GUARD;
-        let src = HeapMemory::new(max);
-        let dst = HeapMemory::new(max);
-        let (src, dst) = (src.shared().unwrap(), dst.shared().unwrap());
-        let pattern: Vec<u8> = (0..max).map(|i| (i * 7 + 3) as u8).collect();
-        src.write_at(0, &pattern).unwrap();
-        for len in lens {
-            for (s_off, d_off) in (0..64).flat_map(|s| [(s, 0), (s, 8), (0, s), (s, s)]) {
-                dst.write_at(0, &vec![0xee; max]).unwrap();
-                let (from, to) = (GUARD + s_off, GUARD + d_off);
-                // SAFETY: both ranges lie inside their mappings (`max` covers the largest length
-                // at the largest offsets), the mappings are distinct, and this thread alone uses
-                // them while the copy runs.
-                unsafe { copy_rep(src.as_ptr().add(from), dst.as_ptr().add(to), len) };
-                let mut back = vec![0; max];
-                dst.read_at(0, &mut back).unwrap();
-                let case = format!("len {len}, source offset {s_off}, destination offset {d_off}");
-                assert_eq!(&back[to..to + len], &pattern[from..from + len], "{case}");
-                assert!(
-                    back[..to].iter().all(|&b| b == 0xee),
-                    "{case}: bytes before"
-                );
-                assert!(
-                    back[to + len..].iter().all(|&b| b == 0xee),
-                    "{case}: bytes after"
-                );
-            }
-        }
+        check_copies_at_every_alignment(&lens, |src, dst, len| {
+            // SAFETY: as in `wide_copies_move_exactly_their_bytes_at_every_alignment`.
+            unsafe { copy_rep(src, dst, len) };
+            true
+        });
     }
 
     #[test]
