@@ -601,6 +601,8 @@ pub fn run(plan: &Plan, peer: &PeerCommand, progress: &mut dyn FnMut(&Progress))
     // The floor, on the same placement as the cells: before the first transport and after
     // each, so that its spread over the run says how steady the machine was.
     let floor = |report: &mut Report, remeasures: &mut u32, first: bool| -> Result<()> {
+        // A stopped run ends here, before the first transport or after the one it stopped
+        // (whose `run_transport`, like any after the stop, fails its cells at once).
         plan.stop.check()?;
         if !plan.wants_floor() {
             return Ok(());
@@ -656,7 +658,6 @@ pub fn run(plan: &Plan, peer: &PeerCommand, progress: &mut dyn FnMut(&Progress))
             if cells.is_empty() {
                 continue;
             }
-            plan.stop.check()?;
             let outcome = run_transport(kind, &cells, plan, peer, peer_cpu, &mut |cell| {
                 progress(&Progress {
                     done,
@@ -709,7 +710,6 @@ pub fn run(plan: &Plan, peer: &PeerCommand, progress: &mut dyn FnMut(&Progress))
     if plan.rounds > 1 {
         report.rounds = Some(plan.rounds);
     }
-    plan.stop.check()?;
     let total = plan.cell_count();
     remeasure_suspects(&mut report, plan, remeasures, &mut |transport, cells| {
         run_transport(transport, cells, plan, peer, peer_cpu, &mut |cell| {

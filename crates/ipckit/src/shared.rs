@@ -622,26 +622,18 @@ const REP_COPY_MIN: usize = 4096;
 /// `rep movsb` copied 1 MiB at a fifth of their speed. Detected once.
 #[cfg(all(target_arch = "x86_64", not(miri)))]
 fn rep_copy_is_fast() -> bool {
-    use std::sync::atomic::AtomicU8;
-    // 0: not detected yet, 1: no, 2: yes. Racing first calls detect the same answer.
-    static FAST: AtomicU8 = AtomicU8::new(0);
-    match FAST.load(Ordering::Relaxed) {
-        0 => {
-            // `cpuid` leaf 0: the vendor's name, in EBX, EDX, ECX.
-            #[allow(unused_unsafe)]
-            // SAFETY: `cpuid` exists on every x86-64 CPU and only writes registers.
-            let id = unsafe { std::arch::x86_64::__cpuid(0) };
-            let mut vendor = [0; 12];
-            vendor[..4].copy_from_slice(&id.ebx.to_le_bytes());
-            vendor[4..8].copy_from_slice(&id.edx.to_le_bytes());
-            vendor[8..].copy_from_slice(&id.ecx.to_le_bytes());
-            let intel = &vendor == b"GenuineIntel";
-            let fast = intel && std::arch::is_x86_feature_detected!("ermsb");
-            FAST.store(1 + u8::from(fast), Ordering::Relaxed);
-            fast
-        }
-        n => n == 2,
-    }
+    static FAST: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *FAST.get_or_init(|| {
+        // `cpuid` leaf 0: the vendor's name, in EBX, EDX, ECX.
+        #[allow(unused_unsafe)]
+        // SAFETY: `cpuid` exists on every x86-64 CPU and only writes registers.
+        let id = unsafe { std::arch::x86_64::__cpuid(0) };
+        let mut vendor = [0; 12];
+        vendor[..4].copy_from_slice(&id.ebx.to_le_bytes());
+        vendor[4..8].copy_from_slice(&id.edx.to_le_bytes());
+        vendor[8..].copy_from_slice(&id.ecx.to_le_bytes());
+        &vendor == b"GenuineIntel" && std::arch::is_x86_feature_detected!("ermsb")
+    })
 }
 
 /// `wide_copy` of [`REP_COPY_MIN`] bytes or more: by [`copy_rep`] where [`rep_copy_is_fast`],
