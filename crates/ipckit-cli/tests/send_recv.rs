@@ -249,6 +249,10 @@ fn several_senders_feed_one_receiver_until_all_closed() {
 fn a_line_longer_than_the_channel_holds_is_a_clear_error() {
     let n = name("long");
     let r = recv(&n, &["--capacity", "4K"]);
+    // The sender starts once the receiver has created the channel: a sender that came first
+    // would create it itself, with the default capacity, and the long line would fit.
+    let channel = std::path::Path::new("/dev/shm").join(format!("ipckit-{n}"));
+    ipckit_testkit::wait_until("the receiver's channel", || channel.exists());
     let mut s = send(&n, &[]);
     let mut input = b"fits\n".to_vec();
     input.extend(std::iter::repeat_n(b'x', 5000));
